@@ -1,0 +1,211 @@
+#include "common/kafka/consumer.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/kafka/kafka_errors.h"
+
+namespace tidemark::kafka {
+namespace {
+
+std::vector<TopicPartition> ToVector(const rd_kafka_topic_partition_list_t* list) {
+  std::vector<TopicPartition> out;
+  for (int i = 0; i < list->cnt; ++i) {
+    out.push_back({list->elems[i].topic, list->elems[i].partition});
+  }
+  return out;
+}
+
+struct ListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using ListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+
+bool IsCooperative(rd_kafka_t* rk) {
+  const char* protocol = rd_kafka_rebalance_protocol(rk);
+  return protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(
+    const ConsumerConfig& config, std::shared_ptr<spdlog::logger> logger,
+    PartitionListener* listener) {
+  std::unique_ptr<Consumer> c(new Consumer());
+  c->logger_ = std::move(logger);
+  c->listener_ = listener;
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  std::map<std::string, std::string> props = {
+      {"bootstrap.servers", config.brokers},
+      {"group.id", config.group_id},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      // An out-of-range offset while consuming means the broker dropped records this
+      // group has not processed: surface it instead of jumping.
+      {"auto.offset.reset", "error"},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"fetch.wait.max.ms", "100"},
+  };
+  for (const auto& [k, v] : config.properties) props[k] = v;
+  char err[512];
+  for (const auto& [k, v] : props) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError(
+          absl::StrCat("Kafka consumer setting ", k, "=", v, ": ", err));
+    }
+  }
+  rd_kafka_conf_set_rebalance_cb(conf, &Consumer::OnRebalance);
+  rd_kafka_conf_set_opaque(conf, c.get());
+  c->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  if (c->rk_ == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InvalidArgumentError(absl::StrCat("cannot create Kafka consumer: ", err));
+  }
+  rd_kafka_poll_set_consumer(c->rk_);
+  ListPtr topics(rd_kafka_topic_partition_list_new(static_cast<int>(config.topics.size())));
+  for (const std::string& t : config.topics) {
+    rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk_, topics.get()); e) {
+    return ToStatus(e, "subscribing");
+  }
+  return c;
+}
+
+Consumer::~Consumer() {
+  if (rk_ == nullptr) return;
+  rd_kafka_consumer_close(rk_);
+  rd_kafka_destroy(rk_);
+}
+
+void Consumer::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  auto* self = static_cast<Consumer*>(opaque);
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    self->Assign(partitions);
+  } else {
+    self->Revoke(partitions);
+  }
+}
+
+void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
+  // Start each partition at its committed offset, or at its beginning for a new group;
+  // a committed offset below the earliest retained one is data loss.
+  if (rd_kafka_resp_err_t e = rd_kafka_committed(rk_, partitions, 10000); e) {
+    logger_->warn("msg=\"cannot read committed offsets\" error=\"{}\"", rd_kafka_err2str(e));
+  }
+  for (int i = 0; i < partitions->cnt; ++i) {
+    rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    if (tp.offset < 0) {
+      tp.offset = RD_KAFKA_OFFSET_BEGINNING;
+      continue;
+    }
+    int64_t low = 0, high = 0;
+    if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high, 10000) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        tp.offset < low) {
+      fatal_ = absl::DataLossError(absl::StrCat(
+          "committed offset ", tp.offset, " of ", tp.topic, "/", tp.partition,
+          " is before the earliest offset the broker still holds (", low,
+          "): records this consumer group never processed were dropped"));
+    }
+  }
+  rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (IsCooperative(rk_)) {
+    if (rd_kafka_error_t* ie = rd_kafka_incremental_assign(rk_, partitions)) {
+      logger_->error("msg=\"incremental assign failed\" error=\"{}\"", rd_kafka_error_string(ie));
+      rd_kafka_error_destroy(ie);
+    }
+  } else {
+    e = rd_kafka_assign(rk_, partitions);
+  }
+  if (e) logger_->error("msg=\"assign failed\" error=\"{}\"", rd_kafka_err2str(e));
+  logger_->info("msg=\"partitions assigned\" count={}", partitions->cnt);
+  if (listener_) listener_->OnAssigned(ToVector(partitions));
+}
+
+void Consumer::Revoke(rd_kafka_topic_partition_list_t* partitions) {
+  if (listener_) listener_->OnRevoked(ToVector(partitions));
+  if (IsCooperative(rk_)) {
+    if (rd_kafka_error_t* ie = rd_kafka_incremental_unassign(rk_, partitions)) {
+      rd_kafka_error_destroy(ie);
+    }
+  } else {
+    rd_kafka_assign(rk_, nullptr);
+  }
+  logger_->info("msg=\"partitions revoked\" count={}", partitions->cnt);
+}
+
+absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages,
+                                                    absl::Duration timeout) {
+  std::vector<Message> out;
+  int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
+  while (out.size() < max_messages) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, wait_ms);
+    if (!fatal_.ok()) {
+      if (m) rd_kafka_message_destroy(m);
+      return fatal_;
+    }
+    if (m == nullptr) break;
+    wait_ms = 0;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      out.emplace_back(m);
+      continue;
+    }
+    const rd_kafka_resp_err_t err = m->err;
+    const std::string what = rd_kafka_message_errstr(m);
+    rd_kafka_message_destroy(m);
+    switch (err) {
+      case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+        break;
+      case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+      case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+        fatal_ = absl::DataLossError(absl::StrCat(
+            "consumer offset out of range (the broker dropped unprocessed records): ", what));
+        return fatal_;
+      default:
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+          fatal_ = absl::InternalError(absl::StrCat("fatal Kafka consumer error: ", what));
+          return fatal_;
+        }
+        logger_->warn("msg=\"Kafka consumer error\" error=\"{}\"", what);
+    }
+  }
+  return out;
+}
+
+absl::Status Consumer::Commit(const std::map<TopicPartition, int64_t>& next_offsets) {
+  if (next_offsets.empty()) return absl::OkStatus();
+  ListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())));
+  for (const auto& [tp, offset] : next_offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset =
+        offset;
+  }
+  return ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0), "committing offsets");
+}
+
+absl::Status Consumer::PauseAll() {
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &list); e) return ToStatus(e, "pause");
+  ListPtr owned(list);
+  return ToStatus(rd_kafka_pause_partitions(rk_, list), "pausing partitions");
+}
+
+absl::Status Consumer::ResumeAll() {
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &list); e) return ToStatus(e, "resume");
+  ListPtr owned(list);
+  return ToStatus(rd_kafka_resume_partitions(rk_, list), "resuming partitions");
+}
+
+std::vector<TopicPartition> Consumer::Assignment() const {
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  if (rd_kafka_assignment(rk_, &list) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+  ListPtr owned(list);
+  return ToVector(list);
+}
+
+}  // namespace tidemark::kafka

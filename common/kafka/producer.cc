@@ -1,0 +1,120 @@
+#include "common/kafka/producer.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/kafka/kafka_errors.h"
+
+namespace tidemark::kafka {
+namespace {
+
+absl::Status Set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) !=
+      RD_KAFKA_CONF_OK) {
+    return absl::InvalidArgumentError(absl::StrCat("Kafka producer setting ", key, "=", value,
+                                                   ": ", err));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(
+    const ProducerConfig& config, std::shared_ptr<spdlog::logger> logger) {
+  std::unique_ptr<Producer> p(new Producer());
+  p->logger_ = std::move(logger);
+  p->delivery_timeout_ = config.delivery_timeout;
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  std::map<std::string, std::string> props = {
+      {"bootstrap.servers", config.brokers},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"compression.type", config.compression},
+      {"linger.ms", absl::StrCat(absl::ToInt64Milliseconds(config.linger))},
+      {"message.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(config.delivery_timeout))},
+      {"queue.buffering.max.messages", absl::StrCat(config.max_queued_messages)},
+      {"batch.size", "1000000"},
+  };
+  for (const auto& [k, v] : config.properties) props[k] = v;
+  for (const auto& [k, v] : props) {
+    if (absl::Status s = Set(conf, k, v); !s.ok()) {
+      rd_kafka_conf_destroy(conf);
+      return s;
+    }
+  }
+  rd_kafka_conf_set_dr_msg_cb(conf, &Producer::OnDeliveryReport);
+  rd_kafka_conf_set_error_cb(conf, &Producer::OnError);
+  rd_kafka_conf_set_opaque(conf, p.get());
+  char err[512];
+  p->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (p->rk_ == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InvalidArgumentError(absl::StrCat("cannot create Kafka producer: ", err));
+  }
+  p->poll_thread_ = std::thread([raw = p.get()] { raw->PollLoop(); });
+  return p;
+}
+
+Producer::~Producer() {
+  if (rk_ == nullptr) return;
+  if (absl::Status s = Flush(delivery_timeout_); !s.ok()) {
+    logger_->warn("msg=\"records still queued at shutdown\" error=\"{}\"", s.message());
+  }
+  stopping_ = true;
+  if (poll_thread_.joinable()) poll_thread_.join();
+  rd_kafka_destroy(rk_);
+}
+
+absl::Status Producer::Produce(const std::string& topic, absl::string_view key,
+                               absl::string_view value, DeliverySink* sink) {
+  if (BrokersDown()) {
+    return absl::UnavailableError("Kafka is unreachable: all brokers are down");
+  }
+  const rd_kafka_resp_err_t err = rd_kafka_producev(
+      rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_OPAQUE(sink),
+      RD_KAFKA_V_END);
+  return ToStatus(err, absl::StrCat("producing to ", topic));
+}
+
+absl::Status Producer::Flush(absl::Duration timeout) {
+  return ToStatus(rd_kafka_flush(rk_, static_cast<int>(absl::ToInt64Milliseconds(timeout))),
+                  "flushing Kafka producer");
+}
+
+void Producer::PollLoop() {
+  absl::Time next_probe = absl::InfinitePast();
+  while (!stopping_.load()) {
+    rd_kafka_poll(rk_, 50);
+    // librdkafka reports brokers going down but not coming back: probe with a metadata
+    // request so that Produce() stops failing fast once a broker answers again.
+    if (BrokersDown() && absl::Now() >= next_probe) {
+      const rd_kafka_metadata_t* md = nullptr;
+      if (rd_kafka_metadata(rk_, 0, nullptr, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        brokers_down_ = false;
+        logger_->info("msg=\"Kafka reachable again\"");
+      }
+      next_probe = absl::Now() + absl::Seconds(1);
+    }
+  }
+}
+
+void Producer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
+  if (auto* sink = static_cast<DeliverySink*>(msg->_private)) sink->OnDelivery(msg->err);
+}
+
+void Producer::OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  auto* self = static_cast<Producer*>(opaque);
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->brokers_down_ = true;
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char buf[512];
+    rd_kafka_fatal_error(rk, buf, sizeof(buf));
+    self->logger_->critical("msg=\"fatal Kafka producer error\" error=\"{}\"", buf);
+    return;
+  }
+  self->logger_->warn("msg=\"Kafka producer error\" error=\"{}\"", reason);
+}
+
+}  // namespace tidemark::kafka

@@ -1,0 +1,72 @@
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "librdkafka/rdkafka.h"
+#include "common/log/log.h"
+
+namespace tidemark::kafka {
+
+struct ProducerConfig {
+  std::string brokers;
+  /// zstd by default: the development broker keeps 5 MiB per partition (DESIGN §8).
+  std::string compression = "zstd";
+  absl::Duration linger = absl::Milliseconds(5);
+  /// A record not acknowledged within this time fails with UNAVAILABLE.
+  absl::Duration delivery_timeout = absl::Seconds(10);
+  /// Bound on records waiting in the local queue; beyond it Produce() fails with
+  /// RESOURCE_EXHAUSTED instead of buffering without bound.
+  int max_queued_messages = 200'000;
+  /// Any further librdkafka property.
+  std::map<std::string, std::string> properties;
+};
+
+/// Receives the delivery outcome of produced records. Called on the producer's poll
+/// thread, once per record; must not block.
+class DeliverySink {
+ public:
+  virtual ~DeliverySink() = default;
+  virtual void OnDelivery(rd_kafka_resp_err_t err) = 0;
+};
+
+/// An idempotent (acks=all) Kafka producer with its own poll thread.
+/// Thread-safe: Produce may be called from any thread.
+class Producer final {
+ public:
+  static absl::StatusOr<std::unique_ptr<Producer>> Create(
+      const ProducerConfig& config, std::shared_ptr<spdlog::logger> logger);
+  /// Flushes for up to the delivery timeout, then stops the poll thread.
+  ~Producer();
+
+  /// Queues one record (key and value are copied). `sink` receives its outcome and must
+  /// live until then; it may be null. Fails at once with RESOURCE_EXHAUSTED when the
+  /// queue is full and UNAVAILABLE when every broker is known to be down.
+  absl::Status Produce(const std::string& topic, absl::string_view key, absl::string_view value,
+                       DeliverySink* sink);
+  /// Waits until every queued record is delivered or failed.
+  absl::Status Flush(absl::Duration timeout);
+  /// True while librdkafka reports that no broker is reachable.
+  bool BrokersDown() const { return brokers_down_.load(std::memory_order_relaxed); }
+
+ private:
+  Producer() = default;
+  void PollLoop();
+  static void OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg, void*);
+  static void OnError(rd_kafka_t*, int err, const char* reason, void* opaque);
+
+  std::shared_ptr<spdlog::logger> logger_;
+  absl::Duration delivery_timeout_;
+  std::atomic<bool> brokers_down_{false};
+  std::atomic<bool> stopping_{false};
+  rd_kafka_t* rk_ = nullptr;
+  std::thread poll_thread_;
+};
+
+}  // namespace tidemark::kafka

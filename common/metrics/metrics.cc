@@ -1,0 +1,109 @@
+#include "common/metrics/metrics.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "httplib.h"
+
+namespace tidemark::metrics {
+namespace {
+
+std::string Braced(const std::string& labels) {
+  return labels.empty() ? "" : absl::StrCat("{", labels, "}");
+}
+
+}  // namespace
+
+Histogram::Histogram() {
+  for (auto& b : buckets_) b.store(0);
+}
+
+void Histogram::Observe(double seconds) {
+  int i = 0;
+  while (i < kBuckets && seconds > kBounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  double sum = sum_.load(std::memory_order_relaxed);
+  while (!sum_.compare_exchange_weak(sum, sum + seconds, std::memory_order_relaxed)) {
+  }
+}
+
+std::string Histogram::Render(const std::string& name, const std::string& labels) const {
+  std::string out;
+  const std::string sep = labels.empty() ? "" : absl::StrCat(labels, ",");
+  uint64_t cumulative = 0;
+  for (int i = 0; i <= kBuckets; ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    const std::string le = i < kBuckets ? absl::StrCat(kBounds[i]) : "+Inf";
+    absl::StrAppend(&out, name, "_bucket{", sep, "le=\"", le, "\"} ", cumulative, "\n");
+  }
+  absl::StrAppend(&out, name, "_sum", Braced(labels), " ", sum_.load(), "\n");
+  absl::StrAppend(&out, name, "_count", Braced(labels), " ", count_.load(), "\n");
+  return out;
+}
+
+Counter& Registry::AddCounter(const std::string& name, const std::string& help,
+                              const std::string& labels) {
+  absl::MutexLock lock(&mu_);
+  Counter& c = counters_.emplace_back();
+  entries_.push_back({name, help, labels, "counter", &c, nullptr, nullptr});
+  return c;
+}
+
+Gauge& Registry::AddGauge(const std::string& name, const std::string& help,
+                          const std::string& labels) {
+  absl::MutexLock lock(&mu_);
+  Gauge& g = gauges_.emplace_back();
+  entries_.push_back({name, help, labels, "gauge", nullptr, &g, nullptr});
+  return g;
+}
+
+Histogram& Registry::AddHistogram(const std::string& name, const std::string& help,
+                                  const std::string& labels) {
+  absl::MutexLock lock(&mu_);
+  Histogram& h = histograms_.emplace_back();
+  entries_.push_back({name, help, labels, "histogram", nullptr, nullptr, &h});
+  return h;
+}
+
+std::string Registry::Render() const {
+  absl::MutexLock lock(&mu_);
+  // Group samples of one metric name under one HELP/TYPE header, as Prometheus expects.
+  std::map<std::string, std::vector<const Entry*>> by_name;
+  for (const Entry& e : entries_) by_name[e.name].push_back(&e);
+  std::string out;
+  for (const auto& [name, entries] : by_name) {
+    absl::StrAppend(&out, "# HELP ", name, " ", entries.front()->help, "\n# TYPE ", name, " ",
+                    entries.front()->type, "\n");
+    for (const Entry* e : entries) {
+      if (e->counter) absl::StrAppend(&out, name, Braced(e->labels), " ", e->counter->Value(), "\n");
+      if (e->gauge) absl::StrAppend(&out, name, Braced(e->labels), " ", e->gauge->Value(), "\n");
+      if (e->histogram) out += e->histogram->Render(name, e->labels);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry& registry,
+                                                                   const std::string& host,
+                                                                   int port) {
+  std::unique_ptr<MetricsServer> s(new MetricsServer());
+  s->server_ = std::make_unique<httplib::Server>();
+  s->server_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
+    res.set_content(registry.Render(), "text/plain; version=0.0.4");
+  });
+  s->port_ = port == 0 ? s->server_->bind_to_any_port(host) : port;
+  if (port != 0 && !s->server_->bind_to_port(host, port)) s->port_ = -1;
+  if (s->port_ < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot bind metrics HTTP on ", host, ":", port));
+  }
+  s->thread_ = std::thread([srv = s->server_.get()] { srv->listen_after_bind(); });
+  return s;
+}
+
+MetricsServer::~MetricsServer() {
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace tidemark::metrics

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "pqxx/connection"
+#include "common/log/log.h"
+
+namespace tidemark::pg {
+
+/// Opens a connection. Fails with UNAVAILABLE when the server cannot be reached.
+absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(const std::string& dsn);
+
+/// Converts an exception thrown by libpqxx into a status callers can act on:
+/// UNAVAILABLE - connection lost or server shutting down: reconnect and retry;
+/// UNKNOWN     - in doubt: the commit may or may not have happened; only an idempotent
+///               write (the versioned upsert) may be retried;
+/// ABORTED     - serialization failure or deadlock: retry the transaction;
+/// INVALID_ARGUMENT - the data was refused (constraint, bad value): retrying cannot help;
+/// INTERNAL    - anything else.
+absl::Status FromException(const std::exception& e);
+
+/// Whether a status from FromException may succeed when the same work is retried.
+bool IsRetriable(const absl::Status& status);
+
+/// One versioned schema change.
+struct Migration {
+  int version;
+  std::string name;
+  std::string sql;
+};
+
+/// Applies the migrations newer than the database's schema version, in order, each in its
+/// own transaction, under an advisory lock so that concurrent replicas apply each once.
+absl::Status ApplyMigrations(pqxx::connection& conn, const std::vector<Migration>& migrations,
+                             spdlog::logger& logger);
+
+}  // namespace tidemark::pg

@@ -1,0 +1,37 @@
+#include "common/process/shutdown_signal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+namespace tidemark::process {
+namespace {
+
+sigset_t ShutdownSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGUSR1);
+  return set;
+}
+
+}  // namespace
+
+ShutdownSignal::ShutdownSignal() {
+  sigset_t set = ShutdownSet();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A closed pipe must surface as an error on the write, not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int ShutdownSignal::Wait() {
+  sigset_t set = ShutdownSet();
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+void ShutdownSignal::RequestStop() { kill(getpid(), SIGUSR1); }
+
+}  // namespace tidemark::process

@@ -1,0 +1,20 @@
+#pragma once
+
+namespace tidemark::process {
+
+/// The process's one shutdown signal, owned by main. Construct it first thing in main,
+/// before any thread starts: it blocks SIGTERM, SIGINT and SIGUSR1 in the calling thread,
+/// so every thread created afterwards inherits the mask and only Wait() receives them.
+class ShutdownSignal final {
+ public:
+  ShutdownSignal();
+  ShutdownSignal(const ShutdownSignal&) = delete;
+  ShutdownSignal& operator=(const ShutdownSignal&) = delete;
+
+  /// Blocks until SIGTERM or SIGINT arrives, or RequestStop() is called. Returns the signal.
+  int Wait();
+  /// Asks Wait() to return, from any thread (a component that hit a fatal error).
+  static void RequestStop();
+};
+
+}  // namespace tidemark::process

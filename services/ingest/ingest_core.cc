@@ -1,0 +1,160 @@
+#include "services/ingest/ingest_core.h"
+
+#include <cmath>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/series/series_key.h"
+#include "common/time/time_units.h"
+
+namespace tidemark::ingest {
+namespace {
+
+using v1::RejectReason;
+
+Rejection Reject(RejectReason reason, std::string message) {
+  return Rejection{reason, std::move(message)};
+}
+
+// Names that collide with the columns of the narrow view (DESIGN §5) or with the
+// dimension Tidemark derives from the device id.
+bool IsReserved(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  return lower == "time" || lower == "measure_name" || lower == "measure_value" ||
+         lower == series::kDeviceIdDimension || absl::StartsWith(lower, "measure_value::") ||
+         absl::StartsWith(lower, "ts_") || absl::StartsWith(lower, "tidemark_");
+}
+
+std::optional<Rejection> CheckName(absl::string_view kind, absl::string_view name,
+                                   const ValidationLimits& limits) {
+  if (name.empty()) {
+    return Reject(v1::REJECT_REASON_INVALID_NAME, absl::StrCat(kind, " name is empty"));
+  }
+  if (static_cast<int>(name.size()) > limits.max_name_bytes) {
+    return Reject(v1::REJECT_REASON_NAME_TOO_LONG,
+                  absl::StrCat(kind, " name \"", name.substr(0, 32), "...\" is ", name.size(),
+                               " bytes; the limit is ", limits.max_name_bytes));
+  }
+  if (IsReserved(name)) {
+    return Reject(v1::REJECT_REASON_RESERVED_NAME,
+                  absl::StrCat(kind, " name \"", name, "\" is reserved"));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
+                                       const ValidationLimits& limits) {
+  if (const size_t bytes = event.ByteSizeLong();
+      bytes > static_cast<size_t>(limits.max_event_bytes)) {
+    return Reject(v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
+                  absl::StrCat("event is ", bytes, " bytes; the limit is ",
+                               limits.max_event_bytes));
+  }
+  if (event.device_id().empty()) {
+    return Reject(v1::REJECT_REASON_MISSING_DEVICE_ID, "device_id is missing or empty");
+  }
+  if (static_cast<int>(event.device_id().size()) > limits.max_value_bytes) {
+    return Reject(v1::REJECT_REASON_NAME_TOO_LONG, "device_id is too long");
+  }
+  if (event.time() == 0) return Reject(v1::REJECT_REASON_MISSING_TIME, "time is missing");
+  absl::StatusOr<int64_t> time_us = time::ToMicros(event.time(), event.time_unit());
+  if (!time_us.ok() || *time_us > now_us + absl::ToInt64Microseconds(limits.max_future)) {
+    return Reject(v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE,
+                  absl::StrCat("time is more than ", absl::FormatDuration(limits.max_future),
+                               " ahead of the ingest time; too far to correct"));
+  }
+  if (*time_us < now_us - absl::ToInt64Microseconds(limits.retention)) {
+    return Reject(v1::REJECT_REASON_TIME_BEFORE_RETENTION,
+                  absl::StrCat("time is more than ", absl::FormatDuration(limits.retention),
+                               " before the ingest time, beyond the raw retention"));
+  }
+  if (event.measures().empty()) {
+    return Reject(v1::REJECT_REASON_NO_MEASURES, "event has no measures");
+  }
+  if (event.measures_size() > limits.max_measures) {
+    return Reject(v1::REJECT_REASON_TOO_MANY_MEASURES,
+                  absl::StrCat("event has ", event.measures_size(), " measures; the limit is ",
+                               limits.max_measures));
+  }
+  if (event.dimensions_size() > limits.max_dimensions) {
+    return Reject(v1::REJECT_REASON_TOO_MANY_DIMENSIONS,
+                  absl::StrCat("event has ", event.dimensions_size(),
+                               " dimensions; the limit is ", limits.max_dimensions));
+  }
+  for (const auto& [name, value] : event.dimensions()) {
+    if (auto r = CheckName("dimension", name, limits)) return r;
+    if (static_cast<int>(value.size()) > limits.max_value_bytes) {
+      return Reject(v1::REJECT_REASON_NAME_TOO_LONG,
+                    absl::StrCat("value of dimension \"", name, "\" is too long"));
+    }
+  }
+  for (const auto& [name, value] : event.measures()) {
+    if (auto r = CheckName("measure", name, limits)) return r;
+    switch (value.value_case()) {
+      case v1::MeasureValue::kDoubleValue:
+        if (!std::isfinite(value.double_value())) {
+          return Reject(v1::REJECT_REASON_NON_FINITE_NUMBER,
+                        absl::StrCat("measure \"", name, "\" is not a finite number"));
+        }
+        break;
+      case v1::MeasureValue::kStringValue:
+        if (static_cast<int>(value.string_value().size()) > limits.max_value_bytes) {
+          return Reject(v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
+                        absl::StrCat("string measure \"", name, "\" is too long"));
+        }
+        break;
+      case v1::MeasureValue::kInt64Value:
+      case v1::MeasureValue::kBoolValue:
+        break;
+      case v1::MeasureValue::VALUE_NOT_SET:
+        return Reject(v1::REJECT_REASON_NO_MEASURES,
+                      absl::StrCat("measure \"", name, "\" has no value"));
+    }
+  }
+  return std::nullopt;
+}
+
+PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
+                            int64_t now_us, int first_index, const ValidationLimits& limits) {
+  PreparedBatch batch;
+  batch.accepted.reserve(events.size());
+  v1::Event stamped;
+  for (int i = 0; i < events.size(); ++i) {
+    const v1::Event& event = events[i];
+    if (std::optional<Rejection> r = ValidateEvent(event, now_us, limits)) {
+      v1::RejectedRecord& rec = batch.rejected.emplace_back();
+      rec.set_index(first_index + i);
+      rec.set_reason(r->reason);
+      rec.set_message(std::move(r->message));
+      continue;
+    }
+    stamped = event;
+    stamped.set_ingest_time_us(now_us);
+    AcceptedRecord& out = batch.accepted.emplace_back();
+    out.key = event.device_id();
+    stamped.SerializeToString(&out.value);
+  }
+  return batch;
+}
+
+absl::Status ValidateRequestShape(int event_count, const ValidationLimits& limits) {
+  if (event_count == 0) return absl::InvalidArgumentError("the request has no events");
+  if (event_count > limits.max_events_per_request) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request has ", event_count, " events; send at most ",
+                     limits.max_events_per_request, " per request or use WriteStream"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ReasonName(v1::RejectReason reason) {
+  std::string name = v1::RejectReason_Name(reason);
+  constexpr absl::string_view kPrefix = "REJECT_REASON_";
+  if (absl::StartsWith(name, kPrefix)) name = name.substr(kPrefix.size());
+  return absl::AsciiStrToLower(name);
+}
+
+}  // namespace tidemark::ingest

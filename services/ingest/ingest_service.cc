@@ -1,0 +1,292 @@
+#include "services/ingest/ingest_service.h"
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/time/time_units.h"
+#include "services/ingest/json_mapping.h"
+
+namespace tidemark::ingest {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+absl::Status DeliveryFailure(rd_kafka_resp_err_t err) {
+  return absl::UnavailableError(
+      absl::StrCat("Kafka did not acknowledge the events: ", rd_kafka_err2str(err),
+                   "; nothing is lost by retrying the request"));
+}
+
+}  // namespace
+
+IngestMetrics::IngestMetrics(metrics::Registry& r)
+    : requests(r.AddCounter("tidemark_ingest_requests_total", "Write RPCs received")),
+      accepted(r.AddCounter("tidemark_ingest_events_accepted_total",
+                            "Events acknowledged by Kafka")),
+      rejected(r.AddCounter("tidemark_ingest_events_rejected_total",
+                            "Events rejected by validation")),
+      kafka_failures(r.AddCounter("tidemark_ingest_kafka_failures_total",
+                                  "Events Kafka failed to take or acknowledge")),
+      write_latency(r.AddHistogram("tidemark_ingest_write_seconds",
+                                   "Time from request to Kafka acknowledgement")) {}
+
+// A unary write: counts Kafka acknowledgements and finishes the RPC on the last one.
+class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
+ public:
+  UnaryWrite(grpc::ServerUnaryReactor* reactor, v1::WriteResponse* resp, IngestMetrics& metrics,
+             size_t pending)
+      : reactor_(reactor), resp_(resp), metrics_(metrics), pending_(pending) {}
+
+  void OnDelivery(rd_kafka_resp_err_t err) override {
+    if (err) {
+      absl::MutexLock lock(&mu_);
+      if (status_.ok()) status_ = DeliveryFailure(err);
+    }
+    Settle(1);
+  }
+
+  // Records that were never queued settle at once with the failure that stopped them.
+  void Abandon(size_t count, absl::Status why) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (status_.ok()) status_ = std::move(why);
+    }
+    Settle(count);
+  }
+
+ private:
+  void Settle(size_t count) {
+    if (pending_.fetch_sub(count) != count) return;
+    absl::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      status = status_;
+    }
+    if (status.ok()) {
+      metrics_.accepted.Add(accepted_count());
+      metrics_.write_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start_));
+    } else {
+      metrics_.kafka_failures.Add(accepted_count());
+    }
+    grpc::ServerUnaryReactor* reactor = reactor_;
+    delete this;
+    reactor->Finish(ToGrpc(status));
+  }
+  int64_t accepted_count() const { return resp_->accepted(); }
+
+  grpc::ServerUnaryReactor* reactor_;
+  v1::WriteResponse* resp_;
+  IngestMetrics& metrics_;
+  std::atomic<size_t> pending_;
+  absl::Time start_ = absl::Now();
+  absl::Mutex mu_;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+IngestServiceImpl::IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer,
+                                     IngestMetrics& metrics,
+                                     std::shared_ptr<spdlog::logger> logger)
+    : config_(config), producer_(producer), metrics_(metrics), logger_(std::move(logger)) {}
+
+grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerContext* ctx,
+                                                           PreparedBatch batch,
+                                                           v1::WriteResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  metrics_.rejected.Add(batch.rejected.size());
+  for (v1::RejectedRecord& r : batch.rejected) *resp->add_rejected() = std::move(r);
+  resp->set_accepted(static_cast<int64_t>(batch.accepted.size()));
+  if (batch.accepted.empty()) {
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  auto* write = new UnaryWrite(reactor, resp, metrics_, batch.accepted.size());
+  for (size_t i = 0; i < batch.accepted.size(); ++i) {
+    const AcceptedRecord& rec = batch.accepted[i];
+    if (absl::Status s = producer_.Produce(config_.raw_topic, rec.key, rec.value, write);
+        !s.ok()) {
+      // `write` may be deleted by Abandon; nothing touches it afterwards.
+      write->Abandon(batch.accepted.size() - i, s);
+      break;
+    }
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* ctx,
+                                                   const v1::WriteRequest* req,
+                                                   v1::WriteResponse* resp) {
+  metrics_.requests.Add();
+  if (absl::Status s = ValidateRequestShape(req->events_size(), config_.limits); !s.ok()) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
+  return WritePrepared(
+      ctx, PrepareEvents(req->events(), time::ToMicros(absl::Now()), 0, config_.limits), resp);
+}
+
+grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerContext* ctx,
+                                                       const v1::WriteJsonRequest* req,
+                                                       v1::WriteResponse* resp) {
+  metrics_.requests.Add();
+  if (absl::Status s = ValidateRequestShape(req->records_size(), config_.limits); !s.ok()) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
+  const v1::JsonMapping mapping = MergeMapping(
+      MappingForFormat(req->format(), config_.default_json_mapping), req->mapping());
+  const int64_t now_us = time::ToMicros(absl::Now());
+  // Parse every record, keeping the position of each parsed event in the request so
+  // that rejections name the record the client sent.
+  google::protobuf::RepeatedPtrField<v1::Event> events;
+  std::vector<int> positions;
+  std::vector<v1::RejectedRecord> malformed;
+  for (int i = 0; i < req->records_size(); ++i) {
+    absl::StatusOr<v1::Event> e = JsonToEvent(req->records(i), mapping, now_us);
+    if (!e.ok()) {
+      v1::RejectedRecord& r = malformed.emplace_back();
+      r.set_index(i);
+      r.set_reason(v1::REJECT_REASON_MALFORMED_JSON);
+      r.set_message(std::string(e.status().message()));
+      continue;
+    }
+    *events.Add() = *std::move(e);
+    positions.push_back(i);
+  }
+  PreparedBatch batch = PrepareEvents(events, now_us, 0, config_.limits);
+  for (v1::RejectedRecord& r : batch.rejected) r.set_index(positions[r.index()]);
+  batch.rejected.insert(batch.rejected.end(), malformed.begin(), malformed.end());
+  std::sort(batch.rejected.begin(), batch.rejected.end(),
+            [](const auto& a, const auto& b) { return a.index() < b.index(); });
+  return WritePrepared(ctx, std::move(batch), resp);
+}
+
+// A client stream: reads while fewer than max_inflight_per_stream records await Kafka,
+// and answers once the client has finished and every record is settled. StartRead and
+// Finish are called outside the lock: Finish may run OnDone, which deletes this.
+class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::WriteRequest>,
+                                             public kafka::DeliverySink {
+ public:
+  StreamWrite(IngestServiceImpl& service, v1::WriteResponse* resp)
+      : service_(service), resp_(resp) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Step step;
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        reading_done_ = true;
+        step = NextStepLocked();
+      }
+      Take(step);
+      return;
+    }
+    service_.metrics_.requests.Add();
+    PreparedBatch batch = PrepareEvents(request_.events(), time::ToMicros(absl::Now()),
+                                        next_index_, service_.config_.limits);
+    next_index_ += request_.events_size();
+    service_.metrics_.rejected.Add(batch.rejected.size());
+    {
+      absl::MutexLock lock(&mu_);
+      for (v1::RejectedRecord& r : batch.rejected) *resp_->add_rejected() = std::move(r);
+      inflight_ += static_cast<int64_t>(batch.accepted.size());
+      reading_ = false;
+    }
+    size_t queued = 0;
+    absl::Status produce_status;
+    for (const AcceptedRecord& rec : batch.accepted) {
+      produce_status =
+          service_.producer_.Produce(service_.config_.raw_topic, rec.key, rec.value, this);
+      if (!produce_status.ok()) break;
+      ++queued;
+    }
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      inflight_ -= static_cast<int64_t>(batch.accepted.size() - queued);
+      if (!produce_status.ok()) Fail(produce_status);
+      step = NextStepLocked();
+    }
+    Take(step);
+  }
+
+  void OnDelivery(rd_kafka_resp_err_t err) override {
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      --inflight_;
+      if (err) {
+        Fail(DeliveryFailure(err));
+      } else {
+        ++accepted_;
+      }
+      step = NextStepLocked();
+    }
+    Take(step);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  struct Step {
+    bool read = false;
+    std::optional<grpc::Status> finish;
+  };
+
+  void Fail(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (status_.ok()) status_ = std::move(s);
+    reading_done_ = true;
+  }
+
+  Step NextStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Step step;
+    if (finished_ || reading_) return step;
+    if (!reading_done_) {
+      if (inflight_ < service_.config_.max_inflight_per_stream) {
+        reading_ = true;
+        step.read = true;
+      }
+      return step;
+    }
+    if (inflight_ > 0) return step;
+    finished_ = true;
+    resp_->set_accepted(accepted_);
+    service_.metrics_.accepted.Add(accepted_);
+    step.finish = ToGrpc(status_);
+    return step;
+  }
+
+  void Take(const Step& step) {
+    if (step.read) StartRead(&request_);
+    if (step.finish) Finish(*step.finish);
+  }
+
+  IngestServiceImpl& service_;
+  v1::WriteResponse* resp_;
+  v1::WriteRequest request_;
+  int next_index_ = 0;
+  absl::Mutex mu_;
+  int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  // A read is outstanding (the constructor starts the first).
+  bool reading_ ABSL_GUARDED_BY(mu_) = true;
+  bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::ServerReadReactor<v1::WriteRequest>* IngestServiceImpl::WriteStream(
+    grpc::CallbackServerContext* ctx, v1::WriteResponse* resp) {
+  return new StreamWrite(*this, resp);
+}
+
+}  // namespace tidemark::ingest

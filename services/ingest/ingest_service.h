@@ -1,0 +1,59 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/kafka/producer.h"
+#include "common/metrics/metrics.h"
+#include "services/ingest/ingest_core.h"
+#include "common/log/log.h"
+#include "tidemark/v1/ingest.grpc.pb.h"
+
+namespace tidemark::ingest {
+
+struct IngestConfig {
+  std::string raw_topic = "tidemark.raw";
+  ValidationLimits limits;
+  /// The mapping WriteJson uses for JSON_FORMAT_UNSPECIFIED.
+  v1::JsonMapping default_json_mapping;
+  /// Records a WriteStream may have waiting for Kafka before it stops reading.
+  int max_inflight_per_stream = 50'000;
+};
+
+struct IngestMetrics {
+  explicit IngestMetrics(metrics::Registry& r);
+  metrics::Counter& requests;
+  metrics::Counter& accepted;
+  metrics::Counter& rejected;
+  metrics::Counter& kafka_failures;
+  metrics::Histogram& write_latency;
+};
+
+/// IngestService over the callback API. Every RPC answers only after Kafka acknowledged
+/// each accepted event (or failed to), and never blocks a gRPC thread while waiting.
+class IngestServiceImpl final : public v1::IngestService::CallbackService {
+ public:
+  IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer,
+                    IngestMetrics& metrics, std::shared_ptr<spdlog::logger> logger);
+
+  grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* req,
+                                  v1::WriteResponse* resp) override;
+  grpc::ServerReadReactor<v1::WriteRequest>* WriteStream(grpc::CallbackServerContext* ctx,
+                                                         v1::WriteResponse* resp) override;
+  grpc::ServerUnaryReactor* WriteJson(grpc::CallbackServerContext* ctx,
+                                      const v1::WriteJsonRequest* req,
+                                      v1::WriteResponse* resp) override;
+
+ private:
+  class UnaryWrite;
+  class StreamWrite;
+  grpc::ServerUnaryReactor* WritePrepared(grpc::CallbackServerContext* ctx,
+                                          PreparedBatch batch, v1::WriteResponse* resp);
+
+  const IngestConfig config_;
+  kafka::Producer& producer_;
+  IngestMetrics& metrics_;
+  std::shared_ptr<spdlog::logger> logger_;
+};
+
+}  // namespace tidemark::ingest

@@ -1,0 +1,151 @@
+#include "services/ingest/json_mapping.h"
+
+#include <cmath>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/time/time_units.h"
+#include "nlohmann/json.hpp"
+
+namespace tidemark::ingest {
+namespace {
+
+using nlohmann::json;
+
+bool SameKey(absl::string_view a, absl::string_view b) {
+  return !b.empty() && absl::EqualsIgnoreCase(a, b);
+}
+
+absl::StatusOr<double> TimeNumber(const json& v, absl::string_view key) {
+  if (v.is_number()) return v.get<double>();
+  if (v.is_string()) {
+    double d = 0;
+    if (absl::SimpleAtod(v.get_ref<const std::string&>(), &d)) return d;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is not a number"));
+}
+
+}  // namespace
+
+v1::JsonMapping MappingForFormat(v1::JsonFormat format, const v1::JsonMapping& server_default) {
+  v1::JsonMapping m;
+  switch (format) {
+    case v1::JSON_FORMAT_TIMESTREAM_SAMPLE:
+      m.set_time_key("Time");
+      m.set_time_unit_key("TimeUnit");
+      m.set_default_time_unit(v1::TIME_UNIT_MILLISECONDS);
+      m.set_device_key("DeviceID");
+      m.set_measure_suffix("_measure");
+      return m;
+    case v1::JSON_FORMAT_TURBINE:
+      m.set_device_key("turbineId");
+      m.set_default_time_unit(v1::TIME_UNIT_MILLISECONDS);
+      return m;
+    default:
+      return server_default;
+  }
+}
+
+v1::JsonMapping MergeMapping(v1::JsonMapping base, const v1::JsonMapping& overrides) {
+  if (!overrides.time_key().empty()) base.set_time_key(overrides.time_key());
+  if (!overrides.time_unit_key().empty()) base.set_time_unit_key(overrides.time_unit_key());
+  if (overrides.default_time_unit() != v1::TIME_UNIT_UNSPECIFIED) {
+    base.set_default_time_unit(overrides.default_time_unit());
+  }
+  if (!overrides.device_key().empty()) base.set_device_key(overrides.device_key());
+  if (!overrides.measure_suffix().empty()) base.set_measure_suffix(overrides.measure_suffix());
+  if (!overrides.measure_keys().empty()) *base.mutable_measure_keys() = overrides.measure_keys();
+  return base;
+}
+
+absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapping& mapping,
+                                      int64_t arrival_time_us) {
+  const json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return absl::InvalidArgumentError("not valid JSON");
+  if (!doc.is_object()) return absl::InvalidArgumentError("not a JSON object");
+
+  v1::Event event;
+  std::optional<double> time_value;
+  v1::TimeUnit unit = mapping.default_time_unit();
+  const bool measures_by_type = mapping.measure_suffix().empty() && mapping.measure_keys().empty();
+
+  for (const auto& [key, value] : doc.items()) {
+    if (SameKey(key, mapping.time_key())) {
+      absl::StatusOr<double> t = TimeNumber(value, key);
+      if (!t.ok()) return t.status();
+      time_value = *t;
+      continue;
+    }
+    if (SameKey(key, mapping.time_unit_key())) {
+      if (!value.is_string()) return absl::InvalidArgumentError("time unit is not a string");
+      absl::StatusOr<v1::TimeUnit> u = time::ParseTimeUnit(value.get<std::string>());
+      if (!u.ok()) return u.status();
+      unit = *u;
+      continue;
+    }
+    if (SameKey(key, mapping.device_key())) {
+      if (value.is_string()) {
+        event.set_device_id(value.get<std::string>());
+      } else if (value.is_number()) {
+        event.set_device_id(value.dump());
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("device key \"", key, "\" is not a string"));
+      }
+      continue;
+    }
+    std::string measure_name;
+    bool is_measure = false;
+    if (!mapping.measure_suffix().empty() &&
+        absl::EndsWithIgnoreCase(key, mapping.measure_suffix()) &&
+        key.size() > mapping.measure_suffix().size()) {
+      measure_name = key.substr(0, key.size() - mapping.measure_suffix().size());
+      is_measure = true;
+    }
+    for (const std::string& k : mapping.measure_keys()) {
+      if (SameKey(key, k)) {
+        measure_name = key;
+        is_measure = true;
+      }
+    }
+    if (measures_by_type && (value.is_number() || value.is_boolean())) {
+      measure_name = key;
+      is_measure = true;
+    }
+    if (value.is_object() || value.is_array()) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" holds a nested value"));
+    }
+    if (is_measure) {
+      v1::MeasureValue& m = (*event.mutable_measures())[measure_name];
+      if (value.is_number_integer()) {
+        m.set_int64_value(value.get<int64_t>());
+      } else if (value.is_number()) {
+        m.set_double_value(value.get<double>());
+      } else if (value.is_boolean()) {
+        m.set_bool_value(value.get<bool>());
+      } else if (value.is_string()) {
+        m.set_string_value(value.get<std::string>());
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("measure \"", key, "\" is null"));
+      }
+      continue;
+    }
+    if (value.is_null()) continue;
+    (*event.mutable_dimensions())[key] =
+        value.is_string() ? value.get<std::string>() : value.dump();
+  }
+
+  if (time_value.has_value()) {
+    absl::StatusOr<int64_t> us = time::FractionalToMicros(*time_value, unit);
+    if (!us.ok()) return us.status();
+    event.set_time(*us);
+    event.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
+  } else if (mapping.time_key().empty()) {
+    event.set_time(arrival_time_us);
+    event.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
+  }
+  return event;
+}
+
+}  // namespace tidemark::ingest

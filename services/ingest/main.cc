@@ -1,0 +1,106 @@
+// ingest: accepts device readings over gRPC and makes them durable in tidemark.raw.
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "common/config/common_flags.h"
+#include "common/config/config.h"
+#include "common/grpc/server_runner.h"
+#include "common/kafka/producer.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "common/process/shutdown_signal.h"
+#include "services/ingest/ingest_service.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address host:port");
+ABSL_FLAG(std::string, raw_topic, "tidemark.raw", "Kafka topic accepted events go to");
+ABSL_FLAG(absl::Duration, delivery_timeout, absl::Seconds(10),
+          "How long a write waits for Kafka before answering UNAVAILABLE");
+ABSL_FLAG(int, max_queued_events, 200000,
+          "Events waiting for Kafka beyond which writes answer RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, raw_retention, absl::Hours(24 * 7),
+          "Events older than this are rejected (time before the retention horizon)");
+ABSL_FLAG(absl::Duration, max_future, absl::Hours(24),
+          "Events further ahead than this are rejected; nearer ones are clock-corrected");
+ABSL_FLAG(int, max_events_per_request, 10000, "Largest batch one Write may carry");
+ABSL_FLAG(std::string, json_time_key, "Time", "WriteJson default mapping: time key");
+ABSL_FLAG(std::string, json_time_unit_key, "TimeUnit", "WriteJson default mapping: unit key");
+ABSL_FLAG(std::string, json_device_key, "DeviceID", "WriteJson default mapping: device key");
+ABSL_FLAG(std::string, json_measure_suffix, "_measure",
+          "WriteJson default mapping: keys with this suffix are measures");
+
+namespace {
+
+using namespace tidemark;
+
+absl::StatusOr<ingest::IngestConfig> ConfigFromFlags() {
+  ingest::IngestConfig c;
+  c.raw_topic = absl::GetFlag(FLAGS_raw_topic);
+  c.limits.retention = absl::GetFlag(FLAGS_raw_retention);
+  c.limits.max_future = absl::GetFlag(FLAGS_max_future);
+  c.limits.max_events_per_request = absl::GetFlag(FLAGS_max_events_per_request);
+  for (absl::Status s : {config::RequireNonEmpty("raw_topic", c.raw_topic),
+                         config::RequirePositive("raw_retention", c.limits.retention),
+                         config::RequirePositive("max_future", c.limits.max_future),
+                         config::RequirePositive("max_events_per_request",
+                                                 c.limits.max_events_per_request),
+                         config::RequirePositive("delivery_timeout",
+                                                 absl::GetFlag(FLAGS_delivery_timeout))}) {
+    if (!s.ok()) return s;
+  }
+  c.default_json_mapping.set_time_key(absl::GetFlag(FLAGS_json_time_key));
+  c.default_json_mapping.set_time_unit_key(absl::GetFlag(FLAGS_json_time_unit_key));
+  c.default_json_mapping.set_default_time_unit(v1::TIME_UNIT_MILLISECONDS);
+  c.default_json_mapping.set_device_key(absl::GetFlag(FLAGS_json_device_key));
+  c.default_json_mapping.set_measure_suffix(absl::GetFlag(FLAGS_json_measure_suffix));
+  return c;
+}
+
+int Run(int argc, char** argv) {
+  process::ShutdownSignal shutdown;
+  auto logger = log::MakeLogger("ingest");
+  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark ingest service");
+      !args.ok()) {
+    logger->critical("msg=\"{}\"", args.status().message());
+    return 2;
+  }
+  absl::StatusOr<ingest::IngestConfig> cfg = ConfigFromFlags();
+  if (!cfg.ok()) {
+    logger->critical("msg=\"{}\"", cfg.status().message());
+    return 2;
+  }
+
+  metrics::Registry registry;
+  ingest::IngestMetrics metrics(registry);
+  kafka::ProducerConfig producer_config;
+  producer_config.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  producer_config.delivery_timeout = absl::GetFlag(FLAGS_delivery_timeout);
+  producer_config.max_queued_messages = absl::GetFlag(FLAGS_max_queued_events);
+  auto producer = kafka::Producer::Create(producer_config, logger);
+  if (!producer.ok()) {
+    logger->critical("msg=\"{}\"", producer.status().message());
+    return 2;
+  }
+  ingest::IngestServiceImpl service(*cfg, **producer, metrics, logger);
+  auto metrics_server = metrics::MetricsServer::Start(
+      registry, absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
+  if (!metrics_server.ok()) {
+    logger->critical("msg=\"{}\"", metrics_server.status().message());
+    return 1;
+  }
+  auto server = grpcutil::GrpcServer::Start({.listen_address = absl::GetFlag(FLAGS_listen)},
+                                            {&service});
+  if (!server.ok()) {
+    logger->critical("msg=\"{}\"", server.status().message());
+    return 1;
+  }
+  logger->info("msg=\"serving\" grpc_port={} metrics_port={} brokers={}", (*server)->port(),
+               (*metrics_server)->port(), producer_config.brokers);
+  const int sig = shutdown.Wait();
+  logger->info("msg=\"shutting down\" signal={}", sig);
+  (*server)->Shutdown(absl::GetFlag(FLAGS_delivery_timeout));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

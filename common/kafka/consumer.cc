@@ -123,6 +123,8 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
     e = rd_kafka_assign(rk_, partitions);
   }
   if (e) logger_->error("msg=\"assign failed\" error=\"{}\"", rd_kafka_err2str(e));
+  // Partitions gained while paused stay paused until ResumeAll().
+  if (paused_) rd_kafka_pause_partitions(rk_, partitions);
   logger_->info("msg=\"partitions assigned\" count={}", partitions->cnt);
   if (listener_) listener_->OnAssigned(ToVector(partitions));
 }
@@ -191,6 +193,7 @@ absl::Status Consumer::PauseAll() {
   rd_kafka_topic_partition_list_t* list = nullptr;
   if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &list); e) return ToStatus(e, "pause");
   ListPtr owned(list);
+  paused_ = true;
   return ToStatus(rd_kafka_pause_partitions(rk_, list), "pausing partitions");
 }
 
@@ -198,6 +201,7 @@ absl::Status Consumer::ResumeAll() {
   rd_kafka_topic_partition_list_t* list = nullptr;
   if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &list); e) return ToStatus(e, "resume");
   ListPtr owned(list);
+  paused_ = false;
   return ToStatus(rd_kafka_resume_partitions(rk_, list), "resuming partitions");
 }
 

@@ -94,6 +94,7 @@ class Consumer final {
   std::shared_ptr<spdlog::logger> logger_;
   PartitionListener* listener_ = nullptr;
   absl::Status fatal_;
+  bool paused_ = false;
   rd_kafka_t* rk_ = nullptr;
 };
 

@@ -3,7 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "pqxx/except"
-#include "pqxx/transaction"
+#include "pqxx/pqxx"
 
 namespace tidemark::pg {
 

@@ -1,0 +1,243 @@
+#include "services/timestream-writer/point_store.h"
+
+#include <cstdio>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "common/pg/pg.h"
+#include "pqxx/pqxx"
+#include "pqxx/transaction"
+#include "services/timestream-writer/schema.h"
+
+namespace tidemark::writer {
+namespace {
+
+constexpr int64_t kMicrosPerDay = 86'400'000'000;
+
+int64_t DayOf(int64_t time_us) {
+  return time_us >= 0 ? time_us / kMicrosPerDay : (time_us + 1) / kMicrosPerDay - 1;
+}
+
+// Exact integer arithmetic; to_timestamp(double) would round at microseconds.
+constexpr const char* kTimeFromMicros = "'epoch'::timestamptz + interval '1 microsecond' * ";
+
+std::string FormatDouble(double d) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", d);
+  return buf;
+}
+
+}  // namespace
+
+PointStore::PointStore(std::string dsn, absl::Duration partitions_ahead)
+    : dsn_(std::move(dsn)), partitions_ahead_(partitions_ahead) {}
+
+void PointStore::Reset() {
+  conn_.reset();
+  known_series_.clear();
+  known_days_.clear();
+}
+
+absl::Status PointStore::EnsureConnected() {
+  if (conn_ && conn_->is_open()) return absl::OkStatus();
+  Reset();
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> c = pg::Connect(dsn_);
+  if (!c.ok()) return c.status();
+  conn_ = *std::move(c);
+  try {
+    pqxx::nontransaction tx(*conn_);
+    tx.exec0(
+        "CREATE TEMP TABLE IF NOT EXISTS staging_points ("
+        " source integer, series_id bigint, time_us bigint, value_double double precision,"
+        " value_int bigint, value_bool boolean, value_string text, version bigint,"
+        " ingested_us bigint) ON COMMIT DELETE ROWS");
+    tx.exec0(
+        "CREATE TEMP TABLE IF NOT EXISTS staging_series ("
+        " series_id bigint, canonical_key text, measure_name text, device_id text,"
+        " dimensions jsonb) ON COMMIT DELETE ROWS");
+  } catch (const std::exception& e) {
+    Reset();
+    return pg::FromException(e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PointStore::Open(spdlog::logger& logger) {
+  if (absl::Status s = EnsureConnected(); !s.ok()) return s;
+  absl::Status s = pg::ApplyMigrations(*conn_, SchemaMigrations(), logger);
+  if (!s.ok()) Reset();
+  return s;
+}
+
+absl::StatusOr<int> PointStore::MaintainPartitions(absl::Duration retention) {
+  if (absl::Status s = EnsureConnected(); !s.ok()) return s;
+  try {
+    pqxx::work tx(*conn_);
+    tx.exec_params(
+        "SELECT tidemark_ensure_daily_partitions('points', (now() AT TIME ZONE 'UTC')::date - 1,"
+        " ((now() + $1::interval) AT TIME ZONE 'UTC')::date)",
+        absl::StrCat(absl::ToInt64Seconds(partitions_ahead_), " seconds"));
+    pqxx::row dropped = tx.exec_params1(
+        "SELECT tidemark_drop_expired_partitions('points', $1::interval)",
+        absl::StrCat(absl::ToInt64Seconds(retention), " seconds"));
+    tx.commit();
+    known_days_.clear();
+    return dropped[0].as<int>();
+  } catch (const std::exception& e) {
+    Reset();
+    return pg::FromException(e);
+  }
+}
+
+absl::Status PointStore::EnsurePartitionsFor(const std::vector<StagedPoint>& points) {
+  int64_t first = INT64_MAX, last = INT64_MIN;
+  bool missing = false;
+  for (const StagedPoint& p : points) {
+    const int64_t day = DayOf(p.time_us);
+    first = std::min(first, day);
+    last = std::max(last, day);
+    if (!known_days_.contains(day)) missing = true;
+  }
+  if (!missing) return absl::OkStatus();
+  try {
+    pqxx::work tx(*conn_);
+    tx.exec_params(
+        "SELECT tidemark_ensure_daily_partitions('points', 'epoch'::date + $1::integer,"
+        " 'epoch'::date + $2::integer)",
+        first, last);
+    tx.commit();
+  } catch (const std::exception& e) {
+    Reset();
+    return pg::FromException(e);
+  }
+  for (int64_t d = first; d <= last; ++d) known_days_.insert(d);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WriteOutcome> PointStore::Write(BatchBuilder& batch) {
+  if (absl::Status s = EnsureConnected(); !s.ok()) return s;
+  // Partition DDL runs in its own short transaction, before the batch's.
+  if (absl::Status s = EnsurePartitionsFor(batch.points()); !s.ok()) return s;
+  WriteOutcome outcome;
+  std::vector<int64_t> new_series;
+  try {
+    pqxx::work tx(*conn_);
+    // 1. Series not yet known to this connection: insert, then drop colliding ids from the
+    //    batch (their canonical key differs from the stored one).
+    std::vector<SeriesRow> unknown;
+    for (SeriesRow& row : batch.series()) {
+      if (!known_series_.contains(row.series_id)) unknown.push_back(std::move(row));
+    }
+    if (!unknown.empty()) {
+      {
+        pqxx::stream_to copy(tx, "staging_series");
+        for (const SeriesRow& r : unknown) {
+          copy << std::make_tuple(r.series_id, r.canonical_key, r.measure_name, r.device_id,
+                                  r.dimensions_json);
+        }
+        copy.complete();
+      }
+      tx.exec0(
+          "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+          " SELECT series_id, canonical_key, measure_name, device_id, dimensions"
+          " FROM staging_series ON CONFLICT (series_id) DO NOTHING");
+      std::vector<int64_t> colliding;
+      for (const pqxx::row& row :
+           tx.exec("SELECT st.series_id FROM staging_series st JOIN series s USING (series_id)"
+                   " WHERE s.canonical_key <> st.canonical_key")) {
+        colliding.push_back(row[0].as<int64_t>());
+      }
+      batch.DropSeries(colliding, "series id collides with a different stored series");
+      for (const SeriesRow& r : unknown) new_series.push_back(r.series_id);
+    }
+
+    // 2. The points, by COPY, with NULL in the value columns a point does not use.
+    const std::vector<StagedPoint>& points = batch.points();
+    {
+      pqxx::stream_to copy(tx, "staging_points");
+      std::string num, time_us, version, ingested, source, series_id;
+      for (const StagedPoint& p : points) {
+        source = absl::StrCat(p.source);
+        series_id = absl::StrCat(p.series_id);
+        time_us = absl::StrCat(p.time_us);
+        version = absl::StrCat(p.version);
+        ingested = absl::StrCat(p.ingest_time_us);
+        const char* d = nullptr;
+        const char* i = nullptr;
+        const char* b = nullptr;
+        const char* s = nullptr;
+        switch (p.value.value_case()) {
+          case v1::MeasureValue::kDoubleValue:
+            num = FormatDouble(p.value.double_value());
+            d = num.c_str();
+            break;
+          case v1::MeasureValue::kInt64Value:
+            num = absl::StrCat(p.value.int64_value());
+            i = num.c_str();
+            break;
+          case v1::MeasureValue::kBoolValue:
+            b = p.value.bool_value() ? "t" : "f";
+            break;
+          case v1::MeasureValue::kStringValue:
+            s = p.value.string_value().c_str();
+            break;
+          case v1::MeasureValue::VALUE_NOT_SET:
+            break;
+        }
+        copy << std::make_tuple(source.c_str(), series_id.c_str(), time_us.c_str(), d, i, b, s,
+                                version.c_str(), ingested.c_str());
+      }
+      copy.complete();
+    }
+    // 3. Classify against what is stored, before the upsert changes it.
+    const pqxx::result classified = tx.exec(absl::StrCat(
+        "SELECT st.source, st.series_id, p.version, st.version < p.version AS stale,"
+        " st.version = p.version AND ("
+        "   p.value_double IS DISTINCT FROM st.value_double OR"
+        "   p.value_int IS DISTINCT FROM st.value_int OR"
+        "   p.value_bool IS DISTINCT FROM st.value_bool OR"
+        "   p.value_string IS DISTINCT FROM st.value_string) AS conflict"
+        " FROM staging_points st JOIN points p"
+        " ON p.series_id = st.series_id AND p.time = ",
+        kTimeFromMicros, "st.time_us WHERE st.version <= p.version"));
+    absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> conflict_version;
+    for (const pqxx::row& row : classified) {
+      if (row[3].as<bool>()) {
+        ++outcome.stale;
+      } else if (row[4].as<bool>()) {
+        conflict_version[{row[0].as<int64_t>(), row[1].as<int64_t>()}] = row[2].as<int64_t>();
+      } else {
+        ++outcome.unchanged;
+      }
+    }
+    // 4. One versioned upsert for the whole batch.
+    const pqxx::result upserted = tx.exec(absl::StrCat(
+        "INSERT INTO points (series_id, time, value_double, value_int, value_bool,"
+        " value_string, version, ingested_at)"
+        " SELECT series_id, ",
+        kTimeFromMicros, "time_us, value_double, value_int, value_bool, value_string, version, ",
+        kTimeFromMicros,
+        "ingested_us FROM staging_points"
+        " ON CONFLICT (series_id, time) DO UPDATE SET"
+        " value_double = excluded.value_double, value_int = excluded.value_int,"
+        " value_bool = excluded.value_bool, value_string = excluded.value_string,"
+        " version = excluded.version, ingested_at = excluded.ingested_at"
+        " WHERE excluded.version > points.version"));
+    outcome.upserted = upserted.affected_rows();
+    tx.commit();
+    for (const StagedPoint& p : points) {
+      auto it = conflict_version.find({static_cast<int64_t>(p.source), p.series_id});
+      if (it == conflict_version.end()) continue;
+      outcome.conflicts.push_back({p.source, v1::REJECT_REASON_VERSION_CONFLICT,
+                                   "a different value is stored with the same version",
+                                   p.measure_name, it->second});
+    }
+  } catch (const std::exception& e) {
+    Reset();
+    return pg::FromException(e);
+  }
+  for (int64_t id : new_series) known_series_.insert(id);
+  return outcome;
+}
+
+}  // namespace tidemark::writer

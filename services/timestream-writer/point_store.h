@@ -1,0 +1,61 @@
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/log/log.h"
+#include "pqxx/connection"
+#include "services/timestream-writer/writer_core.h"
+
+namespace tidemark::writer {
+
+/// What one stored batch did.
+struct WriteOutcome {
+  /// Points inserted or replaced by a higher version.
+  int64_t upserted = 0;
+  /// Points with a lower version than the stored one: ignored.
+  int64_t stale = 0;
+  /// Points identical to the stored one (same version and value): no-ops.
+  int64_t unchanged = 0;
+  /// Points with the stored version but a different value: rejected.
+  std::vector<PointRejection> conflicts;
+};
+
+/// The raw-point store in PostgreSQL. Not thread-safe: one writer loop owns it.
+class PointStore final {
+ public:
+  PointStore(std::string dsn, absl::Duration partitions_ahead);
+
+  /// Connects if needed and applies the schema migrations.
+  absl::Status Open(spdlog::logger& logger);
+
+  /// Writes a batch in one transaction: series first (dropping colliding series from the
+  /// batch), then the points by COPY into a staging table and one versioned upsert. Any
+  /// failure rolls back everything and leaves the connection to be reopened; the call is
+  /// idempotent, so the same batch may be written again after any error.
+  absl::StatusOr<WriteOutcome> Write(BatchBuilder& batch);
+
+  /// Creates partitions from yesterday to `partitions_ahead` ahead and drops the ones that
+  /// ended more than `retention` ago. Returns the number dropped.
+  absl::StatusOr<int> MaintainPartitions(absl::Duration retention);
+
+ private:
+  absl::Status EnsureConnected();
+  absl::Status EnsurePartitionsFor(const std::vector<StagedPoint>& points);
+  void Reset();
+
+  std::string dsn_;
+  absl::Duration partitions_ahead_;
+  std::unique_ptr<pqxx::connection> conn_;
+  /// Series whose canonical key is known to be stored (cleared on reconnect).
+  absl::flat_hash_set<int64_t> known_series_;
+  /// Day numbers (days since the epoch) whose partition exists.
+  std::set<int64_t> known_days_;
+};
+
+}  // namespace tidemark::writer

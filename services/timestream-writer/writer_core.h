@@ -1,0 +1,100 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/series/event_points.h"
+#include "tidemark/v1/event.pb.h"
+
+namespace tidemark::writer {
+
+/// A point ready for the store, after the future-clock correction and in-batch dedup.
+struct StagedPoint {
+  /// Index of the Kafka record it came from in the batch.
+  size_t source = 0;
+  int64_t series_id = 0;
+  std::string measure_name;
+  int64_t time_us = 0;
+  v1::MeasureValue value;
+  int64_t version = 0;
+  int64_t ingest_time_us = 0;
+};
+
+/// A series the batch refers to, for the `series` table.
+struct SeriesRow {
+  int64_t series_id = 0;
+  std::string canonical_key;
+  std::string measure_name;
+  std::string device_id;
+  /// JSON object of every dimension, device_id included.
+  std::string dimensions_json;
+};
+
+/// A record, or one point of it, that the writer will not store, with the reason that
+/// goes to tidemark.rejected.
+struct PointRejection {
+  size_t source = 0;
+  v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;
+  std::string message;
+  std::string measure_name;
+  std::optional<int64_t> existing_version;
+};
+
+struct BatchCounters {
+  int64_t clock_corrected = 0;
+  /// Same series, time, version and value more than once in the batch.
+  int64_t duplicates = 0;
+  /// Lower version than another point of the same series and time in the batch.
+  int64_t stale = 0;
+};
+
+/// Whether two values are the same value (same type and same bits for numbers).
+bool SameValue(const v1::MeasureValue& a, const v1::MeasureValue& b);
+
+/// Builds one store batch from raw records: decodes each event, maps it to points with the
+/// shared mapping, and applies the upsert rules inside the batch (DESIGN §3) so that each
+/// (series, time) appears once: higher version wins, lower is stale, the same version and
+/// value is a duplicate, the same version with a different value is a conflict. The first
+/// record in offset order wins a conflict, so replays decide the same way.
+class BatchBuilder final {
+ public:
+  BatchBuilder(absl::Duration future_clock_lead, int64_t retention_horizon_us);
+
+  /// Adds the record at batch position `source`.
+  void Add(size_t source, absl::string_view record_value);
+
+  const std::vector<StagedPoint>& points() const { return points_; }
+  /// Series referred to by the batch, once each.
+  std::vector<SeriesRow> series() const;
+  std::vector<PointRejection>& rejections() { return rejections_; }
+  const BatchCounters& counters() const { return counters_; }
+  /// Drops the points of the given series (found colliding in the store).
+  void DropSeries(const std::vector<int64_t>& series_ids, const std::string& message);
+
+ private:
+  struct Key {
+    int64_t series_id;
+    int64_t time_us;
+    friend bool operator==(const Key&, const Key&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      return H::combine(std::move(h), k.series_id, k.time_us);
+    }
+  };
+  void AddPoint(size_t source, series::MappedPoint p);
+
+  absl::Duration future_clock_lead_;
+  int64_t retention_horizon_us_;
+  std::vector<StagedPoint> points_;
+  absl::flat_hash_map<Key, size_t> index_;
+  absl::flat_hash_map<int64_t, SeriesRow> series_;
+  std::vector<PointRejection> rejections_;
+  BatchCounters counters_;
+};
+
+}  // namespace tidemark::writer

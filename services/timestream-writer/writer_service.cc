@@ -1,0 +1,248 @@
+#include "services/timestream-writer/writer_service.h"
+
+#include <algorithm>
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/pg/pg.h"
+#include "common/time/time_units.h"
+
+namespace tidemark::writer {
+
+WriterMetrics::WriterMetrics(metrics::Registry& r)
+    : records(r.AddCounter("tidemark_writer_records_total", "Raw records consumed")),
+      upserted(r.AddCounter("tidemark_writer_points_upserted_total",
+                            "Points inserted or replaced by a higher version")),
+      stale(r.AddCounter("tidemark_writer_points_stale_total",
+                         "Points ignored because a higher version is stored")),
+      unchanged(r.AddCounter("tidemark_writer_points_unchanged_total",
+                             "Points identical to the stored one (replays, duplicates)")),
+      rejected(r.AddCounter("tidemark_writer_rejected_total",
+                            "Records or points published to tidemark.rejected")),
+      clock_corrected(r.AddCounter("tidemark_writer_clock_corrected_total",
+                                   "Points stored at their ingest time (clock out of sync)")),
+      store_retries(r.AddCounter("tidemark_writer_store_retries_total",
+                                 "Batch writes retried after a PostgreSQL failure")),
+      batch_latency(r.AddHistogram("tidemark_writer_batch_seconds",
+                                   "Time to store one batch and commit its offsets")) {}
+
+WriterLoop::WriterLoop(const WriterConfig& config, PointStore& store,
+                       kafka::Producer& rejected_producer, WriterMetrics& metrics,
+                       std::shared_ptr<spdlog::logger> logger)
+    : config_(config),
+      store_(store),
+      rejected_producer_(rejected_producer),
+      metrics_(metrics),
+      logger_(std::move(logger)) {}
+
+void WriterLoop::OnAssigned(const std::vector<kafka::TopicPartition>&) {}
+
+void WriterLoop::OnRevoked(const std::vector<kafka::TopicPartition>& partitions) {
+  // Uncommitted records of a revoked partition are the next owner's to write.
+  auto revoked = [&](const kafka::Message& m) {
+    return std::any_of(partitions.begin(), partitions.end(), [&](const auto& tp) {
+      return tp.partition == m.partition() && tp.topic == m.topic();
+    });
+  };
+  pending_.erase(std::remove_if(pending_.begin(), pending_.end(), revoked), pending_.end());
+}
+
+absl::Status WriterLoop::Run(kafka::Consumer& consumer, const std::atomic<bool>& stop) {
+  absl::Time next_maintenance = absl::Now();
+  while (!stop.load()) {
+    if (absl::Now() >= next_maintenance) {
+      absl::StatusOr<int> dropped = store_.MaintainPartitions(config_.raw_retention);
+      if (dropped.ok()) {
+        if (*dropped > 0) logger_->info("msg=\"expired partitions dropped\" count={}", *dropped);
+        next_maintenance = absl::Now() + config_.maintenance_interval;
+      } else {
+        logger_->warn("msg=\"partition maintenance failed\" error=\"{}\"",
+                      dropped.status().message());
+        next_maintenance = absl::Now() + config_.retry_max_backoff;
+      }
+    }
+    absl::Duration wait = absl::Milliseconds(100);
+    if (!pending_.empty()) {
+      wait = std::max(absl::ZeroDuration(), batch_started_ + config_.batch_max_age - absl::Now());
+    }
+    absl::StatusOr<std::vector<kafka::Message>> polled =
+        consumer.Poll(config_.batch_max_records - pending_.size(), wait);
+    if (!polled.ok()) return polled.status();
+    if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
+    for (kafka::Message& m : *polled) pending_.push_back(std::move(m));
+    if (!pending_.empty() && (pending_.size() >= config_.batch_max_records ||
+                              absl::Now() >= batch_started_ + config_.batch_max_age)) {
+      if (absl::Status s = Flush(consumer, stop); !s.ok()) return s;
+    }
+  }
+  // Shutting down: write what is held, if the store lets us, and commit it.
+  if (!pending_.empty()) return Flush(consumer, stop);
+  return absl::OkStatus();
+}
+
+void WriterLoop::Backoff(kafka::Consumer& consumer, absl::Duration& delay) {
+  metrics_.store_retries.Add();
+  // Polling paused partitions fetches nothing but keeps the group membership alive and
+  // serves rebalances.
+  const absl::Time until = absl::Now() + delay;
+  while (absl::Now() < until) {
+    absl::StatusOr<std::vector<kafka::Message>> none =
+        consumer.Poll(1, std::min(absl::Milliseconds(100), until - absl::Now()));
+    if (none.ok()) {
+      for (kafka::Message& m : *none) pending_.push_back(std::move(m));
+    }
+  }
+  delay = std::min(delay * 2, config_.retry_max_backoff);
+}
+
+absl::StatusOr<std::vector<PointRejection>> WriterLoop::StoreRecords(
+    const std::vector<size_t>& sources) {
+  const int64_t horizon =
+      time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(config_.raw_retention);
+  BatchBuilder batch(config_.future_clock_lead, horizon);
+  for (size_t i : sources) batch.Add(i, pending_[i].value());
+  absl::StatusOr<WriteOutcome> outcome = store_.Write(batch);
+  if (!outcome.ok()) return outcome.status();
+  metrics_.records.Add(sources.size());
+  metrics_.upserted.Add(outcome->upserted);
+  metrics_.stale.Add(outcome->stale + batch.counters().stale);
+  metrics_.unchanged.Add(outcome->unchanged + batch.counters().duplicates);
+  metrics_.clock_corrected.Add(batch.counters().clock_corrected);
+  std::vector<PointRejection> rejections = std::move(batch.rejections());
+  for (PointRejection& r : outcome->conflicts) rejections.push_back(std::move(r));
+  return rejections;
+}
+
+absl::Status WriterLoop::Flush(kafka::Consumer& consumer, const std::atomic<bool>& stop) {
+  const absl::Time start = absl::Now();
+  absl::Duration delay = config_.retry_initial_backoff;
+  bool paused = false;
+  auto pause = [&] {
+    if (paused) return;
+    if (absl::Status s = consumer.PauseAll(); !s.ok()) {
+      logger_->warn("msg=\"cannot pause\" error=\"{}\"", s.message());
+    }
+    paused = true;
+  };
+
+  // 1. Store the pending records. Records polled while backing off join the next attempt.
+  std::vector<PointRejection> rejections;
+  while (true) {
+    if (pending_.empty()) break;
+    std::vector<size_t> all(pending_.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    absl::StatusOr<std::vector<PointRejection>> stored = StoreRecords(all);
+    if (stored.ok()) {
+      rejections = *std::move(stored);
+      break;
+    }
+    if (stored.status().code() == absl::StatusCode::kInvalidArgument) {
+      // The store refused some value; write record by record so that only the refused
+      // records are rejected (a rare path, so the round trips are acceptable).
+      logger_->warn("msg=\"batch refused; writing record by record\" error=\"{}\"",
+                    stored.status().message());
+      rejections.clear();
+      absl::Status retriable;
+      for (size_t i = 0; i < pending_.size() && retriable.ok(); ++i) {
+        absl::StatusOr<std::vector<PointRejection>> one = StoreRecords({i});
+        if (one.ok()) {
+          for (PointRejection& r : *one) rejections.push_back(std::move(r));
+        } else if (one.status().code() == absl::StatusCode::kInvalidArgument) {
+          rejections.push_back({i, v1::REJECT_REASON_STORE_ERROR,
+                                std::string(one.status().message()), "", std::nullopt});
+        } else {
+          retriable = one.status();
+        }
+      }
+      if (retriable.ok()) break;
+      stored = retriable;
+    }
+    logger_->warn("msg=\"store write failed; consumption paused, retrying\" error=\"{}\" "
+                  "retry_in={}",
+                  stored.status().message(), absl::FormatDuration(delay));
+    pause();
+    if (stop.load()) {
+      // Shutting down: the records stay uncommitted and are written after the restart.
+      return absl::OkStatus();
+    }
+    Backoff(consumer, delay);
+  }
+
+  // 2. Snapshot what the stored records need before polling again (a rebalance may
+  //    change pending_): their rejections and the offsets to commit.
+  const size_t stored_count = pending_.size();
+  std::vector<std::pair<std::string, std::string>> rejected_records;
+  for (const PointRejection& r : rejections) {
+    rejected_records.emplace_back(std::string(pending_[r.source].key()), RejectedRecord(r));
+  }
+  std::map<kafka::TopicPartition, int64_t> next_offsets;
+  for (size_t i = 0; i < stored_count; ++i) {
+    const kafka::Message& m = pending_[i];
+    int64_t& next = next_offsets[{std::string(m.topic()), m.partition()}];
+    next = std::max(next, m.offset() + 1);
+  }
+  pending_.clear();
+
+  // 3. Rejections are made durable before the offsets that produced them are committed.
+  absl::Duration publish_delay = config_.retry_initial_backoff;
+  while (true) {
+    absl::Status published = PublishRejections(rejected_records);
+    if (published.ok()) break;
+    logger_->warn("msg=\"cannot publish rejections; retrying\" error=\"{}\"",
+                  published.message());
+    pause();
+    if (stop.load()) return absl::OkStatus();
+    Backoff(consumer, publish_delay);
+  }
+  metrics_.rejected.Add(rejected_records.size());
+
+  // 4. Commit. A failure loses nothing: the records are replayed, and the versioned upsert
+  //    makes the replay a no-op.
+  if (absl::Status s = consumer.Commit(next_offsets); !s.ok()) {
+    logger_->warn("msg=\"offset commit failed; records will be replayed\" error=\"{}\"",
+                  s.message());
+  }
+  if (paused) {
+    if (absl::Status s = consumer.ResumeAll(); !s.ok()) {
+      logger_->warn("msg=\"cannot resume\" error=\"{}\"", s.message());
+    }
+    logger_->info("msg=\"store reachable again; consumption resumed\"");
+  }
+  if (!pending_.empty()) batch_started_ = absl::Now();
+  metrics_.batch_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return absl::OkStatus();
+}
+
+std::string WriterLoop::RejectedRecord(const PointRejection& r) const {
+  const kafka::Message& m = pending_[r.source];
+  v1::RejectedEvent out;
+  out.set_service("timestream-writer");
+  out.set_reason(r.reason);
+  out.set_message(r.message);
+  out.set_topic(std::string(m.topic()));
+  out.set_partition(m.partition());
+  out.set_offset(m.offset());
+  out.set_measure_name(r.measure_name);
+  if (r.existing_version) out.set_existing_version(*r.existing_version);
+  out.set_original(std::string(m.value()));
+  logger_->info("msg=\"record rejected\" reason={} partition={} offset={} measure={} detail=\"{}\"",
+                v1::RejectReason_Name(r.reason), m.partition(), m.offset(), r.measure_name,
+                r.message);
+  return out.SerializeAsString();
+}
+
+absl::Status WriterLoop::PublishRejections(
+    const std::vector<std::pair<std::string, std::string>>& records) {
+  if (records.empty()) return absl::OkStatus();
+  for (const auto& [key, value] : records) {
+    if (absl::Status s =
+            rejected_producer_.Produce(config_.rejected_topic, key, value, nullptr);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return rejected_producer_.Flush(absl::Seconds(10));
+}
+
+}  // namespace tidemark::writer

@@ -65,7 +65,7 @@ absl::Status ApplyMigrations(pqxx::connection& conn, const std::vector<Migration
     for (const Migration& m : migrations) {
       pqxx::work tx(conn);
       // Serialises replicas starting together; released at commit.
-      tx.exec0("SELECT pg_advisory_xact_lock(7461646)");
+      tx.exec("SELECT pg_advisory_xact_lock(7461646)");
       if (!tx.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version)
                .empty()) {
         continue;

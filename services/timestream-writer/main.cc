@@ -57,15 +57,34 @@ int Run(int argc, char** argv) {
     }
   }
 
+  // Watch for SIGTERM from the start: opening the store may wait for PostgreSQL.
+  std::atomic<bool> stop{false};
+  std::thread signal_watcher([&] {
+    const int sig = shutdown.Wait();
+    logger->info("msg=\"shutting down\" signal={}", sig);
+    stop = true;
+  });
+  struct JoinOnExit {
+    std::thread& t;
+    ~JoinOnExit() {
+      process::ShutdownSignal::RequestStop();
+      t.join();
+    }
+  } join_watcher{signal_watcher};
+
   metrics::Registry registry;
   writer::WriterMetrics metrics(registry);
   writer::PointStore store(absl::GetFlag(FLAGS_pg_dsn), absl::GetFlag(FLAGS_partitions_ahead));
   // The schema must exist before consuming; wait for PostgreSQL rather than exit.
-  for (absl::Duration delay = absl::Milliseconds(200);; delay = std::min(delay * 2, absl::Seconds(5))) {
+  for (absl::Duration delay = absl::Milliseconds(200);;
+       delay = std::min(delay * 2, absl::Seconds(5))) {
     absl::Status s = store.Open(*logger);
     if (s.ok()) break;
     logger->warn("msg=\"cannot open the store; retrying\" error=\"{}\"", s.message());
-    absl::SleepFor(delay);
+    for (absl::Time until = absl::Now() + delay; absl::Now() < until && !stop.load();) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    if (stop.load()) return 0;
   }
 
   kafka::ProducerConfig producer_config;
@@ -94,16 +113,7 @@ int Run(int argc, char** argv) {
                absl::GetFlag(FLAGS_raw_topic), absl::GetFlag(FLAGS_group_id),
                (*metrics_server)->port());
 
-  std::atomic<bool> stop{false};
-  absl::Status result;
-  std::thread worker([&] {
-    result = loop.Run(**consumer, stop);
-    if (!result.ok()) process::ShutdownSignal::RequestStop();
-  });
-  const int sig = shutdown.Wait();
-  logger->info("msg=\"shutting down\" signal={}", sig);
-  stop = true;
-  worker.join();
+  const absl::Status result = loop.Run(**consumer, stop);
   if (!result.ok()) {
     logger->critical("msg=\"stopped on a fatal error\" error=\"{}\"", result.message());
     return 1;

@@ -46,15 +46,18 @@ absl::StatusOr<std::unique_ptr<DevBroker>> DevBroker::Start(
   if (b->cluster_ == nullptr) return absl::InternalError("cannot create the mock cluster");
   b->broker_count_ = broker_count;
   for (const TopicSpec& t : topics) {
-    if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(b->cluster_, t.name.c_str(),
-                                                           t.partitions, 1);
-        e) {
-      return absl::InternalError(
-          absl::StrCat("cannot create topic ", t.name, ": ", rd_kafka_err2str(e)));
-    }
+    if (absl::Status s = b->CreateTopic(t.name, t.partitions); !s.ok()) return s;
   }
   b->bootstrap_ = rd_kafka_mock_cluster_bootstraps(b->cluster_);
   return b;
+}
+
+absl::Status DevBroker::CreateTopic(const std::string& name, int partitions) {
+  if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(cluster_, name.c_str(), partitions, 1);
+      e) {
+    return absl::InternalError(absl::StrCat("cannot create topic ", name, ": ", rd_kafka_err2str(e)));
+  }
+  return absl::OkStatus();
 }
 
 void DevBroker::SetBrokersUp(bool up) {

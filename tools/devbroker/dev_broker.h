@@ -33,6 +33,8 @@ class DevBroker final {
 
   /// host:port,host:port of the brokers.
   const std::string& bootstrap_servers() const { return bootstrap_; }
+  /// Creates a topic (tests use one per case).
+  absl::Status CreateTopic(const std::string& name, int partitions);
   /// Takes every broker down or brings them back (fault tests).
   void SetBrokersUp(bool up);
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Runs the whole pipeline locally without Docker: PostgreSQL in a private data directory,
+# the development Kafka broker, ingest, timestream-writer, query, and the device simulator.
+# Everything it starts is recorded under .local/ and ended by deploy/local/stop.sh.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+
+state="$root/.local"
+pg_port="${TIDEMARK_LOCAL_PG_PORT:-55432}"
+ingest_port="${TIDEMARK_LOCAL_INGEST_PORT:-50051}"
+query_port="${TIDEMARK_LOCAL_QUERY_PORT:-50052}"
+sim_duration="${TIDEMARK_LOCAL_SIM_DURATION:-10m}"
+sim_rate="${TIDEMARK_LOCAL_SIM_RATE:-500}"
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+
+if [ -f "$state/pids" ]; then
+  echo "a local stack is already running; stop it with deploy/local/stop.sh" >&2
+  exit 1
+fi
+
+scripts/install-deps.sh
+scripts/build.sh
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+bin="$root/build"
+mkdir -p "$state/logs"
+: > "$state/pids"
+# A failure part-way stops whatever was already started.
+trap 'echo "start-up failed; stopping what was started (logs in .local/logs)" >&2; deploy/local/stop.sh' ERR
+
+# PostgreSQL refuses to run as root: run it as the postgres user Debian's package creates.
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); fi
+pgdata="$state/pgdata"
+if [ ! -f "$pgdata/PG_VERSION" ]; then
+  mkdir -p "$pgdata"
+  [ ${#as_pg[@]} -eq 0 ] || chown postgres:postgres "$pgdata"
+  "${as_pg[@]}" "$pg_bin/initdb" -D "$pgdata" -A trust -U tidemark -E UTF8 >"$state/logs/initdb.log"
+fi
+[ ${#as_pg[@]} -eq 0 ] || chown postgres:postgres "$state/logs"
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pgdata" -l "$state/logs/postgresql.log" -w \
+  -o "-p $pg_port -k $pgdata -c listen_addresses=127.0.0.1" start >/dev/null
+echo "pg_ctl $pgdata" >> "$state/pids"
+"$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U tidemark -d postgres -qAt \
+  -c "SELECT 1 FROM pg_database WHERE datname = 'tidemark'" | grep -q 1 ||
+  "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U tidemark -d postgres -q -c "CREATE DATABASE tidemark"
+
+start() {  # name, command...
+  local name="$1"; shift
+  "$@" >"$state/logs/$name.log" 2>&1 &
+  echo "$! $name" >> "$state/pids"
+}
+
+rm -f "$state/bootstrap"
+start devbroker "$bin/tools/devbroker/devbroker" --bootstrap_file="$state/bootstrap"
+for _ in $(seq 50); do [ -s "$state/bootstrap" ] && break; sleep 0.1; done
+export TIDEMARK_KAFKA_BROKERS="$(cat "$state/bootstrap")"
+
+writer_dsn="host=127.0.0.1 port=$pg_port user=tidemark dbname=tidemark"
+TIDEMARK_PG_DSN="$writer_dsn" start timestream-writer "$bin/services/timestream-writer/timestream-writer"
+# The writer owns the schema; the query service connects as a login of the read-only role.
+for _ in $(seq 100); do
+  "$pg_bin/psql" "$writer_dsn" -qAt -c "SELECT 1 FROM pg_roles WHERE rolname = 'tidemark_reader'" \
+    2>/dev/null | grep -q 1 && break
+  sleep 0.1
+done
+"$pg_bin/psql" "$writer_dsn" -q -c "DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tidemark_query') THEN
+    CREATE ROLE tidemark_query LOGIN IN ROLE tidemark_reader;
+  END IF; END \$\$;"
+
+start ingest "$bin/services/ingest/ingest" --listen="127.0.0.1:$ingest_port"
+TIDEMARK_PG_DSN="host=127.0.0.1 port=$pg_port user=tidemark_query dbname=tidemark" \
+  start query "$bin/services/query/query" --listen="127.0.0.1:$query_port"
+sleep 1
+start simulator "$bin/services/simulator/simulator" --ingest="127.0.0.1:$ingest_port" \
+  --rate="$sim_rate" --duration="$sim_duration"
+
+trap - ERR
+cat <<TXT
+
+Tidemark is running locally (state and logs in .local/):
+  PostgreSQL         127.0.0.1:$pg_port  database tidemark (psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark)
+  devbroker (Kafka)  $TIDEMARK_KAFKA_BROKERS
+  ingest (gRPC)      127.0.0.1:$ingest_port
+  query (gRPC)       127.0.0.1:$query_port
+  timestream-writer  consuming tidemark.raw
+  simulator          $sim_rate records/s for $sim_duration (.local/logs/simulator.log)
+
+Look at the data:
+  build/tools/cli/tidemark series --query=127.0.0.1:$query_port --measure=temperature --limit=10
+  build/tools/cli/tidemark points --query=127.0.0.1:$query_port --measure=speed --where=device_id=turbine-0001 --since=5m
+  build/tools/cli/tidemark points --query=127.0.0.1:$query_port --measure=temperature --since=10m --format=csv
+
+Stop everything with: deploy/local/stop.sh
+TXT

@@ -1,0 +1,65 @@
+// query: answers QueryService calls from the store, as a read-only database role.
+#include "absl/flags/flag.h"
+#include "common/config/common_flags.h"
+#include "common/config/config.h"
+#include "common/grpc/server_runner.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "common/process/shutdown_signal.h"
+#include "services/query/query_service.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address host:port");
+ABSL_FLAG(int, workers, 4, "Concurrent queries, each with its own database connection");
+ABSL_FLAG(int, max_queued_calls, 256, "Calls waiting beyond which RESOURCE_EXHAUSTED");
+
+namespace {
+
+using namespace tidemark;
+
+int Run(int argc, char** argv) {
+  process::ShutdownSignal shutdown;
+  auto logger = log::MakeLogger("query");
+  if (auto args = config::ParseFlagsAndEnvironment(
+          argc, argv, "tidemark query service (connect with the read-only role's DSN)");
+      !args.ok()) {
+    logger->critical("msg=\"{}\"", args.status().message());
+    return 2;
+  }
+  query::QueryConfig cfg;
+  cfg.pg_dsn = absl::GetFlag(FLAGS_pg_dsn);
+  cfg.workers = absl::GetFlag(FLAGS_workers);
+  cfg.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
+  for (absl::Status s : {config::RequireNonEmpty("pg_dsn", cfg.pg_dsn),
+                         config::RequirePositive("workers", cfg.workers),
+                         config::RequirePositive("max_queued_calls", cfg.max_queued_calls)}) {
+    if (!s.ok()) {
+      logger->critical("msg=\"{}\"", s.message());
+      return 2;
+    }
+  }
+  metrics::Registry registry;
+  query::QueryMetrics metrics(registry);
+  query::QueryServiceImpl service(cfg, metrics, logger);
+  auto metrics_server = metrics::MetricsServer::Start(
+      registry, absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
+  if (!metrics_server.ok()) {
+    logger->critical("msg=\"{}\"", metrics_server.status().message());
+    return 1;
+  }
+  auto server = grpcutil::GrpcServer::Start({.listen_address = absl::GetFlag(FLAGS_listen)},
+                                            {&service});
+  if (!server.ok()) {
+    logger->critical("msg=\"{}\"", server.status().message());
+    return 1;
+  }
+  logger->info("msg=\"serving\" grpc_port={} metrics_port={}", (*server)->port(),
+               (*metrics_server)->port());
+  const int sig = shutdown.Wait();
+  logger->info("msg=\"shutting down\" signal={}", sig);
+  (*server)->Shutdown(absl::Seconds(5));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

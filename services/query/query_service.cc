@@ -1,0 +1,108 @@
+#include "services/query/query_service.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace tidemark::query {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+}  // namespace
+
+QueryMetrics::QueryMetrics(metrics::Registry& r)
+    : calls(r.AddCounter("tidemark_query_calls_total", "Query RPCs received")),
+      failures(r.AddCounter("tidemark_query_failures_total", "Query RPCs that failed")),
+      latency(r.AddHistogram("tidemark_query_seconds", "Query RPC latency")) {}
+
+QueryServiceImpl::QueryServiceImpl(const QueryConfig& config, QueryMetrics& metrics,
+                                   std::shared_ptr<spdlog::logger> logger)
+    : config_(config), metrics_(metrics), logger_(std::move(logger)) {
+  for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+QueryServiceImpl::~QueryServiceImpl() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& t : workers_) t.join();
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Submit(grpc::CallbackServerContext* ctx, Task task) {
+  metrics_.calls.Add();
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_ && static_cast<int>(queue_.size()) < config_.max_queued_calls) {
+      queue_.push_back({ctx, reactor, std::move(task), absl::Now()});
+      return reactor;
+    }
+  }
+  metrics_.failures.Add();
+  reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               "too many queries in progress; retry with backoff"));
+  return reactor;
+}
+
+void QueryServiceImpl::WorkerLoop() {
+  QueryStore store(config_.pg_dsn, config_.limits);
+  while (true) {
+    Call call;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](QueryServiceImpl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->stopping_ || !self->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;
+      call = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    absl::Status status;
+    const absl::Time deadline = absl::FromChrono(call.ctx->deadline());
+    const absl::Duration timeout =
+        deadline == absl::InfiniteFuture() ? config_.default_timeout : deadline - absl::Now();
+    if (call.ctx->IsCancelled()) {
+      status = absl::CancelledError("the call was cancelled before it ran");
+    } else if (timeout <= absl::ZeroDuration()) {
+      status = absl::DeadlineExceededError("the deadline passed while the call was queued");
+    } else {
+      status = call.task(store, timeout);
+    }
+    if (!status.ok()) {
+      metrics_.failures.Add();
+      if (status.code() != absl::StatusCode::kInvalidArgument) {
+        logger_->warn("msg=\"query failed\" error=\"{}\"", status.message());
+      }
+    }
+    metrics_.latency.Observe(absl::ToDoubleSeconds(absl::Now() - call.start));
+    call.reactor->Finish(ToGrpc(status));
+  }
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::ListSeries(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListSeriesRequest* req,
+                                                       v1::ListSeriesResponse* resp) {
+  return Submit(ctx, [req, resp](QueryStore& store, absl::Duration timeout) {
+    absl::StatusOr<v1::ListSeriesResponse> r = store.ListSeries(*req, timeout);
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::ReadPoints(grpc::CallbackServerContext* ctx,
+                                                       const v1::ReadPointsRequest* req,
+                                                       v1::ReadPointsResponse* resp) {
+  return Submit(ctx, [req, resp](QueryStore& store, absl::Duration timeout) {
+    absl::StatusOr<v1::ReadPointsResponse> r = store.ReadPoints(*req, timeout);
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace tidemark::query

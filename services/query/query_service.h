@@ -1,0 +1,72 @@
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "services/query/query_store.h"
+#include "tidemark/v1/query.grpc.pb.h"
+
+namespace tidemark::query {
+
+struct QueryConfig {
+  std::string pg_dsn;
+  QueryLimits limits;
+  /// Workers, each with its own read-only PostgreSQL connection.
+  int workers = 4;
+  /// Calls waiting for a worker beyond which new calls get RESOURCE_EXHAUSTED.
+  int max_queued_calls = 256;
+  /// Used when the client sets no deadline.
+  absl::Duration default_timeout = absl::Seconds(30);
+};
+
+struct QueryMetrics {
+  explicit QueryMetrics(metrics::Registry& r);
+  metrics::Counter& calls;
+  metrics::Counter& failures;
+  metrics::Histogram& latency;
+};
+
+/// QueryService over the callback API. Reactors never block: each call is handed to a
+/// worker that owns a database connection and finishes the call when the query returns.
+class QueryServiceImpl final : public v1::QueryService::CallbackService {
+ public:
+  QueryServiceImpl(const QueryConfig& config, QueryMetrics& metrics,
+                   std::shared_ptr<spdlog::logger> logger);
+  /// Finishes queued calls with UNAVAILABLE and joins the workers.
+  ~QueryServiceImpl() override;
+
+  grpc::ServerUnaryReactor* ListSeries(grpc::CallbackServerContext* ctx,
+                                       const v1::ListSeriesRequest* req,
+                                       v1::ListSeriesResponse* resp) override;
+  grpc::ServerUnaryReactor* ReadPoints(grpc::CallbackServerContext* ctx,
+                                       const v1::ReadPointsRequest* req,
+                                       v1::ReadPointsResponse* resp) override;
+
+ private:
+  using Task = std::function<absl::Status(QueryStore&, absl::Duration)>;
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, Task task);
+  void WorkerLoop();
+
+  const QueryConfig config_;
+  QueryMetrics& metrics_;
+  std::shared_ptr<spdlog::logger> logger_;
+  struct Call {
+    grpc::CallbackServerContext* ctx;
+    grpc::ServerUnaryReactor* reactor;
+    Task task;
+    absl::Time start;
+  };
+  absl::Mutex mu_;
+  std::deque<Call> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace tidemark::query

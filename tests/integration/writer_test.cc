@@ -1,0 +1,323 @@
+// The timestream-writer against a real PostgreSQL and the development broker: the upsert
+// rules, replays, rejections, and a PostgreSQL crash mid-stream.
+#include <atomic>
+#include <thread>
+
+#include "common/kafka/consumer.h"
+#include "common/kafka/producer.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "gtest/gtest.h"
+#include "services/timestream-writer/point_store.h"
+#include "services/timestream-writer/writer_service.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tools/devbroker/dev_broker.h"
+
+namespace tidemark::writer {
+namespace {
+
+using testing::PgCluster;
+using testing::WaitFor;
+
+// One PostgreSQL cluster and one broker for the whole binary.
+PgCluster* pg = nullptr;
+devbroker::DevBroker* broker = nullptr;
+
+class Environment final : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    auto c = PgCluster::Start();
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = *std::move(c);
+    pg = cluster_.get();
+    auto b = devbroker::DevBroker::Start(1, {});
+    ASSERT_TRUE(b.ok()) << b.status();
+    broker_ = *std::move(b);
+    broker = broker_.get();
+  }
+  void TearDown() override {
+    broker_.reset();
+    cluster_.reset();
+  }
+
+ private:
+  std::unique_ptr<PgCluster> cluster_;
+  std::unique_ptr<devbroker::DevBroker> broker_;
+};
+
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Environment);
+
+std::shared_ptr<spdlog::logger> Logger() {
+  static auto logger = log::MakeLogger("writer-test");
+  return logger;
+}
+
+std::string NewDatabase() {
+  static int n = 0;
+  const std::string name = absl::StrCat(
+      "t_", ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_", ++n);
+  std::string lower;
+  for (char c : name) lower.push_back(static_cast<char>(std::tolower(c)));
+  auto dsn = pg->CreateDatabase(lower);
+  EXPECT_TRUE(dsn.ok()) << dsn.status();
+  return lower;
+}
+
+int64_t NowUs() { return absl::ToUnixMicros(absl::Now()); }
+
+v1::Event MakeEvent(const std::string& device, int64_t time_us, double value,
+                    std::optional<int64_t> version = std::nullopt) {
+  v1::Event e;
+  e.set_device_id(device);
+  e.set_time(time_us);
+  e.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
+  (*e.mutable_measures())["temperature"].set_double_value(value);
+  (*e.mutable_measures())["ok"].set_bool_value(true);
+  if (version) e.set_version(*version);
+  e.set_ingest_time_us(NowUs());
+  return e;
+}
+
+absl::StatusOr<WriteOutcome> WriteEvents(PointStore& store, const std::vector<v1::Event>& events) {
+  BatchBuilder batch(absl::Minutes(15), NowUs() - absl::ToInt64Microseconds(absl::Hours(24)));
+  for (size_t i = 0; i < events.size(); ++i) batch.Add(i, events[i].SerializeAsString());
+  return store.Write(batch);
+}
+
+std::string Query(const std::string& db, const std::string& sql) {
+  auto out = pg->Psql(db, sql);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : "";
+}
+
+TEST(PointStore, VersionRules) {
+  const std::string db = NewDatabase();
+  PointStore store(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(store.Open(*Logger()).ok());
+  const int64_t t = NowUs();
+  const std::string stored =
+      "SELECT p.value_double || ':' || p.version FROM points p JOIN series s USING (series_id)"
+      " WHERE s.measure_name = 'temperature'";
+
+  auto first = WriteEvents(store, {MakeEvent("d1", t, 1.0, 2)});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->upserted, 2);  // temperature and ok
+  EXPECT_EQ(Query(db, stored), "1:2");
+
+  // Higher version wins.
+  auto higher = WriteEvents(store, {MakeEvent("d1", t, 5.0, 3)});
+  ASSERT_TRUE(higher.ok());
+  EXPECT_EQ(higher->upserted, 2);
+  EXPECT_EQ(Query(db, stored), "5:3");
+
+  // Lower version is ignored and counted.
+  auto lower = WriteEvents(store, {MakeEvent("d1", t, 9.0, 1)});
+  ASSERT_TRUE(lower.ok());
+  EXPECT_EQ(lower->upserted, 0);
+  EXPECT_EQ(lower->stale, 2);
+  EXPECT_EQ(Query(db, stored), "5:3");
+
+  // Same version, same value: a no-op.
+  const std::string ingested_before = Query(db, "SELECT max(ingested_at) FROM points");
+  auto same = WriteEvents(store, {MakeEvent("d1", t, 5.0, 3)});
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->upserted, 0);
+  EXPECT_EQ(same->unchanged, 2);
+  EXPECT_EQ(Query(db, "SELECT max(ingested_at) FROM points"), ingested_before);
+
+  // Same version, different value: rejected with the stored version; the batch's other
+  // records still land.
+  auto conflict =
+      WriteEvents(store, {MakeEvent("d1", t, 6.0, 3), MakeEvent("d2", t, 7.0, 1)});
+  ASSERT_TRUE(conflict.ok());
+  ASSERT_EQ(conflict->conflicts.size(), 1u);
+  EXPECT_EQ(conflict->conflicts[0].measure_name, "temperature");
+  EXPECT_EQ(conflict->conflicts[0].existing_version, 3);
+  EXPECT_EQ(conflict->conflicts[0].reason, v1::REJECT_REASON_VERSION_CONFLICT);
+  EXPECT_EQ(conflict->upserted, 2);  // d2's two points
+  EXPECT_EQ(Query(db, stored + " AND s.device_id = 'd1'"), "5:3");
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM points"), "4");
+}
+
+TEST(PointStore, SchemaHasReadOnlyRoleAndPartitions) {
+  const std::string db = NewDatabase();
+  PointStore store(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(store.Open(*Logger()).ok());
+  ASSERT_TRUE(store.MaintainPartitions(absl::Hours(24 * 7)).ok());
+  EXPECT_GE(std::stoi(Query(db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'points'::regclass")), 3);
+  EXPECT_EQ(Query(db, "SELECT has_table_privilege('tidemark_reader', 'points', 'SELECT')"), "t");
+  EXPECT_EQ(Query(db, "SELECT has_table_privilege('tidemark_reader', 'points', 'INSERT')"), "f");
+  // Old partitions go with the retention policy.
+  Query(db, "SELECT tidemark_ensure_daily_partitions('points', current_date - 30, current_date - 29)");
+  auto dropped = store.MaintainPartitions(absl::Hours(24 * 7));
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(*dropped, 2);
+}
+
+// Runs a WriterLoop on its own thread until stopped.
+class RunningWriter {
+ public:
+  RunningWriter(const std::string& dsn, const std::string& topic, const std::string& group,
+                const std::string& rejected_topic = "rejected")
+      : store_(dsn, absl::Hours(48)), metrics_(registry_) {
+    EXPECT_TRUE(store_.Open(*Logger()).ok());
+    auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
+    EXPECT_TRUE(producer.ok());
+    producer_ = *std::move(producer);
+    WriterConfig config;
+    config.rejected_topic = rejected_topic;
+    config.batch_max_records = 500;
+    config.batch_max_age = absl::Milliseconds(50);
+    config.retry_max_backoff = absl::Milliseconds(500);
+    loop_ = std::make_unique<WriterLoop>(config, store_, *producer_, metrics_, Logger());
+    auto consumer = kafka::Consumer::Create(
+        {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}},
+        Logger(), loop_.get());
+    EXPECT_TRUE(consumer.ok());
+    consumer_ = *std::move(consumer);
+    thread_ = std::thread([this] { result_ = loop_->Run(*consumer_, stop_); });
+  }
+  ~RunningWriter() {
+    stop_ = true;
+    thread_.join();
+    EXPECT_TRUE(result_.ok()) << result_;
+  }
+  WriterMetrics& metrics() { return metrics_; }
+
+ private:
+  PointStore store_;
+  metrics::Registry registry_;
+  WriterMetrics metrics_;
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<WriterLoop> loop_;
+  std::unique_ptr<kafka::Consumer> consumer_;
+  std::atomic<bool> stop_{false};
+  absl::Status result_;
+  std::thread thread_;
+};
+
+void Produce(const std::string& topic, const std::vector<v1::Event>& events) {
+  auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
+  ASSERT_TRUE(producer.ok());
+  for (const v1::Event& e : events) {
+    ASSERT_TRUE((*producer)->Produce(topic, e.device_id(), e.SerializeAsString(), nullptr).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+}
+
+std::vector<v1::Event> Events(int count, int devices, int64_t base_us) {
+  std::vector<v1::Event> out;
+  for (int i = 0; i < count; ++i) {
+    out.push_back(MakeEvent(absl::StrCat("dev-", i % devices), base_us + i * 1000, i * 0.5));
+  }
+  return out;
+}
+
+constexpr const char* kFingerprint =
+    "SELECT count(*) || ':' || md5(string_agg(series_id || '/' || time || '/' ||"
+    " coalesce(value_double::text, value_bool::text) || '/' || version || '/' || ingested_at,"
+    " ',' ORDER BY series_id, time)) FROM points";
+
+TEST(WriterLoop, ReplayingTheSameRecordsLeavesTheStoreUnchanged) {
+  const std::string db = NewDatabase();
+  ASSERT_TRUE(broker->CreateTopic("raw_replay", 4).ok());
+  Produce("raw_replay", Events(2000, 20, NowUs() - 600'000'000));
+  std::string before;
+  {
+    RunningWriter writer(pg->Dsn(db), "raw_replay", "group-a");
+    ASSERT_TRUE(WaitFor([&] { return Query(db, "SELECT count(*) FROM points") == "4000"; },
+                        absl::Seconds(60)));
+    before = Query(db, kFingerprint);
+  }
+  {
+    // A new group reads the topic again from the start.
+    RunningWriter writer(pg->Dsn(db), "raw_replay", "group-b");
+    ASSERT_TRUE(WaitFor([&] { return writer.metrics().records.Value() == 2000; },
+                        absl::Seconds(60)));
+    EXPECT_EQ(writer.metrics().unchanged.Value(), 4000u);
+    EXPECT_EQ(writer.metrics().upserted.Value(), 0u);
+  }
+  EXPECT_EQ(Query(db, kFingerprint), before);
+}
+
+TEST(WriterLoop, RejectionsArePublishedAndTheRestLands) {
+  const std::string db = NewDatabase();
+  ASSERT_TRUE(broker->CreateTopic("raw_reject", 1).ok());
+  ASSERT_TRUE(broker->CreateTopic("rejected_reject", 1).ok());
+  const int64_t t = NowUs();
+  Produce("raw_reject", {MakeEvent("d1", t, 1.0, 7), MakeEvent("d1", t, 2.0, 7),
+                         MakeEvent("d2", t, 3.0, 7)});
+  {
+    RunningWriter writer(pg->Dsn(db), "raw_reject", "group", "rejected_reject");
+    ASSERT_TRUE(WaitFor([&] { return writer.metrics().records.Value() == 3; }, absl::Seconds(30)));
+  }
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM points"), "4");
+  EXPECT_EQ(Query(db, "SELECT p.value_double FROM points p JOIN series s USING (series_id)"
+                      " WHERE s.device_id = 'd1' AND s.measure_name = 'temperature'"),
+            "1");
+
+  auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
+                                           .group_id = "reader",
+                                           .topics = {"rejected_reject"}},
+                                          Logger(), nullptr);
+  ASSERT_TRUE(consumer.ok());
+  std::vector<v1::RejectedEvent> rejected;
+  WaitFor(
+      [&] {
+        auto msgs = (*consumer)->Poll(10, absl::Milliseconds(200));
+        if (msgs.ok()) {
+          for (auto& m : *msgs) {
+            v1::RejectedEvent r;
+            r.ParseFromArray(m.value().data(), static_cast<int>(m.value().size()));
+            rejected.push_back(r);
+          }
+        }
+        return !rejected.empty();
+      },
+      absl::Seconds(30));
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].reason(), v1::REJECT_REASON_VERSION_CONFLICT);
+  EXPECT_EQ(rejected[0].measure_name(), "temperature");
+  EXPECT_EQ(rejected[0].existing_version(), 7);
+  EXPECT_EQ(rejected[0].offset(), 1);
+  v1::Event original;
+  ASSERT_TRUE(original.ParseFromString(rejected[0].original()));
+  EXPECT_EQ(original.measures().at("temperature").double_value(), 2.0);
+}
+
+TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
+  const std::string db = NewDatabase();
+  ASSERT_TRUE(broker->CreateTopic("raw_crash", 4).ok());
+  const int kBatches = 20, kPerBatch = 250;
+  const int64_t base = NowUs() - 1'800'000'000;
+  {
+    RunningWriter writer(pg->Dsn(db), "raw_crash", "group");
+    std::thread producer([&] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<v1::Event> events;
+        for (int i = 0; i < kPerBatch; ++i) {
+          const int n = b * kPerBatch + i;
+          events.push_back(MakeEvent(absl::StrCat("dev-", n % 25), base + n * 1000, n));
+        }
+        Produce("raw_crash", events);
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    });
+    ASSERT_TRUE(WaitFor([&] { return writer.metrics().records.Value() > 0; }, absl::Seconds(30)));
+    ASSERT_TRUE(pg->StopImmediate().ok());
+    absl::SleepFor(absl::Seconds(2));
+    ASSERT_TRUE(pg->StartAgain().ok());
+    producer.join();
+    EXPECT_TRUE(WaitFor(
+        [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * kBatches * kPerBatch); },
+        absl::Seconds(90)));
+    EXPECT_GT(writer.metrics().store_retries.Value(), 0u) << "the outage was not noticed";
+  }
+  EXPECT_EQ(Query(db, "SELECT count(DISTINCT series_id) FROM points"), "50");
+  EXPECT_EQ(Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
+            absl::StrCat(static_cast<int64_t>(kBatches * kPerBatch) * (kBatches * kPerBatch - 1) / 2));
+}
+
+}  // namespace
+}  // namespace tidemark::writer

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace tidemark::testing {
+
+/// A private PostgreSQL cluster in a temporary directory, for one test binary. Runs as the
+/// `postgres` system user when the tests run as root (PostgreSQL refuses root).
+class PgCluster final {
+ public:
+  static absl::StatusOr<std::unique_ptr<PgCluster>> Start();
+  /// Stops the server and removes the directory.
+  ~PgCluster();
+
+  /// Creates a database and returns the DSN of the superuser `tidemark` on it.
+  absl::StatusOr<std::string> CreateDatabase(const std::string& name);
+  /// DSN for `user` on `database`.
+  std::string Dsn(const std::string& database, const std::string& user = "tidemark") const;
+  /// Runs SQL through psql as the superuser and returns its unaligned output.
+  absl::StatusOr<std::string> Psql(const std::string& database, const std::string& sql) const;
+
+  /// `pg_ctl stop -m immediate`: a crash, as far as clients can tell.
+  absl::Status StopImmediate();
+  absl::Status StartAgain();
+  int port() const { return port_; }
+
+ private:
+  PgCluster() = default;
+  absl::Status RunAsOwner(const std::string& command) const;
+
+  std::string bin_;
+  std::string dir_;
+  int port_ = 0;
+  bool running_ = false;
+};
+
+}  // namespace tidemark::testing

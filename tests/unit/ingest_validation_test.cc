@@ -1,0 +1,120 @@
+#include "gtest/gtest.h"
+#include "services/ingest/ingest_core.h"
+
+namespace tidemark::ingest {
+namespace {
+
+constexpr int64_t kNowUs = 1'800'000'000'000'000;
+
+v1::Event Valid() {
+  v1::Event e;
+  e.set_device_id("d1");
+  e.set_time(kNowUs / 1000);
+  e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+  (*e.mutable_measures())["temperature"].set_double_value(21.5);
+  return e;
+}
+
+v1::RejectReason ReasonFor(const v1::Event& e, const ValidationLimits& limits = {}) {
+  std::optional<Rejection> r = ValidateEvent(e, kNowUs, limits);
+  return r ? r->reason : v1::REJECT_REASON_UNSPECIFIED;
+}
+
+TEST(Validation, AcceptsAValidEvent) { EXPECT_EQ(ReasonFor(Valid()), v1::REJECT_REASON_UNSPECIFIED); }
+
+TEST(Validation, EachRejectionReason) {
+  v1::Event e = Valid();
+  e.clear_device_id();
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_MISSING_DEVICE_ID);
+
+  e = Valid();
+  e.clear_time();
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_MISSING_TIME);
+
+  e = Valid();
+  e.set_time((kNowUs - absl::ToInt64Microseconds(absl::Hours(24 * 8))) / 1000);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_TIME_BEFORE_RETENTION);
+
+  e = Valid();
+  e.set_time((kNowUs + absl::ToInt64Microseconds(absl::Hours(25))) / 1000);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE);
+
+  e = Valid();
+  e.clear_measures();
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_NO_MEASURES);
+
+  e = Valid();
+  (*e.mutable_measures())["temperature"].set_double_value(std::numeric_limits<double>::infinity());
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_NON_FINITE_NUMBER);
+  (*e.mutable_measures())["temperature"].set_double_value(std::nan(""));
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_NON_FINITE_NUMBER);
+
+  e = Valid();
+  (*e.mutable_measures())[std::string(300, 'm')].set_int64_value(1);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_NAME_TOO_LONG);
+
+  e = Valid();
+  (*e.mutable_dimensions())["measure_name"] = "x";
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_RESERVED_NAME);
+  e = Valid();
+  (*e.mutable_dimensions())["device_id"] = "other";
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_RESERVED_NAME);
+
+  ValidationLimits small;
+  small.max_dimensions = 2;
+  small.max_measures = 1;
+  e = Valid();
+  for (int i = 0; i < 3; ++i) (*e.mutable_dimensions())["d" + std::to_string(i)] = "v";
+  EXPECT_EQ(ReasonFor(e, small), v1::REJECT_REASON_TOO_MANY_DIMENSIONS);
+  e = Valid();
+  (*e.mutable_measures())["other"].set_bool_value(true);
+  EXPECT_EQ(ReasonFor(e, small), v1::REJECT_REASON_TOO_MANY_MEASURES);
+
+  e = Valid();
+  (*e.mutable_measures())["blob"].set_string_value(std::string(70 * 1024, 'x'));
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_PAYLOAD_TOO_LARGE);
+
+  e = Valid();
+  (*e.mutable_measures())[""].set_int64_value(1);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_NAME);
+}
+
+TEST(Validation, FutureWithinCorrectableRangeIsAccepted) {
+  v1::Event e = Valid();
+  e.set_time((kNowUs + absl::ToInt64Microseconds(absl::Hours(2))) / 1000);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_UNSPECIFIED) << "corrected downstream, not rejected";
+}
+
+TEST(PrepareEvents, StampsIngestTimeAndIndexesRejections) {
+  google::protobuf::RepeatedPtrField<v1::Event> events;
+  *events.Add() = Valid();
+  v1::Event bad = Valid();
+  bad.clear_device_id();
+  *events.Add() = bad;
+  *events.Add() = Valid();
+  PreparedBatch b = PrepareEvents(events, kNowUs, 10, {});
+  ASSERT_EQ(b.accepted.size(), 2u);
+  ASSERT_EQ(b.rejected.size(), 1u);
+  EXPECT_EQ(b.rejected[0].index(), 11);
+  EXPECT_EQ(b.rejected[0].reason(), v1::REJECT_REASON_MISSING_DEVICE_ID);
+  EXPECT_FALSE(b.rejected[0].message().empty());
+  v1::Event stored;
+  ASSERT_TRUE(stored.ParseFromString(b.accepted[0].value));
+  EXPECT_EQ(stored.ingest_time_us(), kNowUs);
+  EXPECT_EQ(b.accepted[0].key, "d1");
+}
+
+TEST(RequestShape, EmptyAndOversizedRequestsAreWhollyWrong) {
+  ValidationLimits limits;
+  limits.max_events_per_request = 5;
+  EXPECT_EQ(ValidateRequestShape(0, limits).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateRequestShape(6, limits).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateRequestShape(5, limits).ok());
+}
+
+TEST(ReasonName, IsShortAndLowerCase) {
+  EXPECT_EQ(ReasonName(v1::REJECT_REASON_MISSING_DEVICE_ID), "missing_device_id");
+}
+
+}  // namespace
+}  // namespace tidemark::ingest

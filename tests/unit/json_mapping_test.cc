@@ -1,0 +1,92 @@
+#include "services/ingest/json_mapping.h"
+
+#include "gtest/gtest.h"
+
+namespace tidemark::ingest {
+namespace {
+
+constexpr int64_t kArrivalUs = 1'800'000'000'000'000;
+
+TEST(JsonMapping, TimestreamSampleFormat) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  absl::StatusOr<v1::Event> e = JsonToEvent(
+      R"({"Time": 1609757175225.499, "DeviceID": "12345678-9012-3456-7890-123456789012",
+          "temperature_measure": 11.2, "humidity_measure": 33.4, "voltage_measure": 55.6,
+          "watt_measure": 777.8, "building": "north"})",
+      m, kArrivalUs);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->device_id(), "12345678-9012-3456-7890-123456789012");
+  EXPECT_EQ(e->time(), 1609757175225499);
+  EXPECT_EQ(e->time_unit(), v1::TIME_UNIT_MICROSECONDS);
+  ASSERT_EQ(e->measures_size(), 4);
+  EXPECT_DOUBLE_EQ(e->measures().at("temperature").double_value(), 11.2);
+  EXPECT_DOUBLE_EQ(e->measures().at("watt").double_value(), 777.8);
+  EXPECT_EQ(e->dimensions().at("building"), "north");
+  EXPECT_EQ(e->dimensions_size(), 1);
+}
+
+TEST(JsonMapping, TimeUnitKeyAndCaseInsensitiveKeys) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  absl::StatusOr<v1::Event> e = JsonToEvent(
+      R"({"time": "1609757175", "timeunit": "SECONDS", "deviceid": "d", "x_MEASURE": 1})", m,
+      kArrivalUs);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->time(), 1609757175000000);
+  EXPECT_EQ(e->device_id(), "d");
+  EXPECT_EQ(e->measures().at("x").int64_value(), 1);
+}
+
+TEST(JsonMapping, TurbineFormatUsesArrivalTime) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TURBINE, {});
+  absl::StatusOr<v1::Event> e =
+      JsonToEvent(R"({"turbineId": "turbine-0001", "speed": 60})", m, kArrivalUs);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->device_id(), "turbine-0001");
+  EXPECT_EQ(e->time(), kArrivalUs);
+  EXPECT_EQ(e->measures().at("speed").int64_value(), 60);
+  EXPECT_EQ(e->dimensions_size(), 0);
+}
+
+TEST(JsonMapping, RequestOverridesTheFormatFieldByField) {
+  v1::JsonMapping overrides;
+  overrides.set_device_key("serial");
+  overrides.add_measure_keys("rpm");
+  const v1::JsonMapping m =
+      MergeMapping(MappingForFormat(v1::JSON_FORMAT_TURBINE, {}), overrides);
+  absl::StatusOr<v1::Event> e =
+      JsonToEvent(R"({"serial": "s-9", "rpm": 1200, "model": "x1", "temp": 3})", m, kArrivalUs);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->device_id(), "s-9");
+  EXPECT_EQ(e->measures_size(), 1);
+  EXPECT_EQ(e->dimensions().at("model"), "x1");
+  EXPECT_EQ(e->dimensions().at("temp"), "3") << "not a listed measure: a dimension";
+}
+
+TEST(JsonMapping, ServerDefaultForUnspecifiedFormat) {
+  v1::JsonMapping server;
+  server.set_device_key("id");
+  server.set_measure_suffix("_m");
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_UNSPECIFIED, server);
+  absl::StatusOr<v1::Event> e = JsonToEvent(R"({"id": "a", "v_m": 2.5})", m, kArrivalUs);
+  ASSERT_TRUE(e.ok());
+  EXPECT_DOUBLE_EQ(e->measures().at("v").double_value(), 2.5);
+}
+
+TEST(JsonMapping, MalformedInputIsAnError) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  EXPECT_FALSE(JsonToEvent("{not json", m, kArrivalUs).ok());
+  EXPECT_FALSE(JsonToEvent("[1,2]", m, kArrivalUs).ok());
+  EXPECT_FALSE(JsonToEvent(R"({"Time": "soon", "DeviceID": "d"})", m, kArrivalUs).ok());
+  EXPECT_FALSE(JsonToEvent(R"({"DeviceID": "d", "x_measure": {"a": 1}})", m, kArrivalUs).ok());
+  EXPECT_FALSE(JsonToEvent(R"({"Time": 1, "TimeUnit": "weeks"})", m, kArrivalUs).ok());
+}
+
+TEST(JsonMapping, MissingTimeIsLeftToValidation) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  absl::StatusOr<v1::Event> e = JsonToEvent(R"({"DeviceID": "d", "x_measure": 1})", m, kArrivalUs);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->time(), 0);
+}
+
+}  // namespace
+}  // namespace tidemark::ingest

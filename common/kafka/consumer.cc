@@ -47,6 +47,10 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(
       {"auto.offset.reset", "error"},
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"fetch.wait.max.ms", "100"},
+      // A replica killed with kill -9 holds its partitions until its session expires;
+      // 10 s (librdkafka's default is 45 s) bounds how long they stay unconsumed.
+      {"session.timeout.ms", "10000"},
+      {"heartbeat.interval.ms", "1000"},
   };
   for (const auto& [k, v] : config.properties) props[k] = v;
   char err[512];

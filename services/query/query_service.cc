@@ -62,9 +62,9 @@ void QueryServiceImpl::WorkerLoop() {
       queue_.pop_front();
     }
     absl::Status status;
-    const absl::Time deadline = absl::FromChrono(call.ctx->deadline());
-    const absl::Duration timeout =
-        deadline == absl::InfiniteFuture() ? config_.default_timeout : deadline - absl::Now();
+    // A client without a deadline shows up as one centuries away.
+    absl::Duration timeout = absl::FromChrono(call.ctx->deadline()) - absl::Now();
+    if (timeout > absl::Hours(24)) timeout = config_.default_timeout;
     if (call.ctx->IsCancelled()) {
       status = absl::CancelledError("the call was cancelled before it ran");
     } else if (timeout <= absl::ZeroDuration()) {

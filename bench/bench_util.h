@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include <unistd.h>
+
+namespace tidemark::bench {
+
+/// Seconds of CPU (user + system) a process has used, from /proc/<pid>/stat.
+inline double CpuSeconds(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the parenthesised command name: state is field 3; utime 14, stime 15.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  long long utime = 0, stime = 0;
+  std::sscanf(stat.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
+              &utime, &stime);
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// Appends a result line to bench/results (under the build directory) and prints it.
+inline void Report(const std::string& file, const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::ofstream out(absl::StrCat(TIDEMARK_BINARY_DIR, "/bench/", file), std::ios::app);
+  out << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ ", absl::Now(), absl::UTCTimeZone()) << line
+      << "\n";
+}
+
+}  // namespace tidemark::bench

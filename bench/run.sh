@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds and runs every benchmark; figures are appended to build/bench/*.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+build/bench/writer_bench
+build/bench/ingest_bench

@@ -1,0 +1,206 @@
+// Writer throughput: rows/s through the timestream-writer's store path (BatchBuilder +
+// PointStore: COPY into staging, classification, one versioned upsert) and through the whole
+// WriterLoop from the development broker, against the baseline a user would script:
+// psql `\copy` of the same rows into the same staging table plus the same upsert statement.
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/bench_util.h"
+#include "common/kafka/consumer.h"
+#include "common/kafka/producer.h"
+#include "common/log/log.h"
+#include "services/timestream-writer/point_store.h"
+#include "services/timestream-writer/writer_service.h"
+#include "tests/support/pg_cluster.h"
+#include "tools/devbroker/dev_broker.h"
+
+namespace {
+
+using namespace tidemark;
+
+constexpr int kEvents = 100'000;
+constexpr int kMeasures = 4;  // the Timestream sample's four measures
+constexpr int kBatch = 5000;
+
+std::vector<std::string> MakeEvents(int64_t base_us) {
+  std::vector<std::string> out;
+  out.reserve(kEvents);
+  for (int i = 0; i < kEvents; ++i) {
+    v1::Event e;
+    e.set_device_id(absl::StrCat("device-", i % 500));
+    e.set_time(base_us + i * 1000);
+    e.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
+    for (const char* m : {"temperature", "humidity", "voltage", "watt"}) {
+      (*e.mutable_measures())[m].set_double_value(i * 0.25);
+    }
+    e.set_ingest_time_us(base_us + i * 1000 + 5000);
+    out.push_back(e.SerializeAsString());
+  }
+  return out;
+}
+
+void Must(const absl::Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "bench failed: %s\n", std::string(s.message()).c_str());
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main() {
+  auto logger = log::MakeLogger("writer-bench");
+  logger->set_level(spdlog::level::warn);
+  auto cluster = testing::PgCluster::Start();
+  Must(cluster.status());
+  testing::PgCluster& pg = **cluster;
+  const int64_t base = absl::ToUnixMicros(absl::Now()) - absl::ToInt64Microseconds(absl::Hours(2));
+  const std::vector<std::string> events = MakeEvents(base);
+  const int64_t rows = static_cast<int64_t>(kEvents) * kMeasures;
+
+  // 1. The writer's store path, batch by batch.
+  Must(pg.CreateDatabase("store_path").status());
+  writer::PointStore store(pg.Dsn("store_path"), absl::Hours(48));
+  Must(store.Open(*logger));
+  absl::Time start = absl::Now();
+  for (int b = 0; b < kEvents; b += kBatch) {
+    writer::BatchBuilder batch(absl::Minutes(15), 0);
+    for (int i = b; i < std::min(kEvents, b + kBatch); ++i) batch.Add(i - b, events[i]);
+    Must(store.Write(batch).status());
+  }
+  const double store_s = absl::ToDoubleSeconds(absl::Now() - start);
+
+  // 2. The same rows through psql: \copy into the same staging table and the same upsert,
+  //    one transaction per batch of the same size.
+  Must(pg.CreateDatabase("psql_baseline").status());
+  {
+    writer::PointStore schema(pg.Dsn("psql_baseline"), absl::Hours(48));
+    Must(schema.Open(*logger));
+    Must(schema.MaintainPartitions(absl::Hours(24 * 7)).status());
+  }
+  const std::string dir = absl::StrCat("/tmp/tidemark-writer-bench-", getpid());
+  std::filesystem::create_directories(dir);
+  const std::string script = dir + "/load.sql";
+  // Generate the same rows the writer stored, in COPY text format, one file per batch.
+  {
+    std::ofstream series_csv(dir + "/series.tsv");
+    writer::BatchBuilder all(absl::Minutes(15), 0);
+    for (int i = 0; i < kEvents; ++i) all.Add(i, events[i]);
+    for (const writer::SeriesRow& s : all.series()) {
+      series_csv << s.series_id << '\t' << s.canonical_key << '\t' << s.measure_name << '\t'
+                 << s.device_id << '\t' << s.dimensions_json << '\n';
+    }
+    std::ofstream sql(script);
+    sql << "\\set ON_ERROR_STOP on\n"
+           "CREATE TEMP TABLE staging_points (source integer, series_id bigint, time_us bigint,"
+           " value_double double precision, value_int bigint, value_bool boolean,"
+           " value_string text, version bigint, ingested_us bigint) ON COMMIT DELETE ROWS;\n"
+           "\\copy series (series_id, canonical_key, measure_name, device_id, dimensions) FROM '"
+        << dir << "/series.tsv'\n";
+    // Rows per batch in the same order as the writer staged them.
+    int file = 0;
+    const auto& points = all.points();
+    const size_t per_batch = static_cast<size_t>(kBatch) * kMeasures;
+    for (size_t off = 0; off < points.size(); off += per_batch, ++file) {
+      const std::string path = absl::StrCat(dir, "/batch", file, ".tsv");
+      std::ofstream tsv(path);
+      char num[32];
+      for (size_t j = off; j < std::min(points.size(), off + per_batch); ++j) {
+        const writer::StagedPoint& p = points[j];
+        std::snprintf(num, sizeof(num), "%.17g", p.value.double_value());
+        tsv << p.source << '\t' << p.series_id << '\t' << p.time_us << '\t' << num
+            << "\t\\N\t\\N\t\\N\t" << p.version << '\t' << p.ingest_time_us << '\n';
+      }
+      sql << "BEGIN;\n\\copy staging_points FROM '" << path << "'\n"
+          << "INSERT INTO points (series_id, time, value_double, value_int, value_bool,"
+             " value_string, version, ingested_at) SELECT series_id,"
+             " 'epoch'::timestamptz + interval '1 microsecond' * time_us, value_double,"
+             " value_int, value_bool, value_string, version,"
+             " 'epoch'::timestamptz + interval '1 microsecond' * ingested_us FROM staging_points"
+             " ON CONFLICT (series_id, time) DO UPDATE SET value_double = excluded.value_double,"
+             " value_int = excluded.value_int, value_bool = excluded.value_bool,"
+             " value_string = excluded.value_string, version = excluded.version,"
+             " ingested_at = excluded.ingested_at WHERE excluded.version > points.version;\n"
+             "COMMIT;\n";
+    }
+  }
+  const std::string pg_bin = [] {
+    std::string best;
+    for (const auto& e : std::filesystem::directory_iterator("/usr/lib/postgresql")) {
+      best = std::max(best, e.path().string() + "/bin");
+    }
+    return best;
+  }();
+  start = absl::Now();
+  const std::string cmd = absl::StrCat(pg_bin, "/psql -X -q \"", pg.Dsn("psql_baseline"),
+                                       "\" -f ", script, " > /dev/null");
+  if (std::system(cmd.c_str()) != 0) {
+    std::fprintf(stderr, "psql baseline failed\n");
+    return 1;
+  }
+  const double psql_s = absl::ToDoubleSeconds(absl::Now() - start);
+  auto stored = pg.Psql("psql_baseline", "SELECT count(*) FROM points");
+  auto stored_writer = pg.Psql("store_path", "SELECT count(*) FROM points");
+
+  // 3. The whole WriterLoop: records already in the broker, drained by the writer.
+  auto broker = devbroker::DevBroker::Start(1, {{"raw", 6}, {"rejected", 1}});
+  Must(broker.status());
+  {
+    auto producer = kafka::Producer::Create({.brokers = (*broker)->bootstrap_servers()}, logger);
+    Must(producer.status());
+    for (const std::string& e : events) {
+      Must((*producer)->Produce("raw", "k", e, nullptr));
+    }
+    Must((*producer)->Flush(absl::Seconds(60)));
+  }
+  Must(pg.CreateDatabase("writer_loop").status());
+  double loop_s = 0;
+  {
+    writer::PointStore loop_store(pg.Dsn("writer_loop"), absl::Hours(48));
+    Must(loop_store.Open(*logger));
+    auto producer = kafka::Producer::Create({.brokers = (*broker)->bootstrap_servers()}, logger);
+    metrics::Registry registry;
+    writer::WriterMetrics metrics(registry);
+    writer::WriterConfig config;
+    config.rejected_topic = "rejected";
+    config.batch_max_records = kBatch;
+    writer::WriterLoop loop(config, loop_store, **producer, metrics, logger);
+    auto consumer = kafka::Consumer::Create(
+        {.brokers = (*broker)->bootstrap_servers(), .group_id = "bench", .topics = {"raw"}},
+        logger, &loop);
+    Must(consumer.status());
+    std::atomic<bool> stop{false};
+    absl::Time first_record;
+    std::thread t([&] { Must(loop.Run(**consumer, stop)); });
+    while (metrics.records.Value() == 0) absl::SleepFor(absl::Milliseconds(1));
+    first_record = absl::Now();
+    while (metrics.records.Value() < static_cast<uint64_t>(kEvents)) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    loop_s = absl::ToDoubleSeconds(absl::Now() - first_record);
+    stop = true;
+    t.join();
+  }
+  std::filesystem::remove_all(dir);
+
+  bench::Report("writer.txt",
+                absl::StrFormat("writer store path: %d rows in %.2f s = %.0f rows/s (stored %s)",
+                                rows, store_s, rows / store_s, stored_writer.value_or("?")));
+  bench::Report("writer.txt",
+                absl::StrFormat("psql \\copy + upsert baseline: %d rows in %.2f s = %.0f rows/s "
+                                "(stored %s)",
+                                rows, psql_s, rows / psql_s, stored.value_or("?")));
+  bench::Report("writer.txt",
+                absl::StrFormat("writer loop from the broker: %d rows in %.2f s = %.0f rows/s",
+                                rows, loop_s, rows / loop_s));
+  bench::Report("writer.txt", absl::StrFormat("ratio store path / psql baseline = %.2f; "
+                                              "writer loop / psql baseline = %.2f",
+                                              psql_s / store_s, psql_s / loop_s));
+  return 0;
+}

@@ -293,6 +293,29 @@ TEST(Pipeline, BadRecordsComeBackWithIndexAndReasonWhileGoodOnesAreStored) {
   EXPECT_EQ(devices, (std::set<std::string>{"good-1", "good-2", "turbine-0001"}));
 }
 
+TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
+  Stack stack;
+  grpc::ClientContext ctx;
+  v1::WriteResponse resp;
+  auto stream = stack.ingest().WriteStream(&ctx, &resp);
+  for (int m = 0; m < 3; ++m) {
+    v1::WriteRequest req;
+    for (int i = 0; i < 4; ++i) {
+      *req.add_events() = GoodEvent(absl::StrCat("s-", m, "-", i), i);
+    }
+    if (m == 1) req.mutable_events(2)->clear_device_id();  // overall index 6
+    ASSERT_TRUE(stream->Write(req));
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  const grpc::Status s = stream->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.accepted(), 11);
+  ASSERT_EQ(resp.rejected_size(), 1);
+  EXPECT_EQ(resp.rejected(0).index(), 6);
+  EXPECT_EQ(resp.rejected(0).reason(), v1::REJECT_REASON_MISSING_DEVICE_ID);
+  EXPECT_TRUE(WaitFor([&] { return stack.CountPoints() == 11; }, absl::Seconds(30)));
+}
+
 TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {
   Stack stack;
   stack.broker().Signal(SIGKILL);

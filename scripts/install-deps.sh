@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client
+  docker-compose
 )
 
 missing=()

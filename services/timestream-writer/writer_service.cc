@@ -66,8 +66,11 @@ absl::Status WriterLoop::Run(kafka::Consumer& consumer, const std::atomic<bool>&
     if (!pending_.empty()) {
       wait = std::max(absl::ZeroDuration(), batch_started_ + config_.batch_max_age - absl::Now());
     }
-    absl::StatusOr<std::vector<kafka::Message>> polled =
-        consumer.Poll(config_.batch_max_records - pending_.size(), wait);
+    // pending_ may already exceed the batch size with records polled while backing off.
+    const size_t room = pending_.size() < config_.batch_max_records
+                            ? config_.batch_max_records - pending_.size()
+                            : 0;
+    absl::StatusOr<std::vector<kafka::Message>> polled = consumer.Poll(room, wait);
     if (!polled.ok()) return polled.status();
     if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
     for (kafka::Message& m : *polled) pending_.push_back(std::move(m));

@@ -5,16 +5,13 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc/serve.h"
 #include "absl/synchronization/mutex.h"
 #include "common/time/time_units.h"
 #include "services/ingest/json_mapping.h"
 
 namespace tidemark::ingest {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
 
 absl::Status DeliveryFailure(rd_kafka_resp_err_t err) {
   return absl::UnavailableError(
@@ -75,7 +72,7 @@ class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
     }
     grpc::ServerUnaryReactor* reactor = reactor_;
     delete this;
-    reactor->Finish(ToGrpc(status));
+    reactor->Finish(grpcutil::ToGrpcStatus(status));
   }
   int64_t accepted_count() const { return resp_->accepted(); }
 
@@ -123,7 +120,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* 
   metrics_.requests.Add();
   if (absl::Status s = ValidateRequestShape(req->events_size(), config_.limits); !s.ok()) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpc(s));
+    reactor->Finish(grpcutil::ToGrpcStatus(s));
     return reactor;
   }
   return WritePrepared(
@@ -136,7 +133,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
   metrics_.requests.Add();
   if (absl::Status s = ValidateRequestShape(req->records_size(), config_.limits); !s.ok()) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpc(s));
+    reactor->Finish(grpcutil::ToGrpcStatus(s));
     return reactor;
   }
   const v1::JsonMapping mapping = MergeMapping(
@@ -261,7 +258,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
     finished_ = true;
     resp_->set_accepted(accepted_);
     service_.metrics_.accepted.Add(accepted_);
-    step.finish = ToGrpc(status_);
+    step.finish = grpcutil::ToGrpcStatus(status_);
     return step;
   }
 

@@ -4,7 +4,7 @@
 #include "absl/flags/flag.h"
 #include "common/config/common_flags.h"
 #include "common/config/config.h"
-#include "common/grpc/server_runner.h"
+#include "common/grpc/serve.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -81,24 +81,13 @@ int Run(int argc, char** argv) {
     return 2;
   }
   ingest::IngestServiceImpl service(*cfg, **producer, metrics, logger);
-  auto metrics_server = metrics::MetricsServer::Start(
-      registry, absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
-  if (!metrics_server.ok()) {
-    logger->critical("msg=\"{}\"", metrics_server.status().message());
-    return 1;
-  }
-  auto server = grpcutil::GrpcServer::Start({.listen_address = absl::GetFlag(FLAGS_listen)},
-                                            {&service});
-  if (!server.ok()) {
-    logger->critical("msg=\"{}\"", server.status().message());
-    return 1;
-  }
-  logger->info("msg=\"serving\" grpc_port={} metrics_port={} brokers={}", (*server)->port(),
-               (*metrics_server)->port(), producer_config.brokers);
-  const int sig = shutdown.Wait();
-  logger->info("msg=\"shutting down\" signal={}", sig);
-  (*server)->Shutdown(absl::GetFlag(FLAGS_delivery_timeout));
-  return 0;
+  logger->info("msg=\"producing\" brokers={} topic={}", producer_config.brokers, cfg->raw_topic);
+  return grpcutil::ServeUntilShutdown(shutdown, registry, {&service},
+                                      {.listen_address = absl::GetFlag(FLAGS_listen),
+                                       .metrics_host = absl::GetFlag(FLAGS_metrics_host),
+                                       .metrics_port = absl::GetFlag(FLAGS_metrics_port),
+                                       .shutdown_grace = absl::GetFlag(FLAGS_delivery_timeout)},
+                                      *logger);
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 #include "absl/flags/flag.h"
 #include "common/config/common_flags.h"
 #include "common/config/config.h"
-#include "common/grpc/server_runner.h"
+#include "common/grpc/serve.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
@@ -40,24 +40,11 @@ int Run(int argc, char** argv) {
   metrics::Registry registry;
   query::QueryMetrics metrics(registry);
   query::QueryServiceImpl service(cfg, metrics, logger);
-  auto metrics_server = metrics::MetricsServer::Start(
-      registry, absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
-  if (!metrics_server.ok()) {
-    logger->critical("msg=\"{}\"", metrics_server.status().message());
-    return 1;
-  }
-  auto server = grpcutil::GrpcServer::Start({.listen_address = absl::GetFlag(FLAGS_listen)},
-                                            {&service});
-  if (!server.ok()) {
-    logger->critical("msg=\"{}\"", server.status().message());
-    return 1;
-  }
-  logger->info("msg=\"serving\" grpc_port={} metrics_port={}", (*server)->port(),
-               (*metrics_server)->port());
-  const int sig = shutdown.Wait();
-  logger->info("msg=\"shutting down\" signal={}", sig);
-  (*server)->Shutdown(absl::Seconds(5));
-  return 0;
+  return grpcutil::ServeUntilShutdown(shutdown, registry, {&service},
+                                      {.listen_address = absl::GetFlag(FLAGS_listen),
+                                       .metrics_host = absl::GetFlag(FLAGS_metrics_host),
+                                       .metrics_port = absl::GetFlag(FLAGS_metrics_port)},
+                                      *logger);
 }
 
 }  // namespace

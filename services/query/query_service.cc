@@ -1,16 +1,9 @@
 #include "services/query/query_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc/serve.h"
 
 namespace tidemark::query {
-namespace {
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-}  // namespace
-
 QueryMetrics::QueryMetrics(metrics::Registry& r)
     : calls(r.AddCounter("tidemark_query_calls_total", "Query RPCs received")),
       failures(r.AddCounter("tidemark_query_failures_total", "Query RPCs that failed")),
@@ -79,7 +72,7 @@ void QueryServiceImpl::WorkerLoop() {
       }
     }
     metrics_.latency.Observe(absl::ToDoubleSeconds(absl::Now() - call.start));
-    call.reactor->Finish(ToGrpc(status));
+    call.reactor->Finish(grpcutil::ToGrpcStatus(status));
   }
 }
 

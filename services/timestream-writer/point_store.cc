@@ -189,28 +189,7 @@ absl::StatusOr<WriteOutcome> PointStore::Write(BatchBuilder& batch) {
       }
       copy.complete();
     }
-    // 3. Classify against what is stored, before the upsert changes it.
-    const pqxx::result classified = tx.exec(absl::StrCat(
-        "SELECT st.source, st.series_id, p.version, st.version < p.version AS stale,"
-        " st.version = p.version AND ("
-        "   p.value_double IS DISTINCT FROM st.value_double OR"
-        "   p.value_int IS DISTINCT FROM st.value_int OR"
-        "   p.value_bool IS DISTINCT FROM st.value_bool OR"
-        "   p.value_string IS DISTINCT FROM st.value_string) AS conflict"
-        " FROM staging_points st JOIN points p"
-        " ON p.series_id = st.series_id AND p.time = ",
-        kTimeFromMicros, "st.time_us WHERE st.version <= p.version"));
-    absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> conflict_version;
-    for (const pqxx::row& row : classified) {
-      if (row[3].as<bool>()) {
-        ++outcome.stale;
-      } else if (row[4].as<bool>()) {
-        conflict_version[{row[0].as<int64_t>(), row[1].as<int64_t>()}] = row[2].as<int64_t>();
-      } else {
-        ++outcome.unchanged;
-      }
-    }
-    // 4. One versioned upsert for the whole batch.
+    // 3. One versioned upsert for the whole batch.
     const pqxx::result upserted = tx.exec(absl::StrCat(
         "INSERT INTO points (series_id, time, value_double, value_int, value_bool,"
         " value_string, version, ingested_at)"
@@ -224,6 +203,33 @@ absl::StatusOr<WriteOutcome> PointStore::Write(BatchBuilder& batch) {
         " version = excluded.version, ingested_at = excluded.ingested_at"
         " WHERE excluded.version > points.version"));
     outcome.upserted = upserted.affected_rows();
+    // 4. Points the upsert left alone are stale, unchanged or conflicting. Only then (replays,
+    //    duplicates, late corrections) compare them with the stored rows this transaction
+    //    did not write, which are still as they were before the batch.
+    absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> conflict_version;
+    if (outcome.upserted < static_cast<int64_t>(points.size())) {
+      const pqxx::result classified = tx.exec(absl::StrCat(
+          "SELECT st.source, st.series_id, p.version, st.version < p.version AS stale,"
+          " st.version = p.version AND ("
+          "   p.value_double IS DISTINCT FROM st.value_double OR"
+          "   p.value_int IS DISTINCT FROM st.value_int OR"
+          "   p.value_bool IS DISTINCT FROM st.value_bool OR"
+          "   p.value_string IS DISTINCT FROM st.value_string) AS conflict"
+          " FROM staging_points st JOIN points p"
+          " ON p.series_id = st.series_id AND p.time = ",
+          kTimeFromMicros,
+          "st.time_us WHERE st.version <= p.version"
+          " AND p.xmin <> (txid_current() % 4294967296)::text::xid"));
+      for (const pqxx::row& row : classified) {
+        if (row[3].as<bool>()) {
+          ++outcome.stale;
+        } else if (row[4].as<bool>()) {
+          conflict_version[{row[0].as<int64_t>(), row[1].as<int64_t>()}] = row[2].as<int64_t>();
+        } else {
+          ++outcome.unchanged;
+        }
+      }
+    }
     tx.commit();
     for (const StagedPoint& p : points) {
       auto it = conflict_version.find({static_cast<int64_t>(p.source), p.series_id});

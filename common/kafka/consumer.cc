@@ -101,8 +101,15 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
   if (rd_kafka_resp_err_t e = rd_kafka_committed(rk_, partitions, 10000); e) {
     logger_->warn("msg=\"cannot read committed offsets\" error=\"{}\"", rd_kafka_err2str(e));
   }
+  std::vector<AssignedPartition> assigned;
   for (int i = 0; i < partitions->cnt; ++i) {
     rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    AssignedPartition& a = assigned.emplace_back();
+    a.partition = {tp.topic, tp.partition};
+    a.committed_offset = tp.offset < 0 ? -1 : tp.offset;
+    if (tp.metadata != nullptr && tp.metadata_size > 0) {
+      a.committed_metadata.assign(static_cast<const char*>(tp.metadata), tp.metadata_size);
+    }
     if (tp.offset < 0) {
       tp.offset = RD_KAFKA_OFFSET_BEGINNING;
       continue;
@@ -130,7 +137,7 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
   // Partitions gained while paused stay paused until ResumeAll().
   if (paused_) rd_kafka_pause_partitions(rk_, partitions);
   logger_->info("msg=\"partitions assigned\" count={}", partitions->cnt);
-  if (listener_) listener_->OnAssigned(ToVector(partitions));
+  if (listener_) listener_->OnAssigned(assigned);
 }
 
 void Consumer::Revoke(rd_kafka_topic_partition_list_t* partitions) {
@@ -189,6 +196,23 @@ absl::Status Consumer::Commit(const std::map<TopicPartition, int64_t>& next_offs
   for (const auto& [tp, offset] : next_offsets) {
     rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset =
         offset;
+  }
+  return ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0), "committing offsets");
+}
+
+absl::Status Consumer::Commit(const std::map<TopicPartition, CommitPoint>& points) {
+  if (points.empty()) return absl::OkStatus();
+  ListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(points.size())));
+  for (const auto& [tp, point] : points) {
+    rd_kafka_topic_partition_t* e =
+        rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);
+    e->offset = point.offset;
+    if (!point.metadata.empty()) {
+      // Freed with the list.
+      e->metadata = malloc(point.metadata.size());
+      std::memcpy(e->metadata, point.metadata.data(), point.metadata.size());
+      e->metadata_size = point.metadata.size();
+    }
   }
   return ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0), "committing offsets");
 }

@@ -44,11 +44,27 @@ class Message final {
   std::unique_ptr<rd_kafka_message_t, Destroy> m_;
 };
 
+/// Where a partition's consumption resumes, with what the committer stored beside it.
+struct CommitPoint {
+  int64_t offset = 0;
+  /// Opaque to Kafka (commit metadata), e.g. a consumer's watermark.
+  std::string metadata;
+};
+
+/// A partition gained in a rebalance and where it resumes.
+struct AssignedPartition {
+  TopicPartition partition;
+  /// The committed offset, or -1 when the group never committed (consumption starts at the
+  /// partition's beginning).
+  int64_t committed_offset = -1;
+  std::string committed_metadata;
+};
+
 /// Told about partitions gained and lost in a rebalance, on the thread calling Poll().
 class PartitionListener {
  public:
   virtual ~PartitionListener() = default;
-  virtual void OnAssigned(const std::vector<TopicPartition>& partitions) = 0;
+  virtual void OnAssigned(const std::vector<AssignedPartition>& partitions) = 0;
   /// Records of these partitions not yet committed will be consumed again by their next
   /// owner; the listener drops whatever it holds for them.
   virtual void OnRevoked(const std::vector<TopicPartition>& partitions) = 0;
@@ -79,6 +95,8 @@ class Consumer final {
   absl::StatusOr<std::vector<Message>> Poll(size_t max_messages, absl::Duration timeout);
   /// Synchronously commits, for each partition, the offset of the next record to consume.
   absl::Status Commit(const std::map<TopicPartition, int64_t>& next_offsets);
+  /// The same, storing metadata with each offset.
+  absl::Status Commit(const std::map<TopicPartition, CommitPoint>& points);
   /// Stops or restarts fetching on every assigned partition (Poll still serves rebalances).
   absl::Status PauseAll();
   absl::Status ResumeAll();

@@ -36,7 +36,7 @@ WriterLoop::WriterLoop(const WriterConfig& config, PointStore& store,
       metrics_(metrics),
       logger_(std::move(logger)) {}
 
-void WriterLoop::OnAssigned(const std::vector<kafka::TopicPartition>&) {}
+void WriterLoop::OnAssigned(const std::vector<kafka::AssignedPartition>&) {}
 
 void WriterLoop::OnRevoked(const std::vector<kafka::TopicPartition>& partitions) {
   // Uncommitted records of a revoked partition are the next owner's to write.

@@ -49,7 +49,7 @@ class WriterLoop final : public kafka::PartitionListener {
   /// Runs until `stop` is set (then writes what it holds and returns OK) or a fatal error.
   absl::Status Run(kafka::Consumer& consumer, const std::atomic<bool>& stop);
 
-  void OnAssigned(const std::vector<kafka::TopicPartition>& partitions) override;
+  void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override;
   void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override;
 
  private:

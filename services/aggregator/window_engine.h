@@ -1,0 +1,130 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/aggregator/window_aggregate.h"
+#include "tidemark/v1/event.pb.h"
+
+namespace tidemark::aggregator {
+
+struct WindowConfig {
+  /// Tumbling window sizes; every numeric series is windowed at each.
+  std::vector<absl::Duration> sizes = {absl::Minutes(5)};
+  /// Watermark = max event time seen on the partition minus this.
+  absl::Duration out_of_orderness = absl::Seconds(5);
+  /// A point for a window whose end is behind the watermark by less than this updates the
+  /// window and re-emits it; later points go to tidemark.late for repair.
+  absl::Duration allowed_lateness = absl::Minutes(2);
+  /// A partition without records for this long advances its watermark with the wall clock.
+  absl::Duration idle_timeout = absl::Seconds(30);
+  absl::Duration future_clock_lead = absl::Minutes(15);
+};
+
+/// Where a partition's window state can be rebuilt from: replaying from `offset` with the
+/// watermark restored reproduces every window that was open (DESIGN §3, delivery).
+struct Checkpoint {
+  int64_t offset = 0;
+  int64_t watermark_us = INT64_MIN;
+  int64_t max_event_us = INT64_MIN;
+  /// Commit metadata form: "v1 <watermark_us> <max_event_us>".
+  std::string Encode() const;
+  static absl::StatusOr<Checkpoint> Decode(int64_t offset, const std::string& metadata);
+};
+
+struct EngineCounters {
+  int64_t points = 0;
+  int64_t non_numeric = 0;
+  int64_t clock_corrected = 0;
+  int64_t late_within_lateness = 0;
+  int64_t beyond_lateness = 0;
+  int64_t windows_opened = 0;
+  int64_t emitted = 0;
+  int64_t re_emitted = 0;
+  int64_t undecodable = 0;
+};
+
+/// What processing produced. Emissions of the same window may repeat with increasing
+/// versions; a caller may keep only the last of each before producing (coalescing).
+struct EngineOutput {
+  std::vector<v1::WindowAggregate> emissions;
+  std::vector<v1::LatePoint> late;
+};
+
+/// The windows of one Kafka partition of tidemark.raw. Pure: no I/O, no clock of its own
+/// (wall time is passed in), so that it can be driven by scripted sequences.
+///
+/// Versions are derived from raw offsets, which order every revision of a window because a
+/// series lives on one partition: the aggregate emitted after processing the record at
+/// offset x has version 2x (it covers every in-lateness point of the window from records up
+/// to x), and the repair of a point late beyond lateness at offset y has version 2y + 1
+/// (computed by the writer once the store holds every raw record up to y). The highest
+/// version of a window therefore always covers all of its points.
+class PartitionWindows final {
+ public:
+  PartitionWindows(const WindowConfig& config, std::string raw_topic, int32_t partition,
+                   const Checkpoint& restored);
+
+  /// Processes the raw record at `offset` (offsets increase). `now_us` is the wall clock,
+  /// used only to notice idleness.
+  void Process(int64_t offset, const v1::Event& event, int64_t now_us, EngineOutput& out);
+  /// A record that is not an event: skipped, but consumed.
+  void Skip(int64_t offset, int64_t now_us);
+  /// If no record arrived for the idle timeout, advances the watermark to the wall clock
+  /// minus the out-of-orderness bound, closing and evicting windows.
+  void AdvanceIfIdle(int64_t now_us, EngineOutput& out);
+
+  /// Where to resume after a restart: the lowest offset a live window still needs, or the
+  /// next offset when none does.
+  Checkpoint CurrentCheckpoint() const;
+  int64_t watermark_us() const { return watermark_us_; }
+  size_t open_windows() const { return windows_.size(); }
+  const EngineCounters& counters() const { return counters_; }
+
+ private:
+  struct Key {
+    int64_t series_id;
+    int64_t size_us;
+    int64_t start_us;
+    friend bool operator==(const Key&, const Key&) = default;
+    friend auto operator<=>(const Key&, const Key&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      return H::combine(std::move(h), k.series_id, k.size_us, k.start_us);
+    }
+  };
+  struct Window {
+    std::shared_ptr<const v1::Series> series;
+    WindowPoints points;
+    int64_t first_offset = 0;
+    bool emitted = false;
+  };
+
+  void AddPoint(int64_t offset, const std::shared_ptr<const v1::Series>& series, int64_t time_us,
+                const WindowPoint& point, const v1::MeasureValue& raw_value, EngineOutput& out);
+  void AdvanceWatermark(int64_t watermark_us, int64_t version_offset, EngineOutput& out);
+  void Emit(const Key& key, Window& w, int64_t version_offset, EngineOutput& out);
+
+  WindowConfig config_;
+  std::vector<int64_t> sizes_us_;
+  std::string raw_topic_;
+  int32_t partition_;
+  int64_t watermark_us_;
+  int64_t max_event_us_;
+  int64_t next_offset_;
+  int64_t last_record_wall_us_ = INT64_MIN;
+  absl::flat_hash_map<Key, Window> windows_;
+  /// Windows not yet closed, by end; and every live window, by end + allowed lateness.
+  std::set<std::pair<int64_t, Key>> by_end_;
+  std::set<std::pair<int64_t, Key>> by_eviction_;
+  absl::flat_hash_map<int64_t, std::shared_ptr<const v1::Series>> series_;
+  EngineCounters counters_;
+};
+
+}  // namespace tidemark::aggregator

@@ -1,0 +1,357 @@
+#include "services/aggregator/window_engine.h"
+
+#include <random>
+
+#include "common/series/event_points.h"
+#include "gtest/gtest.h"
+
+namespace tidemark::aggregator {
+namespace {
+
+constexpr int64_t kS = 1'000'000;  // one second in µs
+constexpr int64_t kBase = 1'800'000'000LL * kS;  // window-aligned for 10 s and 60 s sizes
+
+WindowConfig TestConfig() {
+  WindowConfig c;
+  c.sizes = {absl::Seconds(10)};
+  c.out_of_orderness = absl::Seconds(2);
+  c.allowed_lateness = absl::Seconds(30);
+  c.idle_timeout = absl::Seconds(5);
+  return c;
+}
+
+v1::Event At(int64_t time_us, double value, const std::string& device = "d1",
+             std::optional<int64_t> version = std::nullopt, int64_t ingest_us = -1) {
+  v1::Event e;
+  e.set_device_id(device);
+  e.set_time(time_us);
+  e.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
+  (*e.mutable_measures())["m"].set_double_value(value);
+  if (version) e.set_version(*version);
+  e.set_ingest_time_us(ingest_us >= 0 ? ingest_us : time_us + kS);
+  return e;
+}
+
+class Driver {
+ public:
+  explicit Driver(WindowConfig config = TestConfig(), Checkpoint restored = {})
+      : windows_(config, "raw", 0, restored), offset_(restored.offset) {}
+  EngineOutput Send(const v1::Event& e) {
+    EngineOutput out;
+    windows_.Process(offset_++, e, e.ingest_time_us(), out);
+    return out;
+  }
+  PartitionWindows& windows() { return windows_; }
+  int64_t next_offset() const { return offset_; }
+
+ private:
+  PartitionWindows windows_;
+  int64_t offset_;
+};
+
+TEST(WindowEngine, OnTimeWindowEmitsWhenTheWatermarkPassesItsEnd) {
+  Driver d;
+  EXPECT_TRUE(d.Send(At(kBase + 1 * kS, 1.0)).emissions.empty());
+  EXPECT_TRUE(d.Send(At(kBase + 4 * kS, 3.0)).emissions.empty());
+  // Watermark 11 s - 2 s = 9 s: not yet past the end (10 s).
+  EXPECT_TRUE(d.Send(At(kBase + 11 * kS, 5.0)).emissions.empty());
+  EngineOutput out = d.Send(At(kBase + 12 * kS, 7.0));  // offset 3, watermark 10 s
+  ASSERT_EQ(out.emissions.size(), 1u);
+  const v1::WindowAggregate& a = out.emissions[0];
+  EXPECT_EQ(a.window_start_us(), kBase);
+  EXPECT_EQ(a.window_size_us(), 10 * kS);
+  EXPECT_EQ(a.count(), 2);
+  EXPECT_DOUBLE_EQ(a.sum(), 4.0);
+  EXPECT_DOUBLE_EQ(a.min(), 1.0);
+  EXPECT_DOUBLE_EQ(a.max(), 3.0);
+  EXPECT_DOUBLE_EQ(a.avg(), 2.0);
+  EXPECT_DOUBLE_EQ(a.first(), 1.0);
+  EXPECT_DOUBLE_EQ(a.last(), 3.0);
+  EXPECT_EQ(a.version(), 2 * 3);
+  EXPECT_EQ(a.series().dimensions().at("device_id"), "d1");
+}
+
+TEST(WindowEngine, LateWithinLatenessReEmitsWithAHigherVersion) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0));
+  ASSERT_EQ(d.Send(At(kBase + 12 * kS, 0)).emissions.size(), 1u);  // closes [0,10)
+  EngineOutput out = d.Send(At(kBase + 5 * kS, 9.0));                // offset 2: late, in lateness
+  ASSERT_EQ(out.emissions.size(), 1u);
+  EXPECT_EQ(out.emissions[0].count(), 2);
+  EXPECT_DOUBLE_EQ(out.emissions[0].last(), 9.0);
+  EXPECT_EQ(out.emissions[0].version(), 4);
+  EXPECT_TRUE(out.late.empty());
+  EXPECT_EQ(d.windows().counters().late_within_lateness, 1);
+  EXPECT_EQ(d.windows().counters().re_emitted, 1);
+  // A duplicate changes nothing and emits nothing.
+  EXPECT_TRUE(d.Send(At(kBase + 5 * kS, 9.0)).emissions.empty());
+}
+
+TEST(WindowEngine, BeyondLatenessGoesToTheLateTopicForRepair) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0));
+  d.Send(At(kBase + 45 * kS, 2.0));  // watermark 43 s >= 10 + 30: [0,10) evicted
+  EngineOutput out = d.Send(At(kBase + 3 * kS, 5.0));  // offset 2
+  EXPECT_TRUE(out.emissions.empty());
+  ASSERT_EQ(out.late.size(), 1u);
+  const v1::LatePoint& late = out.late[0];
+  EXPECT_EQ(late.raw_offset(), 2);
+  EXPECT_EQ(late.repair_version(), 5);
+  EXPECT_EQ(late.time_us(), kBase + 3 * kS);
+  ASSERT_EQ(late.windows_size(), 1);
+  EXPECT_EQ(late.windows(0).window_start_us(), kBase);
+  EXPECT_EQ(late.windows(0).window_size_us(), 10 * kS);
+  EXPECT_EQ(d.windows().counters().beyond_lateness, 1);
+}
+
+TEST(WindowEngine, IdlePartitionAdvancesWithTheWallClock) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0));
+  EngineOutput out;
+  d.windows().AdvanceIfIdle(kBase + 4 * kS, out);  // 3 s after the record: not idle yet
+  EXPECT_TRUE(out.emissions.empty());
+  d.windows().AdvanceIfIdle(kBase + 13 * kS, out);  // idle; watermark 11 s
+  ASSERT_EQ(out.emissions.size(), 1u);
+  EXPECT_EQ(out.emissions[0].count(), 1);
+  EXPECT_EQ(out.emissions[0].version(), 0) << "state after the last record, offset 0";
+}
+
+TEST(WindowEngine, FutureDatedPointIsCorrectedAndDoesNotMoveTheWatermark) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0));
+  // A clock 30 minutes ahead: stored and windowed at its ingest time (2 s).
+  const v1::Event ahead = At(kBase + 1800 * kS, 8.0, "d2", std::nullopt, kBase + 2 * kS);
+  EXPECT_TRUE(d.Send(ahead).emissions.empty());
+  EXPECT_EQ(d.windows().counters().clock_corrected, 1);
+  EXPECT_EQ(d.windows().watermark_us(), kBase - 1 * kS) << "still 1 s - 2 s";
+  EngineOutput out = d.Send(At(kBase + 12 * kS, 0));
+  ASSERT_EQ(out.emissions.size(), 2u);  // d1's and d2's [0,10)
+  for (const auto& a : out.emissions) EXPECT_EQ(a.count(), 1);
+}
+
+TEST(WindowEngine, SeveralSizesAndBoundaries) {
+  WindowConfig c = TestConfig();
+  c.sizes = {absl::Seconds(10), absl::Seconds(60)};
+  Driver d(c);
+  d.Send(At(kBase + 9 * kS, 1.0));
+  d.Send(At(kBase + 10 * kS, 2.0));  // exactly at a boundary: belongs to [10,20)
+  EngineOutput out = d.Send(At(kBase + 22 * kS, 3.0));  // watermark 20 s
+  ASSERT_EQ(out.emissions.size(), 2u);
+  EXPECT_EQ(out.emissions[0].window_start_us() + out.emissions[1].window_start_us(),
+            2 * kBase + 10 * kS);
+  for (const auto& a : out.emissions) {
+    EXPECT_EQ(a.count(), 1);
+    EXPECT_EQ(a.window_size_us(), 10 * kS);
+  }
+  out = d.Send(At(kBase + 63 * kS, 4.0));  // watermark 61 s: [0,60) and [20,30).. close
+  int64_t minute_count = -1;
+  for (const auto& a : out.emissions) {
+    if (a.window_size_us() == 60 * kS) minute_count = a.count();
+  }
+  EXPECT_EQ(minute_count, 3);
+}
+
+TEST(WindowEngine, VersionRulesInsideAWindow) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0, "d1", 5));
+  d.Send(At(kBase + 1 * kS, 2.0, "d1", 4));  // lower version: ignored
+  d.Send(At(kBase + 1 * kS, 3.0, "d1", 5));  // same version, other value: first stays
+  d.Send(At(kBase + 2 * kS, 4.0, "d1", 1));
+  d.Send(At(kBase + 2 * kS, 6.0, "d1", 2));  // higher version replaces
+  EngineOutput out = d.Send(At(kBase + 20 * kS, 0));
+  ASSERT_EQ(out.emissions.size(), 1u);
+  EXPECT_EQ(out.emissions[0].count(), 2);
+  EXPECT_DOUBLE_EQ(out.emissions[0].sum(), 7.0);
+}
+
+TEST(WindowEngine, NonNumericMeasuresAreNotAggregated) {
+  Driver d;
+  v1::Event e = At(kBase + 1 * kS, 1.0);
+  (*e.mutable_measures())["state"].set_string_value("running");
+  (*e.mutable_measures())["ok"].set_bool_value(true);
+  d.Send(e);
+  EXPECT_EQ(d.windows().counters().non_numeric, 2);
+  EXPECT_EQ(d.Send(At(kBase + 20 * kS, 0)).emissions.size(), 1u);
+}
+
+TEST(WindowEngine, CheckpointNeedsTheOldestLiveWindow) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0));   // offset 0: window [0,10)
+  d.Send(At(kBase + 15 * kS, 1.0));  // offset 1: closes [0,10) (kept for lateness)
+  Checkpoint c = d.windows().CurrentCheckpoint();
+  EXPECT_EQ(c.offset, 0);
+  EXPECT_EQ(c.watermark_us, kBase + 13 * kS);
+  d.Send(At(kBase + 55 * kS, 1.0));  // offset 2: watermark 53 s evicts [0,10) and [10,20)
+  EXPECT_EQ(d.windows().CurrentCheckpoint().offset, 2);
+  absl::StatusOr<Checkpoint> back = Checkpoint::Decode(7, c.Encode());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->offset, 7);
+  EXPECT_EQ(back->watermark_us, c.watermark_us);
+  EXPECT_EQ(back->max_event_us, c.max_event_us);
+  EXPECT_FALSE(Checkpoint::Decode(0, "garbage").ok());
+}
+
+// ---- Property: random streams against a batch computation over the stored points. ----
+
+struct StoreModel {
+  // Raw points by the writer's rules; aggregates by the versioned upsert.
+  std::map<std::pair<int64_t, int64_t>, WindowPoint> raw;  // (series, time)
+  struct Stored {
+    v1::WindowAggregate agg;
+  };
+  std::map<std::tuple<int64_t, int64_t, int64_t>, v1::WindowAggregate> aggregates;
+
+  void StoreRaw(const v1::Event& e, absl::Duration lead) {
+    absl::StatusOr<std::vector<series::MappedPoint>> points = series::EventToPoints(e, lead);
+    ASSERT_TRUE(points.ok());
+    for (const series::MappedPoint& p : *points) {
+      ApplyPointRaw({p.series_id, p.time_us}, {p.value.double_value(), p.version});
+    }
+  }
+  void ApplyPointRaw(std::pair<int64_t, int64_t> key, WindowPoint p) {
+    auto [it, inserted] = raw.try_emplace(key, p);
+    if (!inserted && p.version > it->second.version) it->second = p;
+  }
+  void Upsert(const v1::WindowAggregate& a) {
+    auto key = std::make_tuple(a.series().series_id(), a.window_size_us(), a.window_start_us());
+    auto [it, inserted] = aggregates.try_emplace(key, a);
+    if (!inserted && a.version() > it->second.version()) it->second = a;
+  }
+  WindowPoints Window(int64_t series_id, int64_t size, int64_t start) const {
+    WindowPoints points;
+    for (auto it = raw.lower_bound({series_id, start});
+         it != raw.end() && it->first.first == series_id && it->first.second < start + size; ++it) {
+      points[it->first.second] = it->second;
+    }
+    return points;
+  }
+  // What the writer's repair does: recompute from the stored points.
+  void Repair(const v1::LatePoint& late) {
+    for (const v1::WindowRef& w : late.windows()) {
+      WindowPoints points =
+          Window(late.series().series_id(), w.window_size_us(), w.window_start_us());
+      if (points.empty()) continue;
+      const AggregateValues a = Aggregate(points);
+      v1::WindowAggregate agg;
+      *agg.mutable_series() = late.series();
+      agg.set_window_size_us(w.window_size_us());
+      agg.set_window_start_us(w.window_start_us());
+      agg.set_count(a.count);
+      agg.set_sum(a.sum);
+      agg.set_min(a.min);
+      agg.set_max(a.max);
+      agg.set_first(a.first);
+      agg.set_last(a.last);
+      agg.set_version(late.repair_version());
+      Upsert(agg);
+    }
+  }
+};
+
+std::vector<v1::Event> RandomStream(std::mt19937_64& rng, int n) {
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<v1::Event> events;
+  int64_t now = kBase;
+  for (int i = 0; i < n; ++i) {
+    now += static_cast<int64_t>(u(rng) * 2 * kS);
+    const std::string device = "d" + std::to_string(static_cast<int>(u(rng) * 3));
+    const double r = u(rng);
+    int64_t t = now - static_cast<int64_t>(u(rng) * 3 * kS);  // small disorder
+    if (r < 0.10) t = now - 20 * kS;                           // late, within lateness
+    else if (r < 0.15) t = now - 200 * kS;                     // beyond lateness
+    else if (r < 0.18) t = now + 1800 * kS;                    // clock far ahead
+    std::optional<int64_t> version;
+    if (u(rng) < 0.3) version = static_cast<int64_t>(u(rng) * 4);
+    const double value = std::floor(u(rng) * 100) / 4;
+    v1::Event e = At(t, value, device, version, now);
+    events.push_back(e);
+    if (u(rng) < 0.08) events.push_back(e);  // duplicate delivery
+    if (u(rng) < 0.04) {                      // the same instant again, other value
+      v1::Event again = e;
+      (*again.mutable_measures())["m"].set_double_value(value + 1);
+      events.push_back(again);
+    }
+  }
+  return events;
+}
+
+void ExpectStoreMatchesBatch(const StoreModel& store, const WindowConfig& config) {
+  // Every window that has stored points has an aggregate equal to the batch over them.
+  std::set<std::tuple<int64_t, int64_t, int64_t>> windows;
+  for (const auto& [key, p] : store.raw) {
+    for (absl::Duration d : config.sizes) {
+      const int64_t size = absl::ToInt64Microseconds(d);
+      const int64_t start = key.second - ((key.second % size) + size) % size;
+      windows.insert({key.first, size, start});
+    }
+  }
+  ASSERT_FALSE(windows.empty());
+  for (const auto& [series, size, start] : windows) {
+    auto it = store.aggregates.find({series, size, start});
+    ASSERT_NE(it, store.aggregates.end()) << "missing window " << series << " " << start;
+    const AggregateValues want = Aggregate(store.Window(series, size, start));
+    const v1::WindowAggregate& got = it->second;
+    EXPECT_EQ(got.count(), want.count) << "window " << start;
+    EXPECT_DOUBLE_EQ(got.sum(), want.sum);
+    EXPECT_DOUBLE_EQ(got.min(), want.min);
+    EXPECT_DOUBLE_EQ(got.max(), want.max);
+    EXPECT_DOUBLE_EQ(got.first(), want.first);
+    EXPECT_DOUBLE_EQ(got.last(), want.last);
+  }
+  EXPECT_EQ(store.aggregates.size(), windows.size()) << "no aggregate without points";
+}
+
+// Drives the engine over a stream like the pipeline does: the writer stores each raw record,
+// the engine's outputs are upserted, repairs run as soon as the store holds their record.
+// With `restarts`, the engine is dropped at random moments and rebuilt from its last
+// checkpoint, replaying from the checkpoint's offset.
+void RunProperty(uint64_t seed, bool restarts) {
+  std::mt19937_64 rng(seed);
+  WindowConfig config = TestConfig();
+  config.sizes = {absl::Seconds(10), absl::Seconds(60)};
+  const std::vector<v1::Event> events = RandomStream(rng, 600);
+  StoreModel store;
+  Checkpoint committed;
+  auto engine = std::make_unique<PartitionWindows>(config, "raw", 0, committed);
+  int64_t stored_through = -1;
+  std::uniform_real_distribution<double> u(0, 1);
+  int64_t offset = 0;
+  while (offset < static_cast<int64_t>(events.size())) {
+    const v1::Event& e = events[offset];
+    if (offset > stored_through) {
+      store.StoreRaw(e, config.future_clock_lead);
+      stored_through = offset;
+    }
+    EngineOutput out;
+    engine->Process(offset, e, e.ingest_time_us(), out);
+    for (const auto& a : out.emissions) store.Upsert(a);
+    for (const auto& l : out.late) store.Repair(l);
+    ++offset;
+    if (u(rng) < 0.1) committed = engine->CurrentCheckpoint();  // everything output is acked
+    if (restarts && u(rng) < 0.02) {
+      engine = std::make_unique<PartitionWindows>(config, "raw", 0, committed);
+      offset = committed.offset;
+    }
+  }
+  EngineOutput out;
+  engine->AdvanceIfIdle(events.back().ingest_time_us() + 3600 * kS, out);
+  for (const auto& a : out.emissions) store.Upsert(a);
+  ExpectStoreMatchesBatch(store, config);
+}
+
+TEST(WindowEngineProperty, FinalAggregatesEqualBatchOverStoredPoints) {
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    SCOPED_TRACE(seed);
+    RunProperty(seed, /*restarts=*/false);
+  }
+}
+
+TEST(WindowEngineProperty, RestartsFromCheckpointsChangeNothing) {
+  for (uint64_t seed = 100; seed <= 130; ++seed) {
+    SCOPED_TRACE(seed);
+    RunProperty(seed, /*restarts=*/true);
+  }
+}
+
+}  // namespace
+}  // namespace tidemark::aggregator

@@ -72,7 +72,7 @@ int main() {
   for (int b = 0; b < kEvents; b += kBatch) {
     writer::BatchBuilder batch(absl::Minutes(15), 0);
     for (int i = b; i < std::min(kEvents, b + kBatch); ++i) batch.Add(i - b, events[i]);
-    Must(store.Write(batch).status());
+    Must(store.Write(batch, {}).status());
   }
   const double store_s = absl::ToDoubleSeconds(absl::Now() - start);
 
@@ -166,11 +166,12 @@ int main() {
     Must(loop_store.Open(*logger));
     auto producer = kafka::Producer::Create({.brokers = (*broker)->bootstrap_servers()}, logger);
     metrics::Registry registry;
-    writer::WriterMetrics metrics(registry);
+    writer::RawPointSink sink(loop_store, absl::Minutes(15), absl::Hours(24 * 7), registry);
+    writer::WriterMetrics metrics(registry, "raw");
     writer::WriterConfig config;
     config.rejected_topic = "rejected";
     config.batch_max_records = kBatch;
-    writer::WriterLoop loop(config, loop_store, **producer, metrics, logger);
+    writer::WriterLoop loop(config, sink, **producer, metrics, logger);
     auto consumer = kafka::Consumer::Create(
         {.brokers = (*broker)->bootstrap_servers(), .group_id = "bench", .topics = {"raw"}},
         logger, &loop);

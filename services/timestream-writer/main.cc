@@ -1,4 +1,4 @@
-// timestream-writer: stores raw points from tidemark.raw in PostgreSQL.
+// timestream-writer: stores raw points, window aggregates and late-point repairs in PostgreSQL.
 #include <atomic>
 #include <thread>
 
@@ -10,13 +10,17 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
+#include "services/timestream-writer/aggregate_store.h"
 #include "services/timestream-writer/point_store.h"
 #include "services/timestream-writer/writer_service.h"
 
 ABSL_FLAG(std::string, raw_topic, "tidemark.raw", "Kafka topic of accepted events");
+ABSL_FLAG(std::string, aggregates_topic, "tidemark.aggregates", "Kafka topic of aggregates");
+ABSL_FLAG(std::string, late_topic, "tidemark.late", "Kafka topic of points beyond lateness");
 ABSL_FLAG(std::string, rejected_topic, "tidemark.rejected",
           "Kafka topic records the store refuses go to");
-ABSL_FLAG(std::string, group_id, "tidemark-timestream-writer", "Kafka consumer group");
+ABSL_FLAG(std::string, group_id, "tidemark-timestream-writer",
+          "Kafka consumer group (the aggregate and repair loops append -aggregates, -late)");
 ABSL_FLAG(int, batch_max_records, 5000, "Records per store batch at most");
 ABSL_FLAG(absl::Duration, batch_max_age, absl::Milliseconds(200),
           "A batch is written once its first record is this old");
@@ -24,12 +28,23 @@ ABSL_FLAG(absl::Duration, future_clock_lead, absl::Minutes(15),
           "Points further ahead of their ingest time are stored at the ingest time");
 ABSL_FLAG(absl::Duration, raw_retention, absl::Hours(24 * 7),
           "Raw points older than this are dropped with their daily partition");
+ABSL_FLAG(absl::Duration, aggregate_retention, absl::Hours(24 * 400),
+          "Aggregates older than this are dropped with their daily partition");
 ABSL_FLAG(absl::Duration, partitions_ahead, absl::Hours(72),
           "Daily partitions are created this far ahead of now");
 
 namespace {
 
 using namespace tidemark;
+
+// One consumer loop on its own thread: raw points, aggregates, or repairs.
+struct LoopRunner {
+  std::unique_ptr<writer::WriterMetrics> metrics;
+  std::unique_ptr<writer::WriterLoop> loop;
+  std::unique_ptr<kafka::Consumer> consumer;
+  absl::Status result;
+  std::thread thread;
+};
 
 int Run(int argc, char** argv) {
   process::ShutdownSignal shutdown;
@@ -39,17 +54,12 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;
   }
-  writer::WriterConfig cfg;
-  cfg.rejected_topic = absl::GetFlag(FLAGS_rejected_topic);
-  cfg.batch_max_records = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_batch_max_records)));
-  cfg.batch_max_age = absl::GetFlag(FLAGS_batch_max_age);
-  cfg.future_clock_lead = absl::GetFlag(FLAGS_future_clock_lead);
-  cfg.raw_retention = absl::GetFlag(FLAGS_raw_retention);
   for (absl::Status s :
        {config::RequirePositive("batch_max_records", absl::GetFlag(FLAGS_batch_max_records)),
-        config::RequirePositive("batch_max_age", cfg.batch_max_age),
-        config::RequirePositive("future_clock_lead", cfg.future_clock_lead),
-        config::RequirePositive("raw_retention", cfg.raw_retention),
+        config::RequirePositive("batch_max_age", absl::GetFlag(FLAGS_batch_max_age)),
+        config::RequirePositive("future_clock_lead", absl::GetFlag(FLAGS_future_clock_lead)),
+        config::RequirePositive("raw_retention", absl::GetFlag(FLAGS_raw_retention)),
+        config::RequirePositive("aggregate_retention", absl::GetFlag(FLAGS_aggregate_retention)),
         config::RequireNonEmpty("pg_dsn", absl::GetFlag(FLAGS_pg_dsn))}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
@@ -72,13 +82,13 @@ int Run(int argc, char** argv) {
     }
   } join_watcher{signal_watcher};
 
-  metrics::Registry registry;
-  writer::WriterMetrics metrics(registry);
-  writer::PointStore store(absl::GetFlag(FLAGS_pg_dsn), absl::GetFlag(FLAGS_partitions_ahead));
+  const std::string dsn = absl::GetFlag(FLAGS_pg_dsn);
+  const absl::Duration ahead = absl::GetFlag(FLAGS_partitions_ahead);
+  writer::PointStore points(dsn, ahead);
   // The schema must exist before consuming; wait for PostgreSQL rather than exit.
   for (absl::Duration delay = absl::Milliseconds(200);;
        delay = std::min(delay * 2, absl::Seconds(5))) {
-    absl::Status s = store.Open(*logger);
+    absl::Status s = points.Open(*logger);
     if (s.ok()) break;
     logger->warn("msg=\"cannot open the store; retrying\" error=\"{}\"", s.message());
     for (absl::Time until = absl::Now() + delay; absl::Now() < until && !stop.load();) {
@@ -86,6 +96,15 @@ int Run(int argc, char** argv) {
     }
     if (stop.load()) return 0;
   }
+  writer::AggregateStore aggregates(dsn, ahead);
+  writer::AggregateStore repairs(dsn, ahead);
+
+  metrics::Registry registry;
+  writer::RawPointSink raw_sink(points, absl::GetFlag(FLAGS_future_clock_lead),
+                                absl::GetFlag(FLAGS_raw_retention), registry);
+  writer::AggregateSink aggregate_sink(aggregates, absl::GetFlag(FLAGS_aggregate_retention),
+                                       registry);
+  writer::RepairSink repair_sink(repairs, registry);
 
   kafka::ProducerConfig producer_config;
   producer_config.brokers = absl::GetFlag(FLAGS_kafka_brokers);
@@ -94,14 +113,39 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", producer.status().message());
     return 2;
   }
-  writer::WriterLoop loop(cfg, store, **producer, metrics, logger);
-  auto consumer = kafka::Consumer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),
-                                           .group_id = absl::GetFlag(FLAGS_group_id),
-                                           .topics = {absl::GetFlag(FLAGS_raw_topic)}},
-                                          logger, &loop);
-  if (!consumer.ok()) {
-    logger->critical("msg=\"{}\"", consumer.status().message());
-    return 2;
+
+  const std::string group = absl::GetFlag(FLAGS_group_id);
+  struct LoopSpec {
+    std::string name, topic, group;
+    writer::BatchSink* sink;
+  };
+  const std::vector<LoopSpec> specs = {
+      {"raw", absl::GetFlag(FLAGS_raw_topic), group, &raw_sink},
+      {"aggregates", absl::GetFlag(FLAGS_aggregates_topic), group + "-aggregates",
+       &aggregate_sink},
+      {"late", absl::GetFlag(FLAGS_late_topic), group + "-late", &repair_sink},
+  };
+  std::vector<std::unique_ptr<LoopRunner>> runners;
+  for (const LoopSpec& spec : specs) {
+    auto r = std::make_unique<LoopRunner>();
+    writer::WriterConfig cfg;
+    cfg.name = spec.name;
+    cfg.rejected_topic = absl::GetFlag(FLAGS_rejected_topic);
+    cfg.batch_max_records = static_cast<size_t>(absl::GetFlag(FLAGS_batch_max_records));
+    cfg.batch_max_age = absl::GetFlag(FLAGS_batch_max_age);
+    r->metrics = std::make_unique<writer::WriterMetrics>(registry, spec.name);
+    r->loop = std::make_unique<writer::WriterLoop>(cfg, *spec.sink, **producer, *r->metrics,
+                                                   logger);
+    auto consumer = kafka::Consumer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),
+                                             .group_id = spec.group,
+                                             .topics = {spec.topic}},
+                                            logger, r->loop.get());
+    if (!consumer.ok()) {
+      logger->critical("msg=\"{}\"", consumer.status().message());
+      return 2;
+    }
+    r->consumer = *std::move(consumer);
+    runners.push_back(std::move(r));
   }
   auto metrics_server = metrics::MetricsServer::Start(
       registry, absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
@@ -109,16 +153,25 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;
   }
-  logger->info("msg=\"consuming\" topic={} group={} metrics_port={}",
-               absl::GetFlag(FLAGS_raw_topic), absl::GetFlag(FLAGS_group_id),
-               (*metrics_server)->port());
-
-  const absl::Status result = loop.Run(**consumer, stop);
-  if (!result.ok()) {
-    logger->critical("msg=\"stopped on a fatal error\" error=\"{}\"", result.message());
-    return 1;
+  logger->info("msg=\"consuming\" raw={} aggregates={} late={} group={} metrics_port={}",
+               specs[0].topic, specs[1].topic, specs[2].topic, group, (*metrics_server)->port());
+  for (auto& r : runners) {
+    LoopRunner* raw = r.get();
+    raw->thread = std::thread([raw, &stop] {
+      raw->result = raw->loop->Run(*raw->consumer, stop);
+      // One loop failing stops the process: a restart resumes every loop from its commits.
+      if (!raw->result.ok()) process::ShutdownSignal::RequestStop();
+    });
   }
-  return 0;
+  for (auto& r : runners) r->thread.join();
+  int code = 0;
+  for (auto& r : runners) {
+    if (!r->result.ok()) {
+      logger->critical("msg=\"stopped on a fatal error\" error=\"{}\"", r->result.message());
+      code = 1;
+    }
+  }
+  return code;
 }
 
 }  // namespace

@@ -12,12 +12,6 @@
 namespace tidemark::writer {
 namespace {
 
-constexpr int64_t kMicrosPerDay = 86'400'000'000;
-
-int64_t DayOf(int64_t time_us) {
-  return time_us >= 0 ? time_us / kMicrosPerDay : (time_us + 1) / kMicrosPerDay - 1;
-}
-
 // Exact integer arithmetic; to_timestamp(double) would round at microseconds.
 constexpr const char* kTimeFromMicros = "'epoch'::timestamptz + interval '1 microsecond' * ";
 
@@ -35,7 +29,7 @@ PointStore::PointStore(std::string dsn, absl::Duration partitions_ahead)
 void PointStore::Reset() {
   conn_.reset();
   known_series_.clear();
-  known_days_.clear();
+  partitions_.Forget();
 }
 
 absl::Status PointStore::EnsureConnected() {
@@ -71,53 +65,22 @@ absl::Status PointStore::Open(spdlog::logger& logger) {
 
 absl::StatusOr<int> PointStore::MaintainPartitions(absl::Duration retention) {
   if (absl::Status s = EnsureConnected(); !s.ok()) return s;
-  try {
-    pqxx::work tx(*conn_);
-    tx.exec_params(
-        "SELECT tidemark_ensure_daily_partitions('points', (now() AT TIME ZONE 'UTC')::date - 1,"
-        " ((now() + $1::interval) AT TIME ZONE 'UTC')::date)",
-        absl::StrCat(absl::ToInt64Seconds(partitions_ahead_), " seconds"));
-    pqxx::row dropped = tx.exec_params1(
-        "SELECT tidemark_drop_expired_partitions('points', $1::interval)",
-        absl::StrCat(absl::ToInt64Seconds(retention), " seconds"));
-    tx.commit();
-    known_days_.clear();
-    return dropped[0].as<int>();
-  } catch (const std::exception& e) {
-    Reset();
-    return pg::FromException(e);
-  }
+  absl::StatusOr<int> dropped = partitions_.Maintain(*conn_, partitions_ahead_, retention);
+  if (!dropped.ok()) Reset();
+  return dropped;
 }
 
-absl::Status PointStore::EnsurePartitionsFor(const std::vector<StagedPoint>& points) {
-  int64_t first = INT64_MAX, last = INT64_MIN;
-  bool missing = false;
-  for (const StagedPoint& p : points) {
-    const int64_t day = DayOf(p.time_us);
-    first = std::min(first, day);
-    last = std::max(last, day);
-    if (!known_days_.contains(day)) missing = true;
-  }
-  if (!missing) return absl::OkStatus();
-  try {
-    pqxx::work tx(*conn_);
-    tx.exec_params(
-        "SELECT tidemark_ensure_daily_partitions('points', 'epoch'::date + $1::integer,"
-        " 'epoch'::date + $2::integer)",
-        first, last);
-    tx.commit();
-  } catch (const std::exception& e) {
-    Reset();
-    return pg::FromException(e);
-  }
-  for (int64_t d = first; d <= last; ++d) known_days_.insert(d);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<WriteOutcome> PointStore::Write(BatchBuilder& batch) {
+absl::StatusOr<WriteOutcome> PointStore::Write(
+    BatchBuilder& batch, const std::map<std::pair<std::string, int32_t>, int64_t>& progress) {
   if (absl::Status s = EnsureConnected(); !s.ok()) return s;
   // Partition DDL runs in its own short transaction, before the batch's.
-  if (absl::Status s = EnsurePartitionsFor(batch.points()); !s.ok()) return s;
+  std::vector<int64_t> times;
+  times.reserve(batch.points().size());
+  for (const StagedPoint& p : batch.points()) times.push_back(p.time_us);
+  if (absl::Status s = partitions_.EnsureFor(*conn_, times); !s.ok()) {
+    Reset();
+    return s;
+  }
   WriteOutcome outcome;
   std::vector<int64_t> new_series;
   try {
@@ -203,6 +166,13 @@ absl::StatusOr<WriteOutcome> PointStore::Write(BatchBuilder& batch) {
         " version = excluded.version, ingested_at = excluded.ingested_at"
         " WHERE excluded.version > points.version"));
     outcome.upserted = upserted.affected_rows();
+    for (const auto& [tp, next_offset] : progress) {
+      tx.exec_params0(
+          "INSERT INTO raw_progress (topic, partition, next_offset) VALUES ($1, $2, $3)"
+          " ON CONFLICT (topic, partition) DO UPDATE"
+          " SET next_offset = greatest(raw_progress.next_offset, excluded.next_offset)",
+          tp.first, tp.second, next_offset);
+    }
     // 4. Points the upsert left alone are stale, unchanged or conflicting. Only then (replays,
     //    duplicates, late corrections) compare them with the stored rows this transaction
     //    did not write, which are still as they were before the batch.

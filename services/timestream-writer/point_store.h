@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@
 #include "absl/time/time.h"
 #include "common/log/log.h"
 #include "pqxx/connection"
+#include "services/timestream-writer/partitions.h"
 #include "services/timestream-writer/writer_core.h"
 
 namespace tidemark::writer {
@@ -38,7 +40,10 @@ class PointStore final {
   /// batch), then the points by COPY into a staging table and one versioned upsert. Any
   /// failure rolls back everything and leaves the connection to be reopened; the call is
   /// idempotent, so the same batch may be written again after any error.
-  absl::StatusOr<WriteOutcome> Write(BatchBuilder& batch);
+  /// `progress` (topic, partition) -> next offset is recorded in the same transaction, so
+  /// that late-point repairs know which raw records are stored.
+  absl::StatusOr<WriteOutcome> Write(
+      BatchBuilder& batch, const std::map<std::pair<std::string, int32_t>, int64_t>& progress);
 
   /// Creates partitions from yesterday to `partitions_ahead` ahead and drops the ones that
   /// ended more than `retention` ago. Returns the number dropped.
@@ -46,7 +51,6 @@ class PointStore final {
 
  private:
   absl::Status EnsureConnected();
-  absl::Status EnsurePartitionsFor(const std::vector<StagedPoint>& points);
   void Reset();
 
   std::string dsn_;
@@ -54,8 +58,7 @@ class PointStore final {
   std::unique_ptr<pqxx::connection> conn_;
   /// Series whose canonical key is known to be stored (cleared on reconnect).
   absl::flat_hash_set<int64_t> known_series_;
-  /// Day numbers (days since the epoch) whose partition exists.
-  std::set<int64_t> known_days_;
+  DailyPartitions partitions_{"points"};
 };
 
 }  // namespace tidemark::writer

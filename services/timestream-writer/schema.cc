@@ -80,6 +80,54 @@ END $$;
 GRANT USAGE ON SCHEMA public TO tidemark_reader;
 GRANT SELECT ON series, points TO tidemark_reader;
 )sql"},
+      {2, "window aggregates, raw progress, and the narrow view", R"sql(
+-- One row per series, window size and window start; the highest version wins.
+CREATE TABLE aggregates (
+  series_id    bigint NOT NULL,
+  window_size  interval NOT NULL,
+  window_start timestamptz NOT NULL,
+  count        bigint NOT NULL,
+  sum          double precision NOT NULL,
+  min          double precision NOT NULL,
+  max          double precision NOT NULL,
+  avg          double precision NOT NULL,
+  first        double precision NOT NULL,
+  last         double precision NOT NULL,
+  version      bigint NOT NULL,
+  updated_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (series_id, window_size, window_start)
+) PARTITION BY RANGE (window_start);
+
+-- How far the raw writer has stored each partition of tidemark.raw: every record below
+-- next_offset is stored (or rejected). Late-point repairs wait for it.
+CREATE TABLE raw_progress (
+  topic       text NOT NULL,
+  partition   integer NOT NULL,
+  next_offset bigint NOT NULL,
+  PRIMARY KEY (topic, partition)
+);
+
+-- Raw points and aggregates in Timestream's narrow shape, so that the reference queries
+-- (WHERE measure_name IN ('cpu_idle', 'avg_cpu_idle')) and Grafana work on it directly.
+-- Aggregate rows are named <aggregate>_<measure> at their window start.
+CREATE VIEW narrow AS
+SELECT s.device_id, s.dimensions, s.measure_name, p.time,
+       coalesce(p.value_double, p.value_int::double precision) AS "measure_value::double",
+       p.value_bool AS "measure_value::boolean",
+       p.value_string AS "measure_value::varchar",
+       NULL::interval AS window_size,
+       p.version
+FROM points p JOIN series s USING (series_id)
+UNION ALL
+SELECT s.device_id, s.dimensions, agg.name || '_' || s.measure_name, a.window_start,
+       agg.value, NULL, NULL, a.window_size, a.version
+FROM aggregates a JOIN series s USING (series_id)
+CROSS JOIN LATERAL (VALUES ('avg', a.avg), ('min', a.min), ('max', a.max), ('sum', a.sum),
+                           ('count', a.count::double precision), ('first', a.first),
+                           ('last', a.last)) AS agg(name, value);
+
+GRANT SELECT ON aggregates, raw_progress, narrow TO tidemark_reader;
+)sql"},
   };
   return kMigrations;
 }

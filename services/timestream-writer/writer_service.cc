@@ -7,31 +7,124 @@
 #include "absl/strings/str_cat.h"
 #include "common/pg/pg.h"
 #include "common/time/time_units.h"
+#include "common/time/time_units.h"
 
 namespace tidemark::writer {
 
-WriterMetrics::WriterMetrics(metrics::Registry& r)
-    : records(r.AddCounter("tidemark_writer_records_total", "Raw records consumed")),
-      upserted(r.AddCounter("tidemark_writer_points_upserted_total",
-                            "Points inserted or replaced by a higher version")),
-      stale(r.AddCounter("tidemark_writer_points_stale_total",
-                         "Points ignored because a higher version is stored")),
-      unchanged(r.AddCounter("tidemark_writer_points_unchanged_total",
-                             "Points identical to the stored one (replays, duplicates)")),
+WriterMetrics::WriterMetrics(metrics::Registry& r, const std::string& loop)
+    : records(r.AddCounter("tidemark_writer_records_total", "Kafka records consumed",
+                           absl::StrCat("loop=\"", loop, "\""))),
       rejected(r.AddCounter("tidemark_writer_rejected_total",
-                            "Records or points published to tidemark.rejected")),
-      clock_corrected(r.AddCounter("tidemark_writer_clock_corrected_total",
-                                   "Points stored at their ingest time (clock out of sync)")),
+                            "Records or points published to tidemark.rejected",
+                            absl::StrCat("loop=\"", loop, "\""))),
       store_retries(r.AddCounter("tidemark_writer_store_retries_total",
-                                 "Batch writes retried after a PostgreSQL failure")),
+                                 "Batch writes retried after a failure",
+                                 absl::StrCat("loop=\"", loop, "\""))),
       batch_latency(r.AddHistogram("tidemark_writer_batch_seconds",
-                                   "Time to store one batch and commit its offsets")) {}
+                                   "Time to store one batch and commit its offsets",
+                                   absl::StrCat("loop=\"", loop, "\""))) {}
 
-WriterLoop::WriterLoop(const WriterConfig& config, PointStore& store,
+RawPointSink::RawPointSink(PointStore& store, absl::Duration future_clock_lead,
+                           absl::Duration retention, metrics::Registry& r)
+    : store_(store),
+      future_clock_lead_(future_clock_lead),
+      retention_(retention),
+      upserted_(r.AddCounter("tidemark_writer_points_upserted_total",
+                             "Points inserted or replaced by a higher version")),
+      stale_(r.AddCounter("tidemark_writer_points_stale_total",
+                          "Points ignored because a higher version is stored")),
+      unchanged_(r.AddCounter("tidemark_writer_points_unchanged_total",
+                              "Points identical to the stored one (replays, duplicates)")),
+      clock_corrected_(r.AddCounter("tidemark_writer_clock_corrected_total",
+                                    "Points stored at their ingest time (clock out of sync)")) {}
+
+absl::StatusOr<std::vector<PointRejection>> RawPointSink::Write(
+    const std::vector<const kafka::Message*>& records) {
+  const int64_t horizon =
+      time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(retention_);
+  BatchBuilder batch(future_clock_lead_, horizon);
+  std::map<std::pair<std::string, int32_t>, int64_t> progress;
+  for (size_t i = 0; i < records.size(); ++i) {
+    batch.Add(i, records[i]->value());
+    int64_t& next = progress[{std::string(records[i]->topic()), records[i]->partition()}];
+    next = std::max(next, records[i]->offset() + 1);
+  }
+  absl::StatusOr<WriteOutcome> outcome = store_.Write(batch, progress);
+  if (!outcome.ok()) return outcome.status();
+  upserted_.Add(outcome->upserted);
+  stale_.Add(outcome->stale + batch.counters().stale);
+  unchanged_.Add(outcome->unchanged + batch.counters().duplicates);
+  clock_corrected_.Add(batch.counters().clock_corrected);
+  std::vector<PointRejection> rejections = std::move(batch.rejections());
+  for (PointRejection& r : outcome->conflicts) rejections.push_back(std::move(r));
+  return rejections;
+}
+
+absl::Status RawPointSink::Maintain() { return store_.MaintainPartitions(retention_).status(); }
+
+AggregateSink::AggregateSink(AggregateStore& store, absl::Duration retention,
+                             metrics::Registry& r)
+    : store_(store),
+      retention_(retention),
+      upserted_(r.AddCounter("tidemark_writer_aggregates_upserted_total",
+                             "Window aggregates inserted or replaced by a higher version")),
+      stale_(r.AddCounter("tidemark_writer_aggregates_stale_total",
+                          "Window aggregates older than the stored revision")) {}
+
+absl::StatusOr<std::vector<PointRejection>> AggregateSink::Write(
+    const std::vector<const kafka::Message*>& records) {
+  std::vector<SourcedAggregate> aggregates;
+  std::vector<PointRejection> rejections;
+  for (size_t i = 0; i < records.size(); ++i) {
+    SourcedAggregate& s = aggregates.emplace_back();
+    s.source = i;
+    if (!s.aggregate.ParseFromArray(records[i]->value().data(),
+                                    static_cast<int>(records[i]->value().size()))) {
+      aggregates.pop_back();
+      rejections.push_back({i, v1::REJECT_REASON_UNDECODABLE,
+                            "record is not a tidemark.v1.WindowAggregate", "", std::nullopt});
+    }
+  }
+  absl::StatusOr<AggregateOutcome> outcome = store_.Write(aggregates);
+  if (!outcome.ok()) return outcome.status();
+  upserted_.Add(outcome->upserted);
+  stale_.Add(outcome->stale);
+  for (PointRejection& r : outcome->conflicts) rejections.push_back(std::move(r));
+  return rejections;
+}
+
+absl::Status AggregateSink::Maintain() { return store_.MaintainPartitions(retention_).status(); }
+
+RepairSink::RepairSink(AggregateStore& store, metrics::Registry& r)
+    : store_(store),
+      repaired_(r.AddCounter("tidemark_writer_windows_repaired_total",
+                             "Windows recomputed from stored raw points for late points")) {}
+
+absl::StatusOr<std::vector<PointRejection>> RepairSink::Write(
+    const std::vector<const kafka::Message*>& records) {
+  std::vector<SourcedLatePoint> late;
+  std::vector<PointRejection> rejections;
+  for (size_t i = 0; i < records.size(); ++i) {
+    SourcedLatePoint& s = late.emplace_back();
+    s.source = i;
+    if (!s.late.ParseFromArray(records[i]->value().data(),
+                               static_cast<int>(records[i]->value().size()))) {
+      late.pop_back();
+      rejections.push_back({i, v1::REJECT_REASON_UNDECODABLE,
+                            "record is not a tidemark.v1.LatePoint", "", std::nullopt});
+    }
+  }
+  absl::StatusOr<int64_t> repaired = store_.Repair(late);
+  if (!repaired.ok()) return repaired.status();
+  repaired_.Add(*repaired);
+  return rejections;
+}
+
+WriterLoop::WriterLoop(const WriterConfig& config, BatchSink& sink,
                        kafka::Producer& rejected_producer, WriterMetrics& metrics,
                        std::shared_ptr<spdlog::logger> logger)
     : config_(config),
-      store_(store),
+      sink_(sink),
       rejected_producer_(rejected_producer),
       metrics_(metrics),
       logger_(std::move(logger)) {}
@@ -52,13 +145,11 @@ absl::Status WriterLoop::Run(kafka::Consumer& consumer, const std::atomic<bool>&
   absl::Time next_maintenance = absl::Now();
   while (!stop.load()) {
     if (absl::Now() >= next_maintenance) {
-      absl::StatusOr<int> dropped = store_.MaintainPartitions(config_.raw_retention);
-      if (dropped.ok()) {
-        if (*dropped > 0) logger_->info("msg=\"expired partitions dropped\" count={}", *dropped);
+      if (absl::Status s = sink_.Maintain(); s.ok()) {
         next_maintenance = absl::Now() + config_.maintenance_interval;
       } else {
-        logger_->warn("msg=\"partition maintenance failed\" error=\"{}\"",
-                      dropped.status().message());
+        logger_->warn("msg=\"maintenance failed\" loop={} error=\"{}\"", config_.name,
+                      s.message());
         next_maintenance = absl::Now() + config_.retry_max_backoff;
       }
     }
@@ -101,19 +192,13 @@ void WriterLoop::Backoff(kafka::Consumer& consumer, absl::Duration& delay) {
 
 absl::StatusOr<std::vector<PointRejection>> WriterLoop::StoreRecords(
     const std::vector<size_t>& sources) {
-  const int64_t horizon =
-      time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(config_.raw_retention);
-  BatchBuilder batch(config_.future_clock_lead, horizon);
-  for (size_t i : sources) batch.Add(i, pending_[i].value());
-  absl::StatusOr<WriteOutcome> outcome = store_.Write(batch);
-  if (!outcome.ok()) return outcome.status();
+  std::vector<const kafka::Message*> records;
+  records.reserve(sources.size());
+  for (size_t i : sources) records.push_back(&pending_[i]);
+  absl::StatusOr<std::vector<PointRejection>> rejections = sink_.Write(records);
+  if (!rejections.ok()) return rejections.status();
   metrics_.records.Add(sources.size());
-  metrics_.upserted.Add(outcome->upserted);
-  metrics_.stale.Add(outcome->stale + batch.counters().stale);
-  metrics_.unchanged.Add(outcome->unchanged + batch.counters().duplicates);
-  metrics_.clock_corrected.Add(batch.counters().clock_corrected);
-  std::vector<PointRejection> rejections = std::move(batch.rejections());
-  for (PointRejection& r : outcome->conflicts) rejections.push_back(std::move(r));
+  for (PointRejection& r : *rejections) r.source = sources[r.source];
   return rejections;
 }
 
@@ -161,9 +246,9 @@ absl::Status WriterLoop::Flush(kafka::Consumer& consumer, const std::atomic<bool
       if (retriable.ok()) break;
       stored = retriable;
     }
-    logger_->warn("msg=\"store write failed; consumption paused, retrying\" error=\"{}\" "
+    logger_->warn("msg=\"store write failed; consumption paused, retrying\" loop={} error=\"{}\" "
                   "retry_in={}",
-                  stored.status().message(), absl::FormatDuration(delay));
+                  config_.name, stored.status().message(), absl::FormatDuration(delay));
     pause();
     if (stop.load()) {
       // Shutting down: the records stay uncommitted and are written after the restart.

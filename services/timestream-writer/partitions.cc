@@ -1,0 +1,62 @@
+#include "services/timestream-writer/partitions.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/pg/pg.h"
+#include "pqxx/pqxx"
+
+namespace tidemark::writer {
+namespace {
+
+constexpr int64_t kMicrosPerDay = 86'400'000'000;
+
+int64_t DayOf(int64_t time_us) {
+  return time_us >= 0 ? time_us / kMicrosPerDay : (time_us + 1) / kMicrosPerDay - 1;
+}
+
+}  // namespace
+
+absl::Status DailyPartitions::EnsureFor(pqxx::connection& conn,
+                                        const std::vector<int64_t>& times_us) {
+  int64_t first = INT64_MAX, last = INT64_MIN;
+  bool missing = false;
+  for (int64_t t : times_us) {
+    const int64_t day = DayOf(t);
+    first = std::min(first, day);
+    last = std::max(last, day);
+    if (!known_days_.contains(day)) missing = true;
+  }
+  if (!missing) return absl::OkStatus();
+  try {
+    pqxx::work tx(conn);
+    tx.exec_params(
+        "SELECT tidemark_ensure_daily_partitions($1, 'epoch'::date + $2::integer,"
+        " 'epoch'::date + $3::integer)",
+        parent_, first, last);
+    tx.commit();
+  } catch (const std::exception& e) {
+    return pg::FromException(e);
+  }
+  for (int64_t d = first; d <= last; ++d) known_days_.insert(d);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> DailyPartitions::Maintain(pqxx::connection& conn, absl::Duration ahead,
+                                              absl::Duration retention) {
+  try {
+    pqxx::work tx(conn);
+    tx.exec_params(
+        "SELECT tidemark_ensure_daily_partitions($1, (now() AT TIME ZONE 'UTC')::date - 1,"
+        " ((now() + $2::interval) AT TIME ZONE 'UTC')::date)",
+        parent_, absl::StrCat(absl::ToInt64Seconds(ahead), " seconds"));
+    pqxx::row dropped =
+        tx.exec_params1("SELECT tidemark_drop_expired_partitions($1, $2::interval)", parent_,
+                        absl::StrCat(absl::ToInt64Seconds(retention), " seconds"));
+    tx.commit();
+    known_days_.clear();
+    return dropped[0].as<int>();
+  } catch (const std::exception& e) {
+    return pg::FromException(e);
+  }
+}
+
+}  // namespace tidemark::writer

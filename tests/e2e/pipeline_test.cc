@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
+#include "tests/support/stack.h"
 #include "tidemark/v1/ingest.grpc.pb.h"
 #include "tidemark/v1/query.grpc.pb.h"
 
@@ -40,138 +41,17 @@ class Environment final : public ::testing::Environment {
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Environment);
 
-std::string Bin(const std::string& relative) {
-  return absl::StrCat(TIDEMARK_BINARY_DIR, "/", relative);
-}
-
-// A whole pipeline on its own database, topics and ports.
-class Stack {
- public:
-  Stack() {
-    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    db_ = "e2e_" + std::to_string(++count_);
-    dir_ = absl::StrCat("/tmp/tidemark-e2e-", getpid(), "-", db_);
-    std::filesystem::create_directories(dir_);
-    auto dsn = pg->CreateDatabase(db_);
-    EXPECT_TRUE(dsn.ok()) << dsn.status();
-
-    broker_ = Start("devbroker", Bin("tools/devbroker/devbroker"),
-                    {absl::StrCat("--bootstrap_file=", dir_, "/bootstrap")}, {});
-    EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(dir_ + "/bootstrap"); },
-                        absl::Seconds(10)));
-    std::ifstream in(dir_ + "/bootstrap");
-    std::getline(in, brokers_);
-
-    StartWriter();
-    // The writer owns the schema; the query service logs in to the read-only role.
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          auto r = pg->Psql(db_, "SELECT count(*) FROM pg_roles WHERE rolname = 'tidemark_reader'");
-          return r.ok() && *r == "1";
-        },
-        absl::Seconds(20)));
-    EXPECT_TRUE(pg->Psql(db_,
-                         "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname ="
-                         " 'tidemark_query') THEN CREATE ROLE tidemark_query LOGIN IN ROLE"
-                         " tidemark_reader; END IF; END \\$\\$")
-                    .ok());
-
-    ingest_port_ = FreePort();
-    ingest_ = Start("ingest", Bin("services/ingest/ingest"),
-                    {absl::StrCat("--listen=127.0.0.1:", ingest_port_), "--delivery_timeout=3s"},
-                    {{"TIDEMARK_KAFKA_BROKERS", brokers_}});
-    query_port_ = FreePort();
-    query_ = Start("query", Bin("services/query/query"),
-                   {absl::StrCat("--listen=127.0.0.1:", query_port_)},
-                   {{"TIDEMARK_PG_DSN", pg->Dsn(db_, "tidemark_query")}});
-    ingest_stub_ = v1::IngestService::NewStub(Channel(ingest_port_));
-    query_stub_ = v1::QueryService::NewStub(Channel(query_port_));
-  }
-
-  ~Stack() {
-    if (::testing::Test::HasFailure()) {
-      for (auto* p : {broker_.get(), writer_.get(), ingest_.get(), query_.get()}) {
-        if (p) std::cerr << "---- " << p->log_path() << "\n" << p->Log().substr(0, 20000) << "\n";
-      }
-    }
-  }
-
-  void StartWriter() {
-    writer_ = Start("timestream-writer", Bin("services/timestream-writer/timestream-writer"),
-                    {"--batch_max_age=50ms", "--batch_max_records=2000"},
-                    {{"TIDEMARK_KAFKA_BROKERS", brokers_}, {"TIDEMARK_PG_DSN", pg->Dsn(db_)}});
-  }
-  ChildProcess& writer() { return *writer_; }
-  ChildProcess& broker() { return *broker_; }
-  v1::IngestService::Stub& ingest() { return *ingest_stub_; }
-  v1::QueryService::Stub& query() { return *query_stub_; }
-  int ingest_port() const { return ingest_port_; }
-  const std::string& db() const { return db_; }
-  const std::string& dir() const { return dir_; }
-
-  std::unique_ptr<ChildProcess> Start(const std::string& name, const std::string& path,
-                                      const std::vector<std::string>& args,
-                                      std::map<std::string, std::string> env) {
-    env["TIDEMARK_LOG_LEVEL"] = "info";
-    auto p = ChildProcess::Start(path, args, env, absl::StrCat(dir_, "/", name, ".log"));
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *std::move(p) : nullptr;
-  }
-
-  /// Every point readable through the query API (all series, all time), by paging.
-  int64_t CountPoints() {
-    v1::ReadPointsRequest req;
-    req.mutable_range()->set_start_us(0);
-    req.set_page_size(10000);
-    int64_t n = 0;
-    do {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      v1::ReadPointsResponse resp;
-      grpc::Status s = query_stub_->ReadPoints(&ctx, req, &resp);
-      if (!s.ok()) {
-        std::cerr << "ReadPoints: " << s.error_code() << " " << s.error_message() << "\n";
-        return -1;
-      }
-      for (const auto& sp : resp.series()) n += sp.points_size();
-      req.set_page_token(resp.next_page_token());
-    } while (!req.page_token().empty());
-    return n;
-  }
-
- private:
-  static std::shared_ptr<grpc::Channel> Channel(int port) {
-    auto ch = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                  grpc::InsecureChannelCredentials());
-    ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(20));
-    return ch;
-  }
-
-  static inline int count_ = 0;
-  std::string db_, dir_, brokers_;
-  int ingest_port_ = 0, query_port_ = 0;
-  std::unique_ptr<ChildProcess> broker_, writer_, ingest_, query_;
-  std::unique_ptr<v1::IngestService::Stub> ingest_stub_;
-  std::unique_ptr<v1::QueryService::Stub> query_stub_;
-};
+using testing::Stack;
 
 // Runs the simulator to completion and returns its JSON summary.
 nlohmann::json RunSimulator(Stack& stack, const std::vector<std::string>& extra) {
-  std::vector<std::string> args = {absl::StrCat("--ingest=127.0.0.1:", stack.ingest_port()),
-                                   "--devices=40", "--batch_size=100"};
+  std::vector<std::string> args = {"--devices=40", "--batch_size=100"};
   args.insert(args.end(), extra.begin(), extra.end());
-  auto sim = stack.Start("simulator", Bin("services/simulator/simulator"), args, {});
-  auto code = sim->Wait(absl::Seconds(120));
-  EXPECT_TRUE(code.ok() && *code == 0) << sim->Log();
-  for (absl::string_view line : absl::StrSplit(sim->Log(), '\n')) {
-    if (absl::StartsWith(line, "{")) return nlohmann::json::parse(line);
-  }
-  ADD_FAILURE() << "no summary in " << sim->Log();
-  return {};
+  return stack.RunSimulator(args);
 }
 
 TEST(Pipeline, SimulatorToQueryReadsEveryAcknowledgedPoint) {
-  Stack stack;
+  Stack stack(*pg);
   const nlohmann::json summary = RunSimulator(
       stack, {"--rate=2000", "--max_records=4000", "--duration=60s", "--percent_late=5",
               "--late_time=75s", "--percent_clock_ahead=10", "--clock_ahead=30m"});
@@ -185,9 +65,7 @@ TEST(Pipeline, SimulatorToQueryReadsEveryAcknowledgedPoint) {
   EXPECT_EQ(stack.CountPoints(), expected) << "nothing more than what was acknowledged";
 
   // Clock-ahead devices were stored at their ingest time, not 30 minutes ahead.
-  auto ahead = pg->Psql(stack.db(), "SELECT count(*) FROM points WHERE time > now() + interval '1 minute'");
-  ASSERT_TRUE(ahead.ok());
-  EXPECT_EQ(*ahead, "0");
+  EXPECT_EQ(stack.Sql("SELECT count(*) FROM points WHERE time > now() + interval '1 minute'"), "0");
 
   // Both reference formats are queryable by measure and device.
   v1::ListSeriesRequest list;
@@ -201,11 +79,9 @@ TEST(Pipeline, SimulatorToQueryReadsEveryAcknowledgedPoint) {
 }
 
 TEST(Pipeline, WriterKilledMidStreamLosesAndDuplicatesNothing) {
-  Stack stack;
-  std::vector<std::string> args = {absl::StrCat("--ingest=127.0.0.1:", stack.ingest_port()),
-                                   "--devices=40", "--batch_size=100", "--rate=1500",
-                                   "--duration=20s"};
-  auto sim = stack.Start("simulator", Bin("services/simulator/simulator"), args, {});
+  Stack stack(*pg);
+  auto sim = stack.StartSimulator(
+      {"--devices=40", "--batch_size=100", "--rate=1500", "--duration=20s"});
   for (int kill_round = 0; kill_round < 2; ++kill_round) {
     // Kill only once this writer has stored something more: a kill mid-stream.
     const int64_t before = stack.CountPoints();
@@ -215,10 +91,7 @@ TEST(Pipeline, WriterKilledMidStreamLosesAndDuplicatesNothing) {
     stack.StartWriter();
   }
   ASSERT_TRUE(sim->Wait(absl::Seconds(60)).ok());
-  nlohmann::json summary;
-  for (absl::string_view line : absl::StrSplit(sim->Log(), '\n')) {
-    if (absl::StartsWith(line, "{")) summary = nlohmann::json::parse(line);
-  }
+  const nlohmann::json summary = testing::SimulatorSummary(sim->Log());
   ASSERT_FALSE(summary.is_null()) << sim->Log();
   const int64_t expected = summary["points_accepted"];
   ASSERT_GT(expected, 0);
@@ -238,7 +111,7 @@ v1::Event GoodEvent(const std::string& device, double value) {
 }
 
 TEST(Pipeline, BadRecordsComeBackWithIndexAndReasonWhileGoodOnesAreStored) {
-  Stack stack;
+  Stack stack(*pg);
   v1::WriteRequest req;
   *req.add_events() = GoodEvent("good-1", 1.0);
   v1::Event no_device = GoodEvent("", 2.0);
@@ -294,7 +167,7 @@ TEST(Pipeline, BadRecordsComeBackWithIndexAndReasonWhileGoodOnesAreStored) {
 }
 
 TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
-  Stack stack;
+  Stack stack(*pg);
   grpc::ClientContext ctx;
   v1::WriteResponse resp;
   auto stream = stack.ingest().WriteStream(&ctx, &resp);
@@ -317,7 +190,7 @@ TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
 }
 
 TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {
-  Stack stack;
+  Stack stack(*pg);
   stack.broker().Signal(SIGKILL);
   ASSERT_TRUE(stack.broker().Wait(absl::Seconds(10)).ok());
   v1::WriteRequest req;
@@ -334,7 +207,7 @@ TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {
 }
 
 TEST(Query, ErrorsAreStatusesWithMessages) {
-  Stack stack;
+  Stack stack(*pg);
   v1::ReadPointsRequest req;
   req.mutable_range()->set_start_us(10);
   req.mutable_range()->set_end_us(5);

@@ -1,0 +1,210 @@
+// Window aggregates end to end: the real binaries, PostgreSQL and the development broker.
+// After draining, every stored aggregate must equal a SQL batch recomputation from the stored
+// raw points of its window, and every window that has points must have an aggregate —
+// whatever the lateness, duplication, clock skew, crashes and rebalances on the way.
+#include <signal.h>
+
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tests/support/stack.h"
+
+namespace tidemark::e2e {
+namespace {
+
+using testing::PgCluster;
+using testing::Stack;
+using testing::WaitFor;
+
+PgCluster* pg = nullptr;
+
+class Environment final : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    auto c = PgCluster::Start();
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = *std::move(c);
+    pg = cluster_.get();
+  }
+  void TearDown() override { cluster_.reset(); }
+
+ private:
+  std::unique_ptr<PgCluster> cluster_;
+};
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Environment);
+
+// Small windows and lateness so that a run of seconds exercises every path: on time, late
+// within lateness (3 s late), late beyond it (15 s late), and minutes late.
+const std::vector<std::string> kAggregatorFlags = {
+    "--windows=5s,10s", "--max_out_of_orderness=1s", "--allowed_lateness=5s",
+    "--idle_timeout=2s", "--commit_interval=500ms"};
+
+// The oracle: windows recomputed in SQL from the stored raw points, compared with the stored
+// aggregates. Returns "windows missing wrong extra".
+constexpr const char* kOracle = R"sql(
+WITH truth AS (
+  SELECT p.series_id, sz.size, date_bin(sz.size, p.time, 'epoch') AS start,
+         count(*) AS c, sum(x.v ORDER BY p.time) AS s, min(x.v) AS mn, max(x.v) AS mx,
+         (array_agg(x.v ORDER BY p.time))[1] AS f, (array_agg(x.v ORDER BY p.time DESC))[1] AS l
+  FROM points p
+  CROSS JOIN (VALUES (interval '5 seconds'), (interval '10 seconds')) AS sz(size)
+  CROSS JOIN LATERAL (SELECT coalesce(p.value_double, p.value_int::float8) AS v) x
+  WHERE x.v IS NOT NULL
+  GROUP BY 1, 2, 3)
+SELECT (SELECT count(*) FROM truth) || ' ' ||
+  (SELECT count(*) FROM truth t LEFT JOIN aggregates a ON a.series_id = t.series_id
+     AND a.window_size = t.size AND a.window_start = t.start WHERE a.series_id IS NULL) || ' ' ||
+  (SELECT count(*) FROM truth t JOIN aggregates a ON a.series_id = t.series_id
+     AND a.window_size = t.size AND a.window_start = t.start
+   WHERE a.count <> t.c OR abs(a.sum - t.s) > 1e-9 * greatest(1, abs(t.s)) OR a.min <> t.mn
+      OR a.max <> t.mx OR a.first <> t.f OR a.last <> t.l
+      OR abs(a.avg - t.s / t.c) > 1e-9 * greatest(1, abs(t.s / t.c))) || ' ' ||
+  (SELECT count(*) FROM aggregates a LEFT JOIN truth t ON a.series_id = t.series_id
+     AND a.window_size = t.size AND a.window_start = t.start WHERE t.series_id IS NULL)
+)sql";
+
+struct OracleResult {
+  int64_t windows = -1, missing = -1, wrong = -1, extra = -1;
+  bool Matches() const { return windows > 0 && missing == 0 && wrong == 0 && extra == 0; }
+};
+
+OracleResult Oracle(Stack& stack) {
+  std::string out = stack.Sql(kOracle);
+  std::vector<std::string> parts = absl::StrSplit(out, ' ');
+  OracleResult r;
+  if (parts.size() == 4) {
+    r.windows = std::stoll(parts[0]);
+    r.missing = std::stoll(parts[1]);
+    r.wrong = std::stoll(parts[2]);
+    r.extra = std::stoll(parts[3]);
+  }
+  return r;
+}
+
+// Samples stored versions and fails if any ever decreases.
+class VersionWatch {
+ public:
+  explicit VersionWatch(Stack& stack) : stack_(stack) {}
+  void Sample() {
+    const std::string rows = stack_.Sql(
+        "SELECT series_id || '/' || extract(epoch from window_size) || '/' ||"
+        " extract(epoch from window_start) || ' ' || version FROM aggregates");
+    for (absl::string_view line : absl::StrSplit(rows, '\n', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(line, ' ');
+      const int64_t v = std::stoll(kv.second);
+      int64_t& last = seen_[kv.first];
+      EXPECT_GE(v, last) << "version went backwards for " << kv.first;
+      last = std::max(last, v);
+    }
+  }
+  size_t windows() const { return seen_.size(); }
+
+ private:
+  Stack& stack_;
+  std::map<std::string, int64_t> seen_;
+};
+
+// Two simulators over the same devices: one sends 10% of records 15 s late (beyond the 5 s
+// lateness), the other 20% 3 s late (within it); 10% of devices run 30 minutes ahead.
+std::vector<std::unique_ptr<testing::ChildProcess>> StartTraffic(Stack& stack,
+                                                                 const std::string& duration) {
+  std::vector<std::unique_ptr<testing::ChildProcess>> sims;
+  sims.push_back(stack.StartSimulator({"--devices=30", "--rate=600", "--batch_size=50",
+                                       "--duration=" + duration, "--percent_late=10",
+                                       "--late_time=15s", "--percent_clock_ahead=10", "--seed=1"},
+                                      "simulator-a"));
+  sims.push_back(stack.StartSimulator({"--devices=30", "--rate=400", "--batch_size=50",
+                                       "--duration=" + duration, "--percent_late=20",
+                                       "--late_time=3s", "--percent_clock_ahead=10", "--seed=2"},
+                                      "simulator-b"));
+  return sims;
+}
+
+// Points minutes late, for windows nobody else wrote to: repaired from nothing but them.
+void SendMinutesLate(Stack& stack) {
+  v1::WriteRequest req;
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  for (int i = 0; i < 20; ++i) {
+    v1::Event* e = req.add_events();
+    e->set_device_id(absl::StrCat("turbine-000", 1 + i % 5));
+    e->set_time(now_ms - 180'000 - i * 700);
+    e->set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+    (*e->mutable_measures())["speed"].set_int64_value(i);
+  }
+  grpc::ClientContext ctx;
+  v1::WriteResponse resp;
+  ASSERT_TRUE(stack.ingest().Write(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.accepted(), 20);
+}
+
+void DrainAndCompare(Stack& stack, VersionWatch& watch) {
+  OracleResult r;
+  const bool matched = WaitFor(
+      [&] {
+        watch.Sample();
+        r = Oracle(stack);
+        return r.Matches();
+      },
+      absl::Seconds(90));
+  EXPECT_TRUE(matched) << "windows " << r.windows << ", missing " << r.missing << ", wrong "
+                       << r.wrong << ", extra " << r.extra;
+  // Every path was taken.
+  EXPECT_GT(std::stoll(stack.Sql("SELECT count(*) FROM aggregates")), 100);
+  EXPECT_NE(stack.Sql("SELECT count(*) FROM aggregates WHERE version % 2 = 1"), "0")
+      << "no window was repaired from stored points";
+  EXPECT_NE(stack.Sql("SELECT count(*) FROM narrow WHERE measure_name = 'avg_temperature'"), "0");
+}
+
+TEST(Aggregation, StoredAggregatesEqualABatchRecomputation) {
+  Stack stack(*pg, kAggregatorFlags);
+  stack.StartAggregator(0);
+  VersionWatch watch(stack);
+  auto sims = StartTraffic(stack, "12s");
+  for (auto& s : sims) ASSERT_TRUE(s->Wait(absl::Seconds(60)).ok());
+  SendMinutesLate(stack);
+  DrainAndCompare(stack, watch);
+}
+
+TEST(Aggregation, KilledThreeTimesMidStreamChangesNothing) {
+  Stack stack(*pg, kAggregatorFlags);
+  stack.StartAggregator(0);
+  VersionWatch watch(stack);
+  auto sims = StartTraffic(stack, "20s");
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<int> ms(1500, 4000);
+  for (int kill = 0; kill < 3; ++kill) {
+    absl::SleepFor(absl::Milliseconds(ms(rng)));
+    stack.aggregator(0).Signal(SIGKILL);
+    ASSERT_TRUE(stack.aggregator(0).Wait(absl::Seconds(10)).ok());
+    watch.Sample();
+    stack.StartAggregator(0);
+  }
+  for (auto& s : sims) ASSERT_TRUE(s->Wait(absl::Seconds(60)).ok());
+  SendMinutesLate(stack);
+  DrainAndCompare(stack, watch);
+}
+
+TEST(Aggregation, TwoReplicasWithOneStoppedAndStartedMidStream) {
+  Stack stack(*pg, kAggregatorFlags);
+  stack.StartAggregator(0);
+  stack.StartAggregator(1);
+  VersionWatch watch(stack);
+  auto sims = StartTraffic(stack, "20s");
+  absl::SleepFor(absl::Seconds(5));
+  stack.aggregator(1).Signal(SIGTERM);  // its partitions move to replica 0
+  ASSERT_TRUE(stack.aggregator(1).Wait(absl::Seconds(20)).ok());
+  watch.Sample();
+  absl::SleepFor(absl::Seconds(3));
+  stack.StartAggregator(1);  // and some move back
+  for (auto& s : sims) ASSERT_TRUE(s->Wait(absl::Seconds(60)).ok());
+  SendMinutesLate(stack);
+  DrainAndCompare(stack, watch);
+}
+
+}  // namespace
+}  // namespace tidemark::e2e

@@ -1,0 +1,156 @@
+#include "tests/support/stack.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+
+namespace tidemark::testing {
+namespace {
+
+std::string Bin(const std::string& relative) {
+  return absl::StrCat(TIDEMARK_BINARY_DIR, "/", relative);
+}
+
+std::shared_ptr<grpc::Channel> Channel(int port) {
+  auto ch =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  return ch;
+}
+
+int next_stack = 0;
+
+}  // namespace
+
+nlohmann::json SimulatorSummary(const std::string& log) {
+  nlohmann::json summary;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StartsWith(line, "{")) summary = nlohmann::json::parse(line);
+  }
+  return summary;
+}
+
+Stack::Stack(PgCluster& pg, std::vector<std::string> aggregator_flags)
+    : pg_(pg), aggregator_flags_(std::move(aggregator_flags)) {
+  db_ = "stack_" + std::to_string(++next_stack);
+  dir_ = absl::StrCat("/tmp/tidemark-e2e-", getpid(), "-", db_);
+  std::filesystem::create_directories(dir_);
+  auto dsn = pg_.CreateDatabase(db_);
+  EXPECT_TRUE(dsn.ok()) << dsn.status();
+
+  broker_ = Start("devbroker", Bin("tools/devbroker/devbroker"),
+                  {absl::StrCat("--bootstrap_file=", dir_, "/bootstrap")}, {});
+  EXPECT_TRUE(
+      WaitFor([&] { return std::filesystem::exists(dir_ + "/bootstrap"); }, absl::Seconds(10)));
+  std::ifstream in(dir_ + "/bootstrap");
+  std::getline(in, brokers_);
+
+  StartWriter();
+  // The writer owns the schema; the query service logs in to the read-only role.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = pg_.Psql(db_, "SELECT count(*) FROM schema_migrations");
+        return r.ok() && *r == "2";
+      },
+      absl::Seconds(30)));
+  EXPECT_TRUE(pg_.Psql(db_,
+                       "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname ="
+                       " 'tidemark_query') THEN CREATE ROLE tidemark_query LOGIN IN ROLE"
+                       " tidemark_reader; END IF; END \\$\\$")
+                  .ok());
+
+  ingest_port_ = FreePort();
+  ingest_ = Start("ingest", Bin("services/ingest/ingest"),
+                  {absl::StrCat("--listen=127.0.0.1:", ingest_port_), "--delivery_timeout=3s"},
+                  {{"TIDEMARK_KAFKA_BROKERS", brokers_}});
+  query_port_ = FreePort();
+  query_ = Start("query", Bin("services/query/query"),
+                 {absl::StrCat("--listen=127.0.0.1:", query_port_)},
+                 {{"TIDEMARK_PG_DSN", pg_.Dsn(db_, "tidemark_query")}});
+  ingest_stub_ = v1::IngestService::NewStub(Channel(ingest_port_));
+  query_stub_ = v1::QueryService::NewStub(Channel(query_port_));
+}
+
+Stack::~Stack() {
+  if (::testing::Test::HasFailure()) {
+    for (const std::string& path : logs_) {
+      std::ifstream in(path);
+      std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (content.size() > 20000) content = content.substr(content.size() - 20000);
+      std::cerr << "---- " << path << "\n" << content << "\n";
+    }
+  }
+}
+
+void Stack::StartWriter() {
+  writer_ = Start("timestream-writer", Bin("services/timestream-writer/timestream-writer"),
+                  {"--batch_max_age=50ms", "--batch_max_records=2000"},
+                  {{"TIDEMARK_KAFKA_BROKERS", brokers_}, {"TIDEMARK_PG_DSN", pg_.Dsn(db_)}});
+}
+
+void Stack::StartAggregator(int n) {
+  aggregators_[n] = Start(absl::StrCat("aggregator-", n), Bin("services/aggregator/aggregator"),
+                          aggregator_flags_, {{"TIDEMARK_KAFKA_BROKERS", brokers_}});
+}
+
+std::unique_ptr<ChildProcess> Stack::Start(const std::string& name, const std::string& path,
+                                           const std::vector<std::string>& args,
+                                           std::map<std::string, std::string> env) {
+  env["TIDEMARK_LOG_LEVEL"] = "info";
+  const std::string log = absl::StrCat(dir_, "/", name, ".log");
+  if (std::find(logs_.begin(), logs_.end(), log) == logs_.end()) logs_.push_back(log);
+  auto p = ChildProcess::Start(path, args, env, log);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+int64_t Stack::CountPoints() {
+  v1::ReadPointsRequest req;
+  req.mutable_range()->set_start_us(0);
+  req.set_page_size(10000);
+  int64_t n = 0;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::ReadPointsResponse resp;
+    grpc::Status s = query_stub_->ReadPoints(&ctx, req, &resp);
+    if (!s.ok()) {
+      std::cerr << "ReadPoints: " << s.error_code() << " " << s.error_message() << "\n";
+      return -1;
+    }
+    for (const auto& sp : resp.series()) n += sp.points_size();
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return n;
+}
+
+std::unique_ptr<ChildProcess> Stack::StartSimulator(const std::vector<std::string>& args,
+                                                    const std::string& name) {
+  std::vector<std::string> all = {absl::StrCat("--ingest=127.0.0.1:", ingest_port_)};
+  all.insert(all.end(), args.begin(), args.end());
+  return Start(name, Bin("services/simulator/simulator"), all, {});
+}
+
+nlohmann::json Stack::RunSimulator(const std::vector<std::string>& args) {
+  auto sim = StartSimulator(args);
+  auto code = sim->Wait(absl::Seconds(120));
+  EXPECT_TRUE(code.ok() && *code == 0) << sim->Log();
+  nlohmann::json summary = SimulatorSummary(sim->Log());
+  EXPECT_FALSE(summary.is_null()) << "no summary in " << sim->Log();
+  return summary;
+}
+
+std::string Stack::Sql(const std::string& sql) {
+  auto out = pg_.Psql(db_, sql);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : "";
+}
+
+}  // namespace tidemark::testing

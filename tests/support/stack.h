@@ -1,0 +1,66 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tidemark/v1/ingest.grpc.pb.h"
+#include "tidemark/v1/query.grpc.pb.h"
+
+namespace tidemark::testing {
+
+/// A whole pipeline of real binaries on its own database, broker and ports: devbroker,
+/// timestream-writer, ingest, query, and any number of aggregator replicas.
+class Stack {
+ public:
+  /// `aggregator_flags` is passed to every aggregator replica started with StartAggregator.
+  Stack(PgCluster& pg, std::vector<std::string> aggregator_flags = {});
+  /// On a failed test, prints every process's log.
+  ~Stack();
+
+  void StartWriter();
+  /// Starts aggregator replica `n` (0, 1, ...), replacing a stopped one.
+  void StartAggregator(int n);
+  ChildProcess& writer() { return *writer_; }
+  ChildProcess& aggregator(int n) { return *aggregators_.at(n); }
+  ChildProcess& broker() { return *broker_; }
+  v1::IngestService::Stub& ingest() { return *ingest_stub_; }
+  v1::QueryService::Stub& query() { return *query_stub_; }
+  int ingest_port() const { return ingest_port_; }
+  const std::string& db() const { return db_; }
+
+  std::unique_ptr<ChildProcess> Start(const std::string& name, const std::string& path,
+                                      const std::vector<std::string>& args,
+                                      std::map<std::string, std::string> env);
+  /// Every point readable through the query API (all series, all time), by paging; -1 on
+  /// an error.
+  int64_t CountPoints();
+  /// Runs the simulator against ingest to completion and returns its JSON summary.
+  nlohmann::json RunSimulator(const std::vector<std::string>& args);
+  /// Starts the simulator in the background.
+  std::unique_ptr<ChildProcess> StartSimulator(const std::vector<std::string>& args,
+                                               const std::string& name = "simulator");
+  /// SQL as the superuser on this stack's database.
+  std::string Sql(const std::string& sql);
+
+ private:
+  PgCluster& pg_;
+  std::vector<std::string> aggregator_flags_;
+  std::string db_, dir_, brokers_;
+  int ingest_port_ = 0, query_port_ = 0;
+  std::unique_ptr<ChildProcess> broker_, writer_, ingest_, query_;
+  std::map<int, std::unique_ptr<ChildProcess>> aggregators_;
+  std::vector<std::string> logs_;
+  std::unique_ptr<v1::IngestService::Stub> ingest_stub_;
+  std::unique_ptr<v1::QueryService::Stub> query_stub_;
+};
+
+/// The JSON summary line the simulator prints last.
+nlohmann::json SimulatorSummary(const std::string& log);
+
+}  // namespace tidemark::testing

@@ -69,6 +69,7 @@ done
     CREATE ROLE tidemark_query LOGIN IN ROLE tidemark_reader;
   END IF; END \$\$;"
 
+start aggregator "$bin/services/aggregator/aggregator" --windows="${TIDEMARK_LOCAL_WINDOWS:-1m,5m}"
 start ingest "$bin/services/ingest/ingest" --listen="127.0.0.1:$ingest_port"
 TIDEMARK_PG_DSN="host=127.0.0.1 port=$pg_port user=tidemark_query dbname=tidemark" \
   start query "$bin/services/query/query" --listen="127.0.0.1:$query_port"
@@ -84,13 +85,17 @@ Tidemark is running locally (state and logs in .local/):
   devbroker (Kafka)  $TIDEMARK_KAFKA_BROKERS
   ingest (gRPC)      127.0.0.1:$ingest_port
   query (gRPC)       127.0.0.1:$query_port
-  timestream-writer  consuming tidemark.raw
+  aggregator         ${TIDEMARK_LOCAL_WINDOWS:-1m,5m} windows, 2m allowed lateness -> tidemark.aggregates
+  timestream-writer  raw points, aggregates and late-point repairs -> PostgreSQL
   simulator          $sim_rate records/s for $sim_duration (.local/logs/simulator.log)
 
 Look at the data:
   build/tools/cli/tidemark series --query=127.0.0.1:$query_port --measure=temperature --limit=10
   build/tools/cli/tidemark points --query=127.0.0.1:$query_port --measure=speed --where=device_id=turbine-0001 --since=5m
   build/tools/cli/tidemark points --query=127.0.0.1:$query_port --measure=temperature --since=10m --format=csv
+
+Window aggregates (once the first minute has closed), as the reference queries read them:
+  psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark -c "SELECT time, measure_name, \"measure_value::double\" FROM narrow WHERE measure_name IN ('temperature', 'avg_temperature') AND device_id = '00000000-0000-4000-8000-000000000001' ORDER BY time DESC LIMIT 10"
 
 Stop everything with: deploy/local/stop.sh
 TXT

@@ -6,3 +6,5 @@ scripts/install-deps.sh
 scripts/build.sh
 build/bench/writer_bench
 build/bench/ingest_bench
+build/bench/aggregator_bench
+build/bench/freshness_bench

@@ -33,12 +33,7 @@ double ThreadCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-void Must(const absl::Status& s) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "bench failed: %s\n", std::string(s.message()).c_str());
-    std::exit(1);
-  }
-}
+using bench::Must;
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -22,6 +23,14 @@ inline double CpuSeconds(int pid) {
   std::sscanf(stat.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
               &utime, &stime);
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// Ends the benchmark on a failed step: a figure from a half-run setup would mislead.
+inline void Must(const absl::Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "bench failed: %s\n", std::string(s.message()).c_str());
+    std::exit(1);
+  }
 }
 
 /// Appends a result line to bench/results (under the build directory) and prints it.

@@ -45,12 +45,7 @@ std::vector<std::string> MakeEvents(int64_t base_us) {
   return out;
 }
 
-void Must(const absl::Status& s) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "bench failed: %s\n", std::string(s.message()).c_str());
-    std::exit(1);
-  }
-}
+using bench::Must;
 
 }  // namespace
 

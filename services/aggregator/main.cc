@@ -11,6 +11,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
+#include "common/process/stop_flag.h"
 #include "services/aggregator/aggregator_service.h"
 
 ABSL_FLAG(std::string, raw_topic, "tidemark.raw", "Kafka topic of accepted events");
@@ -80,19 +81,7 @@ int Run(int argc, char** argv) {
     }
   }
 
-  std::atomic<bool> stop{false};
-  std::thread signal_watcher([&] {
-    const int sig = shutdown.Wait();
-    logger->info("msg=\"shutting down\" signal={}", sig);
-    stop = true;
-  });
-  struct JoinOnExit {
-    std::thread& t;
-    ~JoinOnExit() {
-      process::ShutdownSignal::RequestStop();
-      t.join();
-    }
-  } join_watcher{signal_watcher};
+  process::StopFlag stop(shutdown, *logger);
 
   metrics::Registry registry;
   aggregator::AggregatorMetrics metrics(registry);
@@ -123,7 +112,7 @@ int Run(int argc, char** argv) {
   logger->info("msg=\"consuming\" topic={} group={} windows={} metrics_port={}",
                absl::GetFlag(FLAGS_raw_topic), absl::GetFlag(FLAGS_group_id),
                absl::GetFlag(FLAGS_windows), (*metrics_server)->port());
-  const absl::Status result = loop.Run(**consumer, stop);
+  const absl::Status result = loop.Run(**consumer, stop.flag());
   if (!result.ok()) {
     logger->critical("msg=\"stopped on a fatal error\" error=\"{}\"", result.message());
     return 1;

@@ -10,6 +10,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
+#include "common/process/stop_flag.h"
 #include "services/timestream-writer/aggregate_store.h"
 #include "services/timestream-writer/point_store.h"
 #include "services/timestream-writer/writer_service.h"
@@ -68,19 +69,7 @@ int Run(int argc, char** argv) {
   }
 
   // Watch for SIGTERM from the start: opening the store may wait for PostgreSQL.
-  std::atomic<bool> stop{false};
-  std::thread signal_watcher([&] {
-    const int sig = shutdown.Wait();
-    logger->info("msg=\"shutting down\" signal={}", sig);
-    stop = true;
-  });
-  struct JoinOnExit {
-    std::thread& t;
-    ~JoinOnExit() {
-      process::ShutdownSignal::RequestStop();
-      t.join();
-    }
-  } join_watcher{signal_watcher};
+  process::StopFlag stop(shutdown, *logger);
 
   const std::string dsn = absl::GetFlag(FLAGS_pg_dsn);
   const absl::Duration ahead = absl::GetFlag(FLAGS_partitions_ahead);
@@ -91,10 +80,10 @@ int Run(int argc, char** argv) {
     absl::Status s = points.Open(*logger);
     if (s.ok()) break;
     logger->warn("msg=\"cannot open the store; retrying\" error=\"{}\"", s.message());
-    for (absl::Time until = absl::Now() + delay; absl::Now() < until && !stop.load();) {
+    for (absl::Time until = absl::Now() + delay; absl::Now() < until && !stop.stopped();) {
       absl::SleepFor(absl::Milliseconds(50));
     }
-    if (stop.load()) return 0;
+    if (stop.stopped()) return 0;
   }
   writer::AggregateStore aggregates(dsn, ahead);
   writer::AggregateStore repairs(dsn, ahead);
@@ -158,7 +147,7 @@ int Run(int argc, char** argv) {
   for (auto& r : runners) {
     LoopRunner* raw = r.get();
     raw->thread = std::thread([raw, &stop] {
-      raw->result = raw->loop->Run(*raw->consumer, stop);
+      raw->result = raw->loop->Run(*raw->consumer, stop.flag());
       // One loop failing stops the process: a restart resumes every loop from its commits.
       if (!raw->result.ok()) process::ShutdownSignal::RequestStop();
     });

@@ -17,26 +17,9 @@
 namespace tidemark::e2e {
 namespace {
 
-using testing::PgCluster;
 using testing::Stack;
 using testing::WaitFor;
 
-PgCluster* pg = nullptr;
-
-class Environment final : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto c = PgCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = *std::move(c);
-    pg = cluster_.get();
-  }
-  void TearDown() override { cluster_.reset(); }
-
- private:
-  std::unique_ptr<PgCluster> cluster_;
-};
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Environment);
 
 // Small windows and lateness so that a run of seconds exercises every path: on time, late
 // within lateness (3 s late), late beyond it (15 s late), and minutes late.
@@ -164,7 +147,7 @@ void DrainAndCompare(Stack& stack, VersionWatch& watch,
 }
 
 TEST(Aggregation, StoredAggregatesEqualABatchRecomputation) {
-  Stack stack(*pg, kAggregatorFlags);
+  Stack stack(testing::SharedPgCluster(), kAggregatorFlags);
   stack.StartAggregator(0);
   VersionWatch watch(stack);
   auto sims = StartTraffic(stack, "12s");
@@ -176,7 +159,7 @@ TEST(Aggregation, StoredAggregatesEqualABatchRecomputation) {
 // The reference documents' knobs: 5% of records 75 s late, 2% of clocks ahead, 2 minutes of
 // allowed lateness; and points 3 minutes late, beyond it.
 TEST(Aggregation, ReferenceKnobsWithDefaultLateness) {
-  Stack stack(*pg, {"--windows=10s", "--idle_timeout=2s", "--commit_interval=500ms"});
+  Stack stack(testing::SharedPgCluster(), {"--windows=10s", "--idle_timeout=2s", "--commit_interval=500ms"});
   stack.StartAggregator(0);
   VersionWatch watch(stack);
   const nlohmann::json summary =
@@ -188,7 +171,7 @@ TEST(Aggregation, ReferenceKnobsWithDefaultLateness) {
 }
 
 TEST(Aggregation, KilledThreeTimesMidStreamChangesNothing) {
-  Stack stack(*pg, kAggregatorFlags);
+  Stack stack(testing::SharedPgCluster(), kAggregatorFlags);
   stack.StartAggregator(0);
   VersionWatch watch(stack);
   auto sims = StartTraffic(stack, "20s");
@@ -207,7 +190,7 @@ TEST(Aggregation, KilledThreeTimesMidStreamChangesNothing) {
 }
 
 TEST(Aggregation, TwoReplicasWithOneStoppedAndStartedMidStream) {
-  Stack stack(*pg, kAggregatorFlags);
+  Stack stack(testing::SharedPgCluster(), kAggregatorFlags);
   stack.StartAggregator(0);
   stack.StartAggregator(1);
   VersionWatch watch(stack);

@@ -21,25 +21,8 @@ namespace {
 
 using testing::ChildProcess;
 using testing::FreePort;
-using testing::PgCluster;
 using testing::WaitFor;
 
-PgCluster* pg = nullptr;
-
-class Environment final : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto c = PgCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = *std::move(c);
-    pg = cluster_.get();
-  }
-  void TearDown() override { cluster_.reset(); }
-
- private:
-  std::unique_ptr<PgCluster> cluster_;
-};
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new Environment);
 
 using testing::Stack;
 
@@ -51,7 +34,7 @@ nlohmann::json RunSimulator(Stack& stack, const std::vector<std::string>& extra)
 }
 
 TEST(Pipeline, SimulatorToQueryReadsEveryAcknowledgedPoint) {
-  Stack stack(*pg);
+  Stack stack(testing::SharedPgCluster());
   const nlohmann::json summary = RunSimulator(
       stack, {"--rate=2000", "--max_records=4000", "--duration=60s", "--percent_late=5",
               "--late_time=75s", "--percent_clock_ahead=10", "--clock_ahead=30m"});
@@ -79,7 +62,7 @@ TEST(Pipeline, SimulatorToQueryReadsEveryAcknowledgedPoint) {
 }
 
 TEST(Pipeline, WriterKilledMidStreamLosesAndDuplicatesNothing) {
-  Stack stack(*pg);
+  Stack stack(testing::SharedPgCluster());
   auto sim = stack.StartSimulator(
       {"--devices=40", "--batch_size=100", "--rate=1500", "--duration=20s"});
   for (int kill_round = 0; kill_round < 2; ++kill_round) {
@@ -111,7 +94,7 @@ v1::Event GoodEvent(const std::string& device, double value) {
 }
 
 TEST(Pipeline, BadRecordsComeBackWithIndexAndReasonWhileGoodOnesAreStored) {
-  Stack stack(*pg);
+  Stack stack(testing::SharedPgCluster());
   v1::WriteRequest req;
   *req.add_events() = GoodEvent("good-1", 1.0);
   v1::Event no_device = GoodEvent("", 2.0);
@@ -167,7 +150,7 @@ TEST(Pipeline, BadRecordsComeBackWithIndexAndReasonWhileGoodOnesAreStored) {
 }
 
 TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
-  Stack stack(*pg);
+  Stack stack(testing::SharedPgCluster());
   grpc::ClientContext ctx;
   v1::WriteResponse resp;
   auto stream = stack.ingest().WriteStream(&ctx, &resp);
@@ -190,7 +173,7 @@ TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
 }
 
 TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {
-  Stack stack(*pg);
+  Stack stack(testing::SharedPgCluster());
   stack.broker().Signal(SIGKILL);
   ASSERT_TRUE(stack.broker().Wait(absl::Seconds(10)).ok());
   v1::WriteRequest req;
@@ -207,7 +190,7 @@ TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {
 }
 
 TEST(Query, ErrorsAreStatusesWithMessages) {
-  Stack stack(*pg);
+  Stack stack(testing::SharedPgCluster());
   v1::ReadPointsRequest req;
   req.mutable_range()->set_start_us(10);
   req.mutable_range()->set_end_us(5);

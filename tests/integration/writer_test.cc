@@ -27,22 +27,15 @@ devbroker::DevBroker* broker = nullptr;
 class Environment final : public ::testing::Environment {
  public:
   void SetUp() override {
-    auto c = PgCluster::Start();
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = *std::move(c);
-    pg = cluster_.get();
+    pg = &testing::SharedPgCluster();
     auto b = devbroker::DevBroker::Start(1, {});
     ASSERT_TRUE(b.ok()) << b.status();
     broker_ = *std::move(b);
     broker = broker_.get();
   }
-  void TearDown() override {
-    broker_.reset();
-    cluster_.reset();
-  }
+  void TearDown() override { broker_.reset(); }
 
  private:
-  std::unique_ptr<PgCluster> cluster_;
   std::unique_ptr<devbroker::DevBroker> broker_;
 };
 

@@ -114,4 +114,17 @@ absl::StatusOr<std::string> PgCluster::Psql(const std::string& database,
   return std::string(absl::StripTrailingAsciiWhitespace(*out));
 }
 
+PgCluster& SharedPgCluster() {
+  static const std::unique_ptr<PgCluster> cluster = [] {
+    absl::StatusOr<std::unique_ptr<PgCluster>> c = PgCluster::Start();
+    if (!c.ok()) {
+      std::fprintf(stderr, "cannot start PostgreSQL for the tests: %s\n",
+                   std::string(c.status().message()).c_str());
+      std::abort();
+    }
+    return *std::move(c);
+  }();
+  return *cluster;
+}
+
 }  // namespace tidemark::testing

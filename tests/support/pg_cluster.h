@@ -37,4 +37,8 @@ class PgCluster final {
   bool running_ = false;
 };
 
+/// The test binary's cluster: started on first use, stopped when the binary exits, so a
+/// binary starts PostgreSQL once however many test cases it has. Aborts if it cannot start.
+PgCluster& SharedPgCluster();
+
 }  // namespace tidemark::testing

@@ -79,14 +79,24 @@ Stack::Stack(PgCluster& pg, std::vector<std::string> aggregator_flags)
 }
 
 Stack::~Stack() {
-  if (::testing::Test::HasFailure()) {
-    for (const std::string& path : logs_) {
-      std::ifstream in(path);
-      std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (content.size() > 20000) content = content.substr(content.size() - 20000);
-      std::cerr << "---- " << path << "\n" << content << "\n";
-    }
+  // Processes first (killed), then the directory; a failed test keeps it and prints the logs.
+  aggregators_.clear();
+  query_.reset();
+  ingest_.reset();
+  writer_.reset();
+  broker_.reset();
+  if (!::testing::Test::HasFailure()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    return;
   }
+  for (const std::string& path : logs_) {
+    std::ifstream in(path);
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (content.size() > 20000) content = content.substr(content.size() - 20000);
+    std::cerr << "---- " << path << "\n" << content << "\n";
+  }
+  std::cerr << "logs kept in " << dir_ << "\n";
 }
 
 void Stack::StartWriter() {

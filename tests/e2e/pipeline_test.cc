@@ -8,7 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -187,6 +189,38 @@ TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {
               s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED)
       << s.error_code() << " " << s.error_message();
   EXPECT_LT(absl::Now() - start, absl::Seconds(8)) << "answered within the deadline";
+}
+
+TEST(Operations, HealthCheckingAndPrometheusMetrics) {
+  Stack stack(testing::SharedPgCluster());
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", stack.ingest_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // Write something, then read the counters over HTTP.
+  v1::WriteRequest write;
+  *write.add_events() = GoodEvent("metrics-1", 1.0);
+  *write.add_events() = GoodEvent("", 1.0);
+  grpc::ClientContext wctx;
+  v1::WriteResponse wresp;
+  ASSERT_TRUE(stack.ingest().Write(&wctx, write, &wresp).ok());
+  const std::string log = stack.ingest_process().Log();
+  const size_t at = log.find("metrics_port=");
+  ASSERT_NE(at, std::string::npos) << log;
+  const int port = std::stoi(log.substr(at + 13));
+  httplib::Client http("127.0.0.1", port);
+  auto res = http.Get("/metrics");
+  ASSERT_TRUE(res) << "no answer on the metrics port " << port;
+  EXPECT_EQ(res->status, 200);
+  EXPECT_NE(res->body.find("tidemark_ingest_events_accepted_total 1\n"), std::string::npos)
+      << res->body;
+  EXPECT_NE(res->body.find("tidemark_ingest_events_rejected_total 1\n"), std::string::npos);
+  EXPECT_NE(res->body.find("# TYPE tidemark_ingest_write_seconds histogram"), std::string::npos);
 }
 
 TEST(Query, ErrorsAreStatusesWithMessages) {

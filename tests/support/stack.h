@@ -29,6 +29,7 @@ class Stack {
   ChildProcess& writer() { return *writer_; }
   ChildProcess& aggregator(int n) { return *aggregators_.at(n); }
   ChildProcess& broker() { return *broker_; }
+  ChildProcess& ingest_process() { return *ingest_; }
   v1::IngestService::Stub& ingest() { return *ingest_stub_; }
   v1::QueryService::Stub& query() { return *query_stub_; }
   int ingest_port() const { return ingest_port_; }

@@ -75,7 +75,23 @@ void AggregatorLoop::OnRevoked(const std::vector<kafka::TopicPartition>& partiti
   for (const kafka::TopicPartition& tp : partitions) partitions_.erase(tp);
 }
 
-void AggregatorLoop::Publish(EngineOutput& out) {
+bool AggregatorLoop::Publish(EngineOutput& out, const std::atomic<bool>& stop) {
+  // A full queue drains as Kafka acknowledges, and a broker outage ends; either way the
+  // record is retried, since an output that was not produced must never be committed past.
+  auto produce = [&](const std::string& topic, const std::string& key, const std::string& value) {
+    absl::Time next_log = absl::Now() + absl::Seconds(5);
+    while (true) {
+      absl::Status s = producer_.Produce(topic, key, value, deliveries_.get());
+      if (s.ok()) return true;
+      if (stop.load()) return false;
+      if (absl::Now() >= next_log) {
+        logger_->warn("msg=\"cannot produce; retrying\" topic={} error=\"{}\"", topic,
+                      s.message());
+        next_log = absl::Now() + absl::Seconds(30);
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  };
   // Keep only the last revision of each window from this round.
   absl::flat_hash_map<std::tuple<int64_t, int64_t, int64_t>, size_t> last;
   for (size_t i = 0; i < out.emissions.size(); ++i) {
@@ -87,24 +103,20 @@ void AggregatorLoop::Publish(EngineOutput& out) {
     const v1::WindowAggregate& a = out.emissions[i];
     a.SerializeToString(&value);
     const std::string& device = a.series().dimensions().at(std::string(series::kDeviceIdDimension));
-    while (true) {
-      absl::Status s = producer_.Produce(config_.aggregates_topic, device, value, deliveries_.get());
-      if (s.ok()) break;
-      // A full queue drains as Kafka acknowledges; anything else is retried the same way,
-      // since a dropped output must never be committed past.
-      absl::SleepFor(absl::Milliseconds(5));
-    }
+    if (!produce(config_.aggregates_topic, device, value)) return false;
   }
   for (const v1::LatePoint& l : out.late) {
     l.SerializeToString(&value);
     const std::string& device = l.series().dimensions().at(std::string(series::kDeviceIdDimension));
-    while (!producer_.Produce(config_.late_topic, device, value, deliveries_.get()).ok()) {
-      absl::SleepFor(absl::Milliseconds(5));
-    }
+    if (!produce(config_.late_topic, device, value)) return false;
   }
+  return true;
 }
 
 absl::Status AggregatorLoop::FlushAndCommit(const std::vector<kafka::TopicPartition>& partitions) {
+  if (unpublished_) {
+    return absl::FailedPreconditionError("outputs were left unpublished; not committing");
+  }
   if (absl::Status s = producer_.Flush(absl::Minutes(5)); !s.ok()) return s;
   if (rd_kafka_resp_err_t err = deliveries_->failed(); err) {
     // An output was lost: committing now would skip it for good. Stop; a restart replays
@@ -170,7 +182,13 @@ absl::Status AggregatorLoop::Run(kafka::Consumer& consumer, const std::atomic<bo
       metrics_.clock_corrected.Add(b.clock_corrected - a.clock_corrected);
       metrics_.undecodable.Add(b.undecodable - a.undecodable);
     }
-    Publish(out);
+    if (!Publish(out, stop)) {
+      unpublished_ = true;
+      // Stopping while Kafka refuses outputs: commit nothing more; the next start replays
+      // from the last checkpoint and produces them then.
+      logger_->warn("msg=\"stopping with unpublished outputs; they are replayed on restart\"");
+      return absl::OkStatus();
+    }
     if (absl::Now() >= next_commit) {
       std::vector<kafka::TopicPartition> all;
       for (const auto& [tp, w] : partitions_) all.push_back(tp);

@@ -54,8 +54,9 @@ class AggregatorLoop final : public kafka::PartitionListener {
 
  private:
   class Deliveries;
-  /// Produces outputs, coalescing revisions of a window to the last one.
-  void Publish(EngineOutput& out);
+  /// Produces outputs, coalescing revisions of a window to the last one. While Kafka refuses
+  /// them it retries, until `stop`: then it returns false with outputs unpublished.
+  bool Publish(EngineOutput& out, const std::atomic<bool>& stop);
   /// Waits for every produced output, then commits the given partitions' checkpoints.
   absl::Status FlushAndCommit(const std::vector<kafka::TopicPartition>& partitions);
   void UpdateGauges();
@@ -68,6 +69,9 @@ class AggregatorLoop final : public kafka::PartitionListener {
   kafka::Consumer* consumer_ = nullptr;
   std::map<kafka::TopicPartition, std::unique_ptr<PartitionWindows>> partitions_;
   absl::Status fatal_;
+  /// Set when outputs were left unpublished: nothing may be committed after that, not even
+  /// when the consumer's close revokes the partitions.
+  bool unpublished_ = false;
 };
 
 }  // namespace tidemark::aggregator

@@ -1,6 +1,7 @@
 // The timestream-writer against a real PostgreSQL and the development broker: the upsert
 // rules, replays, rejections, and a PostgreSQL crash mid-stream.
 #include <atomic>
+#include <random>
 #include <thread>
 
 #include "common/kafka/consumer.h"
@@ -314,6 +315,59 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
   EXPECT_EQ(Query(db, "SELECT count(DISTINCT series_id) FROM points"), "50");
   EXPECT_EQ(Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
             absl::StrCat(static_cast<int64_t>(kBatches * kPerBatch) * (kBatches * kPerBatch - 1) / 2));
+}
+
+// The development broker keeps 5 MiB per partition and drops older batches silently. A
+// consumer whose committed offset was dropped must stop with DATA_LOSS, never skip ahead.
+TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
+  ASSERT_TRUE(broker->CreateTopic("vanishing", 1).ok());
+  auto producer = kafka::Producer::Create(
+      {.brokers = broker->bootstrap_servers(), .compression = "none"}, Logger());
+  ASSERT_TRUE(producer.ok());
+  ASSERT_TRUE((*producer)->Produce("vanishing", "k", "first", nullptr).ok());
+  ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+  {
+    auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
+                                             .group_id = "slow-group",
+                                             .topics = {"vanishing"}},
+                                            Logger(), nullptr);
+    ASSERT_TRUE(consumer.ok());
+    std::vector<kafka::Message> got;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto m = (*consumer)->Poll(10, absl::Milliseconds(200));
+          if (m.ok()) got.insert(got.end(), std::make_move_iterator(m->begin()),
+                                 std::make_move_iterator(m->end()));
+          return !got.empty();
+        },
+        absl::Seconds(30)));
+    ASSERT_TRUE((*consumer)->Commit(std::map<kafka::TopicPartition, int64_t>{
+                                        {{"vanishing", 0}, 1}})
+                    .ok());
+  }
+  // Over 5 MiB of incompressible data after the committed offset.
+  std::mt19937_64 rng(1);
+  std::string blob(600 * 1024, '\0');
+  for (int i = 0; i < 12; ++i) {
+    for (char& c : blob) c = static_cast<char>(rng());
+    ASSERT_TRUE((*producer)->Produce("vanishing", "k", blob, nullptr).ok());
+    ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+  }
+  auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
+                                           .group_id = "slow-group",
+                                           .topics = {"vanishing"}},
+                                          Logger(), nullptr);
+  ASSERT_TRUE(consumer.ok());
+  absl::Status status;
+  WaitFor(
+      [&] {
+        auto m = (*consumer)->Poll(10, absl::Milliseconds(200));
+        status = m.status();
+        return !m.ok();
+      },
+      absl::Seconds(30));
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_NE(status.message().find("never processed"), absl::string_view::npos) << status;
 }
 
 }  // namespace

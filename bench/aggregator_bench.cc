@@ -82,8 +82,7 @@ int main() {
   // 2. The aggregator loop through the development broker: records already in the topic.
   double loop_wall = 0, loop_cpu = 0;
   {
-    auto broker = devbroker::DevBroker::Start(
-        1, {{"raw", 12}, {"aggregates", 6}, {"late", 3}});
+    auto broker = devbroker::DevBroker::Start(1, {{"raw", 12}, {"aggregates", 6}, {"late", 3}});
     Must(broker.status());
     {
       auto producer = kafka::Producer::Create({.brokers = (*broker)->bootstrap_servers()}, logger);
@@ -107,8 +106,8 @@ int main() {
     config.late_topic = "late";
     aggregator::AggregatorLoop loop(config, **producer, metrics, logger);
     auto consumer = kafka::Consumer::Create(
-        {.brokers = (*broker)->bootstrap_servers(), .group_id = "bench", .topics = {"raw"}},
-        logger, &loop);
+        {.brokers = (*broker)->bootstrap_servers(), .group_id = "bench", .topics = {"raw"}}, logger,
+        &loop);
     Must(consumer.status());
     std::atomic<bool> stop{false};
     std::thread t([&] { Must(loop.Run(**consumer, stop)); });

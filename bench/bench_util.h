@@ -1,5 +1,7 @@
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -8,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <unistd.h>
 
 namespace tidemark::bench {
 
@@ -37,8 +38,7 @@ inline void Must(const absl::Status& s) {
 inline void Report(const std::string& file, const std::string& line) {
   std::printf("%s\n", line.c_str());
   std::ofstream out(absl::StrCat(TIDEMARK_BINARY_DIR, "/bench/", file), std::ios::app);
-  out << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ ", absl::Now(), absl::UTCTimeZone()) << line
-      << "\n";
+  out << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ ", absl::Now(), absl::UTCTimeZone()) << line << "\n";
 }
 
 }  // namespace tidemark::bench

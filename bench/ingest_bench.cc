@@ -56,11 +56,11 @@ int main() {
   auto logger = log::MakeLogger("ingest-bench");
   const std::string dir = absl::StrCat("/tmp/tidemark-ingest-bench-", getpid());
   std::filesystem::create_directories(dir);
-  auto broker = testing::ChildProcess::Start(
-      absl::StrCat(TIDEMARK_BINARY_DIR, "/tools/devbroker/devbroker"),
-      {absl::StrCat("--bootstrap_file=", dir, "/bootstrap"),
-       "--topics=tidemark.raw:12,stream.raw:12,baseline.raw:12"},
-      {}, dir + "/devbroker.log");
+  auto broker =
+      testing::ChildProcess::Start(absl::StrCat(TIDEMARK_BINARY_DIR, "/tools/devbroker/devbroker"),
+                                   {absl::StrCat("--bootstrap_file=", dir, "/bootstrap"),
+                                    "--topics=tidemark.raw:12,stream.raw:12,baseline.raw:12"},
+                                   {}, dir + "/devbroker.log");
   testing::WaitFor([&] { return std::filesystem::exists(dir + "/bootstrap"); }, absl::Seconds(10));
   std::string brokers;
   std::getline(std::ifstream(dir + "/bootstrap"), brokers);
@@ -76,8 +76,8 @@ int main() {
         {absl::StrCat("--listen=127.0.0.1:", port), absl::StrCat("--raw_topic=", topic)},
         {{"TIDEMARK_KAFKA_BROKERS", brokers}, {"TIDEMARK_LOG_LEVEL", "warn"}},
         dir + "/ingest-" + topic + ".log");
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                       grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10));
     auto stub = v1::IngestService::NewStub(channel);
     {  // Warm up: connections to the broker, topic metadata.
@@ -146,14 +146,16 @@ int main() {
   }
   std::filesystem::remove_all(dir);
 
-  const std::string cfg = absl::StrFormat("%d events, %d per request, %d concurrent clients, "
-                                          "4 measures each, zstd, 12 partitions",
-                                          events, kEventsPerRequest, kClients);
+  const std::string cfg = absl::StrFormat(
+      "%d events, %d per request, %d concurrent clients, "
+      "4 measures each, zstd, 12 partitions",
+      events, kEventsPerRequest, kClients);
   bench::Report("ingest.txt", "setup: " + cfg);
-  bench::Report("ingest.txt",
-                absl::StrFormat("ingest Write: %d acked in %.2f s = %.0f events/s; ingest CPU %.2f s "
-                                "= %.0f events/s per core",
-                                w_acked, w_wall, w_acked / w_wall, w_cpu, w_acked / w_cpu));
+  bench::Report(
+      "ingest.txt",
+      absl::StrFormat("ingest Write: %d acked in %.2f s = %.0f events/s; ingest CPU %.2f s "
+                      "= %.0f events/s per core",
+                      w_acked, w_wall, w_acked / w_wall, w_cpu, w_acked / w_cpu));
   bench::Report("ingest.txt",
                 absl::StrFormat("ingest WriteStream: %d acked in %.2f s = %.0f events/s; ingest "
                                 "CPU %.2f s = %.0f events/s per core",

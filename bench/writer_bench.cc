@@ -133,8 +133,8 @@ int main() {
     return best;
   }();
   start = absl::Now();
-  const std::string cmd = absl::StrCat(pg_bin, "/psql -X -q \"", pg.Dsn("psql_baseline"),
-                                       "\" -f ", script, " > /dev/null");
+  const std::string cmd = absl::StrCat(pg_bin, "/psql -X -q \"", pg.Dsn("psql_baseline"), "\" -f ",
+                                       script, " > /dev/null");
   if (std::system(cmd.c_str()) != 0) {
     std::fprintf(stderr, "psql baseline failed\n");
     return 1;
@@ -168,8 +168,8 @@ int main() {
     config.batch_max_records = kBatch;
     writer::WriterLoop loop(config, sink, **producer, metrics, logger);
     auto consumer = kafka::Consumer::Create(
-        {.brokers = (*broker)->bootstrap_servers(), .group_id = "bench", .topics = {"raw"}},
-        logger, &loop);
+        {.brokers = (*broker)->bootstrap_servers(), .group_id = "bench", .topics = {"raw"}}, logger,
+        &loop);
     Must(consumer.status());
     std::atomic<bool> stop{false};
     absl::Time first_record;

@@ -49,8 +49,8 @@ absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value) 
 
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value) {
   if (!value.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("missing setting --", flag_name, " (",
-                                                 EnvironmentName(flag_name), ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("missing setting --", flag_name, " (", EnvironmentName(flag_name), ")"));
 }
 
 }  // namespace tidemark::config

@@ -5,8 +5,7 @@
 namespace tidemark::grpcutil {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 int ServeUntilShutdown(process::ShutdownSignal& shutdown, const metrics::Registry& registry,

@@ -30,9 +30,9 @@ bool IsCooperative(rd_kafka_t* rk) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(
-    const ConsumerConfig& config, std::shared_ptr<spdlog::logger> logger,
-    PartitionListener* listener) {
+absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const ConsumerConfig& config,
+                                                           std::shared_ptr<spdlog::logger> logger,
+                                                           PartitionListener* listener) {
   std::unique_ptr<Consumer> c(new Consumer());
   c->logger_ = std::move(logger);
   c->listener_ = listener;
@@ -118,10 +118,10 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
     if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high, 10000) ==
             RD_KAFKA_RESP_ERR_NO_ERROR &&
         tp.offset < low) {
-      fatal_ = absl::DataLossError(absl::StrCat(
-          "committed offset ", tp.offset, " of ", tp.topic, "/", tp.partition,
-          " is before the earliest offset the broker still holds (", low,
-          "): records this consumer group never processed were dropped"));
+      fatal_ = absl::DataLossError(
+          absl::StrCat("committed offset ", tp.offset, " of ", tp.topic, "/", tp.partition,
+                       " is before the earliest offset the broker still holds (", low,
+                       "): records this consumer group never processed were dropped"));
     }
   }
   rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -152,8 +152,7 @@ void Consumer::Revoke(rd_kafka_topic_partition_list_t* partitions) {
   logger_->info("msg=\"partitions revoked\" count={}", partitions->cnt);
 }
 
-absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages,
-                                                    absl::Duration timeout) {
+absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages, absl::Duration timeout) {
   std::vector<Message> out;
   int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
   while (out.size() < max_messages) {
@@ -194,8 +193,7 @@ absl::Status Consumer::Commit(const std::map<TopicPartition, int64_t>& next_offs
   if (next_offsets.empty()) return absl::OkStatus();
   ListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())));
   for (const auto& [tp, offset] : next_offsets) {
-    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset =
-        offset;
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset = offset;
   }
   return ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0), "committing offsets");
 }

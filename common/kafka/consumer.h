@@ -11,8 +11,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "librdkafka/rdkafka.h"
 #include "common/log/log.h"
+#include "librdkafka/rdkafka.h"
 
 namespace tidemark::kafka {
 
@@ -30,12 +30,8 @@ class Message final {
   absl::string_view topic() const { return rd_kafka_topic_name(m_->rkt); }
   int32_t partition() const { return m_->partition; }
   int64_t offset() const { return m_->offset; }
-  absl::string_view key() const {
-    return {static_cast<const char*>(m_->key), m_->key_len};
-  }
-  absl::string_view value() const {
-    return {static_cast<const char*>(m_->payload), m_->len};
-  }
+  absl::string_view key() const { return {static_cast<const char*>(m_->key), m_->key_len}; }
+  absl::string_view value() const { return {static_cast<const char*>(m_->payload), m_->len}; }
 
  private:
   struct Destroy {
@@ -85,9 +81,9 @@ struct ConsumerConfig {
 /// Not thread-safe: one thread polls, commits and pauses.
 class Consumer final {
  public:
-  static absl::StatusOr<std::unique_ptr<Consumer>> Create(
-      const ConsumerConfig& config, std::shared_ptr<spdlog::logger> logger,
-      PartitionListener* listener);
+  static absl::StatusOr<std::unique_ptr<Consumer>> Create(const ConsumerConfig& config,
+                                                          std::shared_ptr<spdlog::logger> logger,
+                                                          PartitionListener* listener);
   /// Leaves the group (revoking partitions through the listener) and destroys the handle.
   ~Consumer();
 

@@ -8,18 +8,17 @@ namespace {
 
 absl::Status Set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
   char err[512];
-  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) !=
-      RD_KAFKA_CONF_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("Kafka producer setting ", key, "=", value,
-                                                   ": ", err));
+  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Kafka producer setting ", key, "=", value, ": ", err));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(
-    const ProducerConfig& config, std::shared_ptr<spdlog::logger> logger) {
+absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const ProducerConfig& config,
+                                                           std::shared_ptr<spdlog::logger> logger) {
   std::unique_ptr<Producer> p(new Producer());
   p->logger_ = std::move(logger);
   p->delivery_timeout_ = config.delivery_timeout;

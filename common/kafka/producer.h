@@ -9,8 +9,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "librdkafka/rdkafka.h"
 #include "common/log/log.h"
+#include "librdkafka/rdkafka.h"
 
 namespace tidemark::kafka {
 
@@ -40,8 +40,8 @@ class DeliverySink {
 /// Thread-safe: Produce may be called from any thread.
 class Producer final {
  public:
-  static absl::StatusOr<std::unique_ptr<Producer>> Create(
-      const ProducerConfig& config, std::shared_ptr<spdlog::logger> logger);
+  static absl::StatusOr<std::unique_ptr<Producer>> Create(const ProducerConfig& config,
+                                                          std::shared_ptr<spdlog::logger> logger);
   /// Flushes for up to the delivery timeout, then stops the poll thread.
   ~Producer();
 

@@ -76,7 +76,8 @@ std::string Registry::Render() const {
     absl::StrAppend(&out, "# HELP ", name, " ", entries.front()->help, "\n# TYPE ", name, " ",
                     entries.front()->type, "\n");
     for (const Entry* e : entries) {
-      if (e->counter) absl::StrAppend(&out, name, Braced(e->labels), " ", e->counter->Value(), "\n");
+      if (e->counter)
+        absl::StrAppend(&out, name, Braced(e->labels), " ", e->counter->Value(), "\n");
       if (e->gauge) absl::StrAppend(&out, name, Braced(e->labels), " ", e->gauge->Value(), "\n");
       if (e->histogram) out += e->histogram->Render(name, e->labels);
     }
@@ -85,8 +86,8 @@ std::string Registry::Render() const {
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry& registry,
-                                                                   const std::string& host,
-                                                                   int port) {
+                                                                    const std::string& host,
+                                                                    int port) {
   std::unique_ptr<MetricsServer> s(new MetricsServer());
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {

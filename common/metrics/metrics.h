@@ -45,8 +45,8 @@ class Histogram final {
   std::string Render(const std::string& name, const std::string& labels) const;
 
  private:
-  static constexpr double kBounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                       0.1,   0.25,   0.5,   1,    2.5,   5, 10};
+  static constexpr double kBounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                       0.25,  0.5,    1,     2.5,  5,     10};
   static constexpr int kBuckets = sizeof(kBounds) / sizeof(kBounds[0]);
   std::atomic<uint64_t> buckets_[kBuckets + 1];
   std::atomic<uint64_t> count_{0};
@@ -60,8 +60,7 @@ class Registry final {
   /// `labels` is the inside of the braces, e.g. `reason="stale"`, or empty.
   Counter& AddCounter(const std::string& name, const std::string& help,
                       const std::string& labels = "");
-  Gauge& AddGauge(const std::string& name, const std::string& help,
-                  const std::string& labels = "");
+  Gauge& AddGauge(const std::string& name, const std::string& help, const std::string& labels = "");
   Histogram& AddHistogram(const std::string& name, const std::string& help,
                           const std::string& labels = "");
   std::string Render() const;
@@ -85,7 +84,7 @@ class MetricsServer final {
  public:
   /// Binds `host:port` (port 0 picks a free one).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const Registry& registry,
-                                                             const std::string& host, int port);
+                                                              const std::string& host, int port);
   ~MetricsServer();
   int port() const { return port_; }
 

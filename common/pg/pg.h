@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "pqxx/connection"
 #include "common/log/log.h"
+#include "pqxx/connection"
 
 namespace tidemark::pg {
 

@@ -7,7 +7,7 @@
 namespace tidemark::series {
 
 absl::StatusOr<std::vector<MappedPoint>> EventToPoints(const v1::Event& event,
-                                                        absl::Duration future_clock_lead) {
+                                                       absl::Duration future_clock_lead) {
   if (event.device_id().empty()) return absl::InvalidArgumentError("event has no device id");
   if (event.time() == 0) return absl::InvalidArgumentError("event has no time");
   absl::StatusOr<int64_t> event_us = time::ToMicros(event.time(), event.time_unit());

@@ -32,6 +32,6 @@ struct MappedPoint {
 /// version = the client version or else the ingest time. Deterministic: the same event
 /// always gives the same points. Fails on an event ingest would not have accepted.
 absl::StatusOr<std::vector<MappedPoint>> EventToPoints(const v1::Event& event,
-                                                        absl::Duration future_clock_lead);
+                                                       absl::Duration future_clock_lead);
 
 }  // namespace tidemark::series

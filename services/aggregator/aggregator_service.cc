@@ -85,8 +85,7 @@ bool AggregatorLoop::Publish(EngineOutput& out, const std::atomic<bool>& stop) {
       if (s.ok()) return true;
       if (stop.load()) return false;
       if (absl::Now() >= next_log) {
-        logger_->warn("msg=\"cannot produce; retrying\" topic={} error=\"{}\"", topic,
-                      s.message());
+        logger_->warn("msg=\"cannot produce; retrying\" topic={} error=\"{}\"", topic, s.message());
         next_log = absl::Now() + absl::Seconds(30);
       }
       absl::SleepFor(absl::Milliseconds(5));

@@ -40,9 +40,9 @@ absl::StatusOr<std::vector<absl::Duration>> ParseWindows(const std::string& spec
     absl::Duration d;
     if (!absl::ParseDuration(s, &d) || d <= absl::ZeroDuration() ||
         absl::Hours(24) % d != absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bad setting --windows (TIDEMARK_WINDOWS): \"", s,
-          "\" must be a positive duration that divides a day, such as 1m, 5m or 1h"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad setting --windows (TIDEMARK_WINDOWS): \"", s,
+                       "\" must be a positive duration that divides a day, such as 1m, 5m or 1h"));
     }
     sizes.push_back(d);
   }
@@ -53,8 +53,7 @@ absl::StatusOr<std::vector<absl::Duration>> ParseWindows(const std::string& spec
 int Run(int argc, char** argv) {
   process::ShutdownSignal shutdown;
   auto logger = log::MakeLogger("aggregator");
-  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark aggregator");
-      !args.ok()) {
+  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark aggregator"); !args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;
   }
@@ -72,9 +71,10 @@ int Run(int argc, char** argv) {
   cfg.aggregates_topic = absl::GetFlag(FLAGS_aggregates_topic);
   cfg.late_topic = absl::GetFlag(FLAGS_late_topic);
   cfg.commit_interval = absl::GetFlag(FLAGS_commit_interval);
-  for (absl::Status s : {config::RequirePositive("idle_timeout", cfg.windows.idle_timeout),
-                         config::RequirePositive("future_clock_lead", cfg.windows.future_clock_lead),
-                         config::RequirePositive("commit_interval", cfg.commit_interval)}) {
+  for (absl::Status s :
+       {config::RequirePositive("idle_timeout", cfg.windows.idle_timeout),
+        config::RequirePositive("future_clock_lead", cfg.windows.future_clock_lead),
+        config::RequirePositive("commit_interval", cfg.commit_interval)}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;
@@ -103,8 +103,8 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", consumer.status().message());
     return 2;
   }
-  auto metrics_server = metrics::MetricsServer::Start(
-      registry, absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
+  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                                      absl::GetFlag(FLAGS_metrics_port));
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;

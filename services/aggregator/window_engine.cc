@@ -168,8 +168,7 @@ void PartitionWindows::AdvanceWatermark(int64_t watermark_us, int64_t version_of
   }
 }
 
-void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset,
-                            EngineOutput& out) {
+void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset, EngineOutput& out) {
   const AggregateValues a = Aggregate(w.points);
   v1::WindowAggregate& agg = out.emissions.emplace_back();
   *agg.mutable_series() = *w.series;

@@ -49,9 +49,9 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
                                        const ValidationLimits& limits) {
   if (const size_t bytes = event.ByteSizeLong();
       bytes > static_cast<size_t>(limits.max_event_bytes)) {
-    return Reject(v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
-                  absl::StrCat("event is ", bytes, " bytes; the limit is ",
-                               limits.max_event_bytes));
+    return Reject(
+        v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
+        absl::StrCat("event is ", bytes, " bytes; the limit is ", limits.max_event_bytes));
   }
   if (event.device_id().empty()) {
     return Reject(v1::REJECT_REASON_MISSING_DEVICE_ID, "device_id is missing or empty");
@@ -81,8 +81,8 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
   }
   if (event.dimensions_size() > limits.max_dimensions) {
     return Reject(v1::REJECT_REASON_TOO_MANY_DIMENSIONS,
-                  absl::StrCat("event has ", event.dimensions_size(),
-                               " dimensions; the limit is ", limits.max_dimensions));
+                  absl::StrCat("event has ", event.dimensions_size(), " dimensions; the limit is ",
+                               limits.max_dimensions));
   }
   for (const auto& [name, value] : event.dimensions()) {
     if (auto r = CheckName("dimension", name, limits)) return r;

@@ -5,8 +5,8 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc/serve.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc/serve.h"
 #include "common/time/time_units.h"
 #include "services/ingest/json_mapping.h"
 
@@ -23,10 +23,10 @@ absl::Status DeliveryFailure(rd_kafka_resp_err_t err) {
 
 IngestMetrics::IngestMetrics(metrics::Registry& r)
     : requests(r.AddCounter("tidemark_ingest_requests_total", "Write RPCs received")),
-      accepted(r.AddCounter("tidemark_ingest_events_accepted_total",
-                            "Events acknowledged by Kafka")),
-      rejected(r.AddCounter("tidemark_ingest_events_rejected_total",
-                            "Events rejected by validation")),
+      accepted(
+          r.AddCounter("tidemark_ingest_events_accepted_total", "Events acknowledged by Kafka")),
+      rejected(
+          r.AddCounter("tidemark_ingest_events_rejected_total", "Events rejected by validation")),
       kafka_failures(r.AddCounter("tidemark_ingest_kafka_failures_total",
                                   "Events Kafka failed to take or acknowledge")),
       write_latency(r.AddHistogram("tidemark_ingest_write_seconds",
@@ -86,8 +86,7 @@ class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
 };
 
 IngestServiceImpl::IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer,
-                                     IngestMetrics& metrics,
-                                     std::shared_ptr<spdlog::logger> logger)
+                                     IngestMetrics& metrics, std::shared_ptr<spdlog::logger> logger)
     : config_(config), producer_(producer), metrics_(metrics), logger_(std::move(logger)) {}
 
 grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerContext* ctx,
@@ -104,8 +103,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerC
   auto* write = new UnaryWrite(reactor, resp, metrics_, batch.accepted.size());
   for (size_t i = 0; i < batch.accepted.size(); ++i) {
     const AcceptedRecord& rec = batch.accepted[i];
-    if (absl::Status s = producer_.Produce(config_.raw_topic, rec.key, rec.value, write);
-        !s.ok()) {
+    if (absl::Status s = producer_.Produce(config_.raw_topic, rec.key, rec.value, write); !s.ok()) {
       // `write` may be deleted by Abandon; nothing touches it afterwards.
       write->Abandon(batch.accepted.size() - i, s);
       break;
@@ -136,8 +134,8 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
     reactor->Finish(grpcutil::ToGrpcStatus(s));
     return reactor;
   }
-  const v1::JsonMapping mapping = MergeMapping(
-      MappingForFormat(req->format(), config_.default_json_mapping), req->mapping());
+  const v1::JsonMapping mapping =
+      MergeMapping(MappingForFormat(req->format(), config_.default_json_mapping), req->mapping());
   const int64_t now_us = time::ToMicros(absl::Now());
   // Parse every record, keeping the position of each parsed event in the request so
   // that rejections name the record the client sent.
@@ -188,8 +186,8 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
       return;
     }
     service_.metrics_.requests.Add();
-    PreparedBatch batch = PrepareEvents(request_.events(), time::ToMicros(absl::Now()),
-                                        next_index_, service_.config_.limits);
+    PreparedBatch batch = PrepareEvents(request_.events(), time::ToMicros(absl::Now()), next_index_,
+                                        service_.config_.limits);
     next_index_ += request_.events_size();
     service_.metrics_.rejected.Add(batch.rejected.size());
     {

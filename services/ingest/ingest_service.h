@@ -4,9 +4,9 @@
 #include <string>
 
 #include "common/kafka/producer.h"
+#include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "services/ingest/ingest_core.h"
-#include "common/log/log.h"
 #include "tidemark/v1/ingest.grpc.pb.h"
 
 namespace tidemark::ingest {
@@ -33,8 +33,8 @@ struct IngestMetrics {
 /// each accepted event (or failed to), and never blocks a gRPC thread while waiting.
 class IngestServiceImpl final : public v1::IngestService::CallbackService {
  public:
-  IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer,
-                    IngestMetrics& metrics, std::shared_ptr<spdlog::logger> logger);
+  IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer, IngestMetrics& metrics,
+                    std::shared_ptr<spdlog::logger> logger);
 
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* req,
                                   v1::WriteResponse* resp) override;
@@ -47,8 +47,8 @@ class IngestServiceImpl final : public v1::IngestService::CallbackService {
  private:
   class UnaryWrite;
   class StreamWrite;
-  grpc::ServerUnaryReactor* WritePrepared(grpc::CallbackServerContext* ctx,
-                                          PreparedBatch batch, v1::WriteResponse* resp);
+  grpc::ServerUnaryReactor* WritePrepared(grpc::CallbackServerContext* ctx, PreparedBatch batch,
+                                          v1::WriteResponse* resp);
 
   const IngestConfig config_;
   kafka::Producer& producer_;

@@ -38,13 +38,12 @@ absl::StatusOr<ingest::IngestConfig> ConfigFromFlags() {
   c.limits.retention = absl::GetFlag(FLAGS_raw_retention);
   c.limits.max_future = absl::GetFlag(FLAGS_max_future);
   c.limits.max_events_per_request = absl::GetFlag(FLAGS_max_events_per_request);
-  for (absl::Status s : {config::RequireNonEmpty("raw_topic", c.raw_topic),
-                         config::RequirePositive("raw_retention", c.limits.retention),
-                         config::RequirePositive("max_future", c.limits.max_future),
-                         config::RequirePositive("max_events_per_request",
-                                                 c.limits.max_events_per_request),
-                         config::RequirePositive("delivery_timeout",
-                                                 absl::GetFlag(FLAGS_delivery_timeout))}) {
+  for (absl::Status s :
+       {config::RequireNonEmpty("raw_topic", c.raw_topic),
+        config::RequirePositive("raw_retention", c.limits.retention),
+        config::RequirePositive("max_future", c.limits.max_future),
+        config::RequirePositive("max_events_per_request", c.limits.max_events_per_request),
+        config::RequirePositive("delivery_timeout", absl::GetFlag(FLAGS_delivery_timeout))}) {
     if (!s.ok()) return s;
   }
   c.default_json_mapping.set_time_key(absl::GetFlag(FLAGS_json_time_key));

@@ -38,8 +38,8 @@ absl::StatusOr<int> PageSize(int requested, int default_size, int max_size) {
 
 absl::Status ValidateSelector(const v1::SeriesSelector& selector, const QueryLimits& limits) {
   if (selector.matchers_size() > limits.max_matchers) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", limits.max_matchers,
-                                                   " dimension matchers per selector"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", limits.max_matchers, " dimension matchers per selector"));
   }
   for (const v1::DimensionMatcher& m : selector.matchers()) {
     if (m.name().empty()) return absl::InvalidArgumentError("a dimension matcher has no name");
@@ -49,9 +49,8 @@ absl::Status ValidateSelector(const v1::SeriesSelector& selector, const QueryLim
 
 absl::Status ValidateRange(const v1::TimeRange& range) {
   if (range.end_us() != 0 && range.end_us() <= range.start_us()) {
-    return absl::InvalidArgumentError(absl::StrCat("range end_us (", range.end_us(),
-                                                   ") must be after start_us (",
-                                                   range.start_us(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "range end_us (", range.end_us(), ") must be after start_us (", range.start_us(), ")"));
   }
   return absl::OkStatus();
 }

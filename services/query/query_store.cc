@@ -75,15 +75,13 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
         absl::StrCat("SELECT s.series_id, s.canonical_key, s.measure_name, s.dimensions::text"
                      " AS dimensions FROM series s WHERE ",
                      kSeriesFilter, " AND s.series_id > $5::bigint ORDER BY s.series_id LIMIT $6"),
-        p.measure_name, p.equal_json, p.not_equal_json, p.series_ids, cursor.series_id,
-        *page + 1);
+        p.measure_name, p.equal_json, p.not_equal_json, p.series_ids, cursor.series_id, *page + 1);
     v1::ListSeriesResponse resp;
     for (int i = 0; i < static_cast<int>(rows.size()) && i < *page; ++i) {
       FillSeries(rows[i], resp.add_series());
     }
     if (static_cast<int>(rows.size()) > *page) {
-      resp.set_next_page_token(
-          EncodeCursor({resp.series(*page - 1).series_id(), INT64_MIN, -1}));
+      resp.set_next_page_token(EncodeCursor({resp.series(*page - 1).series_id(), INT64_MIN, -1}));
     }
     return resp;
   } catch (const std::exception& e) {
@@ -127,7 +125,8 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
             " WHERE p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $5::bigint"
             " AND ($6::bigint = 9223372036854775807"
             "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $6::bigint)"
-            " AND (p.series_id, p.time) > ($7::bigint, CASE WHEN $8::bigint = (-9223372036854775807 - 1)"
+            " AND (p.series_id, p.time) > ($7::bigint, CASE WHEN $8::bigint = "
+            "(-9223372036854775807 - 1)"
             "      THEN '-infinity'::timestamptz"
             "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $8::bigint END)"
             " ORDER BY p.series_id, p.time LIMIT $9"),

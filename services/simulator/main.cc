@@ -34,10 +34,10 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;
   }
-  for (absl::Status s : {config::RequirePositive("devices", absl::GetFlag(FLAGS_devices)),
-                         config::RequirePositive("batch_size", absl::GetFlag(FLAGS_batch_size)),
-                         config::RequirePositive("rate", static_cast<int64_t>(
-                                                             absl::GetFlag(FLAGS_rate) * 1000))}) {
+  for (absl::Status s :
+       {config::RequirePositive("devices", absl::GetFlag(FLAGS_devices)),
+        config::RequirePositive("batch_size", absl::GetFlag(FLAGS_batch_size)),
+        config::RequirePositive("rate", static_cast<int64_t>(absl::GetFlag(FLAGS_rate) * 1000))}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;
@@ -100,8 +100,8 @@ int Run(int argc, char** argv) {
       points += resp.accepted() * (batch.points / std::max<int64_t>(1, n));
     } else {
       failed += n;
-      logger->warn("msg=\"write failed\" code={} error=\"{}\"", static_cast<int>(status.error_code()),
-                   status.error_message());
+      logger->warn("msg=\"write failed\" code={} error=\"{}\"",
+                   static_cast<int>(status.error_code()), status.error_message());
     }
     if (absl::Now() >= next_report) {
       logger->info("msg=\"progress\" sent={} accepted={} rejected={} failed={} rate_per_s={:.0f}",
@@ -110,8 +110,10 @@ int Run(int argc, char** argv) {
       next_report += absl::Seconds(5);
     }
   }
-  const nlohmann::json summary = {{"sent", sent},         {"accepted", accepted},
-                                  {"rejected", rejected}, {"failed", failed},
+  const nlohmann::json summary = {{"sent", sent},
+                                  {"accepted", accepted},
+                                  {"rejected", rejected},
+                                  {"failed", failed},
                                   {"points_accepted", points},
                                   {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}};
   std::printf("%s\n", summary.dump().c_str());

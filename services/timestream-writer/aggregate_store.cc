@@ -75,8 +75,8 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
   std::vector<int64_t> times;
   for (const SourcedAggregate& s : aggregates) {
     const v1::WindowAggregate& a = s.aggregate;
-    auto [it, inserted] = latest.try_emplace(
-        {a.series().series_id(), a.window_size_us(), a.window_start_us()}, &s);
+    auto [it, inserted] =
+        latest.try_emplace({a.series().series_id(), a.window_size_us(), a.window_start_us()}, &s);
     if (!inserted) {
       ++outcome.stale;
       if (a.version() > it->second->aggregate.version()) it->second = &s;
@@ -125,8 +125,8 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
           ++outcome.stale;
         } else if (row[3].as<bool>()) {
           outcome.conflicts.push_back({row[0].as<size_t>(), v1::REJECT_REASON_VERSION_CONFLICT,
-                                       "a different aggregate is stored with the same version",
-                                       "", row[1].as<int64_t>()});
+                                       "a different aggregate is stored with the same version", "",
+                                       row[1].as<int64_t>()});
         }
       }
     }
@@ -149,8 +149,7 @@ absl::StatusOr<int64_t> AggregateStore::Repair(const std::vector<SourcedLatePoin
     int64_t& need = needed[{l.raw_topic(), l.raw_partition()}];
     need = std::max(need, l.raw_offset() + 1);
     for (const v1::WindowRef& w : l.windows()) {
-      int64_t& version =
-          windows[{l.series().series_id(), w.window_size_us(), w.window_start_us()}];
+      int64_t& version = windows[{l.series().series_id(), w.window_size_us(), w.window_start_us()}];
       version = std::max(version, l.repair_version());
       times.push_back(w.window_start_us());
     }
@@ -162,14 +161,14 @@ absl::StatusOr<int64_t> AggregateStore::Repair(const std::vector<SourcedLatePoin
   try {
     pqxx::work tx(*conn_);
     for (const auto& [tp, need] : needed) {
-      const pqxx::result r = tx.exec_params(
-          "SELECT next_offset FROM raw_progress WHERE topic = $1 AND partition = $2", tp.first,
-          tp.second);
+      const pqxx::result r =
+          tx.exec_params("SELECT next_offset FROM raw_progress WHERE topic = $1 AND partition = $2",
+                         tp.first, tp.second);
       const int64_t stored = r.empty() ? 0 : r[0][0].as<int64_t>();
       if (stored < need) {
-        return absl::UnavailableError(absl::StrCat(
-            "waiting for the raw writer: ", tp.first, "/", tp.second, " is stored up to offset ",
-            stored, ", the repair needs ", need));
+        return absl::UnavailableError(absl::StrCat("waiting for the raw writer: ", tp.first, "/",
+                                                   tp.second, " is stored up to offset ", stored,
+                                                   ", the repair needs ", need));
       }
     }
     {
@@ -192,7 +191,8 @@ absl::StatusOr<int64_t> AggregateStore::Repair(const std::vector<SourcedLatePoin
         " FROM staging_repairs r JOIN points p ON p.series_id = r.series_id"
         " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * r.start_us"
         " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * (r.start_us + r.size_us)"
-        " CROSS JOIN LATERAL (SELECT coalesce(p.value_double, p.value_int::double precision) AS v) v"
+        " CROSS JOIN LATERAL (SELECT coalesce(p.value_double, p.value_int::double precision) AS v) "
+        "v"
         " WHERE v.v IS NOT NULL"
         " GROUP BY r.series_id, r.size_us, r.start_us, r.version",
         kUpsertSet));

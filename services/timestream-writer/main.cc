@@ -110,8 +110,7 @@ int Run(int argc, char** argv) {
   };
   const std::vector<LoopSpec> specs = {
       {"raw", absl::GetFlag(FLAGS_raw_topic), group, &raw_sink},
-      {"aggregates", absl::GetFlag(FLAGS_aggregates_topic), group + "-aggregates",
-       &aggregate_sink},
+      {"aggregates", absl::GetFlag(FLAGS_aggregates_topic), group + "-aggregates", &aggregate_sink},
       {"late", absl::GetFlag(FLAGS_late_topic), group + "-late", &repair_sink},
   };
   std::vector<std::unique_ptr<LoopRunner>> runners;
@@ -123,8 +122,8 @@ int Run(int argc, char** argv) {
     cfg.batch_max_records = static_cast<size_t>(absl::GetFlag(FLAGS_batch_max_records));
     cfg.batch_max_age = absl::GetFlag(FLAGS_batch_max_age);
     r->metrics = std::make_unique<writer::WriterMetrics>(registry, spec.name);
-    r->loop = std::make_unique<writer::WriterLoop>(cfg, *spec.sink, **producer, *r->metrics,
-                                                   logger);
+    r->loop =
+        std::make_unique<writer::WriterLoop>(cfg, *spec.sink, **producer, *r->metrics, logger);
     auto consumer = kafka::Consumer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),
                                              .group_id = spec.group,
                                              .topics = {spec.topic}},
@@ -136,8 +135,8 @@ int Run(int argc, char** argv) {
     r->consumer = *std::move(consumer);
     runners.push_back(std::move(r));
   }
-  auto metrics_server = metrics::MetricsServer::Start(
-      registry, absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
+  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                                      absl::GetFlag(FLAGS_metrics_port));
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;

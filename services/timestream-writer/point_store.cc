@@ -178,18 +178,18 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
     //    did not write, which are still as they were before the batch.
     absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> conflict_version;
     if (outcome.upserted < static_cast<int64_t>(points.size())) {
-      const pqxx::result classified = tx.exec(absl::StrCat(
-          "SELECT st.source, st.series_id, p.version, st.version < p.version AS stale,"
-          " st.version = p.version AND ("
-          "   p.value_double IS DISTINCT FROM st.value_double OR"
-          "   p.value_int IS DISTINCT FROM st.value_int OR"
-          "   p.value_bool IS DISTINCT FROM st.value_bool OR"
-          "   p.value_string IS DISTINCT FROM st.value_string) AS conflict"
-          " FROM staging_points st JOIN points p"
-          " ON p.series_id = st.series_id AND p.time = ",
-          kTimeFromMicros,
-          "st.time_us WHERE st.version <= p.version"
-          " AND p.xmin <> (txid_current() % 4294967296)::text::xid"));
+      const pqxx::result classified = tx.exec(
+          absl::StrCat("SELECT st.source, st.series_id, p.version, st.version < p.version AS stale,"
+                       " st.version = p.version AND ("
+                       "   p.value_double IS DISTINCT FROM st.value_double OR"
+                       "   p.value_int IS DISTINCT FROM st.value_int OR"
+                       "   p.value_bool IS DISTINCT FROM st.value_bool OR"
+                       "   p.value_string IS DISTINCT FROM st.value_string) AS conflict"
+                       " FROM staging_points st JOIN points p"
+                       " ON p.series_id = st.series_id AND p.time = ",
+                       kTimeFromMicros,
+                       "st.time_us WHERE st.version <= p.version"
+                       " AND p.xmin <> (txid_current() % 4294967296)::text::xid"));
       for (const pqxx::row& row : classified) {
         if (row[3].as<bool>()) {
           ++outcome.stale;

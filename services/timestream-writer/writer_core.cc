@@ -46,8 +46,7 @@ void BatchBuilder::Add(size_t source, absl::string_view record_value) {
 void BatchBuilder::AddPoint(size_t source, series::MappedPoint p) {
   if (p.time_us < retention_horizon_us_) {
     rejections_.push_back({source, v1::REJECT_REASON_TIME_BEFORE_RETENTION,
-                           "point is older than the raw retention", p.measure_name,
-                           std::nullopt});
+                           "point is older than the raw retention", p.measure_name, std::nullopt});
     return;
   }
   if (p.clock_corrected) ++counters_.clock_corrected;
@@ -86,8 +85,8 @@ void BatchBuilder::AddPoint(size_t source, series::MappedPoint p) {
       return;
     }
     ++counters_.stale;
-    existing = StagedPoint{source,  p.series_id,     std::move(p.measure_name), p.time_us,
-                           p.value, p.version, p.ingest_time_us};
+    existing = StagedPoint{source,  p.series_id, std::move(p.measure_name), p.time_us,
+                           p.value, p.version,   p.ingest_time_us};
     return;
   }
   points_.push_back(StagedPoint{source, p.series_id, std::move(p.measure_name), p.time_us,
@@ -109,8 +108,8 @@ void BatchBuilder::DropSeries(const std::vector<int64_t>& series_ids, const std:
   kept.reserve(points_.size());
   for (StagedPoint& p : points_) {
     if (drop.contains(p.series_id)) {
-      rejections_.push_back({p.source, v1::REJECT_REASON_SERIES_COLLISION, message,
-                             p.measure_name, std::nullopt});
+      rejections_.push_back(
+          {p.source, v1::REJECT_REASON_SERIES_COLLISION, message, p.measure_name, std::nullopt});
     } else {
       kept.push_back(std::move(p));
     }

@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/pg/pg.h"
 #include "common/time/time_units.h"
-#include "common/time/time_units.h"
 
 namespace tidemark::writer {
 
@@ -40,8 +39,7 @@ RawPointSink::RawPointSink(PointStore& store, absl::Duration future_clock_lead,
 
 absl::StatusOr<std::vector<PointRejection>> RawPointSink::Write(
     const std::vector<const kafka::Message*>& records) {
-  const int64_t horizon =
-      time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(retention_);
+  const int64_t horizon = time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(retention_);
   BatchBuilder batch(future_clock_lead_, horizon);
   std::map<std::pair<std::string, int32_t>, int64_t> progress;
   for (size_t i = 0; i < records.size(); ++i) {
@@ -62,8 +60,7 @@ absl::StatusOr<std::vector<PointRejection>> RawPointSink::Write(
 
 absl::Status RawPointSink::Maintain() { return store_.MaintainPartitions(retention_).status(); }
 
-AggregateSink::AggregateSink(AggregateStore& store, absl::Duration retention,
-                             metrics::Registry& r)
+AggregateSink::AggregateSink(AggregateStore& store, absl::Duration retention, metrics::Registry& r)
     : store_(store),
       retention_(retention),
       upserted_(r.AddCounter("tidemark_writer_aggregates_upserted_total",
@@ -148,8 +145,7 @@ absl::Status WriterLoop::Run(kafka::Consumer& consumer, const std::atomic<bool>&
       if (absl::Status s = sink_.Maintain(); s.ok()) {
         next_maintenance = absl::Now() + config_.maintenance_interval;
       } else {
-        logger_->warn("msg=\"maintenance failed\" loop={} error=\"{}\"", config_.name,
-                      s.message());
+        logger_->warn("msg=\"maintenance failed\" loop={} error=\"{}\"", config_.name, s.message());
         next_maintenance = absl::Now() + config_.retry_max_backoff;
       }
     }
@@ -246,9 +242,10 @@ absl::Status WriterLoop::Flush(kafka::Consumer& consumer, const std::atomic<bool
       if (retriable.ok()) break;
       stored = retriable;
     }
-    logger_->warn("msg=\"store write failed; consumption paused, retrying\" loop={} error=\"{}\" "
-                  "retry_in={}",
-                  config_.name, stored.status().message(), absl::FormatDuration(delay));
+    logger_->warn(
+        "msg=\"store write failed; consumption paused, retrying\" loop={} error=\"{}\" "
+        "retry_in={}",
+        config_.name, stored.status().message(), absl::FormatDuration(delay));
     pause();
     if (stop.load()) {
       // Shutting down: the records stay uncommitted and are written after the restart.
@@ -277,8 +274,7 @@ absl::Status WriterLoop::Flush(kafka::Consumer& consumer, const std::atomic<bool
   while (true) {
     absl::Status published = PublishRejections(rejected_records);
     if (published.ok()) break;
-    logger_->warn("msg=\"cannot publish rejections; retrying\" error=\"{}\"",
-                  published.message());
+    logger_->warn("msg=\"cannot publish rejections; retrying\" error=\"{}\"", published.message());
     pause();
     if (stop.load()) return absl::OkStatus();
     Backoff(consumer, publish_delay);
@@ -324,8 +320,7 @@ absl::Status WriterLoop::PublishRejections(
     const std::vector<std::pair<std::string, std::string>>& records) {
   if (records.empty()) return absl::OkStatus();
   for (const auto& [key, value] : records) {
-    if (absl::Status s =
-            rejected_producer_.Produce(config_.rejected_topic, key, value, nullptr);
+    if (absl::Status s = rejected_producer_.Produce(config_.rejected_topic, key, value, nullptr);
         !s.ok()) {
       return s;
     }

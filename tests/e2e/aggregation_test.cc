@@ -20,12 +20,11 @@ namespace {
 using testing::Stack;
 using testing::WaitFor;
 
-
 // Small windows and lateness so that a run of seconds exercises every path: on time, late
 // within lateness (3 s late), late beyond it (15 s late), and minutes late.
-const std::vector<std::string> kAggregatorFlags = {
-    "--windows=5s,10s", "--max_out_of_orderness=1s", "--allowed_lateness=5s",
-    "--idle_timeout=2s", "--commit_interval=500ms"};
+const std::vector<std::string> kAggregatorFlags = {"--windows=5s,10s", "--max_out_of_orderness=1s",
+                                                   "--allowed_lateness=5s", "--idle_timeout=2s",
+                                                   "--commit_interval=500ms"};
 
 // The oracle: windows recomputed in SQL from the stored raw points, compared with the stored
 // aggregates. Returns "windows missing wrong extra". $SIZES is the list of window sizes.
@@ -99,14 +98,14 @@ class VersionWatch {
 std::vector<std::unique_ptr<testing::ChildProcess>> StartTraffic(Stack& stack,
                                                                  const std::string& duration) {
   std::vector<std::unique_ptr<testing::ChildProcess>> sims;
-  sims.push_back(stack.StartSimulator({"--devices=30", "--rate=600", "--batch_size=50",
-                                       "--duration=" + duration, "--percent_late=10",
-                                       "--late_time=15s", "--percent_clock_ahead=10", "--seed=1"},
-                                      "simulator-a"));
-  sims.push_back(stack.StartSimulator({"--devices=30", "--rate=400", "--batch_size=50",
-                                       "--duration=" + duration, "--percent_late=20",
-                                       "--late_time=3s", "--percent_clock_ahead=10", "--seed=2"},
-                                      "simulator-b"));
+  sims.push_back(stack.StartSimulator(
+      {"--devices=30", "--rate=600", "--batch_size=50", "--duration=" + duration,
+       "--percent_late=10", "--late_time=15s", "--percent_clock_ahead=10", "--seed=1"},
+      "simulator-a"));
+  sims.push_back(stack.StartSimulator(
+      {"--devices=30", "--rate=400", "--batch_size=50", "--duration=" + duration,
+       "--percent_late=20", "--late_time=3s", "--percent_clock_ahead=10", "--seed=2"},
+      "simulator-b"));
   return sims;
 }
 
@@ -159,7 +158,8 @@ TEST(Aggregation, StoredAggregatesEqualABatchRecomputation) {
 // The reference documents' knobs: 5% of records 75 s late, 2% of clocks ahead, 2 minutes of
 // allowed lateness; and points 3 minutes late, beyond it.
 TEST(Aggregation, ReferenceKnobsWithDefaultLateness) {
-  Stack stack(testing::SharedPgCluster(), {"--windows=10s", "--idle_timeout=2s", "--commit_interval=500ms"});
+  Stack stack(testing::SharedPgCluster(),
+              {"--windows=10s", "--idle_timeout=2s", "--commit_interval=500ms"});
   stack.StartAggregator(0);
   VersionWatch watch(stack);
   const nlohmann::json summary =

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "grpcpp/grpcpp.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
@@ -24,7 +24,6 @@ namespace {
 using testing::ChildProcess;
 using testing::FreePort;
 using testing::WaitFor;
-
 
 using testing::Stack;
 
@@ -65,8 +64,8 @@ TEST(Pipeline, SimulatorToQueryReadsEveryAcknowledgedPoint) {
 
 TEST(Pipeline, WriterKilledMidStreamLosesAndDuplicatesNothing) {
   Stack stack(testing::SharedPgCluster());
-  auto sim = stack.StartSimulator(
-      {"--devices=40", "--batch_size=100", "--rate=1500", "--duration=20s"});
+  auto sim =
+      stack.StartSimulator({"--devices=40", "--batch_size=100", "--rate=1500", "--duration=20s"});
   for (int kill_round = 0; kill_round < 2; ++kill_round) {
     // Kill only once this writer has stored something more: a kill mid-stream.
     const int64_t before = stack.CountPoints();

@@ -49,8 +49,8 @@ std::shared_ptr<spdlog::logger> Logger() {
 
 std::string NewDatabase() {
   static int n = 0;
-  const std::string name = absl::StrCat(
-      "t_", ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_", ++n);
+  const std::string name =
+      absl::StrCat("t_", ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_", ++n);
   std::string lower;
   for (char c : name) lower.push_back(static_cast<char>(std::tolower(c)));
   auto dsn = pg->CreateDatabase(lower);
@@ -122,8 +122,7 @@ TEST(PointStore, VersionRules) {
 
   // Same version, different value: rejected with the stored version; the batch's other
   // records still land.
-  auto conflict =
-      WriteEvents(store, {MakeEvent("d1", t, 6.0, 3), MakeEvent("d2", t, 7.0, 1)});
+  auto conflict = WriteEvents(store, {MakeEvent("d1", t, 6.0, 3), MakeEvent("d2", t, 7.0, 1)});
   ASSERT_TRUE(conflict.ok());
   ASSERT_EQ(conflict->conflicts.size(), 1u);
   EXPECT_EQ(conflict->conflicts[0].measure_name, "temperature");
@@ -139,11 +138,14 @@ TEST(PointStore, SchemaHasReadOnlyRoleAndPartitions) {
   PointStore store(pg->Dsn(db), absl::Hours(48));
   ASSERT_TRUE(store.Open(*Logger()).ok());
   ASSERT_TRUE(store.MaintainPartitions(absl::Hours(24 * 7)).ok());
-  EXPECT_GE(std::stoi(Query(db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'points'::regclass")), 3);
+  EXPECT_GE(
+      std::stoi(Query(db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'points'::regclass")),
+      3);
   EXPECT_EQ(Query(db, "SELECT has_table_privilege('tidemark_reader', 'points', 'SELECT')"), "t");
   EXPECT_EQ(Query(db, "SELECT has_table_privilege('tidemark_reader', 'points', 'INSERT')"), "f");
   // Old partitions go with the retention policy.
-  Query(db, "SELECT tidemark_ensure_daily_partitions('points', current_date - 30, current_date - 29)");
+  Query(db,
+        "SELECT tidemark_ensure_daily_partitions('points', current_date - 30, current_date - 29)");
   auto dropped = store.MaintainPartitions(absl::Hours(24 * 7));
   ASSERT_TRUE(dropped.ok());
   EXPECT_EQ(*dropped, 2);
@@ -168,8 +170,8 @@ class RunningWriter {
     config.retry_max_backoff = absl::Milliseconds(500);
     loop_ = std::make_unique<WriterLoop>(config, sink_, *producer_, metrics_, Logger());
     auto consumer = kafka::Consumer::Create(
-        {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}},
-        Logger(), loop_.get());
+        {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}}, Logger(),
+        loop_.get());
     EXPECT_TRUE(consumer.ok());
     consumer_ = *std::move(consumer);
     thread_ = std::thread([this] { result_ = loop_->Run(*consumer_, stop_); });
@@ -231,8 +233,8 @@ TEST(WriterLoop, ReplayingTheSameRecordsLeavesTheStoreUnchanged) {
   {
     // A new group reads the topic again from the start.
     RunningWriter writer(pg->Dsn(db), "raw_replay", "group-b");
-    ASSERT_TRUE(WaitFor([&] { return writer.metrics().records.Value() == 2000; },
-                        absl::Seconds(60)));
+    ASSERT_TRUE(
+        WaitFor([&] { return writer.metrics().records.Value() == 2000; }, absl::Seconds(60)));
     EXPECT_EQ(writer.sink().unchanged(), 4000u);
     EXPECT_EQ(writer.sink().upserted(), 0u);
   }
@@ -244,21 +246,21 @@ TEST(WriterLoop, RejectionsArePublishedAndTheRestLands) {
   ASSERT_TRUE(broker->CreateTopic("raw_reject", 1).ok());
   ASSERT_TRUE(broker->CreateTopic("rejected_reject", 1).ok());
   const int64_t t = NowUs();
-  Produce("raw_reject", {MakeEvent("d1", t, 1.0, 7), MakeEvent("d1", t, 2.0, 7),
-                         MakeEvent("d2", t, 3.0, 7)});
+  Produce("raw_reject",
+          {MakeEvent("d1", t, 1.0, 7), MakeEvent("d1", t, 2.0, 7), MakeEvent("d2", t, 3.0, 7)});
   {
     RunningWriter writer(pg->Dsn(db), "raw_reject", "group", "rejected_reject");
     ASSERT_TRUE(WaitFor([&] { return writer.metrics().records.Value() == 3; }, absl::Seconds(30)));
   }
   EXPECT_EQ(Query(db, "SELECT count(*) FROM points"), "4");
-  EXPECT_EQ(Query(db, "SELECT p.value_double FROM points p JOIN series s USING (series_id)"
-                      " WHERE s.device_id = 'd1' AND s.measure_name = 'temperature'"),
+  EXPECT_EQ(Query(db,
+                  "SELECT p.value_double FROM points p JOIN series s USING (series_id)"
+                  " WHERE s.device_id = 'd1' AND s.measure_name = 'temperature'"),
             "1");
 
-  auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
-                                           .group_id = "reader",
-                                           .topics = {"rejected_reject"}},
-                                          Logger(), nullptr);
+  auto consumer = kafka::Consumer::Create(
+      {.brokers = broker->bootstrap_servers(), .group_id = "reader", .topics = {"rejected_reject"}},
+      Logger(), nullptr);
   ASSERT_TRUE(consumer.ok());
   std::vector<v1::RejectedEvent> rejected;
   WaitFor(
@@ -308,13 +310,16 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
     ASSERT_TRUE(pg->StartAgain().ok());
     producer.join();
     EXPECT_TRUE(WaitFor(
-        [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * kBatches * kPerBatch); },
+        [&] {
+          return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * kBatches * kPerBatch);
+        },
         absl::Seconds(90)));
     EXPECT_GT(writer.metrics().store_retries.Value(), 0u) << "the outage was not noticed";
   }
   EXPECT_EQ(Query(db, "SELECT count(DISTINCT series_id) FROM points"), "50");
-  EXPECT_EQ(Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
-            absl::StrCat(static_cast<int64_t>(kBatches * kPerBatch) * (kBatches * kPerBatch - 1) / 2));
+  EXPECT_EQ(
+      Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
+      absl::StrCat(static_cast<int64_t>(kBatches * kPerBatch) * (kBatches * kPerBatch - 1) / 2));
 }
 
 // The development broker keeps 5 MiB per partition and drops older batches silently. A
@@ -327,23 +332,22 @@ TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
   ASSERT_TRUE((*producer)->Produce("vanishing", "k", "first", nullptr).ok());
   ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
   {
-    auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
-                                             .group_id = "slow-group",
-                                             .topics = {"vanishing"}},
-                                            Logger(), nullptr);
+    auto consumer = kafka::Consumer::Create(
+        {.brokers = broker->bootstrap_servers(), .group_id = "slow-group", .topics = {"vanishing"}},
+        Logger(), nullptr);
     ASSERT_TRUE(consumer.ok());
     std::vector<kafka::Message> got;
     ASSERT_TRUE(WaitFor(
         [&] {
           auto m = (*consumer)->Poll(10, absl::Milliseconds(200));
-          if (m.ok()) got.insert(got.end(), std::make_move_iterator(m->begin()),
-                                 std::make_move_iterator(m->end()));
+          if (m.ok())
+            got.insert(got.end(), std::make_move_iterator(m->begin()),
+                       std::make_move_iterator(m->end()));
           return !got.empty();
         },
         absl::Seconds(30)));
-    ASSERT_TRUE((*consumer)->Commit(std::map<kafka::TopicPartition, int64_t>{
-                                        {{"vanishing", 0}, 1}})
-                    .ok());
+    ASSERT_TRUE(
+        (*consumer)->Commit(std::map<kafka::TopicPartition, int64_t>{{{"vanishing", 0}, 1}}).ok());
   }
   // Over 5 MiB of incompressible data after the committed offset.
   std::mt19937_64 rng(1);
@@ -353,10 +357,9 @@ TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
     ASSERT_TRUE((*producer)->Produce("vanishing", "k", blob, nullptr).ok());
     ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
   }
-  auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
-                                           .group_id = "slow-group",
-                                           .topics = {"vanishing"}},
-                                          Logger(), nullptr);
+  auto consumer = kafka::Consumer::Create(
+      {.brokers = broker->bootstrap_servers(), .group_id = "slow-group", .topics = {"vanishing"}},
+      Logger(), nullptr);
   ASSERT_TRUE(consumer.ok());
   absl::Status status;
   WaitFor(

@@ -38,9 +38,8 @@ absl::StatusOr<std::string> Capture(const std::string& command) {
 }  // namespace
 
 absl::Status PgCluster::RunAsOwner(const std::string& command) const {
-  const std::string full = geteuid() == 0
-                               ? absl::StrCat("runuser -u postgres -- ", command)
-                               : command;
+  const std::string full =
+      geteuid() == 0 ? absl::StrCat("runuser -u postgres -- ", command) : command;
   absl::StatusOr<std::string> out = Capture(absl::StrCat(full, " 2>&1"));
   return out.status();
 }
@@ -107,9 +106,8 @@ absl::StatusOr<std::string> PgCluster::CreateDatabase(const std::string& name) {
 
 absl::StatusOr<std::string> PgCluster::Psql(const std::string& database,
                                             const std::string& sql) const {
-  absl::StatusOr<std::string> out =
-      Capture(absl::StrCat(bin_, "/psql -X -qAt -v ON_ERROR_STOP=1 \"", Dsn(database),
-                           "\" -c \"", sql, "\" 2>&1"));
+  absl::StatusOr<std::string> out = Capture(absl::StrCat(
+      bin_, "/psql -X -qAt -v ON_ERROR_STOP=1 \"", Dsn(database), "\" -c \"", sql, "\" 2>&1"));
   if (!out.ok()) return out.status();
   return std::string(absl::StripTrailingAsciiWhitespace(*out));
 }

@@ -20,7 +20,9 @@ v1::RejectReason ReasonFor(const v1::Event& e, const ValidationLimits& limits = 
   return r ? r->reason : v1::REJECT_REASON_UNSPECIFIED;
 }
 
-TEST(Validation, AcceptsAValidEvent) { EXPECT_EQ(ReasonFor(Valid()), v1::REJECT_REASON_UNSPECIFIED); }
+TEST(Validation, AcceptsAValidEvent) {
+  EXPECT_EQ(ReasonFor(Valid()), v1::REJECT_REASON_UNSPECIFIED);
+}
 
 TEST(Validation, EachRejectionReason) {
   v1::Event e = Valid();

@@ -51,8 +51,7 @@ TEST(JsonMapping, RequestOverridesTheFormatFieldByField) {
   v1::JsonMapping overrides;
   overrides.set_device_key("serial");
   overrides.add_measure_keys("rpm");
-  const v1::JsonMapping m =
-      MergeMapping(MappingForFormat(v1::JSON_FORMAT_TURBINE, {}), overrides);
+  const v1::JsonMapping m = MergeMapping(MappingForFormat(v1::JSON_FORMAT_TURBINE, {}), overrides);
   absl::StatusOr<v1::Event> e =
       JsonToEvent(R"({"serial": "s-9", "rpm": 1200, "model": "x1", "temp": 3})", m, kArrivalUs);
   ASSERT_TRUE(e.ok()) << e.status();

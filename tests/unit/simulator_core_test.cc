@@ -31,7 +31,10 @@ TEST(Fleet, OneRecordPerDevicePerRequestAndUniqueTimes) {
 }
 
 TEST(Fleet, ClockAheadDevicesSendFutureTimes) {
-  Fleet f({.devices = 10, .turbine_share = 0, .percent_late = 0, .percent_clock_ahead = 10,
+  Fleet f({.devices = 10,
+           .turbine_share = 0,
+           .percent_late = 0,
+           .percent_clock_ahead = 10,
            .clock_ahead = absl::Minutes(30)});
   const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
   JsonBatch b = f.NextTimestreamBatch(10, now);

@@ -25,8 +25,7 @@ TEST(TimeUnits, OverflowIsAnError) {
 
 TEST(TimeUnits, FractionalMillisecondsKeepMicrosecondPrecision) {
   // The reference simulator's "Time": 1609757175225.499
-  EXPECT_EQ(*FractionalToMicros(1609757175225.499, v1::TIME_UNIT_MILLISECONDS),
-            1609757175225499);
+  EXPECT_EQ(*FractionalToMicros(1609757175225.499, v1::TIME_UNIT_MILLISECONDS), 1609757175225499);
   EXPECT_EQ(*FractionalToMicros(1.5, v1::TIME_UNIT_SECONDS), 1500000);
   EXPECT_FALSE(FractionalToMicros(std::nan(""), v1::TIME_UNIT_SECONDS).ok());
 }

@@ -8,7 +8,7 @@
 namespace tidemark::aggregator {
 namespace {
 
-constexpr int64_t kS = 1'000'000;  // one second in µs
+constexpr int64_t kS = 1'000'000;                // one second in µs
 constexpr int64_t kBase = 1'800'000'000LL * kS;  // window-aligned for 10 s and 60 s sizes
 
 WindowConfig TestConfig() {
@@ -75,7 +75,7 @@ TEST(WindowEngine, LateWithinLatenessReEmitsWithAHigherVersion) {
   Driver d;
   d.Send(At(kBase + 1 * kS, 1.0));
   ASSERT_EQ(d.Send(At(kBase + 12 * kS, 0)).emissions.size(), 1u);  // closes [0,10)
-  EngineOutput out = d.Send(At(kBase + 5 * kS, 9.0));                // offset 2: late, in lateness
+  EngineOutput out = d.Send(At(kBase + 5 * kS, 9.0));              // offset 2: late, in lateness
   ASSERT_EQ(out.emissions.size(), 1u);
   EXPECT_EQ(out.emissions[0].count(), 2);
   EXPECT_DOUBLE_EQ(out.emissions[0].last(), 9.0);
@@ -90,7 +90,7 @@ TEST(WindowEngine, LateWithinLatenessReEmitsWithAHigherVersion) {
 TEST(WindowEngine, BeyondLatenessGoesToTheLateTopicForRepair) {
   Driver d;
   d.Send(At(kBase + 1 * kS, 1.0));
-  d.Send(At(kBase + 45 * kS, 2.0));  // watermark 43 s >= 10 + 30: [0,10) evicted
+  d.Send(At(kBase + 45 * kS, 2.0));                    // watermark 43 s >= 10 + 30: [0,10) evicted
   EngineOutput out = d.Send(At(kBase + 3 * kS, 5.0));  // offset 2
   EXPECT_TRUE(out.emissions.empty());
   ASSERT_EQ(out.late.size(), 1u);
@@ -134,7 +134,7 @@ TEST(WindowEngine, SeveralSizesAndBoundaries) {
   c.sizes = {absl::Seconds(10), absl::Seconds(60)};
   Driver d(c);
   d.Send(At(kBase + 9 * kS, 1.0));
-  d.Send(At(kBase + 10 * kS, 2.0));  // exactly at a boundary: belongs to [10,20)
+  d.Send(At(kBase + 10 * kS, 2.0));                     // exactly at a boundary: belongs to [10,20)
   EngineOutput out = d.Send(At(kBase + 22 * kS, 3.0));  // watermark 20 s
   ASSERT_EQ(out.emissions.size(), 2u);
   EXPECT_EQ(out.emissions[0].window_start_us() + out.emissions[1].window_start_us(),
@@ -269,7 +269,7 @@ std::vector<v1::Event> RandomStream(std::mt19937_64& rng, int n) {
     v1::Event e = At(t, value, device, version, now);
     events.push_back(e);
     if (u(rng) < 0.08) events.push_back(e);  // duplicate delivery
-    if (u(rng) < 0.04) {                      // the same instant again, other value
+    if (u(rng) < 0.04) {                     // the same instant again, other value
       v1::Event again = e;
       (*again.mutable_measures())["m"].set_double_value(value + 1);
       events.push_back(again);

@@ -31,8 +31,8 @@ std::vector<TopicSpec> DefaultTopics() {
           {"tidemark.rejected", 3}};
 }
 
-absl::StatusOr<std::unique_ptr<DevBroker>> DevBroker::Start(
-    int broker_count, const std::vector<TopicSpec>& topics) {
+absl::StatusOr<std::unique_ptr<DevBroker>> DevBroker::Start(int broker_count,
+                                                            const std::vector<TopicSpec>& topics) {
   std::unique_ptr<DevBroker> b(new DevBroker());
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
@@ -55,7 +55,8 @@ absl::StatusOr<std::unique_ptr<DevBroker>> DevBroker::Start(
 absl::Status DevBroker::CreateTopic(const std::string& name, int partitions) {
   if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(cluster_, name.c_str(), partitions, 1);
       e) {
-    return absl::InternalError(absl::StrCat("cannot create topic ", name, ": ", rd_kafka_err2str(e)));
+    return absl::InternalError(
+        absl::StrCat("cannot create topic ", name, ": ", rd_kafka_err2str(e)));
   }
   return absl::OkStatus();
 }

@@ -239,3 +239,27 @@ std::vector<TopicPartition> Consumer::Assignment() const {
 }
 
 }  // namespace tidemark::kafka
+
+namespace tidemark::kafka {
+
+int64_t Consumer::Lag() const {
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  if (rd_kafka_assignment(rk_, &list) != RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+  ListPtr owned(list);
+  if (rd_kafka_position(rk_, list) != RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+  int64_t lag = 0;
+  for (int i = 0; i < list->cnt; ++i) {
+    int64_t low = 0, high = 0;
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    if (tp.offset < 0 ||
+        rd_kafka_get_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    lag += std::max<int64_t>(0, high - tp.offset);
+  }
+  return lag;
+}
+
+}  // namespace tidemark::kafka

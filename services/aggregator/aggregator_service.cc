@@ -10,6 +10,8 @@ namespace tidemark::aggregator {
 AggregatorMetrics::AggregatorMetrics(metrics::Registry& r)
     : registry(r),
       windows_open(r.AddGauge("tidemark_aggregator_windows_open", "Windows held in memory")),
+      consumer_lag(r.AddGauge("tidemark_aggregator_consumer_lag_records",
+                              "Raw records behind the end of the assigned partitions")),
       records(r.AddCounter("tidemark_aggregator_records_total", "Raw records processed")),
       emitted(r.AddCounter("tidemark_aggregator_windows_emitted_total",
                            "Windows emitted when the watermark passed their end")),
@@ -199,6 +201,7 @@ absl::Status AggregatorLoop::Run(kafka::Consumer& consumer, const std::atomic<bo
         logger_->warn("msg=\"checkpoint commit failed; will retry\" error=\"{}\"", s.message());
       }
       UpdateGauges();
+      metrics_.consumer_lag.Set(static_cast<double>(consumer.Lag()));
       next_commit = absl::Now() + config_.commit_interval;
     }
   }

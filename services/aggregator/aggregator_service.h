@@ -25,6 +25,7 @@ struct AggregatorMetrics {
   explicit AggregatorMetrics(metrics::Registry& r);
   metrics::Registry& registry;
   metrics::Gauge& windows_open;
+  metrics::Gauge& consumer_lag;
   metrics::Counter& records;
   metrics::Counter& emitted;
   metrics::Counter& re_emitted;

@@ -21,7 +21,10 @@ WriterMetrics::WriterMetrics(metrics::Registry& r, const std::string& loop)
                                  absl::StrCat("loop=\"", loop, "\""))),
       batch_latency(r.AddHistogram("tidemark_writer_batch_seconds",
                                    "Time to store one batch and commit its offsets",
-                                   absl::StrCat("loop=\"", loop, "\""))) {}
+                                   absl::StrCat("loop=\"", loop, "\""))),
+      consumer_lag(r.AddGauge("tidemark_writer_consumer_lag_records",
+                              "Records behind the end of the assigned partitions",
+                              absl::StrCat("loop=\"", loop, "\""))) {}
 
 RawPointSink::RawPointSink(PointStore& store, absl::Duration future_clock_lead,
                            absl::Duration retention, metrics::Registry& r)
@@ -160,6 +163,7 @@ absl::Status WriterLoop::Run(kafka::Consumer& consumer, const std::atomic<bool>&
     absl::StatusOr<std::vector<kafka::Message>> polled = consumer.Poll(room, wait);
     if (!polled.ok()) return polled.status();
     if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
+    metrics_.consumer_lag.Set(static_cast<double>(consumer.Lag()));
     for (kafka::Message& m : *polled) pending_.push_back(std::move(m));
     if (!pending_.empty() && (pending_.size() >= config_.batch_max_records ||
                               absl::Now() >= batch_started_ + config_.batch_max_age)) {

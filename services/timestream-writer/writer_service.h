@@ -98,6 +98,7 @@ struct WriterMetrics {
   metrics::Counter& rejected;
   metrics::Counter& store_retries;
   metrics::Histogram& batch_latency;
+  metrics::Gauge& consumer_lag;
 };
 
 /// Moves records from Kafka into a sink: batches by size and age, writes each batch in one

@@ -220,6 +220,18 @@ TEST(Operations, HealthCheckingAndPrometheusMetrics) {
       << res->body;
   EXPECT_NE(res->body.find("tidemark_ingest_events_rejected_total 1\n"), std::string::npos);
   EXPECT_NE(res->body.find("# TYPE tidemark_ingest_write_seconds histogram"), std::string::npos);
+
+  // The writer reports how far behind each of its consumer loops is.
+  const std::string wlog = stack.writer().Log();
+  const size_t wat = wlog.find("metrics_port=");
+  ASSERT_NE(wat, std::string::npos) << wlog;
+  httplib::Client writer_http("127.0.0.1", std::stoi(wlog.substr(wat + 13)));
+  auto wres = writer_http.Get("/metrics");
+  ASSERT_TRUE(wres);
+  EXPECT_NE(wres->body.find("tidemark_writer_consumer_lag_records{loop=\"raw\"}"),
+            std::string::npos)
+      << wres->body;
+  EXPECT_NE(wres->body.find("tidemark_writer_records_total{loop=\"raw\"}"), std::string::npos);
 }
 
 TEST(Query, ErrorsAreStatusesWithMessages) {

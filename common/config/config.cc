@@ -17,7 +17,6 @@ std::string EnvironmentName(absl::string_view flag_name) {
 
 absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char** argv,
                                                                   absl::string_view usage) {
-  absl::SetProgramUsageMessage(usage);
   // The environment first, so that ParseCommandLine below overrides it.
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     const std::string env = EnvironmentName(name);
@@ -29,6 +28,7 @@ absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char
           absl::StrCat("bad setting ", env, "=\"", value, "\" (flag --", name, "): ", error));
     }
   }
+  absl::SetProgramUsageMessage(usage);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   return std::vector<std::string>(positional.begin() + 1, positional.end());
 }

@@ -1,0 +1,73 @@
+#include "common/config/config.h"
+
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "gtest/gtest.h"
+#include "tools/devbroker/dev_broker.h"
+
+ABSL_FLAG(int, config_test_batch, 10, "a setting for the test");
+ABSL_FLAG(std::string, config_test_name, "default", "another setting for the test");
+
+namespace tidemark::config {
+namespace {
+
+TEST(Config, EnvironmentNameIsPrefixedUpperCase) {
+  EXPECT_EQ(EnvironmentName("kafka_brokers"), "TIDEMARK_KAFKA_BROKERS");
+}
+
+// Runs first (tests run in order): it fails before the command line is parsed, so the test
+// below can still parse it once.
+TEST(Config, BadEnvironmentValueNamesTheSetting) {
+  setenv("TIDEMARK_CONFIG_TEST_BATCH", "many", 1);
+  char prog[] = "test";
+  char* argv[] = {prog};
+  absl::StatusOr<std::vector<std::string>> r = ParseFlagsAndEnvironment(1, argv, "test");
+  unsetenv("TIDEMARK_CONFIG_TEST_BATCH");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("TIDEMARK_CONFIG_TEST_BATCH=\"many\""),
+            absl::string_view::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("--config_test_batch"), absl::string_view::npos);
+}
+
+TEST(Config, EnvironmentSetsFlagsAndTheCommandLineWins) {
+  setenv("TIDEMARK_CONFIG_TEST_BATCH", "25", 1);
+  setenv("TIDEMARK_CONFIG_TEST_NAME", "from-env", 1);
+  char prog[] = "test";
+  char flag[] = "--config_test_name=from-flag";
+  char positional[] = "points";
+  char* argv[] = {prog, flag, positional};
+  absl::StatusOr<std::vector<std::string>> r = ParseFlagsAndEnvironment(3, argv, "test");
+  unsetenv("TIDEMARK_CONFIG_TEST_BATCH");
+  unsetenv("TIDEMARK_CONFIG_TEST_NAME");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(absl::GetFlag(FLAGS_config_test_batch), 25);
+  EXPECT_EQ(absl::GetFlag(FLAGS_config_test_name), "from-flag");
+  EXPECT_EQ(*r, std::vector<std::string>{"points"});
+}
+
+TEST(Config, RangeChecksNameTheSetting) {
+  absl::Status s = RequirePositive("batch_max_records", 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("TIDEMARK_BATCH_MAX_RECORDS"), absl::string_view::npos) << s;
+  EXPECT_FALSE(RequirePositive("batch_max_age", absl::ZeroDuration()).ok());
+  EXPECT_FALSE(RequireNonEmpty("pg_dsn", "").ok());
+  EXPECT_TRUE(RequirePositive("workers", 4).ok());
+}
+
+TEST(DevBrokerTopics, ParsesAndRejects) {
+  absl::StatusOr<std::vector<devbroker::TopicSpec>> t =
+      devbroker::ParseTopics("tidemark.raw:12,tidemark.late:3");
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(t->size(), 2u);
+  EXPECT_EQ((*t)[0].name, "tidemark.raw");
+  EXPECT_EQ((*t)[0].partitions, 12);
+  EXPECT_FALSE(devbroker::ParseTopics("tidemark.raw").ok());
+  EXPECT_FALSE(devbroker::ParseTopics("tidemark.raw:0").ok());
+  EXPECT_FALSE(devbroker::ParseTopics(":3").ok());
+}
+
+}  // namespace
+}  // namespace tidemark::config

@@ -4,6 +4,7 @@
 // psql `\copy` of the same rows into the same staging table plus the same upsert statement.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -59,26 +60,22 @@ int main() {
   const std::vector<std::string> events = MakeEvents(base);
   const int64_t rows = static_cast<int64_t>(kEvents) * kMeasures;
 
-  // 1. The writer's store path, batch by batch.
-  Must(pg.CreateDatabase("store_path").status());
-  writer::PointStore store(pg.Dsn("store_path"), absl::Hours(48));
-  Must(store.Open(*logger));
-  absl::Time start = absl::Now();
-  for (int b = 0; b < kEvents; b += kBatch) {
-    writer::BatchBuilder batch(absl::Minutes(15), 0);
-    for (int i = b; i < std::min(kEvents, b + kBatch); ++i) batch.Add(i - b, events[i]);
-    Must(store.Write(batch, {}).status());
-  }
-  const double store_s = absl::ToDoubleSeconds(absl::Now() - start);
+  // 1. The writer's store path, batch by batch, into a fresh database.
+  auto run_store_path = [&](const std::string& db) {
+    Must(pg.CreateDatabase(db).status());
+    writer::PointStore store(pg.Dsn(db), absl::Hours(48));
+    Must(store.Open(*logger));
+    const absl::Time start = absl::Now();
+    for (int b = 0; b < kEvents; b += kBatch) {
+      writer::BatchBuilder batch(absl::Minutes(15), 0);
+      for (int i = b; i < std::min(kEvents, b + kBatch); ++i) batch.Add(i - b, events[i]);
+      Must(store.Write(batch, {}).status());
+    }
+    return absl::ToDoubleSeconds(absl::Now() - start);
+  };
 
   // 2. The same rows through psql: \copy into the same staging table and the same upsert,
   //    one transaction per batch of the same size.
-  Must(pg.CreateDatabase("psql_baseline").status());
-  {
-    writer::PointStore schema(pg.Dsn("psql_baseline"), absl::Hours(48));
-    Must(schema.Open(*logger));
-    Must(schema.MaintainPartitions(absl::Hours(24 * 7)).status());
-  }
   const std::string dir = absl::StrCat("/tmp/tidemark-writer-bench-", getpid());
   std::filesystem::create_directories(dir);
   const std::string script = dir + "/load.sql";
@@ -132,16 +129,40 @@ int main() {
     }
     return best;
   }();
-  start = absl::Now();
-  const std::string cmd = absl::StrCat(pg_bin, "/psql -X -q \"", pg.Dsn("psql_baseline"), "\" -f ",
-                                       script, " > /dev/null");
-  if (std::system(cmd.c_str()) != 0) {
-    std::fprintf(stderr, "psql baseline failed\n");
-    return 1;
+  auto run_psql = [&](const std::string& db) {
+    Must(pg.CreateDatabase(db).status());
+    {
+      writer::PointStore schema(pg.Dsn(db), absl::Hours(48));
+      Must(schema.Open(*logger));
+      Must(schema.MaintainPartitions(absl::Hours(24 * 7)).status());
+    }
+    const absl::Time start = absl::Now();
+    const std::string cmd =
+        absl::StrCat(pg_bin, "/psql -X -q \"", pg.Dsn(db), "\" -f ", script, " > /dev/null");
+    if (std::system(cmd.c_str()) != 0) {
+      std::fprintf(stderr, "psql baseline failed\n");
+      std::exit(1);
+    }
+    return absl::ToDoubleSeconds(absl::Now() - start);
+  };
+
+  // PostgreSQL's speed drifts within a run (checkpoints, caches): alternate the two over
+  // three rounds on fresh databases and take the medians.
+  constexpr int kRounds = 3;
+  std::vector<double> store_times, psql_times, ratios;
+  for (int r = 0; r < kRounds; ++r) {
+    store_times.push_back(run_store_path(absl::StrCat("store_path_", r)));
+    psql_times.push_back(run_psql(absl::StrCat("psql_baseline_", r)));
+    ratios.push_back(psql_times.back() / store_times.back());
   }
-  const double psql_s = absl::ToDoubleSeconds(absl::Now() - start);
-  auto stored = pg.Psql("psql_baseline", "SELECT count(*) FROM points");
-  auto stored_writer = pg.Psql("store_path", "SELECT count(*) FROM points");
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double store_s = median(store_times);
+  const double psql_s = median(psql_times);
+  auto stored = pg.Psql("psql_baseline_0", "SELECT count(*) FROM points");
+  auto stored_writer = pg.Psql("store_path_0", "SELECT count(*) FROM points");
 
   // 3. The whole WriterLoop: records already in the broker, drained by the writer.
   auto broker = devbroker::DevBroker::Start(1, {{"raw", 6}, {"rejected", 1}});
@@ -186,17 +207,20 @@ int main() {
   std::filesystem::remove_all(dir);
 
   bench::Report("writer.txt",
-                absl::StrFormat("writer store path: %d rows in %.2f s = %.0f rows/s (stored %s)",
-                                rows, store_s, rows / store_s, stored_writer.value_or("?")));
+                absl::StrFormat(
+                    "writer store path (median of 3): %d rows in %.2f s = %.0f rows/s (stored %s)",
+                    rows, store_s, rows / store_s, stored_writer.value_or("?")));
   bench::Report("writer.txt",
-                absl::StrFormat("psql \\copy + upsert baseline: %d rows in %.2f s = %.0f rows/s "
-                                "(stored %s)",
-                                rows, psql_s, rows / psql_s, stored.value_or("?")));
+                absl::StrFormat(
+                    "psql \\copy + upsert baseline (median of 3): %d rows in %.2f s = %.0f rows/s "
+                    "(stored %s)",
+                    rows, psql_s, rows / psql_s, stored.value_or("?")));
   bench::Report("writer.txt",
                 absl::StrFormat("writer loop from the broker: %d rows in %.2f s = %.0f rows/s",
                                 rows, loop_s, rows / loop_s));
-  bench::Report("writer.txt", absl::StrFormat("ratio store path / psql baseline = %.2f; "
-                                              "writer loop / psql baseline = %.2f",
-                                              psql_s / store_s, psql_s / loop_s));
+  bench::Report("writer.txt",
+                absl::StrFormat("ratio store path / psql baseline: median %.2f (rounds %.2f, "
+                                "%.2f, %.2f); writer loop / median psql baseline = %.2f",
+                                median(ratios), ratios[0], ratios[1], ratios[2], psql_s / loop_s));
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "services/timestream-writer/aggregate_store.h"
 
+#include <charconv>
 #include <map>
 #include <tuple>
 
@@ -11,10 +12,11 @@
 namespace tidemark::writer {
 namespace {
 
+// The shortest text that reads back as the same double.
 std::string Num(double d) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", d);
-  return buf;
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), d);
+  return std::string(buf, r.ptr);
 }
 
 constexpr const char* kUpsertSet =

@@ -1,5 +1,6 @@
 #include "services/timestream-writer/point_store.h"
 
+#include <charconv>
 #include <cstdio>
 #include <tuple>
 
@@ -15,10 +16,12 @@ namespace {
 // Exact integer arithmetic; to_timestamp(double) would round at microseconds.
 constexpr const char* kTimeFromMicros = "'epoch'::timestamptz + interval '1 microsecond' * ";
 
+// The shortest text that reads back as the same double (std::to_chars; several times faster
+// than printf's %.17g, which showed in the writer's profile).
 std::string FormatDouble(double d) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", d);
-  return buf;
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), d);
+  return std::string(buf, r.ptr);
 }
 
 }  // namespace

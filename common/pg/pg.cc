@@ -7,9 +7,15 @@
 
 namespace tidemark::pg {
 
-absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(const std::string& dsn) {
+absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
+    const std::string& dsn, const std::vector<std::string>& session_setup) {
   try {
-    return std::make_unique<pqxx::connection>(dsn);
+    auto conn = std::make_unique<pqxx::connection>(dsn);
+    if (!session_setup.empty()) {
+      pqxx::nontransaction tx(*conn);
+      for (const std::string& sql : session_setup) tx.exec0(sql);
+    }
+    return conn;
   } catch (const std::exception& e) {
     return FromException(e);
   }

@@ -11,8 +11,10 @@
 
 namespace tidemark::pg {
 
-/// Opens a connection. Fails with UNAVAILABLE when the server cannot be reached.
-absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(const std::string& dsn);
+/// Opens a connection and runs `session_setup` on it (e.g. creating temporary staging
+/// tables). Fails with UNAVAILABLE when the server cannot be reached.
+absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
+    const std::string& dsn, const std::vector<std::string>& session_setup = {});
 
 /// Converts an exception thrown by libpqxx into a status callers can act on:
 /// UNAVAILABLE - connection lost or server shutting down: reconnect and retry;

@@ -39,25 +39,18 @@ void AggregateStore::Reset() {
 absl::Status AggregateStore::EnsureConnected() {
   if (conn_ && conn_->is_open()) return absl::OkStatus();
   Reset();
-  absl::StatusOr<std::unique_ptr<pqxx::connection>> c = pg::Connect(dsn_);
+  // Staging tables live per connection and empty themselves at each commit.
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> c = pg::Connect(
+      dsn_, {"CREATE TEMP TABLE IF NOT EXISTS staging_aggregates ("
+             " source integer, series_id bigint, size_us bigint, start_us bigint, count bigint,"
+             " sum double precision, min double precision, max double precision,"
+             " avg double precision, first double precision, last double precision,"
+             " version bigint) ON COMMIT DELETE ROWS",
+             "CREATE TEMP TABLE IF NOT EXISTS staging_repairs ("
+             " series_id bigint, size_us bigint, start_us bigint, version bigint)"
+             " ON COMMIT DELETE ROWS"});
   if (!c.ok()) return c.status();
   conn_ = *std::move(c);
-  try {
-    pqxx::nontransaction tx(*conn_);
-    tx.exec0(
-        "CREATE TEMP TABLE IF NOT EXISTS staging_aggregates ("
-        " source integer, series_id bigint, size_us bigint, start_us bigint, count bigint,"
-        " sum double precision, min double precision, max double precision,"
-        " avg double precision, first double precision, last double precision,"
-        " version bigint) ON COMMIT DELETE ROWS");
-    tx.exec0(
-        "CREATE TEMP TABLE IF NOT EXISTS staging_repairs ("
-        " series_id bigint, size_us bigint, start_us bigint, version bigint)"
-        " ON COMMIT DELETE ROWS");
-  } catch (const std::exception& e) {
-    Reset();
-    return pg::FromException(e);
-  }
   return absl::OkStatus();
 }
 

@@ -38,24 +38,17 @@ void PointStore::Reset() {
 absl::Status PointStore::EnsureConnected() {
   if (conn_ && conn_->is_open()) return absl::OkStatus();
   Reset();
-  absl::StatusOr<std::unique_ptr<pqxx::connection>> c = pg::Connect(dsn_);
+  // Staging tables live per connection and empty themselves at each commit.
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> c = pg::Connect(
+      dsn_, {"CREATE TEMP TABLE IF NOT EXISTS staging_points ("
+             " source integer, series_id bigint, time_us bigint, value_double double precision,"
+             " value_int bigint, value_bool boolean, value_string text, version bigint,"
+             " ingested_us bigint) ON COMMIT DELETE ROWS",
+             "CREATE TEMP TABLE IF NOT EXISTS staging_series ("
+             " series_id bigint, canonical_key text, measure_name text, device_id text,"
+             " dimensions jsonb) ON COMMIT DELETE ROWS"});
   if (!c.ok()) return c.status();
   conn_ = *std::move(c);
-  try {
-    pqxx::nontransaction tx(*conn_);
-    tx.exec0(
-        "CREATE TEMP TABLE IF NOT EXISTS staging_points ("
-        " source integer, series_id bigint, time_us bigint, value_double double precision,"
-        " value_int bigint, value_bool boolean, value_string text, version bigint,"
-        " ingested_us bigint) ON COMMIT DELETE ROWS");
-    tx.exec0(
-        "CREATE TEMP TABLE IF NOT EXISTS staging_series ("
-        " series_id bigint, canonical_key text, measure_name text, device_id text,"
-        " dimensions jsonb) ON COMMIT DELETE ROWS");
-  } catch (const std::exception& e) {
-    Reset();
-    return pg::FromException(e);
-  }
   return absl::OkStatus();
 }
 

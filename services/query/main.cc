@@ -11,6 +11,8 @@
 ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address host:port");
 ABSL_FLAG(int, workers, 4, "Concurrent queries, each with its own database connection");
 ABSL_FLAG(int, max_queued_calls, 256, "Calls waiting beyond which RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, subscriber_buffer, 10000,
+          "Undelivered updates beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
 
 namespace {
 
@@ -29,9 +31,12 @@ int Run(int argc, char** argv) {
   cfg.pg_dsn = absl::GetFlag(FLAGS_pg_dsn);
   cfg.workers = absl::GetFlag(FLAGS_workers);
   cfg.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
+  const int subscriber_buffer = absl::GetFlag(FLAGS_subscriber_buffer);
+  cfg.subscriptions.subscriber_buffer = static_cast<size_t>(std::max(1, subscriber_buffer));
   for (absl::Status s : {config::RequireNonEmpty("pg_dsn", cfg.pg_dsn),
                          config::RequirePositive("workers", cfg.workers),
-                         config::RequirePositive("max_queued_calls", cfg.max_queued_calls)}) {
+                         config::RequirePositive("max_queued_calls", cfg.max_queued_calls),
+                         config::RequirePositive("subscriber_buffer", subscriber_buffer)}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;

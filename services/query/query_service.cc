@@ -7,11 +7,21 @@ namespace tidemark::query {
 QueryMetrics::QueryMetrics(metrics::Registry& r)
     : calls(r.AddCounter("tidemark_query_calls_total", "Query RPCs received")),
       failures(r.AddCounter("tidemark_query_failures_total", "Query RPCs that failed")),
-      latency(r.AddHistogram("tidemark_query_seconds", "Query RPC latency")) {}
+      latency(r.AddHistogram("tidemark_query_seconds", "Query RPC latency")),
+      subscriptions(r) {}
 
 QueryServiceImpl::QueryServiceImpl(const QueryConfig& config, QueryMetrics& metrics,
                                    std::shared_ptr<spdlog::logger> logger)
-    : config_(config), metrics_(metrics), logger_(std::move(logger)) {
+    : config_(config),
+      metrics_(metrics),
+      logger_(logger),
+      hub_(
+          [&config] {
+            SubscriptionOptions o = config.subscriptions;
+            o.pg_dsn = config.pg_dsn;
+            return o;
+          }(),
+          metrics.subscriptions, logger) {
   for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
@@ -55,9 +65,10 @@ void QueryServiceImpl::WorkerLoop() {
       queue_.pop_front();
     }
     absl::Status status;
-    // A client without a deadline shows up as one centuries away.
+    // A client without a deadline shows up as one centuries away; none runs past the maximum.
     absl::Duration timeout = absl::FromChrono(call.ctx->deadline()) - absl::Now();
     if (timeout > absl::Hours(24)) timeout = config_.default_timeout;
+    timeout = std::min(timeout, config_.max_timeout);
     if (call.ctx->IsCancelled()) {
       status = absl::CancelledError("the call was cancelled before it ran");
     } else if (timeout <= absl::ZeroDuration()) {
@@ -79,23 +90,38 @@ void QueryServiceImpl::WorkerLoop() {
 grpc::ServerUnaryReactor* QueryServiceImpl::ListSeries(grpc::CallbackServerContext* ctx,
                                                        const v1::ListSeriesRequest* req,
                                                        v1::ListSeriesResponse* resp) {
-  return Submit(ctx, [req, resp](QueryStore& store, absl::Duration timeout) {
-    absl::StatusOr<v1::ListSeriesResponse> r = store.ListSeries(*req, timeout);
-    if (!r.ok()) return r.status();
-    *resp = *std::move(r);
-    return absl::OkStatus();
-  });
+  return SubmitRead(ctx, req, resp, &QueryStore::ListSeries);
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::ReadPoints(grpc::CallbackServerContext* ctx,
                                                        const v1::ReadPointsRequest* req,
                                                        v1::ReadPointsResponse* resp) {
-  return Submit(ctx, [req, resp](QueryStore& store, absl::Duration timeout) {
-    absl::StatusOr<v1::ReadPointsResponse> r = store.ReadPoints(*req, timeout);
-    if (!r.ok()) return r.status();
-    *resp = *std::move(r);
-    return absl::OkStatus();
-  });
+  return SubmitRead(ctx, req, resp, &QueryStore::ReadPoints);
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::ReadAggregates(grpc::CallbackServerContext* ctx,
+                                                           const v1::ReadAggregatesRequest* req,
+                                                           v1::ReadAggregatesResponse* resp) {
+  return SubmitRead(ctx, req, resp, &QueryStore::ReadAggregates);
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Rollup(grpc::CallbackServerContext* ctx,
+                                                   const v1::RollupRequest* req,
+                                                   v1::RollupResponse* resp) {
+  return SubmitRead(ctx, req, resp, &QueryStore::Rollup);
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Interpolate(grpc::CallbackServerContext* ctx,
+                                                        const v1::InterpolateRequest* req,
+                                                        v1::InterpolateResponse* resp) {
+  return SubmitRead(ctx, req, resp, &QueryStore::Interpolate);
+}
+
+grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
+    grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
+  (void)ctx;
+  metrics_.calls.Add();
+  return hub_.Subscribe(*req, config_.limits);
 }
 
 }  // namespace tidemark::query

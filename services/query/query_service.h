@@ -11,6 +11,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "services/query/query_store.h"
+#include "services/query/subscription_hub.h"
 #include "tidemark/v1/query.grpc.pb.h"
 
 namespace tidemark::query {
@@ -24,6 +25,9 @@ struct QueryConfig {
   int max_queued_calls = 256;
   /// Used when the client sets no deadline.
   absl::Duration default_timeout = absl::Seconds(30);
+  /// The longest a query may run, whatever deadline the client asks for.
+  absl::Duration max_timeout = absl::Minutes(5);
+  SubscriptionOptions subscriptions;
 };
 
 struct QueryMetrics {
@@ -31,6 +35,7 @@ struct QueryMetrics {
   metrics::Counter& calls;
   metrics::Counter& failures;
   metrics::Histogram& latency;
+  SubscriptionMetrics subscriptions;
 };
 
 /// QueryService over the callback API. Reactors never block: each call is handed to a
@@ -48,10 +53,32 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* ReadPoints(grpc::CallbackServerContext* ctx,
                                        const v1::ReadPointsRequest* req,
                                        v1::ReadPointsResponse* resp) override;
+  grpc::ServerUnaryReactor* ReadAggregates(grpc::CallbackServerContext* ctx,
+                                           const v1::ReadAggregatesRequest* req,
+                                           v1::ReadAggregatesResponse* resp) override;
+  grpc::ServerUnaryReactor* Rollup(grpc::CallbackServerContext* ctx, const v1::RollupRequest* req,
+                                   v1::RollupResponse* resp) override;
+  grpc::ServerUnaryReactor* Interpolate(grpc::CallbackServerContext* ctx,
+                                        const v1::InterpolateRequest* req,
+                                        v1::InterpolateResponse* resp) override;
+  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
+      grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) override;
 
  private:
   using Task = std::function<absl::Status(QueryStore&, absl::Duration)>;
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, Task task);
+  /// Submits a store read whose result becomes the response.
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* SubmitRead(
+      grpc::CallbackServerContext* ctx, const Req* req, Resp* resp,
+      absl::StatusOr<Resp> (QueryStore::*read)(const Req&, absl::Duration)) {
+    return Submit(ctx, [req, resp, read](QueryStore& store, absl::Duration timeout) {
+      absl::StatusOr<Resp> r = (store.*read)(*req, timeout);
+      if (!r.ok()) return r.status();
+      *resp = *std::move(r);
+      return absl::OkStatus();
+    });
+  }
   void WorkerLoop();
 
   const QueryConfig config_;
@@ -67,6 +94,7 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
   std::deque<Call> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
+  SubscriptionHub hub_;
 };
 
 }  // namespace tidemark::query

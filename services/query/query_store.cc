@@ -1,5 +1,6 @@
 #include "services/query/query_store.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -12,21 +13,56 @@ namespace tidemark::query {
 namespace {
 
 // The series a selector covers; $1 measure ('' = any), $2 equal matchers (jsonb object),
-// $3 not-equal matchers (jsonb array of objects), $4 series ids (bigint[], empty = any).
+// $3 not-equal matchers (jsonb array of objects), $4 regular-expression matchers (jsonb array
+// of {name, pattern, negate}; a missing dimension matches as ''), $5 series ids (bigint[],
+// empty = any). Queries number their own parameters from $6.
 constexpr const char* kSeriesFilter =
     "($1 = '' OR s.measure_name = $1)"
     " AND s.dimensions @> $2::jsonb"
     " AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($3::jsonb) ne"
     "                 WHERE s.dimensions @> ne)"
-    " AND (cardinality($4::bigint[]) = 0 OR s.series_id = ANY($4::bigint[]))";
+    " AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($4::jsonb)"
+    "                   AS re(name text, pattern text, negate boolean)"
+    "                 WHERE (coalesce(s.dimensions->>re.name, '') ~ re.pattern) = re.negate)"
+    " AND (cardinality($5::bigint[]) = 0 OR s.series_id = ANY($5::bigint[]))";
 
 void FillSeries(const pqxx::row& row, v1::Series* out) {
-  out->set_series_id(row["series_id"].as<int64_t>());
-  out->set_canonical_key(row["canonical_key"].as<std::string>());
-  out->set_measure_name(row["measure_name"].as<std::string>());
-  const nlohmann::json dims = nlohmann::json::parse(row["dimensions"].as<std::string>());
-  for (const auto& [k, v] : dims.items()) (*out->mutable_dimensions())[k] = v.get<std::string>();
+  FillSeriesFromRow(row["series_id"].as<int64_t>(), row["canonical_key"].as<std::string>(),
+                    row["measure_name"].as<std::string>(), row["dimensions"].as<std::string>(),
+                    out);
 }
+
+// A time parameter $n as a timestamptz. Callers pass times through Clamp first, so that the
+// product stays inside PostgreSQL's interval and timestamp ranges.
+std::string Ts(int n) {
+  return absl::StrCat("('epoch'::timestamptz + interval '1 microsecond' * $", n, "::bigint)");
+}
+// A size parameter $n (microseconds) as an interval.
+std::string Size(int n) { return absl::StrCat("(interval '1 microsecond' * $", n, "::bigint)"); }
+// A timestamptz expression as microseconds since the epoch.
+std::string Micros(const std::string& expr) {
+  return absl::StrCat("(EXTRACT(EPOCH FROM ", expr, ") * 1000000)::bigint");
+}
+// From year -4370 to year 146,000: everything a timestamptz can hold that matters here.
+int64_t Clamp(int64_t t) {
+  return std::clamp<int64_t>(t, -200'000'000'000'000'000, int64_t{1} << 62);
+}
+
+// Fills the series of `by_id` from the series table, one query for the page.
+void FetchSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*>& by_id) {
+  if (by_id.empty()) return;
+  std::vector<int64_t> ids;
+  for (const auto& [id, series] : by_id) ids.push_back(id);
+  for (const pqxx::row& row :
+       tx.exec_params("SELECT series_id, canonical_key, measure_name, dimensions::text AS dimensions"
+                      " FROM series WHERE series_id = ANY($1::bigint[])",
+                      absl::StrCat("{", absl::StrJoin(ids, ","), "}"))) {
+    FillSeries(row, by_id.at(row[0].as<int64_t>()));
+  }
+}
+
+// The numeric value of a point, or NULL.
+constexpr const char* kNumericValue = "coalesce(p.value_double, p.value_int::double precision)";
 
 void SetTimeout(pqxx::transaction_base& tx, absl::Duration timeout) {
   const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout));
@@ -42,6 +78,16 @@ absl::Status Convert(const std::exception& e) {
 }
 
 }  // namespace
+
+void FillSeriesFromRow(int64_t series_id, const std::string& canonical_key,
+                       const std::string& measure_name, const std::string& dimensions_json,
+                       v1::Series* out) {
+  out->set_series_id(series_id);
+  out->set_canonical_key(canonical_key);
+  out->set_measure_name(measure_name);
+  const nlohmann::json dims = nlohmann::json::parse(dimensions_json);
+  for (const auto& [k, v] : dims.items()) (*out->mutable_dimensions())[k] = v.get<std::string>();
+}
 
 QueryStore::QueryStore(std::string dsn, QueryLimits limits)
     : dsn_(std::move(dsn)), limits_(limits) {}
@@ -74,8 +120,9 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
     const pqxx::result rows = tx.exec_params(
         absl::StrCat("SELECT s.series_id, s.canonical_key, s.measure_name, s.dimensions::text"
                      " AS dimensions FROM series s WHERE ",
-                     kSeriesFilter, " AND s.series_id > $5::bigint ORDER BY s.series_id LIMIT $6"),
-        p.measure_name, p.equal_json, p.not_equal_json, p.series_ids, cursor.series_id, *page + 1);
+                     kSeriesFilter, " AND s.series_id > $6::bigint ORDER BY s.series_id LIMIT $7"),
+        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
+        cursor.series_id, *page + 1);
     v1::ListSeriesResponse resp;
     for (int i = 0; i < static_cast<int>(rows.size()) && i < *page; ++i) {
       FillSeries(rows[i], resp.add_series());
@@ -122,16 +169,16 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
             ") SELECT p.series_id, (EXTRACT(EPOCH FROM p.time) * 1000000)::bigint AS time_us,"
             " p.value_double, p.value_int, p.value_bool, p.value_string, p.version"
             " FROM points p JOIN sel USING (series_id)"
-            " WHERE p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $5::bigint"
-            " AND ($6::bigint = 9223372036854775807"
-            "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $6::bigint)"
-            " AND (p.series_id, p.time) > ($7::bigint, CASE WHEN $8::bigint = "
+            " WHERE p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $6::bigint"
+            " AND ($7::bigint = 9223372036854775807"
+            "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $7::bigint)"
+            " AND (p.series_id, p.time) > ($8::bigint, CASE WHEN $9::bigint = "
             "(-9223372036854775807 - 1)"
             "      THEN '-infinity'::timestamptz"
-            "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $8::bigint END)"
-            " ORDER BY p.series_id, p.time LIMIT $9"),
-        p.measure_name, p.equal_json, p.not_equal_json, p.series_ids, req.range().start_us(),
-        end_us, cursor.series_id, cursor.time_us, want + 1);
+            "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $9::bigint END)"
+            " ORDER BY p.series_id, p.time LIMIT $10"),
+        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
+        req.range().start_us(), end_us, cursor.series_id, cursor.time_us, want + 1);
     std::map<int64_t, v1::SeriesPoints*> by_series;
     std::vector<int64_t> ids;
     int64_t last_series = 0, last_time = 0;
@@ -166,6 +213,365 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
     const int64_t remaining = cursor.remaining < 0 ? -1 : cursor.remaining - n;
     if (static_cast<int64_t>(rows.size()) > want && remaining != 0) {
       resp.set_next_page_token(EncodeCursor({last_series, last_time, remaining}));
+    }
+    return resp;
+  } catch (const std::exception& e) {
+    conn_.reset();
+    return Convert(e);
+  }
+}
+
+absl::StatusOr<std::vector<int64_t>> QueryStore::StoredWindowSizes(absl::Duration timeout) {
+  if (absl::Status s = EnsureConnected(); !s.ok()) return s;
+  try {
+    pqxx::read_transaction tx(*conn_);
+    SetTimeout(tx, timeout);
+    std::vector<int64_t> sizes;
+    for (const pqxx::row& row :
+         tx.exec("SELECT (EXTRACT(EPOCH FROM window_size) * 1000000)::bigint FROM window_sizes"
+                 " ORDER BY 1")) {
+      sizes.push_back(row[0].as<int64_t>());
+    }
+    return sizes;
+  } catch (const std::exception& e) {
+    conn_.reset();
+    return Convert(e);
+  }
+}
+
+absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
+    const v1::ReadAggregatesRequest& req, absl::Duration timeout) {
+  if (absl::Status s = ValidateSelector(req.selector(), limits_); !s.ok()) return s;
+  if (absl::Status s = ValidateRange(req.range()); !s.ok()) return s;
+  if (req.limit() < 0) return absl::InvalidArgumentError("limit must not be negative");
+  absl::StatusOr<int> page =
+      PageSize(req.page_size(), limits_.default_points_page, limits_.max_points_page);
+  if (!page.ok()) return page.status();
+  Cursor cursor;
+  cursor.remaining = req.limit() > 0 ? req.limit() : -1;
+  if (!req.page_token().empty()) {
+    absl::StatusOr<Cursor> c = DecodeCursor(req.page_token());
+    if (!c.ok()) return c.status();
+    cursor = *c;
+  }
+  absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(timeout);
+  if (!sizes.ok()) return sizes.status();
+  if (absl::Status s = RequireStoredSize(req.window_size_us(), *sizes, "window_size_us");
+      !s.ok()) {
+    return s;
+  }
+  v1::ReadAggregatesResponse resp;
+  resp.set_window_size_us(req.window_size_us());
+  int64_t want = *page;
+  if (cursor.remaining >= 0) want = std::min<int64_t>(want, cursor.remaining);
+  if (want == 0) return resp;
+  const int64_t size = req.window_size_us();
+  // Windows whose start is in the range; the raw points of live windows lie in [lo, hi).
+  const int64_t lo = Clamp(AlignUp(req.range().start_us(), size));
+  const int64_t hi = Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), size));
+  const SelectorParams p = ToParams(req.selector());
+  try {
+    pqxx::read_transaction tx(*conn_);
+    SetTimeout(tx, timeout);
+    // Stored windows, then (real_time) each series' windows after its last stored one,
+    // computed as the aggregator computes them: sums in time order, first and last by time.
+    const std::string after_cursor =
+        absl::StrCat("(series_id, window_start) > ($10::bigint, ", Ts(11), ")");
+    const pqxx::result rows = tx.exec_params(
+        absl::StrCat(
+            "WITH sel AS (SELECT s.series_id FROM series s WHERE ", kSeriesFilter, "),",
+            " stored AS (SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg,"
+            "   a.first, a.last, a.version, false AS partial"
+            "   FROM aggregates a JOIN sel USING (series_id)"
+            "   WHERE a.window_size = ", Size(6), " AND a.window_start >= ", Ts(7),
+            "   AND a.window_start < ", Ts(8), " AND (a.", after_cursor, ")),",
+            " live AS (SELECT p.series_id, date_bin(", Size(6), ", p.time, 'epoch') AS window_start,"
+            "   count(*) AS count, sum(x.v ORDER BY p.time) AS sum, min(x.v) AS min,"
+            "   max(x.v) AS max, sum(x.v ORDER BY p.time) / count(*) AS avg,"
+            "   (array_agg(x.v ORDER BY p.time))[1] AS first,"
+            "   (array_agg(x.v ORDER BY p.time DESC))[1] AS last,"
+            "   0::bigint AS version, true AS partial"
+            "   FROM sel CROSS JOIN LATERAL (SELECT max(a.window_start) AS last_start"
+            "     FROM aggregates a WHERE a.series_id = sel.series_id AND a.window_size = ",
+            Size(6), "     AND a.window_start >= ", Ts(7), " - ", Size(6),
+            "     AND a.window_start < ", Ts(8), ") l",
+            "   JOIN points p ON p.series_id = sel.series_id",
+            "     AND p.time >= greatest(", Ts(7), ", l.last_start + ", Size(6), ")",
+            "     AND p.time < ", Ts(8),
+            "   CROSS JOIN LATERAL (SELECT ", kNumericValue, " AS v) x",
+            "   WHERE $9::boolean AND x.v IS NOT NULL GROUP BY 1, 2)",
+            " SELECT series_id, ", Micros("window_start"),
+            ", count, sum, min, max, avg, first, last, version, partial FROM (",
+            " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
+            ") u ORDER BY series_id, window_start LIMIT $12"),
+        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids, size, lo, hi,
+        req.real_time(), cursor.series_id, Clamp(cursor.time_us), want + 1);
+    std::map<int64_t, v1::Series*> series;
+    v1::SeriesWindows* current = nullptr;
+    int64_t n = 0, bytes = 0, last_series = 0, last_time = 0;
+    bool more = static_cast<int64_t>(rows.size()) > want;
+    for (const pqxx::row& row : rows) {
+      if (n == want) break;
+      if (bytes > limits_.max_response_bytes) {
+        more = true;
+        break;
+      }
+      const int64_t sid = row[0].as<int64_t>();
+      if (current == nullptr || current->series().series_id() != sid) {
+        current = resp.add_series();
+        current->mutable_series()->set_series_id(sid);
+        series[sid] = current->mutable_series();
+      }
+      v1::AggregateWindow* w = current->add_windows();
+      w->set_start_us(row[1].as<int64_t>());
+      v1::AggregateValue* v = w->mutable_value();
+      v->set_count(row[2].as<int64_t>());
+      v->set_sum(row[3].as<double>());
+      v->set_min(row[4].as<double>());
+      v->set_max(row[5].as<double>());
+      v->set_avg(row[6].as<double>());
+      v->set_first(row[7].as<double>());
+      v->set_last(row[8].as<double>());
+      w->set_version(row[9].as<int64_t>());
+      w->set_partial(row[10].as<bool>());
+      bytes += static_cast<int64_t>(w->ByteSizeLong()) + 4;
+      last_series = sid;
+      last_time = w->start_us();
+      ++n;
+    }
+    FetchSeries(tx, series);
+    const int64_t remaining = cursor.remaining < 0 ? -1 : cursor.remaining - n;
+    if (more && remaining != 0) {
+      resp.set_next_page_token(EncodeCursor({last_series, last_time, remaining, ""}));
+    }
+    return resp;
+  } catch (const std::exception& e) {
+    conn_.reset();
+    return Convert(e);
+  }
+}
+
+absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& req,
+                                                      absl::Duration timeout) {
+  if (absl::Status s = ValidateRollup(req, limits_); !s.ok()) return s;
+  absl::StatusOr<int> page =
+      PageSize(req.page_size(), limits_.default_points_page, limits_.max_points_page);
+  if (!page.ok()) return page.status();
+  Cursor cursor;
+  if (!req.page_token().empty()) {
+    absl::StatusOr<Cursor> c = DecodeCursor(req.page_token());
+    if (!c.ok()) return c.status();
+    cursor = *c;
+  }
+  absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(timeout);
+  if (!sizes.ok()) return sizes.status();
+  absl::StatusOr<int64_t> source =
+      ChooseSourceWindow(req.bucket_us(), req.source_window_size_us(), *sizes);
+  if (!source.ok()) return source.status();
+  const bool grouped = req.group_by_size() > 0;
+  const int64_t bucket = req.bucket_us();
+  const int64_t lo = Clamp(AlignUp(req.range().start_us(), bucket));
+  const int64_t hi =
+      Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), bucket));
+  const nlohmann::json group_by(std::vector<std::string>(req.group_by().begin(),
+                                                         req.group_by().end()));
+  const SelectorParams p = ToParams(req.selector());
+  v1::RollupResponse resp;
+  resp.set_source_window_size_us(*source);
+  try {
+    pqxx::read_transaction tx(*conn_);
+    SetTimeout(tx, timeout);
+    const pqxx::row covered = tx.exec_params1(
+        absl::StrCat("SELECT count(*) FROM (SELECT 1 FROM series s WHERE ", kSeriesFilter,
+                     " LIMIT $6) x"),
+        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
+        limits_.max_series + 1);
+    if (covered[0].as<int64_t>() > limits_.max_series) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the selector covers more than ", limits_.max_series,
+          " series; narrow it with a measure_name or dimension matchers"));
+    }
+    // A group is (gk, gid): the group_by values as a JSON array with gid 0, or '' and the
+    // series id. Buckets merge windows count-weighted; first and last follow (window_start,
+    // series_id) order.
+    const std::string group_key =
+        grouped ? "(SELECT jsonb_agg(coalesce(s.dimensions->>u.n, '') ORDER BY u.i)"
+                  " FROM jsonb_array_elements_text($6::jsonb) WITH ORDINALITY AS u(n, i))::text"
+                : "''";
+    const pqxx::result rows = tx.exec_params(
+        absl::StrCat(
+            "WITH sel AS (SELECT s.series_id, ", group_key, " COLLATE \"C\" AS gk, ",
+            grouped ? "0::bigint" : "s.series_id", " AS gid FROM series s WHERE ",
+            kSeriesFilter, "),",
+            " w AS (SELECT sel.gk, sel.gid, date_bin(", Size(8), ", a.window_start, 'epoch')"
+            "   AS bucket, a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.first,"
+            "   a.last FROM aggregates a JOIN sel USING (series_id)"
+            "   WHERE a.window_size = ", Size(7), " AND a.window_start >= ", Ts(9),
+            "   AND a.window_start < ", Ts(10), ")",
+            " SELECT gk, gid, ", Micros("bucket"),
+            ", sum(count)::bigint, sum(sum), min(min), max(max),"
+            " (array_agg(first ORDER BY window_start, series_id))[1],"
+            " (array_agg(last ORDER BY window_start DESC, series_id DESC))[1],"
+            " count(*), count(DISTINCT series_id)"
+            " FROM w WHERE (gk, gid, bucket) > ($11::text COLLATE \"C\", $12::bigint, ", Ts(13),
+            ") GROUP BY gk, gid, bucket ORDER BY gk, gid, bucket LIMIT $14"),
+        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
+        group_by.dump(), *source, bucket, lo, hi, cursor.key, cursor.series_id,
+        Clamp(cursor.time_us), *page + 1);
+    std::map<int64_t, v1::Series*> series;
+    v1::RollupGroup* current = nullptr;
+    std::string current_key;
+    int64_t current_id = 0, n = 0, bytes = 0;
+    bool more = static_cast<int64_t>(rows.size()) > *page;
+    Cursor last;
+    for (const pqxx::row& row : rows) {
+      if (n == *page) break;
+      if (bytes > limits_.max_response_bytes) {
+        more = true;
+        break;
+      }
+      const std::string gk = row[0].as<std::string>();
+      const int64_t gid = row[1].as<int64_t>();
+      if (current == nullptr || gk != current_key || gid != current_id) {
+        current = resp.add_groups();
+        current_key = gk;
+        current_id = gid;
+        if (grouped) {
+          const nlohmann::json values = nlohmann::json::parse(gk);
+          for (int i = 0; i < req.group_by_size(); ++i) {
+            (*current->mutable_group())[req.group_by(i)] = values.at(i).get<std::string>();
+          }
+        } else {
+          current->mutable_series()->set_series_id(gid);
+          series[gid] = current->mutable_series();
+        }
+      }
+      v1::RollupBucket* b = current->add_buckets();
+      b->set_start_us(row[2].as<int64_t>());
+      v1::AggregateValue* v = b->mutable_value();
+      v->set_count(row[3].as<int64_t>());
+      v->set_sum(row[4].as<double>());
+      v->set_min(row[5].as<double>());
+      v->set_max(row[6].as<double>());
+      v->set_avg(v->sum() / static_cast<double>(v->count()));
+      v->set_first(row[7].as<double>());
+      v->set_last(row[8].as<double>());
+      b->set_windows(row[9].as<int64_t>());
+      b->set_series_count(row[10].as<int64_t>());
+      bytes += static_cast<int64_t>(b->ByteSizeLong()) + 4;
+      last = {gid, b->start_us(), -1, gk};
+      ++n;
+    }
+    FetchSeries(tx, series);
+    if (more) resp.set_next_page_token(EncodeCursor(last));
+    return resp;
+  } catch (const std::exception& e) {
+    conn_.reset();
+    return Convert(e);
+  }
+}
+
+absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(
+    const v1::InterpolateRequest& req, absl::Duration timeout) {
+  if (absl::Status s = ValidateInterpolate(req, limits_); !s.ok()) return s;
+  absl::StatusOr<int> page =
+      PageSize(req.page_size(), limits_.default_series_page, limits_.max_series_page);
+  if (!page.ok()) return page.status();
+  Cursor cursor;
+  if (!req.page_token().empty()) {
+    absl::StatusOr<Cursor> c = DecodeCursor(req.page_token());
+    if (!c.ok()) return c.status();
+    cursor = *c;
+  }
+  const bool from_aggregates = req.window_size_us() > 0;
+  if (from_aggregates) {
+    absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(timeout);
+    if (!sizes.ok()) return sizes.status();
+    if (absl::Status s = RequireStoredSize(req.window_size_us(), *sizes, "window_size_us");
+        !s.ok()) {
+      return s;
+    }
+  } else if (absl::Status s = EnsureConnected(); !s.ok()) {
+    return s;
+  }
+  const SelectorParams p = ToParams(req.selector());
+  v1::InterpolateResponse resp;
+  try {
+    pqxx::read_transaction tx(*conn_);
+    SetTimeout(tx, timeout);
+    const pqxx::result series_rows = tx.exec_params(
+        absl::StrCat("SELECT s.series_id, s.canonical_key, s.measure_name,"
+                     " s.dimensions::text AS dimensions FROM series s WHERE ",
+                     kSeriesFilter, " AND s.series_id > $6::bigint ORDER BY s.series_id LIMIT $7"),
+        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
+        cursor.series_id, *page + 1);
+    const int n = std::min<int>(*page, static_cast<int>(series_rows.size()));
+    if (n == 0) return resp;
+    std::vector<int64_t> ids;
+    for (int i = 0; i < n; ++i) ids.push_back(series_rows[i][0].as<int64_t>());
+    // Observations in the range, and the nearest one on each side of it (LOCF looks back at
+    // most max_lookback_us, when it is set).
+    const std::string table = from_aggregates ? "aggregates" : "points";
+    const std::string time = from_aggregates ? "o.window_start" : "o.time";
+    const std::string value =
+        from_aggregates ? absl::StrCat("o.", FieldColumn(req.field()), "::double precision")
+                        : "coalesce(o.value_double, o.value_int::double precision)";
+    const std::string where =
+        from_aggregates ? absl::StrCat("o.window_size = ", Size(3)) : "$3::bigint = 0";
+    const int64_t lookback_from =
+        req.method() == v1::INTERPOLATION_METHOD_LOCF && req.max_lookback_us() > 0
+            ? Clamp(req.range().start_us() - req.max_lookback_us())
+            : Clamp(INT64_MIN);
+    auto side = [&](const std::string& cond, const char* order) {
+      return absl::StrCat("SELECT ids.series_id, b.t, b.v FROM ids CROSS JOIN LATERAL (SELECT ",
+                          time, " AS t, ", value, " AS v FROM ", table,
+                          " o WHERE o.series_id = ids.series_id AND ", where, " AND ", value,
+                          " IS NOT NULL AND ", cond, " ORDER BY ", time, " ", order,
+                          " LIMIT 1) b");
+    };
+    const pqxx::result obs = tx.exec_params(
+        absl::StrCat(
+            "WITH ids AS (SELECT unnest($1::bigint[]) AS series_id)"
+            " SELECT series_id, ", Micros("t"), ", v FROM (",
+            " SELECT o.series_id, ", time, " AS t, ", value, " AS v FROM ", table,
+            " o JOIN ids USING (series_id) WHERE ", where, " AND ", value, " IS NOT NULL AND ",
+            time, " >= ", Ts(4), " AND ", time, " < ", Ts(5),
+            " UNION ALL ", side(absl::StrCat(time, " < ", Ts(4), " AND ", time, " >= ", Ts(6)),
+                                "DESC"),
+            " UNION ALL ", side(absl::StrCat(time, " >= ", Ts(5)), "ASC"),
+            ") x ORDER BY series_id, t LIMIT $2"),
+        absl::StrCat("{", absl::StrJoin(ids, ","), "}"), limits_.max_observations + 1,
+        req.window_size_us(), Clamp(req.range().start_us()), Clamp(req.range().end_us()),
+        lookback_from);
+    if (static_cast<int64_t>(obs.size()) > limits_.max_observations) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the page reads more than ", limits_.max_observations,
+          " observations; use a smaller page_size, a shorter range or an aggregate source"));
+    }
+    size_t row = 0;
+    int64_t bytes = 0;
+    int64_t last_series = INT64_MIN;
+    for (int i = 0; i < n; ++i) {
+      const pqxx::row& s = series_rows[i];
+      const int64_t sid = s[0].as<int64_t>();
+      std::vector<Observation> observations;
+      for (; row < obs.size() && obs[row][0].as<int64_t>() == sid; ++row) {
+        observations.push_back({obs[row][1].as<int64_t>(), obs[row][2].as<double>()});
+      }
+      last_series = sid;
+      std::vector<v1::InterpolatedValue> values = InterpolateSteps(observations, req);
+      if (values.empty()) continue;
+      v1::InterpolatedSeries* out = resp.add_series();
+      FillSeries(s, out->mutable_series());
+      for (v1::InterpolatedValue& v : values) *out->add_values() = std::move(v);
+      bytes += static_cast<int64_t>(out->ByteSizeLong());
+      if (bytes > limits_.max_response_bytes && i + 1 < n) {
+        resp.set_next_page_token(EncodeCursor({sid, INT64_MIN, -1, ""}));
+        return resp;
+      }
+    }
+    if (static_cast<int>(series_rows.size()) > *page) {
+      resp.set_next_page_token(EncodeCursor({last_series, INT64_MIN, -1, ""}));
     }
     return resp;
   } catch (const std::exception& e) {

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -11,7 +12,7 @@
 
 namespace tidemark::query {
 
-/// Reads series and points with parameterised SQL over one read-only connection.
+/// Reads series, points and aggregates with parameterised SQL over one read-only connection.
 /// Not thread-safe: each worker owns one.
 class QueryStore final {
  public:
@@ -22,13 +23,25 @@ class QueryStore final {
                                                     absl::Duration timeout);
   absl::StatusOr<v1::ReadPointsResponse> ReadPoints(const v1::ReadPointsRequest& req,
                                                     absl::Duration timeout);
+  absl::StatusOr<v1::ReadAggregatesResponse> ReadAggregates(const v1::ReadAggregatesRequest& req,
+                                                            absl::Duration timeout);
+  absl::StatusOr<v1::RollupResponse> Rollup(const v1::RollupRequest& req, absl::Duration timeout);
+  absl::StatusOr<v1::InterpolateResponse> Interpolate(const v1::InterpolateRequest& req,
+                                                      absl::Duration timeout);
 
  private:
   absl::Status EnsureConnected();
+  /// The window sizes aggregates are stored for, in microseconds, ascending.
+  absl::StatusOr<std::vector<int64_t>> StoredWindowSizes(absl::Duration timeout);
 
   std::string dsn_;
   QueryLimits limits_;
   std::unique_ptr<pqxx::connection> conn_;
 };
+
+/// Fills a Series from a row with series_id, canonical_key, measure_name and dimensions (text).
+void FillSeriesFromRow(int64_t series_id, const std::string& canonical_key,
+                       const std::string& measure_name, const std::string& dimensions_json,
+                       v1::Series* out);
 
 }  // namespace tidemark::query

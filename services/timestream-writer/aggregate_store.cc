@@ -28,8 +28,11 @@ constexpr const char* kUpsertSet =
 
 }  // namespace
 
-AggregateStore::AggregateStore(std::string dsn, absl::Duration partitions_ahead)
-    : dsn_(std::move(dsn)), partitions_ahead_(partitions_ahead) {}
+AggregateStore::AggregateStore(std::string dsn, absl::Duration partitions_ahead,
+                               absl::Duration change_retention)
+    : dsn_(std::move(dsn)),
+      partitions_ahead_(partitions_ahead),
+      change_retention_(change_retention) {}
 
 void AggregateStore::Reset() {
   conn_.reset();
@@ -57,7 +60,19 @@ absl::Status AggregateStore::EnsureConnected() {
 absl::StatusOr<int> AggregateStore::MaintainPartitions(absl::Duration retention) {
   if (absl::Status s = EnsureConnected(); !s.ok()) return s;
   absl::StatusOr<int> dropped = partitions_.Maintain(*conn_, partitions_ahead_, retention);
-  if (!dropped.ok()) Reset();
+  if (!dropped.ok()) {
+    Reset();
+    return dropped;
+  }
+  try {
+    pqxx::work tx(*conn_);
+    tx.exec_params("SELECT tidemark_prune_aggregate_changes($1::interval)",
+                   absl::StrCat(absl::ToInt64Seconds(change_retention_), " seconds"));
+    tx.commit();
+  } catch (const std::exception& e) {
+    Reset();
+    return pg::FromException(e);
+  }
   return dropped;
 }
 

@@ -36,7 +36,10 @@ struct AggregateOutcome {
 /// windows from the stored raw points. Not thread-safe: one writer loop owns each.
 class AggregateStore final {
  public:
-  AggregateStore(std::string dsn, absl::Duration partitions_ahead);
+  /// `change_retention`: how long the change log that subscriptions resume from keeps each
+  /// stored version (pruned with the partitions).
+  AggregateStore(std::string dsn, absl::Duration partitions_ahead,
+                 absl::Duration change_retention = absl::Hours(24));
 
   /// One transaction: COPY into staging and one versioned upsert. The same version with a
   /// different value is a conflict; the stored revision stays.
@@ -48,6 +51,7 @@ class AggregateStore final {
   /// every earlier point of its windows must be in the store first.
   absl::StatusOr<int64_t> Repair(const std::vector<SourcedLatePoint>& late);
 
+  /// Creates and drops partitions and prunes the change log.
   absl::StatusOr<int> MaintainPartitions(absl::Duration retention);
 
  private:
@@ -56,6 +60,7 @@ class AggregateStore final {
 
   std::string dsn_;
   absl::Duration partitions_ahead_;
+  absl::Duration change_retention_;
   std::unique_ptr<pqxx::connection> conn_;
   DailyPartitions partitions_{"aggregates"};
 };

@@ -31,6 +31,8 @@ ABSL_FLAG(absl::Duration, raw_retention, absl::Hours(24 * 7),
           "Raw points older than this are dropped with their daily partition");
 ABSL_FLAG(absl::Duration, aggregate_retention, absl::Hours(24 * 400),
           "Aggregates older than this are dropped with their daily partition");
+ABSL_FLAG(absl::Duration, subscription_retention, absl::Hours(24),
+          "How long stored aggregate versions stay in the change log subscriptions resume from");
 ABSL_FLAG(absl::Duration, partitions_ahead, absl::Hours(72),
           "Daily partitions are created this far ahead of now");
 
@@ -61,6 +63,8 @@ int Run(int argc, char** argv) {
         config::RequirePositive("future_clock_lead", absl::GetFlag(FLAGS_future_clock_lead)),
         config::RequirePositive("raw_retention", absl::GetFlag(FLAGS_raw_retention)),
         config::RequirePositive("aggregate_retention", absl::GetFlag(FLAGS_aggregate_retention)),
+        config::RequirePositive("subscription_retention",
+                                absl::GetFlag(FLAGS_subscription_retention)),
         config::RequireNonEmpty("pg_dsn", absl::GetFlag(FLAGS_pg_dsn))}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
@@ -85,8 +89,9 @@ int Run(int argc, char** argv) {
     }
     if (stop.stopped()) return 0;
   }
-  writer::AggregateStore aggregates(dsn, ahead);
-  writer::AggregateStore repairs(dsn, ahead);
+  const absl::Duration change_retention = absl::GetFlag(FLAGS_subscription_retention);
+  writer::AggregateStore aggregates(dsn, ahead, change_retention);
+  writer::AggregateStore repairs(dsn, ahead, change_retention);
 
   metrics::Registry registry;
   writer::RawPointSink raw_sink(points, absl::GetFlag(FLAGS_future_clock_lead),

@@ -128,6 +128,81 @@ CROSS JOIN LATERAL (VALUES ('avg', a.avg), ('min', a.min), ('max', a.max), ('sum
 
 GRANT SELECT ON aggregates, raw_progress, narrow TO tidemark_reader;
 )sql"},
+      {3, "aggregate change log for subscriptions, and stored window sizes", R"sql(
+-- Every version of every window as it was stored, in commit order: what QueryService.Subscribe
+-- streams and resumes from (change_id is the resume position). Filled by statement triggers
+-- on aggregates, so the aggregator's windows and the writer's repairs are logged alike, in the
+-- transaction that stores them.
+CREATE TABLE aggregate_changes (
+  change_id    bigserial PRIMARY KEY,
+  series_id    bigint NOT NULL,
+  window_size  interval NOT NULL,
+  window_start timestamptz NOT NULL,
+  count        bigint NOT NULL,
+  sum          double precision NOT NULL,
+  min          double precision NOT NULL,
+  max          double precision NOT NULL,
+  avg          double precision NOT NULL,
+  first        double precision NOT NULL,
+  last         double precision NOT NULL,
+  version      bigint NOT NULL,
+  stored_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX aggregate_changes_stored_at_idx ON aggregate_changes (stored_at);
+
+-- Changes up to this id have been pruned; a resume token below it cannot be honoured.
+CREATE TABLE aggregate_changes_pruned (
+  only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+  up_to    bigint NOT NULL
+);
+INSERT INTO aggregate_changes_pruned VALUES (true, 0);
+
+-- The window sizes aggregates exist for, so that a query can name them without scanning.
+CREATE TABLE window_sizes (
+  window_size interval PRIMARY KEY
+);
+
+CREATE FUNCTION tidemark_log_aggregate_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- Serialises the logging transactions until they commit, so that change ids are assigned
+  -- in commit order: a reader that has seen id N will never later see a smaller id appear.
+  PERFORM pg_advisory_xact_lock(hashtext('tidemark aggregate changes'));
+  INSERT INTO aggregate_changes (series_id, window_size, window_start, count, sum, min, max,
+                                 avg, first, last, version, stored_at)
+  SELECT series_id, window_size, window_start, count, sum, min, max, avg, first, last, version,
+         updated_at
+  FROM changed ORDER BY series_id, window_size, window_start;
+  INSERT INTO window_sizes SELECT DISTINCT window_size FROM changed ON CONFLICT DO NOTHING;
+  -- Delivered when the transaction commits; the payload is not needed.
+  PERFORM pg_notify('tidemark_aggregate_changes', '');
+  RETURN NULL;
+END $$;
+CREATE TRIGGER aggregates_log_inserts AFTER INSERT ON aggregates
+  REFERENCING NEW TABLE AS changed FOR EACH STATEMENT
+  EXECUTE FUNCTION tidemark_log_aggregate_changes();
+CREATE TRIGGER aggregates_log_updates AFTER UPDATE ON aggregates
+  REFERENCING NEW TABLE AS changed FOR EACH STATEMENT
+  EXECUTE FUNCTION tidemark_log_aggregate_changes();
+
+INSERT INTO window_sizes SELECT DISTINCT window_size FROM aggregates ON CONFLICT DO NOTHING;
+
+-- Deletes changes stored before now() - keep and records how far it pruned.
+CREATE FUNCTION tidemark_prune_aggregate_changes(keep interval) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  last_pruned bigint;
+BEGIN
+  SELECT max(change_id) INTO last_pruned FROM aggregate_changes WHERE stored_at < now() - keep;
+  IF last_pruned IS NULL THEN
+    RETURN 0;
+  END IF;
+  DELETE FROM aggregate_changes WHERE change_id <= last_pruned;
+  UPDATE aggregate_changes_pruned SET up_to = greatest(up_to, last_pruned);
+  RETURN last_pruned;
+END $$;
+
+GRANT SELECT ON aggregate_changes, aggregate_changes_pruned, window_sizes TO tidemark_reader;
+)sql"},
   };
   return kMigrations;
 }

@@ -1,0 +1,331 @@
+#include "services/query/subscription_hub.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/pg/pg.h"
+#include "pqxx/pqxx"
+#include "services/query/query_store.h"
+
+namespace tidemark::query {
+namespace {
+
+constexpr const char* kChannel = "tidemark_aggregate_changes";
+// Updates per response: large enough to amortise a write, small enough to stay far below
+// gRPC's message limit.
+constexpr size_t kUpdatesPerResponse = 500;
+
+// Notes that a notification arrived; the hub reads the log after any wake-up anyway.
+class Wakeup final : public pqxx::notification_receiver {
+ public:
+  using pqxx::notification_receiver::notification_receiver;
+  void operator()(const std::string&, int) override {}
+};
+
+// A stream refused before it started.
+class RefusedStream final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// Changes in (after, up_to], in log order, at most `limit`.
+std::vector<Change> ReadChanges(pqxx::connection& conn, int64_t after, int64_t up_to, int limit,
+                                std::vector<int64_t>* stored_at_us = nullptr) {
+  pqxx::read_transaction tx(conn);
+  const pqxx::result rows = tx.exec_params(
+      "SELECT c.change_id, c.series_id, s.canonical_key, s.measure_name,"
+      " s.dimensions::text, (EXTRACT(EPOCH FROM c.window_size) * 1000000)::bigint,"
+      " (EXTRACT(EPOCH FROM c.window_start) * 1000000)::bigint, c.count, c.sum, c.min, c.max,"
+      " c.avg, c.first, c.last, c.version, (EXTRACT(EPOCH FROM c.stored_at) * 1000000)::bigint"
+      " FROM aggregate_changes c JOIN series s USING (series_id)"
+      " WHERE c.change_id > $1 AND c.change_id <= $2 ORDER BY c.change_id LIMIT $3",
+      after, up_to, limit);
+  std::vector<Change> changes;
+  changes.reserve(rows.size());
+  for (const pqxx::row& row : rows) {
+    Change& c = changes.emplace_back();
+    c.change_id = row[0].as<int64_t>();
+    v1::WindowAggregate& a = c.aggregate;
+    FillSeriesFromRow(row[1].as<int64_t>(), row[2].as<std::string>(), row[3].as<std::string>(),
+                      row[4].as<std::string>(), a.mutable_series());
+    a.set_window_size_us(row[5].as<int64_t>());
+    a.set_window_start_us(row[6].as<int64_t>());
+    a.set_count(row[7].as<int64_t>());
+    a.set_sum(row[8].as<double>());
+    a.set_min(row[9].as<double>());
+    a.set_max(row[10].as<double>());
+    a.set_avg(row[11].as<double>());
+    a.set_first(row[12].as<double>());
+    a.set_last(row[13].as<double>());
+    a.set_version(row[14].as<int64_t>());
+    if (stored_at_us != nullptr) stored_at_us->push_back(row[15].as<int64_t>());
+  }
+  return changes;
+}
+
+}  // namespace
+
+SubscriptionMetrics::SubscriptionMetrics(metrics::Registry& r)
+    : subscribers(r.AddGauge("tidemark_query_subscribers", "Open Subscribe streams")),
+      delivered(r.AddCounter("tidemark_query_subscription_updates_total",
+                             "Aggregate updates queued to subscribers")),
+      ended_slow(r.AddCounter("tidemark_query_subscribers_ended_slow_total",
+                              "Subscribers ended with RESOURCE_EXHAUSTED for falling behind")),
+      delivery_lag(r.AddHistogram("tidemark_query_subscription_lag_seconds",
+                                  "From a version's store transaction to the hub reading it")) {}
+
+SubscribeReactor::SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher,
+                                   std::set<int64_t> window_sizes, int64_t start_after,
+                                   size_t buffer, SubscriptionMetrics& metrics)
+    : hub_(hub),
+      matcher_(std::move(matcher)),
+      window_sizes_(std::move(window_sizes)),
+      start_after_(start_after),
+      buffer_(buffer),
+      metrics_(metrics) {}
+
+bool SubscribeReactor::ended() {
+  absl::MutexLock lock(&mu_);
+  return ended_;
+}
+
+void SubscribeReactor::Offer(const std::vector<Change>& changes, int64_t position) {
+  absl::MutexLock lock(&mu_);
+  if (ended_) return;
+  for (const Change& c : changes) {
+    if (c.change_id <= start_after_) continue;
+    if (!window_sizes_.empty() && !window_sizes_.contains(c.aggregate.window_size_us())) continue;
+    if (!matcher_.Matches(c.aggregate.series())) continue;
+    if (pending_.size() >= buffer_) {
+      metrics_.ended_slow.Add();
+      EndLocked(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("the subscriber fell more than ", buffer_,
+                       " updates behind; reconnect with the last resume_token received")));
+      return;
+    }
+    pending_.emplace_back(c.change_id, c.aggregate);
+    metrics_.delivered.Add();
+  }
+  position_ = std::max({position_, position, start_after_});
+  if (!writing_) WriteNextLocked();
+}
+
+void SubscribeReactor::WriteNextLocked() {
+  // The first response confirms the subscription even when it carries no update.
+  if (pending_.empty() && written_position_ >= 0) return;
+  in_flight_.Clear();
+  int64_t token = position_;
+  while (!pending_.empty() && static_cast<size_t>(in_flight_.updates_size()) < kUpdatesPerResponse) {
+    *in_flight_.add_updates() = std::move(pending_.front().second);
+    token = pending_.front().first;
+    pending_.pop_front();
+  }
+  if (pending_.empty()) token = position_;
+  in_flight_.set_resume_token(EncodeResumeToken(token));
+  written_position_ = token;
+  writing_ = true;
+  StartWrite(&in_flight_);
+}
+
+void SubscribeReactor::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  writing_ = false;
+  if (!ok) {
+    EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the stream was closed"));
+    return;
+  }
+  if (!ended_) WriteNextLocked();
+}
+
+void SubscribeReactor::End(const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  EndLocked(status);
+}
+
+void SubscribeReactor::EndLocked(const grpc::Status& status) {
+  if (ended_) return;
+  ended_ = true;
+  pending_.clear();
+  Finish(status);
+}
+
+void SubscribeReactor::OnCancel() { End(grpc::Status::CANCELLED); }
+
+void SubscribeReactor::OnDone() { hub_.Remove(this); }
+
+SubscriptionHub::SubscriptionHub(SubscriptionOptions options, SubscriptionMetrics& metrics,
+                                 std::shared_ptr<spdlog::logger> logger)
+    : options_(std::move(options)), metrics_(metrics), logger_(std::move(logger)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+SubscriptionHub::~SubscriptionHub() {
+  std::vector<std::shared_ptr<SubscribeReactor>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    all = joining_;
+    all.insert(all.end(), active_.begin(), active_.end());
+  }
+  thread_.join();
+  for (auto& r : all) {
+    r->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the query service is shutting down"));
+  }
+  // gRPC calls OnDone (and so Remove) for each before the server finishes shutting down.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](SubscriptionHub* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+        return self->joining_.empty() && self->active_.empty();
+      },
+      this));
+}
+
+grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
+    const v1::SubscribeRequest& req, const QueryLimits& limits) {
+  absl::StatusOr<SeriesMatcher> matcher = SeriesMatcher::Compile(req.selector(), limits);
+  if (!matcher.ok()) {
+    return new RefusedStream(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(matcher.status().message())));
+  }
+  int64_t start_after = -1;
+  if (!req.resume_token().empty()) {
+    absl::StatusOr<int64_t> id = DecodeResumeToken(req.resume_token());
+    if (!id.ok()) {
+      return new RefusedStream(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(id.status().message())));
+    }
+    start_after = *id;
+  }
+  std::set<int64_t> sizes;
+  for (int64_t s : req.window_sizes_us()) {
+    if (s <= 0) {
+      return new RefusedStream(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                            "window_sizes_us must be positive"));
+    }
+    sizes.insert(s);
+  }
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    return new RefusedStream(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "the query service is shutting down"));
+  }
+  auto reactor =
+      std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes),
+                                         start_after, options_.subscriber_buffer, metrics_);
+  joining_.push_back(reactor);
+  metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
+  return reactor.get();
+}
+
+void SubscriptionHub::Remove(SubscribeReactor* reactor) {
+  std::shared_ptr<SubscribeReactor> last;  // destroyed after the lock is released
+  absl::MutexLock lock(&mu_);
+  for (auto* list : {&joining_, &active_}) {
+    auto it = std::find_if(list->begin(), list->end(),
+                           [reactor](const auto& r) { return r.get() == reactor; });
+    if (it != list->end()) {
+      last = std::move(*it);
+      list->erase(it);
+    }
+  }
+  metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
+}
+
+void SubscriptionHub::Run() {
+  std::unique_ptr<pqxx::connection> conn;
+  std::unique_ptr<Wakeup> wakeup;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+    }
+    try {
+      if (!conn || !conn->is_open()) {
+        wakeup.reset();
+        absl::StatusOr<std::unique_ptr<pqxx::connection>> c = pg::Connect(options_.pg_dsn);
+        if (!c.ok()) throw std::runtime_error(std::string(c.status().message()));
+        conn = *std::move(c);
+        wakeup = std::make_unique<Wakeup>(*conn, kChannel);
+      }
+      Step(*conn);
+      // Wakes on a notification, or after a short wait to admit new subscribers.
+      conn->await_notification(0, 100'000);
+    } catch (const std::exception& e) {
+      logger_->warn("msg=\"subscription hub cannot read the change log; retrying\" error=\"{}\"",
+                    e.what());
+      wakeup.reset();
+      conn.reset();
+      absl::SleepFor(absl::Seconds(1));
+    }
+  }
+}
+
+void SubscriptionHub::Step(pqxx::connection& conn) {
+  int64_t position;
+  std::vector<std::shared_ptr<SubscribeReactor>> joining;
+  {
+    absl::MutexLock lock(&mu_);
+    position = position_;
+    joining = joining_;
+  }
+  if (position < 0) {
+    pqxx::read_transaction tx(conn);
+    position = tx.exec1(
+                     "SELECT greatest((SELECT coalesce(max(change_id), 0) FROM aggregate_changes),"
+                     " (SELECT up_to FROM aggregate_changes_pruned))")[0]
+                   .as<int64_t>();
+  }
+  if (!joining.empty()) {
+    int64_t pruned;
+    {
+      pqxx::read_transaction tx(conn);
+      pruned = tx.exec1("SELECT up_to FROM aggregate_changes_pruned")[0].as<int64_t>();
+    }
+    for (auto& r : joining) {
+      if (r->start_after() < 0) r->set_start_after(position);
+      if (r->start_after() < pruned) {
+        r->End(grpc::Status(
+            grpc::StatusCode::OUT_OF_RANGE,
+            "the resume_token is older than the retained change log (the writer's "
+            "--subscription_retention); read the gap with ReadAggregates and subscribe anew"));
+      }
+      // Catch up from the token to where the active subscribers are.
+      for (int64_t from = r->start_after(); from < position && !r->ended();) {
+        std::vector<Change> missed = ReadChanges(conn, from, position, options_.fetch_batch);
+        if (missed.empty()) break;
+        from = missed.back().change_id;
+        r->Offer(missed, from);
+      }
+      r->Offer({}, position);
+    }
+    absl::MutexLock lock(&mu_);
+    for (auto& r : joining) {
+      auto it = std::find(joining_.begin(), joining_.end(), r);
+      if (it == joining_.end()) continue;  // finished meanwhile
+      joining_.erase(it);
+      active_.push_back(r);
+    }
+  }
+  // New changes, for everyone; a full batch is followed by the next one at once.
+  while (true) {
+    std::vector<int64_t> stored_at;
+    std::vector<Change> changes =
+        ReadChanges(conn, position, INT64_MAX, options_.fetch_batch, &stored_at);
+    std::vector<std::shared_ptr<SubscribeReactor>> active;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!changes.empty()) position = changes.back().change_id;
+      position_ = position;
+      active = active_;
+    }
+    if (changes.empty()) return;
+    const int64_t now_us = absl::ToUnixMicros(absl::Now());
+    for (int64_t t : stored_at) metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
+    for (auto& r : active) r->Offer(changes, position);
+    if (static_cast<int>(changes.size()) < options_.fetch_batch) return;
+  }
+}
+
+}  // namespace tidemark::query

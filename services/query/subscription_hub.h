@@ -1,0 +1,125 @@
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "grpcpp/grpcpp.h"
+#include "pqxx/connection"
+#include "services/query/query_core.h"
+#include "tidemark/v1/query.pb.h"
+
+namespace tidemark::query {
+
+/// One stored version of a window, at its position in the change log.
+struct Change {
+  int64_t change_id;
+  v1::WindowAggregate aggregate;
+};
+
+struct SubscriptionMetrics {
+  explicit SubscriptionMetrics(metrics::Registry& r);
+  metrics::Gauge& subscribers;
+  metrics::Counter& delivered;
+  metrics::Counter& ended_slow;
+  metrics::Histogram& delivery_lag;
+};
+
+class SubscriptionHub;
+
+/// The server side of one Subscribe stream. The hub offers it every change after its start
+/// position; it keeps those that match, and writes them one response at a time. More than
+/// `buffer` undelivered updates end it with RESOURCE_EXHAUSTED instead of growing.
+class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
+ public:
+  /// `start_after`: the change id after which the stream starts; -1 for the hub's position
+  /// when it joins.
+  SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher, std::set<int64_t> window_sizes,
+                   int64_t start_after, size_t buffer, SubscriptionMetrics& metrics);
+
+  /// Called by the hub thread, in change order. `position` is the last change id the hub has
+  /// looked at; the stream's resume token reaches it once everything before is written.
+  void Offer(const std::vector<Change>& changes, int64_t position);
+  /// Ends the stream (idempotent).
+  void End(const grpc::Status& status);
+  int64_t start_after() const { return start_after_; }
+  void set_start_after(int64_t id) { start_after_ = id; }
+  bool ended();
+
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  SubscriptionHub& hub_;
+  const SeriesMatcher matcher_;
+  const std::set<int64_t> window_sizes_;
+  int64_t start_after_;  // written by the hub thread before its first Offer
+  const size_t buffer_;
+  SubscriptionMetrics& metrics_;
+  absl::Mutex mu_;
+  std::deque<std::pair<int64_t, v1::WindowAggregate>> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t written_position_ ABSL_GUARDED_BY(mu_) = -1;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  v1::SubscribeResponse in_flight_ ABSL_GUARDED_BY(mu_);
+};
+
+struct SubscriptionOptions {
+  std::string pg_dsn;
+  /// Poll for changes this often even without a notification (a lost connection drops them).
+  absl::Duration poll_interval = absl::Seconds(1);
+  /// Changes read per query.
+  int fetch_batch = 5000;
+  /// Undelivered updates beyond which a subscriber is ended.
+  size_t subscriber_buffer = 10'000;
+};
+
+/// Follows the `aggregate_changes` log (the writer's transactions append to it and NOTIFY)
+/// with one connection and one thread, and fans every change out to the subscribers. A
+/// subscriber that resumes from a token is first sent the changes it missed.
+class SubscriptionHub {
+ public:
+  SubscriptionHub(SubscriptionOptions options, SubscriptionMetrics& metrics,
+                  std::shared_ptr<spdlog::logger> logger);
+  /// Ends every stream with UNAVAILABLE and stops the thread.
+  ~SubscriptionHub();
+
+  /// Starts a stream for a request; errors end it at once.
+  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(const v1::SubscribeRequest& req,
+                                                             const QueryLimits& limits);
+  /// Called from OnDone: the hub forgets the reactor before it is deleted.
+  void Remove(SubscribeReactor* reactor);
+
+ private:
+  void Run();
+  /// One pass: registrations, then new changes. Throws on database errors.
+  void Step(pqxx::connection& conn);
+
+  const SubscriptionOptions options_;
+  SubscriptionMetrics& metrics_;
+  std::shared_ptr<spdlog::logger> logger_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Owned here until OnDone removes them; the hub thread offers to copies of these lists, so a
+  // reactor finishing meanwhile stays alive until the offer returns.
+  std::vector<std::shared_ptr<SubscribeReactor>> joining_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<SubscribeReactor>> active_ ABSL_GUARDED_BY(mu_);
+  /// The last change id dispatched to the active subscribers (-1 until known).
+  int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
+  std::thread thread_;
+};
+
+}  // namespace tidemark::query

@@ -164,6 +164,10 @@ CREATE TABLE window_sizes (
 
 CREATE FUNCTION tidemark_log_aggregate_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  -- A stale or no-op upsert changed nothing: nothing to log or to wake anyone for.
+  IF NOT EXISTS (SELECT 1 FROM changed) THEN
+    RETURN NULL;
+  END IF;
   -- Serialises the logging transactions until they commit, so that change ids are assigned
   -- in commit order: a reader that has seen id N will never later see a smaller id appear.
   PERFORM pg_advisory_xact_lock(hashtext('tidemark aggregate changes'));

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "services/timestream-writer/schema.h"
 
 namespace tidemark::testing {
 namespace {
@@ -57,7 +58,7 @@ Stack::Stack(PgCluster& pg, std::vector<std::string> aggregator_flags)
   EXPECT_TRUE(WaitFor(
       [&] {
         auto r = pg_.Psql(db_, "SELECT count(*) FROM schema_migrations");
-        return r.ok() && *r == "2";
+        return r.ok() && *r == absl::StrCat(writer::SchemaMigrations().size());
       },
       absl::Seconds(30)));
   EXPECT_TRUE(pg_.Psql(db_,

@@ -1,0 +1,441 @@
+// The query service's reads against a real PostgreSQL with the writer's schema, on small data
+// whose answers are worked out by hand: the rollup merge (count-weighted, first and last, group
+// order), real-time partial windows, interpolation from an aggregate field, page and byte
+// limits; and Subscribe over real gRPC: catch-up from a token, a pruned token, and a slow
+// subscriber ended with RESOURCE_EXHAUSTED. The whole pipeline is in tests/e2e/query_test.cc.
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "common/pg/pg.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "services/query/query_service.h"
+#include "services/query/query_store.h"
+#include "services/timestream-writer/schema.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+
+namespace tidemark::query {
+namespace {
+
+using testing::WaitFor;
+
+constexpr int64_t kS = 1'000'000;
+constexpr int64_t kMin = 60 * kS;
+constexpr int64_t kHour = 60 * kMin;
+// 2026-11-20T00:00:00Z.
+constexpr int64_t kDay0 = 1'795'132'800 * kS;
+
+std::string Ts(int64_t us) {
+  return absl::StrCat("'epoch'::timestamptz + interval '1 microsecond' * ", us);
+}
+
+// A database with the writer's schema, the hand-made data below, and a login in the read-only
+// role for the query service.
+class QueryStoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto& pg = testing::SharedPgCluster();
+    auto dsn = pg.CreateDatabase("query_store");
+    ASSERT_TRUE(dsn.ok()) << dsn.status();
+    auto conn = pg::Connect(*dsn);
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    auto logger = log::MakeLogger("query-test");
+    ASSERT_TRUE(pg::ApplyMigrations(**conn, writer::SchemaMigrations(), *logger).ok());
+    Sql("CREATE ROLE query_reader LOGIN IN ROLE tidemark_reader");
+    Sql(absl::StrCat("SELECT tidemark_ensure_daily_partitions('points', ", "'2026-11-19', '2026-11-21');",
+                     "SELECT tidemark_ensure_daily_partitions('aggregates', '2026-11-19', '2026-11-21')"));
+    // Four series of `power`: 1 and 2 at site a, 3 at site b, 4 without a site; 5 is a string.
+    Sql(R"(INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions) VALUES
+      (1, 'k1', 'power', 'd1', '{"device_id":"d1","site":"a"}'),
+      (2, 'k2', 'power', 'd2', '{"device_id":"d2","site":"a"}'),
+      (3, 'k3', 'power', 'd3', '{"device_id":"d3","site":"b"}'),
+      (4, 'k4', 'power', 'd4', '{"device_id":"d4"}'),
+      (5, 'k5', 'state', 'd1', '{"device_id":"d1","site":"a"}'))");
+    // 5-minute windows: (series, minute of the day, count, sum, min, max, first, last).
+    const std::vector<std::tuple<int, int, int, double, double, double, double, double>> w = {
+        {1, 0, 2, 4, 1, 3, 1, 3},    {1, 5, 1, 10, 10, 10, 10, 10}, {1, 60, 3, 6, 1, 3, 3, 1},
+        {2, 0, 1, 5, 5, 5, 5, 5},    {2, 55, 2, -2, -3, 1, 1, -3},  {3, 30, 4, 8, 0, 4, 4, 0},
+        {4, 65, 1, 7, 7, 7, 7, 7}};
+    std::string values;
+    for (const auto& [sid, minute, c, sum, mn, mx, f, l] : w) {
+      absl::StrAppend(&values, values.empty() ? "" : ",", "(", sid, ", interval '5 minutes', ",
+                      Ts(kDay0 + minute * kMin), ", ", c, ", ", sum, ", ", mn, ", ", mx, ", ",
+                      sum / c, ", ", f, ", ", l, ", 1)");
+    }
+    Sql(absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
+                     " min, max, avg, first, last, version) VALUES ",
+                     values));
+    // Raw points of series 1 after its last stored window (01:00): the still-open windows
+    // 01:05 (2 and 4) and 01:10 (1); one of series 3 before its last stored window (00:30).
+    Sql(absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                     " VALUES (1, ",
+                     Ts(kDay0 + 65 * kMin + 10 * kS), ", 2, 1, now()), (1, ",
+                     Ts(kDay0 + 67 * kMin), ", 4, 1, now()), (1, ", Ts(kDay0 + 71 * kMin),
+                     ", 1, 1, now()), (3, ", Ts(kDay0 + 20 * kMin), ", 9, 1, now())"));
+    dsn_ = new std::string(pg.Dsn("query_store", "query_reader"));
+  }
+
+  static void Sql(const std::string& sql) {
+    auto r = testing::SharedPgCluster().Psql("query_store", sql);
+    ASSERT_TRUE(r.ok()) << r.status() << "\n" << sql;
+  }
+
+  QueryStore Store(QueryLimits limits = {}) { return QueryStore(*dsn_, limits); }
+
+  static std::string* dsn_;
+};
+std::string* QueryStoreTest::dsn_ = nullptr;
+
+v1::RollupRequest Rollup(int64_t bucket, std::vector<std::string> group_by = {}) {
+  v1::RollupRequest r;
+  r.mutable_selector()->set_measure_name("power");
+  r.mutable_range()->set_start_us(kDay0);
+  r.mutable_range()->set_end_us(kDay0 + 24 * kHour);
+  r.set_bucket_us(bucket);
+  for (auto& g : group_by) r.add_group_by(g);
+  return r;
+}
+
+struct Expected {
+  int64_t start, count;
+  double sum, min, max, first, last;
+  int64_t windows, series;
+};
+
+void ExpectBucket(const v1::RollupBucket& b, const Expected& e) {
+  EXPECT_EQ(b.start_us(), e.start);
+  EXPECT_EQ(b.value().count(), e.count);
+  EXPECT_DOUBLE_EQ(b.value().sum(), e.sum);
+  EXPECT_DOUBLE_EQ(b.value().min(), e.min);
+  EXPECT_DOUBLE_EQ(b.value().max(), e.max);
+  EXPECT_DOUBLE_EQ(b.value().avg(), e.sum / static_cast<double>(e.count));
+  EXPECT_DOUBLE_EQ(b.value().first(), e.first);
+  EXPECT_DOUBLE_EQ(b.value().last(), e.last);
+  EXPECT_EQ(b.windows(), e.windows);
+  EXPECT_EQ(b.series_count(), e.series);
+}
+
+TEST_F(QueryStoreTest, RollupPerSeriesMergesWindowsCountWeighted) {
+  QueryStore store = Store();
+  auto r = store.Rollup(Rollup(kHour), absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->source_window_size_us(), 5 * kMin);
+  ASSERT_EQ(r->groups_size(), 4);
+  EXPECT_EQ(r->groups(0).series().series_id(), 1);
+  EXPECT_EQ(r->groups(0).series().dimensions().at("site"), "a");
+  ASSERT_EQ(r->groups(0).buckets_size(), 2);
+  // 00:00 and 00:05: first of the earliest window, last of the latest.
+  ExpectBucket(r->groups(0).buckets(0), {kDay0, 3, 14, 1, 10, 1, 10, 2, 1});
+  ExpectBucket(r->groups(0).buckets(1), {kDay0 + kHour, 3, 6, 1, 3, 3, 1, 1, 1});
+  ExpectBucket(r->groups(1).buckets(0), {kDay0, 3, 3, -3, 5, 5, -3, 2, 1});
+  ExpectBucket(r->groups(2).buckets(0), {kDay0, 4, 8, 0, 4, 4, 0, 1, 1});
+  ExpectBucket(r->groups(3).buckets(0), {kDay0 + kHour, 1, 7, 7, 7, 7, 7, 1, 1});
+  EXPECT_TRUE(r->next_page_token().empty());
+}
+
+TEST_F(QueryStoreTest, RollupGroupedByADimensionPagesThroughGroups) {
+  QueryStore store = Store();
+  v1::RollupRequest req = Rollup(kHour, {"site"});
+  req.set_page_size(2);
+  std::vector<std::pair<std::string, v1::RollupBucket>> got;
+  int pages = 0;
+  do {
+    auto r = store.Rollup(req, absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++pages;
+    for (const v1::RollupGroup& g : r->groups()) {
+      EXPECT_FALSE(g.has_series());
+      for (const v1::RollupBucket& b : g.buckets()) got.emplace_back(g.group().at("site"), b);
+    }
+    req.set_page_token(r->next_page_token());
+  } while (!req.page_token().empty());
+  EXPECT_EQ(pages, 2);
+  ASSERT_EQ(got.size(), 4u);
+  // Groups in key order: no site (""), a, b.
+  EXPECT_EQ(got[0].first, "");
+  ExpectBucket(got[0].second, {kDay0 + kHour, 1, 7, 7, 7, 7, 7, 1, 1});
+  // Site a at 00:00 merges series 1 (00:00, 00:05) and 2 (00:00, 00:55): two windows start at
+  // 00:00, so first comes from the lower series id; last from the latest window, 00:55.
+  EXPECT_EQ(got[1].first, "a");
+  ExpectBucket(got[1].second, {kDay0, 6, 17, -3, 10, 1, -3, 4, 2});
+  EXPECT_EQ(got[2].first, "a");
+  ExpectBucket(got[2].second, {kDay0 + kHour, 3, 6, 1, 3, 3, 1, 1, 1});
+  EXPECT_EQ(got[3].first, "b");
+  ExpectBucket(got[3].second, {kDay0, 4, 8, 0, 4, 4, 0, 1, 1});
+}
+
+TEST_F(QueryStoreTest, RollupOfADayAndBucketsNoStoredSizeDivides) {
+  QueryStore store = Store();
+  auto day = store.Rollup(Rollup(24 * kHour, {"site"}), absl::Seconds(10));
+  ASSERT_TRUE(day.ok()) << day.status();
+  ASSERT_EQ(day->groups_size(), 3);
+  ExpectBucket(day->groups(1).buckets(0), {kDay0, 9, 23, -3, 10, 1, 1, 5, 2});
+  auto bad = store.Rollup(Rollup(7 * kMin), absl::Seconds(10));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("(5m)"), absl::string_view::npos) << bad.status();
+}
+
+TEST_F(QueryStoreTest, RealTimeAddsPartialWindowsAfterTheLastStoredOne) {
+  QueryStore store = Store();
+  v1::ReadAggregatesRequest req;
+  req.mutable_selector()->set_measure_name("power");
+  *req.mutable_selector()->add_matchers() = [] {
+    v1::DimensionMatcher m;
+    m.set_name("device_id");
+    m.set_op(v1::DimensionMatcher::OP_REGEX);
+    m.set_value("d[13]");
+    return m;
+  }();
+  req.mutable_range()->set_start_us(kDay0);
+  req.mutable_range()->set_end_us(kDay0 + 2 * kHour);
+  req.set_window_size_us(5 * kMin);
+  auto stored = store.ReadAggregates(req, absl::Seconds(10));
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_EQ(stored->series_size(), 2);
+  EXPECT_EQ(stored->series(0).windows_size(), 3);
+  EXPECT_EQ(stored->series(1).windows_size(), 1);
+
+  req.set_real_time(true);
+  req.set_page_size(2);
+  std::vector<std::pair<int64_t, v1::AggregateWindow>> got;
+  do {
+    auto r = store.ReadAggregates(req, absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const auto& sw : r->series()) {
+      for (const auto& w : sw.windows()) got.emplace_back(sw.series().series_id(), w);
+    }
+    req.set_page_token(r->next_page_token());
+  } while (!req.page_token().empty());
+  ASSERT_EQ(got.size(), 6u);
+  // Series 1: three stored windows, then 01:05 (2, 4) and 01:10 (1) from its raw points.
+  EXPECT_FALSE(got[2].second.partial());
+  const v1::AggregateWindow& w1 = got[3].second;
+  EXPECT_EQ(got[3].first, 1);
+  EXPECT_TRUE(w1.partial());
+  EXPECT_EQ(w1.version(), 0);
+  EXPECT_EQ(w1.start_us(), kDay0 + 65 * kMin);
+  EXPECT_EQ(w1.value().count(), 2);
+  EXPECT_DOUBLE_EQ(w1.value().sum(), 6);
+  EXPECT_DOUBLE_EQ(w1.value().avg(), 3);
+  EXPECT_DOUBLE_EQ(w1.value().first(), 2);
+  EXPECT_DOUBLE_EQ(w1.value().last(), 4);
+  EXPECT_TRUE(got[4].second.partial());
+  EXPECT_EQ(got[4].second.start_us(), kDay0 + 70 * kMin);
+  EXPECT_EQ(got[4].second.value().count(), 1);
+  // Series 3's raw point lies before its last stored window: no partial window for it.
+  EXPECT_EQ(got[5].first, 3);
+  EXPECT_FALSE(got[5].second.partial());
+}
+
+TEST_F(QueryStoreTest, InterpolatesAnAggregateField) {
+  QueryStore store = Store();
+  v1::InterpolateRequest req;
+  req.mutable_selector()->add_series_ids(1);
+  req.mutable_range()->set_start_us(kDay0 - 5 * kMin);
+  req.mutable_range()->set_end_us(kDay0 + 10 * kMin);
+  req.set_step_us(150 * kS);
+  req.set_method(v1::INTERPOLATION_METHOD_LINEAR);
+  req.set_window_size_us(5 * kMin);
+  req.set_field(v1::AGGREGATE_FIELD_AVG);
+  auto r = store.Interpolate(req, absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->series_size(), 1);
+  // avg 2 at 00:00 and 10 at 00:05; the next window, 01:00 (avg 2), lies past the range and is
+  // the right neighbour of 00:07:30.
+  const auto& v = r->series(0).values();
+  ASSERT_EQ(v.size(), 4);
+  EXPECT_EQ(v[0].time_us(), kDay0);
+  EXPECT_DOUBLE_EQ(v[0].value(), 2);
+  EXPECT_DOUBLE_EQ(v[1].value(), 6);
+  EXPECT_DOUBLE_EQ(v[2].value(), 10);
+  EXPECT_EQ(v[3].time_us(), kDay0 + 450 * kS);
+  EXPECT_DOUBLE_EQ(v[3].value(), 10 - 8.0 * 150 / 3300);
+}
+
+TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {
+  QueryLimits small;
+  small.max_response_bytes = 100;
+  QueryStore store = Store(small);
+  v1::ReadAggregatesRequest req;
+  req.set_window_size_us(5 * kMin);
+  int pages = 0, windows = 0;
+  do {
+    auto r = store.ReadAggregates(req, absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++pages;
+    for (const auto& sw : r->series()) windows += sw.windows_size();
+    req.set_page_token(r->next_page_token());
+  } while (!req.page_token().empty() && pages < 100);
+  EXPECT_EQ(windows, 7);
+  EXPECT_GT(pages, 2);
+}
+
+TEST_F(QueryStoreTest, BadRequestsAreInvalidArgumentWithAMessage) {
+  QueryStore store = Store();
+  v1::ReadAggregatesRequest unknown_size;
+  unknown_size.set_window_size_us(7 * kMin);
+  v1::ReadAggregatesRequest huge_page;
+  huge_page.set_window_size_us(5 * kMin);
+  huge_page.set_page_size(1'000'000);
+  v1::ReadAggregatesRequest bad_token;
+  bad_token.set_window_size_us(5 * kMin);
+  bad_token.set_page_token("not a token");
+  v1::ReadAggregatesRequest inverted;
+  inverted.set_window_size_us(5 * kMin);
+  inverted.mutable_range()->set_start_us(kDay0);
+  inverted.mutable_range()->set_end_us(kDay0 - 1);
+  for (const auto* req : {&unknown_size, &huge_page, &bad_token, &inverted}) {
+    auto r = store.ReadAggregates(*req, absl::Seconds(10));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << req->DebugString();
+    EXPECT_FALSE(r.status().message().empty());
+  }
+  v1::ListSeriesRequest bad_regex;
+  v1::DimensionMatcher* m = bad_regex.mutable_selector()->add_matchers();
+  m->set_name("site");
+  m->set_op(v1::DimensionMatcher::OP_REGEX);
+  m->set_value("a[");
+  EXPECT_EQ(store.ListSeries(bad_regex, absl::Seconds(10)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // The same pattern, valid, selects in SQL what the in-memory matcher selects.
+  m->set_value("[ab]");
+  auto listed = store.ListSeries(bad_regex, absl::Seconds(10));
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->series_size(), 4);  // 1, 2, 3 and the string series 5
+  m->set_op(v1::DimensionMatcher::OP_NOT_REGEX);
+  listed = store.ListSeries(bad_regex, absl::Seconds(10));
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->series_size(), 1);
+  EXPECT_EQ(listed->series(0).series_id(), 4);
+}
+
+// Subscribe over real gRPC against the same database.
+class SubscribeTest : public QueryStoreTest {
+ protected:
+  void StartServer(size_t buffer) {
+    QueryConfig config;
+    config.pg_dsn = *dsn_;
+    config.workers = 1;
+    config.subscriptions.subscriber_buffer = buffer;
+    config.subscriptions.poll_interval = absl::Milliseconds(200);
+    metrics_ = std::make_unique<QueryMetrics>(registry_);
+    service_ = std::make_unique<QueryServiceImpl>(config, *metrics_, log::MakeLogger("query"));
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = v1::QueryService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    service_.reset();
+  }
+
+  // Stores `n` new versions of one window each of series 2, in `n` transactions.
+  void StoreVersions(int first_version, int n) {
+    std::string sql;
+    for (int v = first_version; v < first_version + n; ++v) {
+      absl::StrAppend(&sql, "INSERT INTO aggregates (series_id, window_size, window_start, count,"
+                            " sum, min, max, avg, first, last, version) VALUES (2, interval '5"
+                            " minutes', ",
+                      Ts(kDay0 + 120 * kMin), ", 1, ", v, ", ", v, ", ", v, ", ", v, ", ", v,
+                      ", ", v, ", ", v, ") ON CONFLICT (series_id, window_size, window_start)"
+                      " DO UPDATE SET sum = excluded.sum, version = excluded.version"
+                      " WHERE excluded.version > aggregates.version;\n");
+    }
+    Sql(sql);
+  }
+
+  metrics::Registry registry_;
+  std::unique_ptr<QueryMetrics> metrics_;
+  std::unique_ptr<QueryServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::QueryService::Stub> stub_;
+};
+
+TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
+  StartServer(10'000);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(2);
+  std::string token;
+  {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Subscribe(&ctx, req);
+    v1::SubscribeResponse first;
+    ASSERT_TRUE(reader->Read(&first));
+    EXPECT_EQ(first.updates_size(), 0);
+    token = first.resume_token();
+    ctx.TryCancel();
+    reader->Finish();
+  }
+  StoreVersions(100, 20);  // stored while nobody listens
+  req.set_resume_token(token);
+  grpc::ClientContext ctx;
+  auto reader = stub_->Subscribe(&ctx, req);
+  std::vector<int64_t> versions;
+  v1::SubscribeResponse resp;
+  while (versions.size() < 20 && reader->Read(&resp)) {
+    for (const auto& u : resp.updates()) versions.push_back(u.version());
+  }
+  ctx.TryCancel();
+  reader->Finish();
+  ASSERT_EQ(versions.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(versions[i], 100 + i);
+
+  Sql("SELECT tidemark_prune_aggregate_changes('0 seconds')");
+  grpc::ClientContext old_ctx;
+  auto old = stub_->Subscribe(&old_ctx, req);
+  while (old->Read(&resp)) {
+  }
+  const grpc::Status status = old->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE) << status.error_message();
+  EXPECT_NE(status.error_message().find("subscription_retention"), std::string::npos);
+}
+
+TEST_F(SubscribeTest, ASlowSubscriberIsEndedRatherThanBufferedWithoutBound) {
+  StartServer(50);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(2);
+  grpc::ClientContext ctx;
+  auto reader = stub_->Subscribe(&ctx, req);
+  v1::SubscribeResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  // The client stops reading while thousands of versions are stored: transport windows fill,
+  // the server's queue reaches its bound, and the stream ends.
+  StoreVersions(1'000, 3'000);
+  ASSERT_TRUE(WaitFor([&] { return metrics_->subscriptions.ended_slow.Value() > 0; },
+                      absl::Seconds(30)));
+  int64_t received = 0;
+  while (reader->Read(&resp)) received += resp.updates_size();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_LT(received, 3'000);
+}
+
+TEST_F(SubscribeTest, MalformedTokenAndBadRegexAreInvalidArgument) {
+  StartServer(100);
+  v1::SubscribeRequest bad_token;
+  bad_token.set_resume_token("%%%");
+  v1::SubscribeRequest bad_regex;
+  v1::DimensionMatcher* m = bad_regex.mutable_selector()->add_matchers();
+  m->set_name("site");
+  m->set_op(v1::DimensionMatcher::OP_REGEX);
+  m->set_value("(");
+  for (const auto* req : {&bad_token, &bad_regex}) {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Subscribe(&ctx, *req);
+    v1::SubscribeResponse resp;
+    EXPECT_FALSE(reader->Read(&resp));
+    const grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_FALSE(s.error_message().empty());
+  }
+}
+
+}  // namespace
+}  // namespace tidemark::query

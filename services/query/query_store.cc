@@ -182,8 +182,15 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
     std::map<int64_t, v1::SeriesPoints*> by_series;
     std::vector<int64_t> ids;
     int64_t last_series = 0, last_time = 0;
-    const int64_t n = std::min<int64_t>(want, rows.size());
+    int64_t n = std::min<int64_t>(want, rows.size());
+    bool more = static_cast<int64_t>(rows.size()) > want;
+    int64_t bytes = 0;
     for (int64_t i = 0; i < n; ++i) {
+      if (bytes > limits_.max_response_bytes) {
+        n = i;
+        more = true;
+        break;
+      }
       const pqxx::row& row = rows[static_cast<int>(i)];
       const int64_t sid = row[0].as<int64_t>();
       v1::SeriesPoints*& sp = by_series[sid];
@@ -199,6 +206,7 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
       if (!row[3].is_null()) point->mutable_value()->set_int64_value(row[3].as<int64_t>());
       if (!row[4].is_null()) point->mutable_value()->set_bool_value(row[4].as<bool>());
       if (!row[5].is_null()) point->mutable_value()->set_string_value(row[5].as<std::string>());
+      bytes += static_cast<int64_t>(point->ByteSizeLong()) + 4;
       last_series = sid;
       last_time = point->time_us();
     }
@@ -211,8 +219,8 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
       }
     }
     const int64_t remaining = cursor.remaining < 0 ? -1 : cursor.remaining - n;
-    if (static_cast<int64_t>(rows.size()) > want && remaining != 0) {
-      resp.set_next_page_token(EncodeCursor({last_series, last_time, remaining}));
+    if (more && remaining != 0) {
+      resp.set_next_page_token(EncodeCursor({last_series, last_time, remaining, ""}));
     }
     return resp;
   } catch (const std::exception& e) {

@@ -292,7 +292,8 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
             "   a.first, a.last, a.version, false AS partial"
             "   FROM aggregates a JOIN sel USING (series_id)"
             "   WHERE a.window_size = ", Size(6), " AND a.window_start >= ", Ts(7),
-            "   AND a.window_start < ", Ts(8), " AND (a.", after_cursor, ")),",
+            "   AND a.window_start < ", Ts(8),
+            "   AND (a.series_id, a.window_start) > ($10::bigint, ", Ts(11), ")),",
             " live AS (SELECT p.series_id, date_bin(", Size(6), ", p.time, 'epoch') AS window_start,"
             "   count(*) AS count, sum(x.v ORDER BY p.time) AS sum, min(x.v) AS min,"
             "   max(x.v) AS max, sum(x.v ORDER BY p.time) / count(*) AS avg,"
@@ -405,7 +406,7 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
     const std::string group_key =
         grouped ? "(SELECT jsonb_agg(coalesce(s.dimensions->>u.n, '') ORDER BY u.i)"
                   " FROM jsonb_array_elements_text($6::jsonb) WITH ORDINALITY AS u(n, i))::text"
-                : "''";
+                : "left($6::jsonb::text, 0)";  // '' (PostgreSQL needs every parameter typed)
     const pqxx::result rows = tx.exec_params(
         absl::StrCat(
             "WITH sel AS (SELECT s.series_id, ", group_key, " COLLATE \"C\" AS gk, ",

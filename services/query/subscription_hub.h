@@ -82,7 +82,7 @@ struct SubscriptionOptions {
   /// Poll for changes this often even without a notification (a lost connection drops them).
   absl::Duration poll_interval = absl::Seconds(1);
   /// Changes read per query.
-  int fetch_batch = 5000;
+  int fetch_batch = 1000;
   /// Undelivered updates beyond which a subscriber is ended.
   size_t subscriber_buffer = 10'000;
 };

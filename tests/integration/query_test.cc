@@ -3,6 +3,7 @@
 // order), real-time partial windows, interpolation from an aggregate field, page and byte
 // limits; and Subscribe over real gRPC: catch-up from a token, a pruned token, and a slow
 // subscriber ended with RESOURCE_EXHAUSTED. The whole pipeline is in tests/e2e/query_test.cc.
+#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "common/metrics/metrics.h"
 #include "common/pg/pg.h"
 #include "grpcpp/grpcpp.h"
+#include "pqxx/pqxx"
 #include "gtest/gtest.h"
 #include "services/query/query_service.h"
 #include "services/query/query_store.h"
@@ -37,13 +39,15 @@ std::string Ts(int64_t us) {
 class QueryStoreTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    if (dsn_ != nullptr) return;  // one database for every suite of the binary
     auto& pg = testing::SharedPgCluster();
     auto dsn = pg.CreateDatabase("query_store");
     ASSERT_TRUE(dsn.ok()) << dsn.status();
     auto conn = pg::Connect(*dsn);
     ASSERT_TRUE(conn.ok()) << conn.status();
+    owner_ = conn->release();
     auto logger = log::MakeLogger("query-test");
-    ASSERT_TRUE(pg::ApplyMigrations(**conn, writer::SchemaMigrations(), *logger).ok());
+    ASSERT_TRUE(pg::ApplyMigrations(*owner_, writer::SchemaMigrations(), *logger).ok());
     Sql("CREATE ROLE query_reader LOGIN IN ROLE tidemark_reader");
     Sql(absl::StrCat("SELECT tidemark_ensure_daily_partitions('points', ", "'2026-11-19', '2026-11-21');",
                      "SELECT tidemark_ensure_daily_partitions('aggregates', '2026-11-19', '2026-11-21')"));
@@ -78,16 +82,23 @@ class QueryStoreTest : public ::testing::Test {
     dsn_ = new std::string(pg.Dsn("query_store", "query_reader"));
   }
 
+  // Runs SQL as the schema owner, in its own transaction.
   static void Sql(const std::string& sql) {
-    auto r = testing::SharedPgCluster().Psql("query_store", sql);
-    ASSERT_TRUE(r.ok()) << r.status() << "\n" << sql;
+    try {
+      pqxx::nontransaction tx(*owner_);
+      tx.exec(sql);
+    } catch (const std::exception& e) {
+      FAIL() << e.what() << "\n" << sql;
+    }
   }
 
   QueryStore Store(QueryLimits limits = {}) { return QueryStore(*dsn_, limits); }
 
   static std::string* dsn_;
+  static pqxx::connection* owner_;
 };
 std::string* QueryStoreTest::dsn_ = nullptr;
+pqxx::connection* QueryStoreTest::owner_ = nullptr;
 
 v1::RollupRequest Rollup(int64_t bucket, std::vector<std::string> group_by = {}) {
   v1::RollupRequest r;
@@ -314,11 +325,12 @@ TEST_F(QueryStoreTest, BadRequestsAreInvalidArgumentWithAMessage) {
 // Subscribe over real gRPC against the same database.
 class SubscribeTest : public QueryStoreTest {
  protected:
-  void StartServer(size_t buffer) {
+  void StartServer(size_t buffer, int fetch_batch = 5000) {
     QueryConfig config;
     config.pg_dsn = *dsn_;
     config.workers = 1;
     config.subscriptions.subscriber_buffer = buffer;
+    config.subscriptions.fetch_batch = fetch_batch;
     config.subscriptions.poll_interval = absl::Milliseconds(200);
     metrics_ = std::make_unique<QueryMetrics>(registry_);
     service_ = std::make_unique<QueryServiceImpl>(config, *metrics_, log::MakeLogger("query"));
@@ -336,19 +348,22 @@ class SubscribeTest : public QueryStoreTest {
     service_.reset();
   }
 
-  // Stores `n` new versions of one window each of series 2, in `n` transactions.
-  void StoreVersions(int first_version, int n) {
-    std::string sql;
+  // Stores `n` new versions of `windows` windows of series 2, one transaction per version.
+  void StoreVersions(int first_version, int n, int windows = 1) {
     for (int v = first_version; v < first_version + n; ++v) {
-      absl::StrAppend(&sql, "INSERT INTO aggregates (series_id, window_size, window_start, count,"
-                            " sum, min, max, avg, first, last, version) VALUES (2, interval '5"
-                            " minutes', ",
-                      Ts(kDay0 + 120 * kMin), ", 1, ", v, ", ", v, ", ", v, ", ", v, ", ", v,
-                      ", ", v, ", ", v, ") ON CONFLICT (series_id, window_size, window_start)"
-                      " DO UPDATE SET sum = excluded.sum, version = excluded.version"
-                      " WHERE excluded.version > aggregates.version;\n");
+      std::string rows;
+      for (int w = 0; w < windows; ++w) {
+        absl::StrAppend(&rows, w == 0 ? "" : ",", "(2, interval '5 minutes', ",
+                        Ts(kDay0 + (120 + 5 * w) * kMin), ", 1, ", v, ", ", v, ", ", v, ", ", v,
+                        ", ", v, ", ", v, ", ", v, ")");
+      }
+      Sql(absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count,"
+                       " sum, min, max, avg, first, last, version) VALUES ",
+                       rows,
+                       " ON CONFLICT (series_id, window_size, window_start)"
+                       " DO UPDATE SET sum = excluded.sum, version = excluded.version"
+                       " WHERE excluded.version > aggregates.version"));
     }
-    Sql(sql);
   }
 
   metrics::Registry registry_;
@@ -398,23 +413,39 @@ TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
 }
 
 TEST_F(SubscribeTest, ASlowSubscriberIsEndedRatherThanBufferedWithoutBound) {
-  StartServer(50);
+  StartServer(5'000, 500);
   v1::SubscribeRequest req;
   req.mutable_selector()->add_series_ids(2);
-  grpc::ClientContext ctx;
-  auto reader = stub_->Subscribe(&ctx, req);
+  // A subscriber that keeps reading, beside one that stops after its first response.
+  grpc::ClientContext fast_ctx;
+  auto fast = stub_->Subscribe(&fast_ctx, req);
   v1::SubscribeResponse resp;
-  ASSERT_TRUE(reader->Read(&resp));
-  // The client stops reading while thousands of versions are stored: transport windows fill,
-  // the server's queue reaches its bound, and the stream ends.
-  StoreVersions(1'000, 3'000);
+  ASSERT_TRUE(fast->Read(&resp));
+  std::atomic<int64_t> fast_received = 0;
+  std::thread fast_reader([&] {
+    v1::SubscribeResponse r;
+    while (fast->Read(&r)) fast_received += r.updates_size();
+  });
+  grpc::ClientContext slow_ctx;
+  auto slow = stub_->Subscribe(&slow_ctx, req);
+  ASSERT_TRUE(slow->Read(&resp));
+  // 60,000 versions: the slow stream's transport windows fill, its queue reaches the bound,
+  // and it ends; the reading one receives everything.
+  StoreVersions(1'000, 300, 200);
   ASSERT_TRUE(WaitFor([&] { return metrics_->subscriptions.ended_slow.Value() > 0; },
                       absl::Seconds(30)));
   int64_t received = 0;
-  while (reader->Read(&resp)) received += resp.updates_size();
-  const grpc::Status status = reader->Finish();
+  while (slow->Read(&resp)) received += resp.updates_size();
+  const grpc::Status status = slow->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
-  EXPECT_LT(received, 3'000);
+  EXPECT_NE(status.error_message().find("resume_token"), std::string::npos);
+  EXPECT_LT(received, 60'000);
+  EXPECT_TRUE(WaitFor([&] { return fast_received.load() == 60'000; }, absl::Seconds(30)))
+      << fast_received.load();
+  EXPECT_EQ(metrics_->subscriptions.ended_slow.Value(), 1u);
+  fast_ctx.TryCancel();
+  fast_reader.join();
+  fast->Finish();
 }
 
 TEST_F(SubscribeTest, MalformedTokenAndBadRegexAreInvalidArgument) {

@@ -1,6 +1,6 @@
 // Writer throughput: rows/s through the timestream-writer's store path (BatchBuilder +
 // PointStore: COPY into staging, classification, one versioned upsert) and through the whole
-// WriterLoop from the development broker, against the baseline a user would script:
+// BatchLoop from the development broker, against the baseline a user would script:
 // psql `\copy` of the same rows into the same staging table plus the same upsert statement.
 #include <unistd.h>
 
@@ -164,7 +164,7 @@ int main() {
   auto stored = pg.Psql("psql_baseline_0", "SELECT count(*) FROM points");
   auto stored_writer = pg.Psql("store_path_0", "SELECT count(*) FROM points");
 
-  // 3. The whole WriterLoop: records already in the broker, drained by the writer.
+  // 3. The whole BatchLoop: records already in the broker, drained by the writer.
   auto broker = devbroker::DevBroker::Start(1, {{"raw", 6}, {"rejected", 1}});
   Must(broker.status());
   {
@@ -183,11 +183,11 @@ int main() {
     auto producer = kafka::Producer::Create({.brokers = (*broker)->bootstrap_servers()}, logger);
     metrics::Registry registry;
     writer::RawPointSink sink(loop_store, absl::Minutes(15), absl::Hours(24 * 7), registry);
-    writer::WriterMetrics metrics(registry, "raw");
-    writer::WriterConfig config;
+    kafka::BatchLoopMetrics metrics(registry, "tidemark_writer", "raw");
+    kafka::BatchLoopConfig config;
     config.rejected_topic = "rejected";
     config.batch_max_records = kBatch;
-    writer::WriterLoop loop(config, sink, **producer, metrics, logger);
+    kafka::BatchLoop loop(config, sink, **producer, metrics, logger);
     auto consumer = kafka::Consumer::Create(
         {.brokers = (*broker)->bootstrap_servers(), .group_id = "bench", .topics = {"raw"}}, logger,
         &loop);

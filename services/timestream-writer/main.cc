@@ -42,8 +42,8 @@ using namespace tidemark;
 
 // One consumer loop on its own thread: raw points, aggregates, or repairs.
 struct LoopRunner {
-  std::unique_ptr<writer::WriterMetrics> metrics;
-  std::unique_ptr<writer::WriterLoop> loop;
+  std::unique_ptr<kafka::BatchLoopMetrics> metrics;
+  std::unique_ptr<kafka::BatchLoop> loop;
   std::unique_ptr<kafka::Consumer> consumer;
   absl::Status result;
   std::thread thread;
@@ -111,7 +111,7 @@ int Run(int argc, char** argv) {
   const std::string group = absl::GetFlag(FLAGS_group_id);
   struct LoopSpec {
     std::string name, topic, group;
-    writer::BatchSink* sink;
+    kafka::BatchSink* sink;
   };
   const std::vector<LoopSpec> specs = {
       {"raw", absl::GetFlag(FLAGS_raw_topic), group, &raw_sink},
@@ -121,14 +121,14 @@ int Run(int argc, char** argv) {
   std::vector<std::unique_ptr<LoopRunner>> runners;
   for (const LoopSpec& spec : specs) {
     auto r = std::make_unique<LoopRunner>();
-    writer::WriterConfig cfg;
+    kafka::BatchLoopConfig cfg;
     cfg.name = spec.name;
     cfg.rejected_topic = absl::GetFlag(FLAGS_rejected_topic);
     cfg.batch_max_records = static_cast<size_t>(absl::GetFlag(FLAGS_batch_max_records));
     cfg.batch_max_age = absl::GetFlag(FLAGS_batch_max_age);
-    r->metrics = std::make_unique<writer::WriterMetrics>(registry, spec.name);
+    r->metrics = std::make_unique<kafka::BatchLoopMetrics>(registry, "tidemark_writer", spec.name);
     r->loop =
-        std::make_unique<writer::WriterLoop>(cfg, *spec.sink, **producer, *r->metrics, logger);
+        std::make_unique<kafka::BatchLoop>(cfg, *spec.sink, **producer, *r->metrics, logger);
     auto consumer = kafka::Consumer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),
                                              .group_id = spec.group,
                                              .topics = {spec.topic}},

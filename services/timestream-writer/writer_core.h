@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/kafka/batch_loop.h"
 #include "common/series/event_points.h"
 #include "tidemark/v1/event.pb.h"
 
@@ -37,13 +38,8 @@ struct SeriesRow {
 
 /// A record, or one point of it, that the writer will not store, with the reason that
 /// goes to tidemark.rejected.
-struct PointRejection {
-  size_t source = 0;
-  v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;
-  std::string message;
-  std::string measure_name;
-  std::optional<int64_t> existing_version;
-};
+/// A record or one point of it that the writer refused.
+using PointRejection = kafka::RecordRejection;
 
 struct BatchCounters {
   int64_t clock_corrected = 0;

@@ -151,24 +151,24 @@ TEST(PointStore, SchemaHasReadOnlyRoleAndPartitions) {
   EXPECT_EQ(*dropped, 2);
 }
 
-// Runs a WriterLoop on its own thread until stopped.
+// Runs a BatchLoop on its own thread until stopped.
 class RunningWriter {
  public:
   RunningWriter(const std::string& dsn, const std::string& topic, const std::string& group,
                 const std::string& rejected_topic = "rejected")
       : store_(dsn, absl::Hours(48)),
         sink_(store_, absl::Minutes(15), absl::Hours(24 * 7), registry_),
-        metrics_(registry_, "raw") {
+        metrics_(registry_, "tidemark_writer", "raw") {
     EXPECT_TRUE(store_.Open(*Logger()).ok());
     auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
     EXPECT_TRUE(producer.ok());
     producer_ = *std::move(producer);
-    WriterConfig config;
+    kafka::BatchLoopConfig config;
     config.rejected_topic = rejected_topic;
     config.batch_max_records = 500;
     config.batch_max_age = absl::Milliseconds(50);
     config.retry_max_backoff = absl::Milliseconds(500);
-    loop_ = std::make_unique<WriterLoop>(config, sink_, *producer_, metrics_, Logger());
+    loop_ = std::make_unique<kafka::BatchLoop>(config, sink_, *producer_, metrics_, Logger());
     auto consumer = kafka::Consumer::Create(
         {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}}, Logger(),
         loop_.get());
@@ -181,16 +181,16 @@ class RunningWriter {
     thread_.join();
     EXPECT_TRUE(result_.ok()) << result_;
   }
-  WriterMetrics& metrics() { return metrics_; }
+  kafka::BatchLoopMetrics& metrics() { return metrics_; }
   const RawPointSink& sink() const { return sink_; }
 
  private:
   metrics::Registry registry_;
   PointStore store_;
   RawPointSink sink_;
-  WriterMetrics metrics_;
+  kafka::BatchLoopMetrics metrics_;
   std::unique_ptr<kafka::Producer> producer_;
-  std::unique_ptr<WriterLoop> loop_;
+  std::unique_ptr<kafka::BatchLoop> loop_;
   std::unique_ptr<kafka::Consumer> consumer_;
   std::atomic<bool> stop_{false};
   absl::Status result_;

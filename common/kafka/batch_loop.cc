@@ -1,0 +1,240 @@
+#include "common/kafka/batch_loop.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+
+namespace tidemark::kafka {
+
+BatchLoopMetrics::BatchLoopMetrics(metrics::Registry& r, const std::string& prefix,
+                                   const std::string& loop)
+    : records(r.AddCounter(absl::StrCat(prefix, "_records_total"), "Kafka records consumed",
+                           absl::StrCat("loop=\"", loop, "\""))),
+      rejected(r.AddCounter(absl::StrCat(prefix, "_rejected_total"),
+                            "Records or points published to tidemark.rejected",
+                            absl::StrCat("loop=\"", loop, "\""))),
+      store_retries(r.AddCounter(absl::StrCat(prefix, "_store_retries_total"),
+                                 "Batch writes retried after a failure",
+                                 absl::StrCat("loop=\"", loop, "\""))),
+      batch_latency(r.AddHistogram(absl::StrCat(prefix, "_batch_seconds"),
+                                   "Time to store one batch and commit its offsets",
+                                   absl::StrCat("loop=\"", loop, "\""))),
+      consumer_lag(r.AddGauge(absl::StrCat(prefix, "_consumer_lag_records"),
+                              "Records behind the end of the assigned partitions",
+                              absl::StrCat("loop=\"", loop, "\""))) {}
+
+BatchLoop::BatchLoop(const BatchLoopConfig& config, BatchSink& sink, Producer& rejected_producer,
+                     BatchLoopMetrics& metrics, std::shared_ptr<spdlog::logger> logger)
+    : config_(config),
+      sink_(sink),
+      rejected_producer_(rejected_producer),
+      metrics_(metrics),
+      logger_(std::move(logger)) {}
+
+void BatchLoop::OnAssigned(const std::vector<AssignedPartition>& partitions) {
+  sink_.OnAssigned(partitions);
+}
+
+void BatchLoop::OnRevoked(const std::vector<TopicPartition>& partitions) {
+  // Uncommitted records of a revoked partition are the next owner's to write.
+  auto revoked = [&](const Message& m) {
+    return std::any_of(partitions.begin(), partitions.end(), [&](const auto& tp) {
+      return tp.partition == m.partition() && tp.topic == m.topic();
+    });
+  };
+  pending_.erase(std::remove_if(pending_.begin(), pending_.end(), revoked), pending_.end());
+}
+
+absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
+  absl::Time next_maintenance = absl::Now();
+  while (!stop.load()) {
+    if (absl::Now() >= next_maintenance) {
+      if (absl::Status s = sink_.Maintain(); s.ok()) {
+        next_maintenance = absl::Now() + config_.maintenance_interval;
+      } else {
+        logger_->warn("msg=\"maintenance failed\" loop={} error=\"{}\"", config_.name, s.message());
+        next_maintenance = absl::Now() + config_.retry_max_backoff;
+      }
+    }
+    absl::Duration wait = absl::Milliseconds(100);
+    if (!pending_.empty()) {
+      wait = std::max(absl::ZeroDuration(), batch_started_ + config_.batch_max_age - absl::Now());
+    }
+    // pending_ may already exceed the batch size with records polled while backing off.
+    const size_t room = pending_.size() < config_.batch_max_records
+                            ? config_.batch_max_records - pending_.size()
+                            : 0;
+    absl::StatusOr<std::vector<Message>> polled = consumer.Poll(room, wait);
+    if (!polled.ok()) return polled.status();
+    if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
+    metrics_.consumer_lag.Set(static_cast<double>(consumer.Lag()));
+    for (Message& m : *polled) pending_.push_back(std::move(m));
+    if (!pending_.empty() && (pending_.size() >= config_.batch_max_records ||
+                              absl::Now() >= batch_started_ + config_.batch_max_age)) {
+      if (absl::Status s = Flush(consumer, stop); !s.ok()) return s;
+    }
+  }
+  // Shutting down: write what is held, if the store lets us, and commit it.
+  if (!pending_.empty()) return Flush(consumer, stop);
+  return absl::OkStatus();
+}
+
+void BatchLoop::Backoff(Consumer& consumer, absl::Duration& delay) {
+  metrics_.store_retries.Add();
+  // Polling paused partitions fetches nothing but keeps the group membership alive and
+  // serves rebalances.
+  const absl::Time until = absl::Now() + delay;
+  while (absl::Now() < until) {
+    absl::StatusOr<std::vector<Message>> none =
+        consumer.Poll(1, std::min(absl::Milliseconds(100), until - absl::Now()));
+    if (none.ok()) {
+      for (Message& m : *none) pending_.push_back(std::move(m));
+    }
+  }
+  delay = std::min(delay * 2, config_.retry_max_backoff);
+}
+
+absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreRecords(
+    const std::vector<size_t>& sources) {
+  std::vector<const Message*> records;
+  records.reserve(sources.size());
+  for (size_t i : sources) records.push_back(&pending_[i]);
+  absl::StatusOr<std::vector<RecordRejection>> rejections = sink_.Write(records);
+  if (!rejections.ok()) return rejections.status();
+  metrics_.records.Add(sources.size());
+  for (RecordRejection& r : *rejections) r.source = sources[r.source];
+  return rejections;
+}
+
+absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop) {
+  const absl::Time start = absl::Now();
+  absl::Duration delay = config_.retry_initial_backoff;
+  bool paused = false;
+  auto pause = [&] {
+    if (paused) return;
+    if (absl::Status s = consumer.PauseAll(); !s.ok()) {
+      logger_->warn("msg=\"cannot pause\" error=\"{}\"", s.message());
+    }
+    paused = true;
+  };
+
+  // 1. Store the pending records. Records polled while backing off join the next attempt.
+  std::vector<RecordRejection> rejections;
+  while (true) {
+    if (pending_.empty()) break;
+    std::vector<size_t> all(pending_.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    absl::StatusOr<std::vector<RecordRejection>> stored = StoreRecords(all);
+    if (stored.ok()) {
+      rejections = *std::move(stored);
+      break;
+    }
+    if (stored.status().code() == absl::StatusCode::kInvalidArgument) {
+      // The store refused some value; write record by record so that only the refused
+      // records are rejected (a rare path, so the round trips are acceptable).
+      logger_->warn("msg=\"batch refused; writing record by record\" error=\"{}\"",
+                    stored.status().message());
+      rejections.clear();
+      absl::Status retriable;
+      for (size_t i = 0; i < pending_.size() && retriable.ok(); ++i) {
+        absl::StatusOr<std::vector<RecordRejection>> one = StoreRecords({i});
+        if (one.ok()) {
+          for (RecordRejection& r : *one) rejections.push_back(std::move(r));
+        } else if (one.status().code() == absl::StatusCode::kInvalidArgument) {
+          rejections.push_back({i, v1::REJECT_REASON_STORE_ERROR,
+                                std::string(one.status().message()), "", std::nullopt});
+        } else {
+          retriable = one.status();
+        }
+      }
+      if (retriable.ok()) break;
+      stored = retriable;
+    }
+    logger_->warn(
+        "msg=\"store write failed; consumption paused, retrying\" loop={} error=\"{}\" "
+        "retry_in={}",
+        config_.name, stored.status().message(), absl::FormatDuration(delay));
+    pause();
+    if (stop.load()) {
+      // Shutting down: the records stay uncommitted and are written after the restart.
+      return absl::OkStatus();
+    }
+    Backoff(consumer, delay);
+  }
+
+  // 2. Snapshot what the stored records need before polling again (a rebalance may
+  //    change pending_): their rejections and the offsets to commit.
+  const size_t stored_count = pending_.size();
+  std::vector<std::pair<std::string, std::string>> rejected_records;
+  for (const RecordRejection& r : rejections) {
+    rejected_records.emplace_back(std::string(pending_[r.source].key()), RejectedRecord(r));
+  }
+  std::map<TopicPartition, int64_t> next_offsets;
+  for (size_t i = 0; i < stored_count; ++i) {
+    const Message& m = pending_[i];
+    int64_t& next = next_offsets[{std::string(m.topic()), m.partition()}];
+    next = std::max(next, m.offset() + 1);
+  }
+  pending_.clear();
+
+  // 3. Rejections are made durable before the offsets that produced them are committed.
+  absl::Duration publish_delay = config_.retry_initial_backoff;
+  while (true) {
+    absl::Status published = PublishRejections(rejected_records);
+    if (published.ok()) break;
+    logger_->warn("msg=\"cannot publish rejections; retrying\" error=\"{}\"", published.message());
+    pause();
+    if (stop.load()) return absl::OkStatus();
+    Backoff(consumer, publish_delay);
+  }
+  metrics_.rejected.Add(rejected_records.size());
+
+  // 4. Commit. A failure loses nothing: the records are replayed, and the versioned upsert
+  //    makes the replay a no-op.
+  if (absl::Status s = consumer.Commit(next_offsets); !s.ok()) {
+    logger_->warn("msg=\"offset commit failed; records will be replayed\" error=\"{}\"",
+                  s.message());
+  }
+  if (paused) {
+    if (absl::Status s = consumer.ResumeAll(); !s.ok()) {
+      logger_->warn("msg=\"cannot resume\" error=\"{}\"", s.message());
+    }
+    logger_->info("msg=\"store reachable again; consumption resumed\"");
+  }
+  if (!pending_.empty()) batch_started_ = absl::Now();
+  metrics_.batch_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return absl::OkStatus();
+}
+
+std::string BatchLoop::RejectedRecord(const RecordRejection& r) const {
+  const Message& m = pending_[r.source];
+  v1::RejectedEvent out;
+  out.set_service(config_.service);
+  out.set_reason(r.reason);
+  out.set_message(r.message);
+  out.set_topic(std::string(m.topic()));
+  out.set_partition(m.partition());
+  out.set_offset(m.offset());
+  out.set_measure_name(r.measure_name);
+  if (r.existing_version) out.set_existing_version(*r.existing_version);
+  out.set_original(std::string(m.value()));
+  logger_->info("msg=\"record rejected\" reason={} partition={} offset={} measure={} detail=\"{}\"",
+                v1::RejectReason_Name(r.reason), m.partition(), m.offset(), r.measure_name,
+                r.message);
+  return out.SerializeAsString();
+}
+
+absl::Status BatchLoop::PublishRejections(
+    const std::vector<std::pair<std::string, std::string>>& records) {
+  if (records.empty()) return absl::OkStatus();
+  for (const auto& [key, value] : records) {
+    if (absl::Status s = rejected_producer_.Produce(config_.rejected_topic, key, value, nullptr);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return rejected_producer_.Flush(absl::Seconds(10));
+}
+
+}  // namespace tidemark::kafka

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/kafka/consumer.h"
+#include "common/kafka/producer.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "tidemark/v1/event.pb.h"
+
+namespace tidemark::kafka {
+
+/// A record (or one point of a record) a sink refused, with its reason.
+struct RecordRejection {
+  /// Index of the record in the batch given to BatchSink::Write.
+  size_t source = 0;
+  v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;
+  std::string message;
+  std::string measure_name;
+  std::optional<int64_t> existing_version;
+};
+
+/// Where a BatchLoop makes its records durable.
+class BatchSink {
+ public:
+  virtual ~BatchSink() = default;
+  /// Stores `records` in one transaction and returns the records (or points of records) it
+  /// refused, by index into `records`. INVALID_ARGUMENT means the store refused some value:
+  /// the loop then retries record by record. Any other error is retried whole, later.
+  virtual absl::StatusOr<std::vector<RecordRejection>> Write(
+      const std::vector<const Message*>& records) = 0;
+  /// Periodic upkeep (partitions, retention); failures are logged and retried later.
+  virtual absl::Status Maintain() { return absl::OkStatus(); }
+  /// Told about partitions gained in a rebalance, before any of their records is written
+  /// (e.g. to clean up after a predecessor that crashed between writing and committing).
+  virtual void OnAssigned(const std::vector<AssignedPartition>& partitions) {}
+};
+
+struct BatchLoopConfig {
+  /// Names this loop in logs and metrics (raw, aggregates, late).
+  std::string name = "raw";
+  /// The service named in the tidemark.rejected records it publishes.
+  std::string service = "timestream-writer";
+  std::string rejected_topic = "tidemark.rejected";
+  /// A batch is written when it holds this many records or is this old.
+  size_t batch_max_records = 5000;
+  absl::Duration batch_max_age = absl::Milliseconds(200);
+  absl::Duration retry_initial_backoff = absl::Milliseconds(100);
+  absl::Duration retry_max_backoff = absl::Seconds(5);
+  absl::Duration maintenance_interval = absl::Minutes(10);
+};
+
+struct BatchLoopMetrics {
+  /// Metrics named <prefix>_records_total etc., labelled loop="<loop>".
+  BatchLoopMetrics(metrics::Registry& r, const std::string& prefix, const std::string& loop);
+  metrics::Counter& records;
+  metrics::Counter& rejected;
+  metrics::Counter& store_retries;
+  metrics::Histogram& batch_latency;
+  metrics::Gauge& consumer_lag;
+};
+
+/// Moves records from Kafka into a sink: batches by size and age, writes each batch in one
+/// transaction, publishes what the sink refuses to tidemark.rejected, and only then commits
+/// the batch's offsets. While the sink fails it pauses consumption and retries the same batch
+/// with backoff; it never skips a record.
+class BatchLoop final : public PartitionListener {
+ public:
+  BatchLoop(const BatchLoopConfig& config, BatchSink& sink, Producer& rejected_producer,
+            BatchLoopMetrics& metrics, std::shared_ptr<spdlog::logger> logger);
+
+  /// Runs until `stop` is set (then writes what it holds and returns OK) or a fatal error.
+  absl::Status Run(Consumer& consumer, const std::atomic<bool>& stop);
+
+  void OnAssigned(const std::vector<AssignedPartition>& partitions) override;
+  void OnRevoked(const std::vector<TopicPartition>& partitions) override;
+
+ private:
+  /// Writes `pending_` durably and commits its offsets; retries until done or stopped.
+  absl::Status Flush(Consumer& consumer, const std::atomic<bool>& stop);
+  absl::StatusOr<std::vector<RecordRejection>> StoreRecords(const std::vector<size_t>& sources);
+  /// The tidemark.rejected record for a rejection of pending_[r.source].
+  std::string RejectedRecord(const RecordRejection& r) const;
+  /// Produces (key, value) records and waits until Kafka acknowledged them.
+  absl::Status PublishRejections(const std::vector<std::pair<std::string, std::string>>& records);
+  void Backoff(Consumer& consumer, absl::Duration& delay);
+
+  const BatchLoopConfig config_;
+  BatchSink& sink_;
+  Producer& rejected_producer_;
+  BatchLoopMetrics& metrics_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::vector<Message> pending_;
+  absl::Time batch_started_;
+};
+
+}  // namespace tidemark::kafka

@@ -8,3 +8,4 @@ build/bench/writer_bench
 build/bench/ingest_bench
 build/bench/aggregator_bench
 build/bench/freshness_bench
+build/bench/query_bench

@@ -1,0 +1,746 @@
+// The query service's read side against the real `query` binary on a private PostgreSQL with
+// the writer's schema, filled by SQL (generate_series) with 100 series x one point every 10 s
+// for one UTC day and the 5 m windows computed from those points:
+// 1. Rollup of the day into 1 h buckets from the stored windows, over gRPC, against the same
+//    answer computed from the raw points by a PostgreSQL GROUP BY in the same run (medians and
+//    ratio). Both answers are compared first, so a fast wrong answer is never reported.
+// 2. ReadAggregates and Rollup latency p50/p99 with 16 concurrent clients.
+// 3. Subscribe: time from an upsert's commit to its delivery, with 100 open streams.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "bench/bench_util.h"
+#include "common/log/log.h"
+#include "common/pg/pg.h"
+#include "common/series/series_key.h"
+#include "grpcpp/grpcpp.h"
+#include "nlohmann/json.hpp"
+#include "pqxx/pqxx"
+#include "services/timestream-writer/schema.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tidemark/v1/query.grpc.pb.h"
+
+namespace {
+
+using namespace tidemark;
+
+constexpr char kMeasure[] = "bench_load";
+constexpr int kSeries = 100;
+constexpr int64_t kPointStepUs = 10'000'000;  // one point every 10 s
+constexpr int64_t kDayUs = 86'400'000'000;
+constexpr int64_t kWindowUs = 300'000'000;    // stored windows: 5 m
+constexpr int64_t kBucketUs = 3'600'000'000;  // rollup buckets: 1 h
+constexpr int kRollupRounds = 15;             // after one warm-up round each
+constexpr int kClients = 16;
+constexpr int kReadAggregatesPerClient = 50;
+constexpr int kRollupsPerClient = 10;
+constexpr int kSubscribers = 100;
+constexpr int kTransactions = 50;
+constexpr int kWindowsPerTransaction = 20;
+constexpr absl::Duration kTransactionSpacing = absl::Milliseconds(50);
+constexpr absl::Duration kCallDeadline = absl::Seconds(60);
+
+// Points of every series for the day: $1 day start, $2 step (both microseconds), $3 points per
+// series. Values mix a slow wave with a deterministic jitter so that sums are not exact in binary.
+constexpr const char* kInsertPoints =
+    "WITH s AS (SELECT series_id, row_number() OVER (ORDER BY series_id) AS n FROM series)"
+    " INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+    " SELECT s.series_id, 'epoch'::timestamptz + interval '1 microsecond' * ($1::bigint"
+    "   + i * $2::bigint), 50 + 30 * sin(i / 360.0 + s.n) + ((i * 7919 + s.n * 104729) % 1000)"
+    "   / 100.0, 1, now()"
+    " FROM s CROSS JOIN generate_series(0, $3::bigint - 1) AS i";
+
+// Windows of $1 microseconds computed from the points as the aggregator computes them: sums in
+// time order, first and last by time. The statement trigger logs them as changes too.
+constexpr const char* kInsertWindows =
+    "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
+    " first, last, version, updated_at)"
+    " SELECT p.series_id, interval '1 microsecond' * $1::bigint,"
+    " date_bin(interval '1 microsecond' * $1::bigint, p.time, 'epoch'), count(*),"
+    " sum(x.v ORDER BY p.time), min(x.v), max(x.v), sum(x.v ORDER BY p.time) / count(*),"
+    " (array_agg(x.v ORDER BY p.time))[1], (array_agg(x.v ORDER BY p.time DESC))[1], 1, now()"
+    " FROM points p CROSS JOIN LATERAL"
+    "   (SELECT coalesce(p.value_double, p.value_int::double precision) AS v) x"
+    " WHERE x.v IS NOT NULL GROUP BY p.series_id, 3";
+
+// The baseline: what a user without stored windows runs, the rollup's full answer (count, sum,
+// min, max, first, last) from the raw points. $1 measure, $2 bucket, $3 and $4 the range.
+constexpr const char* kBaselineRollup =
+    "SELECT p.series_id, (EXTRACT(EPOCH FROM date_bin(interval '1 microsecond' * $2::bigint,"
+    " p.time, 'epoch')) * 1000000)::bigint AS bucket, count(*), sum(x.v), min(x.v), max(x.v),"
+    " (array_agg(x.v ORDER BY p.time))[1], (array_agg(x.v ORDER BY p.time DESC))[1]"
+    " FROM points p JOIN series s USING (series_id) CROSS JOIN LATERAL"
+    "   (SELECT coalesce(p.value_double, p.value_int::double precision) AS v) x"
+    " WHERE s.measure_name = $1 AND x.v IS NOT NULL"
+    " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $3::bigint"
+    " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $4::bigint"
+    " GROUP BY 1, 2 ORDER BY 1, 2";
+
+// The same without first and last (which need a sort per group): the cheapest raw GROUP BY,
+// reported so the ratio's dependence on those two fields is visible.
+constexpr const char* kBaselineRollupNoFirstLast =
+    "SELECT p.series_id, (EXTRACT(EPOCH FROM date_bin(interval '1 microsecond' * $2::bigint,"
+    " p.time, 'epoch')) * 1000000)::bigint AS bucket, count(*), sum(x.v), min(x.v), max(x.v)"
+    " FROM points p JOIN series s USING (series_id) CROSS JOIN LATERAL"
+    "   (SELECT coalesce(p.value_double, p.value_int::double precision) AS v) x"
+    " WHERE s.measure_name = $1 AND x.v IS NOT NULL"
+    " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $3::bigint"
+    " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $4::bigint"
+    " GROUP BY 1, 2 ORDER BY 1, 2";
+
+// A new version of stored windows, staged and upserted as services/timestream-writer's
+// AggregateStore does (same conflict rule: the higher version wins).
+constexpr const char* kCreateStaging =
+    "CREATE TEMP TABLE IF NOT EXISTS staging_aggregates (series_id bigint, size_us bigint,"
+    " start_us bigint, count bigint, sum double precision, min double precision,"
+    " max double precision, avg double precision, first double precision,"
+    " last double precision, version bigint) ON COMMIT DELETE ROWS";
+constexpr const char* kUpsertStaged =
+    "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
+    " first, last, version, updated_at)"
+    " SELECT series_id, interval '1 microsecond' * size_us,"
+    " 'epoch'::timestamptz + interval '1 microsecond' * start_us, count, sum, min, max, avg,"
+    " first, last, version, now() FROM staging_aggregates"
+    " ON CONFLICT (series_id, window_size, window_start) DO UPDATE SET"
+    " count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max,"
+    " avg = excluded.avg, first = excluded.first, last = excluded.last,"
+    " version = excluded.version, updated_at = excluded.updated_at"
+    " WHERE excluded.version > aggregates.version";
+
+// The shortest text that reads back as the same double, as AggregateStore writes them.
+std::string Num(double d) {
+  char buf[32];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), d);
+  return std::string(buf, r.ptr);
+}
+
+std::string Bin(const std::string& relative) {
+  return absl::StrCat(TIDEMARK_BINARY_DIR, "/", relative);
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
+
+std::chrono::system_clock::time_point Deadline() {
+  return std::chrono::system_clock::now() + absl::ToChronoMicroseconds(kCallDeadline);
+}
+
+// Its own connection (not shared with other channels to the same address), as a separate
+// client process would have.
+std::shared_ptr<grpc::Channel> NewChannel(int port) {
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                           grpc::InsecureChannelCredentials(), args);
+  channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  return channel;
+}
+
+// One bucket of one series: what both the rollup and the baseline answer.
+struct Bucket {
+  int64_t count = 0;
+  double sum = 0, min = 0, max = 0, first = 0, last = 0;
+};
+using Answer = std::map<std::pair<int64_t, int64_t>, Bucket>;  // (series_id, start_us)
+
+// The day of every series in 1 h buckets, one group per series.
+v1::RollupRequest DayRollup(int64_t day_us) {
+  v1::RollupRequest req;
+  req.mutable_selector()->set_measure_name(kMeasure);
+  req.mutable_range()->set_start_us(day_us);
+  req.mutable_range()->set_end_us(day_us + kDayUs);
+  req.set_bucket_us(kBucketUs);
+  req.set_page_size(10'000);
+  return req;
+}
+
+// Every page of a rollup; `windows_seen` counts the stored windows the buckets merged.
+absl::StatusOr<Answer> CallRollup(v1::QueryService::Stub& stub, v1::RollupRequest req,
+                                  int64_t* windows_seen = nullptr) {
+  Answer answer;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    v1::RollupResponse resp;
+    const grpc::Status s = stub.Rollup(&ctx, req, &resp);
+    if (!s.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          absl::StrCat("Rollup: ", s.error_message()));
+    }
+    if (resp.source_window_size_us() != kWindowUs) {
+      return absl::InternalError(absl::StrCat(
+          "Rollup merged windows of ", resp.source_window_size_us(), " us, not ", kWindowUs));
+    }
+    for (const v1::RollupGroup& g : resp.groups()) {
+      for (const v1::RollupBucket& b : g.buckets()) {
+        const v1::AggregateValue& v = b.value();
+        answer[{g.series().series_id(), b.start_us()}] = {v.count(), v.sum(),   v.min(),
+                                                          v.max(),   v.first(), v.last()};
+        if (windows_seen != nullptr) *windows_seen += b.windows();
+      }
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return answer;
+}
+
+Answer BaselineRollup(pqxx::connection& conn, const char* sql, int64_t day_us) {
+  pqxx::read_transaction tx(conn);
+  Answer answer;
+  for (const pqxx::row& row : tx.exec_params(sql, kMeasure, kBucketUs, day_us, day_us + kDayUs)) {
+    Bucket& b = answer[{row[0].as<int64_t>(), row[1].as<int64_t>()}];
+    b.count = row[2].as<int64_t>();
+    b.sum = row[3].as<double>();
+    b.min = row[4].as<double>();
+    b.max = row[5].as<double>();
+    if (row.size() > 6) {
+      b.first = row[6].as<double>();
+      b.last = row[7].as<double>();
+    }
+  }
+  return answer;
+}
+
+// Empty when the service's rollup is the baseline's: the same buckets, counts exactly, sums
+// within 1e-9 relative (windows are summed in another order), min, max, first and last exactly.
+std::string Disagreement(const Answer& service, const Answer& baseline) {
+  if (service.size() != baseline.size()) {
+    return absl::StrFormat("the service returned %d buckets, the baseline %d", service.size(),
+                           baseline.size());
+  }
+  for (const auto& [key, want] : baseline) {
+    auto it = service.find(key);
+    if (it == service.end()) {
+      return absl::StrFormat("bucket (series %d, start %d us) is missing", key.first, key.second);
+    }
+    const Bucket& got = it->second;
+    const double rel = std::abs(got.sum - want.sum) / std::max(1.0, std::abs(want.sum));
+    if (got.count != want.count || rel > 1e-9 || got.min != want.min || got.max != want.max ||
+        got.first != want.first || got.last != want.last) {
+      return absl::StrFormat(
+          "bucket (series %d, start %d us): service count %d sum %.17g min %g max %g first %g "
+          "last %g; baseline count %d sum %.17g min %g max %g first %g last %g",
+          key.first, key.second, got.count, got.sum, got.min, got.max, got.first, got.last,
+          want.count, want.sum, want.min, want.max, want.first, want.last);
+    }
+  }
+  return "";
+}
+
+// Starts the query binary on a port it picks and reads the port back from its log.
+absl::StatusOr<std::pair<std::unique_ptr<testing::ChildProcess>, int>> StartQuery(
+    const std::string& dsn, const std::string& log) {
+  auto query = testing::ChildProcess::Start(
+      Bin("services/query/query"), {"--listen=127.0.0.1:0", "--metrics_host=127.0.0.1"},
+      {{"TIDEMARK_PG_DSN", dsn}, {"TIDEMARK_LOG_LEVEL", "info"}}, log);
+  if (!query.ok()) return query.status();
+  int port = 0;
+  testing::WaitFor(
+      [&] {
+        const std::string text = (*query)->Log();
+        const size_t at = text.find("grpc_port=");
+        if (at != std::string::npos) port = std::atoi(text.c_str() + at + 10);
+        return port > 0 || !(*query)->Running();
+      },
+      absl::Seconds(20));
+  if (port <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("the query service did not report its port; log:\n", (*query)->Log()));
+  }
+  return std::make_pair(*std::move(query), port);
+}
+
+struct Latencies {
+  std::vector<double> ms;
+  int64_t failures = 0;
+  std::string first_failure;
+};
+
+// Runs `call` `per_client` times on each of kClients threads, each with its own channel; all
+// threads start together.
+template <typename Call>
+Latencies Concurrent(int port, int per_client, Call call) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int c = 0; c < kClients; ++c) channels.push_back(NewChannel(port));
+  std::vector<Latencies> results(kClients);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = v1::QueryService::NewStub(channels[c]);
+      ready.fetch_add(1);
+      while (ready.load() < kClients) std::this_thread::yield();
+      for (int i = 0; i < per_client; ++i) {
+        const absl::Time start = absl::Now();
+        const absl::Status s = call(*stub, c * per_client + i);
+        if (s.ok()) {
+          results[c].ms.push_back(Ms(absl::Now() - start));
+        } else if (results[c].failures++ == 0) {
+          results[c].first_failure = s.ToString();
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Latencies all;
+  for (Latencies& r : results) {
+    all.ms.insert(all.ms.end(), r.ms.begin(), r.ms.end());
+    all.failures += r.failures;
+    if (all.first_failure.empty()) all.first_failure = r.first_failure;
+  }
+  return all;
+}
+
+// One Subscribe stream and what it received, with the receipt time of each update.
+struct Subscriber {
+  struct Receipt {
+    int64_t series_id;
+    int64_t window_start_us;
+    int64_t version;
+    int64_t count;
+    absl::Time at;
+  };
+  grpc::ClientContext ctx;
+  std::vector<Receipt> receipts;
+  grpc::Status status;
+  std::thread thread;
+};
+
+// Runs a step, turning a libpqxx exception into a status.
+template <typename Step>
+absl::Status Guarded(Step step) {
+  try {
+    return step();
+  } catch (const std::exception& e) {
+    return pg::FromException(e);
+  }
+}
+
+// The writer's schema, a login for the query service in the read-only role, the series, their
+// points for the day and the 5 m windows computed from them. Returns the series ids, sorted.
+absl::StatusOr<std::vector<int64_t>> Load(const std::string& owner_dsn, int64_t day_us,
+                                          spdlog::logger& logger) {
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
+  if (!owner.ok()) return owner.status();
+  pqxx::connection& conn = **owner;
+  if (absl::Status s = pg::ApplyMigrations(conn, writer::SchemaMigrations(), logger); !s.ok()) {
+    return s;
+  }
+  std::vector<int64_t> ids;
+  const absl::Status loaded = Guarded([&] {
+    pqxx::work tx(conn);
+    tx.exec0("CREATE ROLE tidemark_query LOGIN IN ROLE tidemark_reader");
+    const std::string day =
+        absl::FormatTime("%Y-%m-%d", absl::FromUnixMicros(day_us), absl::UTCTimeZone());
+    for (const char* parent : {"points", "aggregates"}) {
+      tx.exec_params("SELECT tidemark_ensure_daily_partitions($1, $2::date, $2::date)", parent,
+                     day);
+    }
+    const char* regions[] = {"eu-west", "eu-north", "us-east", "ap-south"};
+    for (int i = 0; i < kSeries; ++i) {
+      const std::map<std::string, std::string> dims = {
+          {"device_id", absl::StrFormat("device-%03d", i)}, {"region", regions[i % 4]}};
+      const std::string key = series::CanonicalKey(kMeasure, dims);
+      ids.push_back(series::SeriesId(key));
+      tx.exec_params(
+          "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+          " VALUES ($1, $2, $3, $4, $5::jsonb)",
+          ids.back(), key, kMeasure, dims.at("device_id"), nlohmann::json(dims).dump());
+    }
+    tx.exec_params0(kInsertPoints, day_us, kPointStepUs, kDayUs / kPointStepUs);
+    tx.exec_params0(kInsertWindows, kWindowUs);
+    tx.commit();
+    pqxx::nontransaction vacuum(conn);
+    vacuum.exec0("VACUUM ANALYZE");
+    return absl::OkStatus();
+  });
+  if (!loaded.ok()) return loaded;
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+// 1. The day's rollup over gRPC, checked against and timed with the raw-point GROUP BY.
+absl::Status MeasureRollup(v1::QueryService::Stub& stub, pqxx::connection& reader, int64_t day_us) {
+  int64_t windows_merged = 0;
+  const absl::StatusOr<Answer> service = CallRollup(stub, DayRollup(day_us), &windows_merged);
+  if (!service.ok()) return service.status();
+  const Answer baseline = BaselineRollup(reader, kBaselineRollup, day_us);
+  std::string wrong = Disagreement(*service, baseline);
+  if (wrong.empty() && baseline.size() != static_cast<size_t>(kSeries * kDayUs / kBucketUs)) {
+    wrong = absl::StrFormat("the baseline has %d buckets, expected %d", baseline.size(),
+                            kSeries * kDayUs / kBucketUs);
+  }
+  if (wrong.empty() && windows_merged != kSeries * kDayUs / kWindowUs) {
+    wrong = absl::StrFormat("the buckets merged %d windows, %d are stored", windows_merged,
+                            kSeries * kDayUs / kWindowUs);
+  }
+  if (!wrong.empty()) {
+    return absl::InternalError(
+        absl::StrCat("the rollup disagrees with the raw-point baseline: ", wrong));
+  }
+  (void)BaselineRollup(reader, kBaselineRollupNoFirstLast, day_us);  // warm-up
+  std::vector<double> service_ms, baseline_ms, light_ms, ratios;
+  for (int r = 0; r < kRollupRounds; ++r) {
+    absl::Time t = absl::Now();
+    const absl::StatusOr<Answer> a = CallRollup(stub, DayRollup(day_us));
+    service_ms.push_back(Ms(absl::Now() - t));
+    t = absl::Now();
+    const Answer b = BaselineRollup(reader, kBaselineRollup, day_us);
+    baseline_ms.push_back(Ms(absl::Now() - t));
+    t = absl::Now();
+    (void)BaselineRollup(reader, kBaselineRollupNoFirstLast, day_us);
+    light_ms.push_back(Ms(absl::Now() - t));
+    ratios.push_back(baseline_ms.back() / service_ms.back());
+    if (!a.ok()) return a.status();
+    if (wrong = Disagreement(*a, b); !wrong.empty()) {
+      return absl::InternalError(absl::StrCat("rollup round ", r, " disagrees: ", wrong));
+    }
+  }
+  const double service_p50 = Percentile(service_ms, 0.5);
+  const double baseline_p50 = Percentile(baseline_ms, 0.5);
+  const double light_p50 = Percentile(light_ms, 0.5);
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("rollup 1 day -> 1 h buckets, %d series (%d buckets; answers agree: counts "
+                      "exact, sums within 1e-9): query service from 5 m windows over gRPC "
+                      "median %.1f ms; raw points GROUP BY date_bin median %.1f ms; ratio %.1fx "
+                      "(median of per-round ratios %.1fx, %d rounds; target >= 20x)",
+                      kSeries, baseline.size(), service_p50, baseline_p50,
+                      baseline_p50 / service_p50, Percentile(ratios, 0.5), kRollupRounds));
+  bench::Report("query.txt",
+                absl::StrFormat("  raw GROUP BY without first/last (no sort per group): median "
+                                "%.1f ms, %.1fx the service",
+                                light_p50, light_p50 / service_p50));
+  return absl::OkStatus();
+}
+
+// 2. ReadAggregates and Rollup latency with kClients concurrent clients.
+absl::Status MeasureConcurrent(int port, const std::vector<int64_t>& series_ids, int64_t day_us) {
+  const Latencies read = Concurrent(
+      port, kReadAggregatesPerClient, [&](v1::QueryService::Stub& s, int n) -> absl::Status {
+        v1::ReadAggregatesRequest req;
+        req.mutable_selector()->add_series_ids(series_ids[n % kSeries]);
+        req.mutable_range()->set_start_us(day_us);
+        req.mutable_range()->set_end_us(day_us + kDayUs);
+        req.set_window_size_us(kWindowUs);
+        req.set_real_time(true);
+        grpc::ClientContext ctx;
+        ctx.set_deadline(Deadline());
+        v1::ReadAggregatesResponse resp;
+        const grpc::Status st = s.ReadAggregates(&ctx, req, &resp);
+        if (!st.ok()) {
+          return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                              absl::StrCat("ReadAggregates: ", st.error_message()));
+        }
+        const int windows = resp.series_size() == 1 ? resp.series(0).windows_size() : 0;
+        if (resp.series_size() != 1 || windows != kDayUs / kWindowUs ||
+            !resp.next_page_token().empty()) {
+          return absl::InternalError(
+              absl::StrCat("ReadAggregates returned ", resp.series_size(), " series, ", windows,
+                           " windows; expected 1 series of ", kDayUs / kWindowUs));
+        }
+        return absl::OkStatus();
+      });
+  const Latencies rollup =
+      Concurrent(port, kRollupsPerClient, [&](v1::QueryService::Stub& s, int) -> absl::Status {
+        const absl::StatusOr<Answer> a = CallRollup(s, DayRollup(day_us));
+        if (!a.ok()) return a.status();
+        if (a->size() != static_cast<size_t>(kSeries * kDayUs / kBucketUs)) {
+          return absl::InternalError(absl::StrCat("Rollup returned ", a->size(), " buckets"));
+        }
+        return absl::OkStatus();
+      });
+  std::vector<std::string> failures;
+  for (const auto& [name, what, l] :
+       {std::tuple("ReadAggregates", "1 series x 1 day of 5 m windows (288), real_time", &read),
+        std::tuple("Rollup", "100 series x 1 day -> 1 h buckets (2400)", &rollup)}) {
+    if (l->failures > 0) {
+      failures.push_back(absl::StrFormat(
+          "%s under %d clients: %d of %d calls failed, first: %s", name, kClients, l->failures,
+          l->failures + static_cast<int64_t>(l->ms.size()), l->first_failure));
+      continue;
+    }
+    bench::Report("query.txt",
+                  absl::StrFormat("%s, %s, %d concurrent clients x %d calls: p50 %.1f ms, p99 "
+                                  "%.1f ms",
+                                  name, what, kClients, l->ms.size() / kClients,
+                                  Percentile(l->ms, 0.5), Percentile(l->ms, 0.99)));
+  }
+  if (!failures.empty()) return absl::InternalError(absl::StrJoin(failures, "; "));
+  return absl::OkStatus();
+}
+
+// The windows to update in the Subscribe part: distinct ones, spread over series and the day.
+struct Target {
+  int64_t series_id;
+  int64_t start_us;
+  int txn;
+};
+
+// When each transaction's COMMIT was sent, and how long it took to return.
+struct Commits {
+  std::vector<absl::Time> sent;
+  std::vector<double> round_trip_ms;
+};
+
+// Upserts each transaction's windows again with version 2 (their values unchanged, as a repair
+// that found nothing new would store them), kTransactionSpacing apart. `counts` receives the
+// stored count of every window, to check what subscribers receive.
+absl::StatusOr<Commits> WriteVersions(const std::string& owner_dsn,
+                                      const std::vector<std::vector<Target>>& txns,
+                                      std::map<std::pair<int64_t, int64_t>, int64_t>& counts) {
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> c = pg::Connect(owner_dsn, {kCreateStaging});
+  if (!c.ok()) return c.status();
+  pqxx::connection& conn = **c;
+  Commits commits;
+  const absl::Status written = Guarded([&]() -> absl::Status {
+    std::map<std::pair<int64_t, int64_t>, pqxx::row> current;
+    pqxx::result rows;
+    {
+      pqxx::read_transaction tx(conn);
+      rows = tx.exec_params(
+          "SELECT series_id, (EXTRACT(EPOCH FROM window_start) * 1000000)::bigint, count, sum,"
+          " min, max, avg, first, last FROM aggregates"
+          " WHERE window_size = interval '1 microsecond' * $1::bigint",
+          kWindowUs);
+    }
+    for (const pqxx::row& row : rows) {
+      const std::pair key(row[0].as<int64_t>(), row[1].as<int64_t>());
+      current.emplace(key, row);
+      counts[key] = row[2].as<int64_t>();
+    }
+    const absl::Time start = absl::Now();
+    for (size_t i = 0; i < txns.size(); ++i) {
+      absl::SleepFor(start + static_cast<int64_t>(i) * kTransactionSpacing - absl::Now());
+      pqxx::work tx(conn);
+      {
+        pqxx::stream_to copy(tx, "staging_aggregates");
+        for (const Target& t : txns[i]) {
+          const pqxx::row& r = current.at({t.series_id, t.start_us});
+          copy << std::make_tuple(t.series_id, kWindowUs, t.start_us, r[2].as<int64_t>(),
+                                  Num(r[3].as<double>()), Num(r[4].as<double>()),
+                                  Num(r[5].as<double>()), Num(r[6].as<double>()),
+                                  Num(r[7].as<double>()), Num(r[8].as<double>()), int64_t{2});
+        }
+        copy.complete();
+      }
+      const pqxx::result upserted = tx.exec0(kUpsertStaged);
+      if (upserted.affected_rows() != txns[i].size()) {
+        return absl::InternalError(absl::StrCat("transaction ", i, " upserted ",
+                                                upserted.affected_rows(), " windows of ",
+                                                txns[i].size()));
+      }
+      commits.sent.push_back(absl::Now());
+      tx.commit();
+      commits.round_trip_ms.push_back(Ms(absl::Now() - commits.sent.back()));
+    }
+    return absl::OkStatus();
+  });
+  if (!written.ok()) return written;
+  return commits;
+}
+
+// 3. Subscribe: kSubscribers streams, then kTransactions transactions of
+// kWindowsPerTransaction new window versions; every stream must receive every update once.
+absl::Status MeasureSubscribe(int port, const std::string& owner_dsn,
+                              const std::vector<int64_t>& series_ids, int64_t day_us) {
+  std::map<std::pair<int64_t, int64_t>, Target> targets;
+  std::vector<std::vector<Target>> txns(kTransactions);
+  for (int k = 0; k < kTransactions * kWindowsPerTransaction; ++k) {
+    const Target t = {series_ids[k % kSeries], day_us + (k / kSeries) * 28 * kWindowUs,
+                      k / kWindowsPerTransaction};
+    targets[{t.series_id, t.start_us}] = t;
+    txns[t.txn].push_back(t);
+  }
+
+  std::vector<std::unique_ptr<Subscriber>> subscribers;
+  std::atomic<int> confirmed{0};
+  std::atomic<int64_t> delivered{0};
+  for (int i = 0; i < kSubscribers; ++i) {
+    auto sub = std::make_unique<Subscriber>();
+    sub->thread = std::thread([&, s = sub.get(), channel = NewChannel(port)] {
+      auto stub = v1::QueryService::NewStub(channel);
+      v1::SubscribeRequest req;
+      req.mutable_selector()->set_measure_name(kMeasure);
+      req.add_window_sizes_us(kWindowUs);
+      auto stream = stub->Subscribe(&s->ctx, req);
+      v1::SubscribeResponse resp;
+      bool first = true;
+      while (stream->Read(&resp)) {
+        const absl::Time at = absl::Now();
+        if (first) {
+          first = false;
+          confirmed.fetch_add(1);
+        }
+        for (const v1::WindowAggregate& a : resp.updates()) {
+          s->receipts.push_back(
+              {a.series().series_id(), a.window_start_us(), a.version(), a.count(), at});
+        }
+        delivered.fetch_add(resp.updates_size());
+      }
+      s->status = stream->Finish();
+    });
+    subscribers.push_back(std::move(sub));
+  }
+  // The first response of a stream confirms it; updates stored after it are delivered.
+  absl::Status status = absl::OkStatus();
+  std::map<std::pair<int64_t, int64_t>, int64_t> counts;
+  Commits commits;
+  if (!testing::WaitFor([&] { return confirmed.load() == kSubscribers; }, absl::Seconds(30))) {
+    status = absl::DeadlineExceededError(
+        absl::StrCat(confirmed.load(), " of ", kSubscribers, " Subscribe streams confirmed"));
+  } else if (absl::StatusOr<Commits> c = WriteVersions(owner_dsn, txns, counts); !c.ok()) {
+    status = c.status();
+  } else {
+    commits = *std::move(c);
+    const int64_t expected = int64_t{kSubscribers} * static_cast<int64_t>(targets.size());
+    testing::WaitFor([&] { return delivered.load() >= expected; }, absl::Seconds(30));
+    absl::SleepFor(absl::Milliseconds(300));  // so that repeated or stray updates show too
+  }
+  for (auto& s : subscribers) s->ctx.TryCancel();
+  for (auto& s : subscribers) s->thread.join();
+  if (!status.ok()) return status;
+
+  std::vector<double> latency_ms;
+  int64_t missing = 0, unexpected = 0, wrong = 0;
+  std::string first_problem;
+  auto problem = [&](int64_t& counter, const std::string& what) {
+    if (counter++ == 0 && first_problem.empty()) first_problem = what;
+  };
+  for (size_t i = 0; i < subscribers.size(); ++i) {
+    const Subscriber& s = *subscribers[i];
+    std::map<std::pair<int64_t, int64_t>, int> seen;
+    for (const Subscriber::Receipt& r : s.receipts) {
+      const std::pair key(r.series_id, r.window_start_us);
+      auto t = targets.find(key);
+      if (t == targets.end() || ++seen[key] > 1) {
+        problem(unexpected, absl::StrFormat("subscriber %d: unexpected or repeated update of "
+                                            "series %d window %d version %d",
+                                            i, r.series_id, r.window_start_us, r.version));
+        continue;
+      }
+      if (r.version != 2 || r.count != counts[key]) {
+        problem(wrong, absl::StrFormat("subscriber %d: series %d window %d arrived as version %d "
+                                       "count %d; stored: version 2 count %d",
+                                       i, r.series_id, r.window_start_us, r.version, r.count,
+                                       counts[key]));
+      }
+      latency_ms.push_back(Ms(r.at - commits.sent[t->second.txn]));
+    }
+    if (seen.size() < targets.size()) {
+      missing += static_cast<int64_t>(targets.size() - seen.size());
+      if (first_problem.empty()) {
+        first_problem = absl::StrFormat("subscriber %d received %d of %d updates", i, seen.size(),
+                                        targets.size());
+      }
+    }
+    if (s.status.error_code() != grpc::StatusCode::CANCELLED && first_problem.empty()) {
+      first_problem = absl::StrFormat("subscriber %d ended with status %d \"%s\"", i,
+                                      s.status.error_code(), s.status.error_message());
+    }
+  }
+  if (!first_problem.empty()) {
+    return absl::InternalError(
+        absl::StrFormat("Subscribe: %d missing, %d unexpected or repeated, %d wrong deliveries; "
+                        "first: %s",
+                        missing, unexpected, wrong, first_problem));
+  }
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("Subscribe, %d streams, %d transactions x %d window versions %s apart "
+                      "(every stream got each of the %d updates once): COMMIT sent -> "
+                      "delivered p50 %.1f ms, p99 %.1f ms, max %.1f ms (COMMIT round trip p50 "
+                      "%.1f ms)",
+                      kSubscribers, kTransactions, kWindowsPerTransaction,
+                      absl::FormatDuration(kTransactionSpacing), targets.size(),
+                      Percentile(latency_ms, 0.5), Percentile(latency_ms, 0.99),
+                      Percentile(latency_ms, 1.0), Percentile(commits.round_trip_ms, 0.5)));
+  return absl::OkStatus();
+}
+
+absl::Status Run() {
+  auto logger = log::MakeLogger("query-bench");
+  logger->set_level(spdlog::level::warn);
+  absl::StatusOr<std::unique_ptr<testing::PgCluster>> cluster = testing::PgCluster::Start();
+  if (!cluster.ok()) return cluster.status();
+  testing::PgCluster& pg = **cluster;
+  const absl::StatusOr<std::string> owner_dsn = pg.CreateDatabase("query_bench");
+  if (!owner_dsn.ok()) return owner_dsn.status();
+
+  // Yesterday (UTC): a complete day, inside any retention.
+  const int64_t day_us = (absl::ToUnixMicros(absl::Now()) / kDayUs - 1) * kDayUs;
+  const absl::Time load_start = absl::Now();
+  const absl::StatusOr<std::vector<int64_t>> series_ids = Load(*owner_dsn, day_us, *logger);
+  if (!series_ids.ok()) return series_ids.status();
+  const double load_s = absl::ToDoubleSeconds(absl::Now() - load_start);
+  const absl::StatusOr<std::string> stored =
+      pg.Psql("query_bench",
+              "SELECT (SELECT count(*) FROM points) || ' points, ' || (SELECT count(*) FROM"
+              " aggregates) || ' windows'");
+  if (!stored.ok()) return stored.status();
+
+  const std::string dir = absl::StrCat("/tmp/tidemark-query-bench-", getpid());
+  std::filesystem::create_directories(dir);
+  auto started = StartQuery(pg.Dsn("query_bench", "tidemark_query"), dir + "/query.log");
+  if (!started.ok()) return started.status();
+  const std::unique_ptr<testing::ChildProcess> query = std::move(started->first);
+  const int port = started->second;
+  auto stub = v1::QueryService::NewStub(NewChannel(port));
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> reader =
+      pg::Connect(pg.Dsn("query_bench", "tidemark_query"));
+  if (!reader.ok()) return reader.status();
+
+  bench::Report("query.txt",
+                absl::StrFormat("data: %d series x 1 point / %d s for one day = %s (5 m, from "
+                                "the points), loaded by SQL in %.1f s; query service with "
+                                "default flags; %d CPUs",
+                                kSeries, kPointStepUs / 1'000'000, *stored, load_s,
+                                std::thread::hardware_concurrency()));
+  std::vector<std::string> failures;
+  for (absl::Status s :
+       {Guarded([&] { return MeasureRollup(*stub, **reader, day_us); }),
+        Guarded([&] { return MeasureConcurrent(port, *series_ids, day_us); }),
+        Guarded([&] { return MeasureSubscribe(port, *owner_dsn, *series_ids, day_us); })}) {
+    if (!s.ok()) failures.push_back(s.ToString());
+  }
+  query->Signal(SIGTERM);
+  const absl::StatusOr<int> exit_code = query->Wait(absl::Seconds(15));
+  if (!exit_code.ok() || *exit_code != 0) {
+    failures.push_back(absl::StrCat(
+        "the query service did not stop cleanly on SIGTERM: ",
+        exit_code.ok() ? absl::StrCat("exit code ", *exit_code) : exit_code.status().ToString()));
+  }
+  if (!failures.empty()) {
+    return absl::InternalError(
+        absl::StrCat(absl::StrJoin(failures, "\n"), "\nthe query service's log is kept in ", dir));
+  }
+  std::filesystem::remove_all(dir);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main() {
+  const absl::Status s = Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "query bench failed: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -113,9 +113,17 @@ void SubscribeReactor::Offer(const std::vector<Change>& changes, int64_t positio
 }
 
 void SubscribeReactor::WriteNextLocked() {
-  // The first response confirms the subscription even when it carries no update.
-  if (pending_.empty() && written_position_ >= 0) return;
   in_flight_.Clear();
+  if (written_position_ < 0) {
+    // The first response confirms the subscription: no updates, and the position it runs
+    // from, even when a resumed stream already has missed updates queued.
+    in_flight_.set_resume_token(EncodeResumeToken(start_after_));
+    written_position_ = start_after_;
+    writing_ = true;
+    StartWrite(&in_flight_);
+    return;
+  }
+  if (pending_.empty()) return;
   int64_t token = position_;
   while (!pending_.empty() && static_cast<size_t>(in_flight_.updates_size()) < kUpdatesPerResponse) {
     *in_flight_.add_updates() = std::move(pending_.front().second);

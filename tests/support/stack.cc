@@ -82,6 +82,7 @@ Stack::Stack(PgCluster& pg, std::vector<std::string> aggregator_flags)
 Stack::~Stack() {
   // Processes first (killed), then the directory; a failed test keeps it and prints the logs.
   aggregators_.clear();
+  archive_.reset();
   query_.reset();
   ingest_.reset();
   writer_.reset();
@@ -105,6 +106,15 @@ void Stack::StartWriter() {
                   {"--batch_max_age=50ms", "--batch_max_records=2000"},
                   {{"TIDEMARK_KAFKA_BROKERS", brokers_}, {"TIDEMARK_PG_DSN", pg_.Dsn(db_)}});
 }
+
+void Stack::StartArchive(const std::vector<std::string>& flags,
+                         std::map<std::string, std::string> env) {
+  archive_.reset();
+  env["TIDEMARK_KAFKA_BROKERS"] = brokers_;
+  archive_ = Start("archive", Bin("services/archive/archive"), flags, std::move(env));
+}
+
+std::string Stack::Binary(const std::string& relative) { return Bin(relative); }
 
 void Stack::StartAggregator(int n) {
   aggregators_[n] = Start(absl::StrCat("aggregator-", n), Bin("services/aggregator/aggregator"),

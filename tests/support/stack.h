@@ -26,6 +26,10 @@ class Stack {
   void StartWriter();
   /// Starts aggregator replica `n` (0, 1, ...), replacing a stopped one.
   void StartAggregator(int n);
+  /// Starts (or restarts) the archive with these flags (e.g. --lake=DIR) and environment.
+  void StartArchive(const std::vector<std::string>& flags,
+                    std::map<std::string, std::string> env = {});
+  ChildProcess& archive() { return *archive_; }
   ChildProcess& writer() { return *writer_; }
   ChildProcess& aggregator(int n) { return *aggregators_.at(n); }
   ChildProcess& broker() { return *broker_; }
@@ -34,6 +38,11 @@ class Stack {
   v1::QueryService::Stub& query() { return *query_stub_; }
   int ingest_port() const { return ingest_port_; }
   const std::string& db() const { return db_; }
+  /// This stack's own directory (logs; room for a lake).
+  const std::string& dir() const { return dir_; }
+  const std::string& brokers() const { return brokers_; }
+  /// The path of a built binary, e.g. "services/archive/archive".
+  static std::string Binary(const std::string& relative);
 
   std::unique_ptr<ChildProcess> Start(const std::string& name, const std::string& path,
                                       const std::vector<std::string>& args,
@@ -54,7 +63,7 @@ class Stack {
   std::vector<std::string> aggregator_flags_;
   std::string db_, dir_, brokers_;
   int ingest_port_ = 0, query_port_ = 0;
-  std::unique_ptr<ChildProcess> broker_, writer_, ingest_, query_;
+  std::unique_ptr<ChildProcess> broker_, writer_, ingest_, query_, archive_;
   std::map<int, std::unique_ptr<ChildProcess>> aggregators_;
   std::vector<std::string> logs_;
   std::unique_ptr<v1::IngestService::Stub> ingest_stub_;

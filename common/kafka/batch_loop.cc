@@ -44,6 +44,8 @@ void BatchLoop::OnRevoked(const std::vector<TopicPartition>& partitions) {
     });
   };
   pending_.erase(std::remove_if(pending_.begin(), pending_.end(), revoked), pending_.end());
+  pending_bytes_ = 0;
+  for (const Message& m : pending_) pending_bytes_ += m.value().size();
 }
 
 absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
@@ -69,8 +71,12 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
     if (!polled.ok()) return polled.status();
     if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
     metrics_.consumer_lag.Set(static_cast<double>(consumer.Lag()));
-    for (Message& m : *polled) pending_.push_back(std::move(m));
+    for (Message& m : *polled) {
+      pending_bytes_ += m.value().size();
+      pending_.push_back(std::move(m));
+    }
     if (!pending_.empty() && (pending_.size() >= config_.batch_max_records ||
+                              pending_bytes_ >= config_.batch_max_bytes ||
                               absl::Now() >= batch_started_ + config_.batch_max_age)) {
       if (absl::Status s = Flush(consumer, stop); !s.ok()) return s;
     }
@@ -89,7 +95,10 @@ void BatchLoop::Backoff(Consumer& consumer, absl::Duration& delay) {
     absl::StatusOr<std::vector<Message>> none =
         consumer.Poll(1, std::min(absl::Milliseconds(100), until - absl::Now()));
     if (none.ok()) {
-      for (Message& m : *none) pending_.push_back(std::move(m));
+      for (Message& m : *none) {
+        pending_bytes_ += m.value().size();
+        pending_.push_back(std::move(m));
+      }
     }
   }
   delay = std::min(delay * 2, config_.retry_max_backoff);
@@ -177,6 +186,7 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
     next = std::max(next, m.offset() + 1);
   }
   pending_.clear();
+  pending_bytes_ = 0;
 
   // 3. Rejections are made durable before the offsets that produced them are committed.
   absl::Duration publish_delay = config_.retry_initial_backoff;
@@ -195,6 +205,8 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
   if (absl::Status s = consumer.Commit(next_offsets); !s.ok()) {
     logger_->warn("msg=\"offset commit failed; records will be replayed\" error=\"{}\"",
                   s.message());
+  } else {
+    sink_.OnCommitted(next_offsets);
   }
   if (paused) {
     if (absl::Status s = consumer.ResumeAll(); !s.ok()) {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,8 @@ class BatchSink {
   /// Told about partitions gained in a rebalance, before any of their records is written
   /// (e.g. to clean up after a predecessor that crashed between writing and committing).
   virtual void OnAssigned(const std::vector<AssignedPartition>& partitions) {}
+  /// Told after the offsets of written batches were committed.
+  virtual void OnCommitted(const std::map<TopicPartition, int64_t>& next_offsets) {}
 };
 
 struct BatchLoopConfig {
@@ -53,6 +56,8 @@ struct BatchLoopConfig {
   /// A batch is written when it holds this many records or is this old.
   size_t batch_max_records = 5000;
   absl::Duration batch_max_age = absl::Milliseconds(200);
+  /// ... or when its record values add up to this many bytes.
+  size_t batch_max_bytes = SIZE_MAX;
   absl::Duration retry_initial_backoff = absl::Milliseconds(100);
   absl::Duration retry_max_backoff = absl::Seconds(5);
   absl::Duration maintenance_interval = absl::Minutes(10);
@@ -99,6 +104,7 @@ class BatchLoop final : public PartitionListener {
   BatchLoopMetrics& metrics_;
   std::shared_ptr<spdlog::logger> logger_;
   std::vector<Message> pending_;
+  size_t pending_bytes_ = 0;
   absl::Time batch_started_;
 };
 

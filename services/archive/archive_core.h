@@ -1,0 +1,78 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tidemark/v1/event.pb.h"
+
+namespace tidemark::archive {
+
+/// Which time places an event in the lake's hour partitions.
+enum class PartitionTime {
+  /// The event's own time, uncorrected: late and clock-skewed data land in their true hour.
+  kEvent,
+  /// The time ingest accepted it, as Firehose partitions by arrival.
+  kArrival,
+};
+
+/// "year=2026/month=11/day=22/hour=02": the hour of `time_us` in UTC, Hive-style.
+std::string HourPartition(int64_t time_us);
+
+/// The microsecond instant an event is partitioned by.
+absl::StatusOr<int64_t> PartitionInstant(const v1::Event& event, PartitionTime by);
+
+/// A lake file holds the events of one Kafka partition's offsets [first, last] that fall in
+/// one hour: "<topic>-<partition>-<first>-<last>.jsonl.gz", offsets zero-padded to 12 digits
+/// so that names sort by offset.
+std::string FileName(absl::string_view topic, int32_t partition, int64_t first, int64_t last);
+
+/// Where a record came from, archived beside the event so the lake can be traced to Kafka.
+struct Origin {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
+/// One JSON line for an event, with every field as sent (time in its unit, no clock
+/// correction), an RFC 3339 `event_time` for queries, and its origin. Numbers keep their
+/// type: int64 measures as JSON integers, doubles always with a fraction or exponent.
+std::string EventToJsonLine(const v1::Event& event, const Origin& origin);
+
+/// The event of a JSON line written by EventToJsonLine (for replay).
+absl::StatusOr<v1::Event> EventFromJsonLine(absl::string_view line);
+
+/// gzip (RFC 1952) at `level`, and back.
+std::string Gzip(absl::string_view data, int level = 6);
+absl::StatusOr<std::string> Gunzip(absl::string_view data);
+
+/// The files one batch writes for one Kafka partition. Recorded (durably) before any of the
+/// files is written, so that a successor can undo a batch that was never committed.
+struct PendingBatch {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t first_offset = 0;
+  int64_t last_offset = 0;
+  std::vector<std::string> files;
+};
+/// The batches of one partition not known to be committed, as one JSON document.
+std::string EncodePendingBatches(const std::vector<PendingBatch>& batches);
+absl::StatusOr<std::vector<PendingBatch>> DecodePendingBatches(absl::string_view json);
+/// "_pending/<topic>-<partition>.json": one per partition, rewritten before each batch with
+/// every batch of it whose commit has not been confirmed.
+std::string PendingPath(absl::string_view topic, int32_t partition);
+
+/// The resume rule, for each pending batch of a partition. Offsets are committed only after
+/// every file of a batch is durable, and batches are contiguous, so the committed offset is
+/// always a batch boundary:
+/// - committed > last_offset: the batch is committed; its files stay.
+/// - committed <= first_offset (or never committed): the batch will be consumed again, maybe
+///   cut differently, so its files must go before anything is rewritten.
+/// Anything else means the lake and the group disagree (e.g. offsets reset by hand): refused.
+enum class Resume { kKeepFiles, kDeleteFiles };
+absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset);
+
+}  // namespace tidemark::archive

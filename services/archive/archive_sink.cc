@@ -1,0 +1,148 @@
+#include "services/archive/archive_sink.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace tidemark::archive {
+
+ArchiveMetrics::ArchiveMetrics(metrics::Registry& r)
+    : events(r.AddCounter("tidemark_archive_events_total", "Events written to the lake")),
+      files(r.AddCounter("tidemark_archive_files_total", "Files written to the lake")),
+      bytes(r.AddCounter("tidemark_archive_bytes_total", "Compressed bytes written to the lake")),
+      errors(r.AddCounter("tidemark_archive_errors_total", "Lake operations that failed")),
+      files_undone(r.AddCounter("tidemark_archive_files_undone_total",
+                                "Files of uncommitted batches deleted on recovery")),
+      upload_latency(r.AddHistogram("tidemark_archive_upload_seconds",
+                                    "Time to make one file durable in the lake")) {}
+
+ArchiveSink::ArchiveSink(Lake& lake, ArchiveConfig config, ArchiveMetrics& metrics,
+                         std::shared_ptr<spdlog::logger> logger)
+    : lake_(lake), config_(config), metrics_(metrics), logger_(std::move(logger)) {}
+
+void ArchiveSink::OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) {
+  for (const kafka::AssignedPartition& p : partitions) {
+    to_recover_[p.partition] = p.committed_offset;
+  }
+}
+
+void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) {
+  for (const auto& [tp, next] : next_offsets) {
+    auto it = uncommitted_.find(tp);
+    if (it == uncommitted_.end()) continue;
+    std::erase_if(it->second, [next](const PendingBatch& b) { return b.last_offset < next; });
+  }
+}
+
+absl::Status ArchiveSink::Put(const std::string& path, absl::string_view data) {
+  const absl::Time start = absl::Now();
+  absl::Status s = lake_.Put(path, data);
+  if (!s.ok()) {
+    metrics_.errors.Add();
+    return s;
+  }
+  metrics_.upload_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return s;
+}
+
+absl::Status ArchiveSink::DeleteFiles(const PendingBatch& batch) {
+  for (const std::string& file : batch.files) {
+    if (absl::Status s = lake_.Delete(file); !s.ok()) {
+      metrics_.errors.Add();
+      return s;
+    }
+    metrics_.files_undone.Add();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp, int64_t committed_offset) {
+  absl::StatusOr<std::string> record = lake_.Get(PendingPath(tp.topic, tp.partition));
+  uncommitted_[tp].clear();
+  if (absl::IsNotFound(record.status())) return absl::OkStatus();
+  if (!record.ok()) return record.status();
+  absl::StatusOr<std::vector<PendingBatch>> batches = DecodePendingBatches(*record);
+  if (!batches.ok()) return batches.status();
+  for (const PendingBatch& b : *batches) {
+    absl::StatusOr<Resume> resume = DecideResume(b, committed_offset);
+    if (!resume.ok()) return resume.status();
+    if (*resume == Resume::kDeleteFiles) {
+      logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",
+                    tp.partition, b.first_offset, b.last_offset, b.files.size());
+      if (absl::Status s = DeleteFiles(b); !s.ok()) return s;
+    }
+  }
+  return lake_.Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches({}));
+}
+
+absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::Write(
+    const std::vector<const kafka::Message*>& records) {
+  // A partition is written only once what a predecessor left uncommitted is undone. Until
+  // then the error makes the loop pause and retry the batch.
+  for (auto it = to_recover_.begin(); it != to_recover_.end();) {
+    if (absl::Status s = Recover(it->first, it->second); !s.ok()) return s;
+    it = to_recover_.erase(it);
+  }
+
+  struct PartitionBatch {
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    std::map<std::string, std::string> lines_by_hour;
+    int64_t events = 0;
+  };
+  std::map<kafka::TopicPartition, PartitionBatch> batches;
+  std::vector<kafka::RecordRejection> rejections;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const kafka::Message& m = *records[i];
+    const kafka::TopicPartition tp{std::string(m.topic()), m.partition()};
+    PartitionBatch& b = batches[tp];
+    b.first = std::min(b.first, m.offset());
+    b.last = std::max(b.last, m.offset());
+    v1::Event event;
+    absl::StatusOr<int64_t> instant = absl::InvalidArgumentError("");
+    if (event.ParseFromArray(m.value().data(), static_cast<int>(m.value().size()))) {
+      instant = PartitionInstant(event, config_.partition_by);
+    }
+    if (!instant.ok()) {
+      rejections.push_back({i, v1::REJECT_REASON_UNDECODABLE,
+                            "record is not a tidemark.v1.Event with a valid time", "",
+                            std::nullopt});
+      continue;
+    }
+    std::string& lines = b.lines_by_hour[HourPartition(*instant)];
+    lines += EventToJsonLine(event, {tp.topic, tp.partition, m.offset()});
+    lines += '\n';
+    ++b.events;
+  }
+
+  for (auto& [tp, b] : batches) {
+    // Attempts of this very batch that failed midway left files named by other ranges.
+    std::vector<PendingBatch>& pending = uncommitted_[tp];
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->first_offset < b.first) {
+        ++it;
+        continue;
+      }
+      if (absl::Status s = DeleteFiles(*it); !s.ok()) return s;
+      it = pending.erase(it);
+    }
+    PendingBatch record{tp.topic, tp.partition, b.first, b.last, {}};
+    for (const auto& [hour, lines] : b.lines_by_hour) {
+      record.files.push_back(absl::StrCat(hour, "/", FileName(tp.topic, tp.partition, b.first,
+                                                              b.last)));
+    }
+    pending.push_back(record);
+    if (absl::Status s = Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches(pending));
+        !s.ok()) {
+      return s;
+    }
+    size_t f = 0;
+    for (const auto& [hour, lines] : b.lines_by_hour) {
+      const std::string gz = Gzip(lines, config_.gzip_level);
+      if (absl::Status s = Put(record.files[f++], gz); !s.ok()) return s;
+      metrics_.files.Add();
+      metrics_.bytes.Add(gz.size());
+    }
+    metrics_.events.Add(b.events);
+  }
+  return rejections;
+}
+
+}  // namespace tidemark::archive

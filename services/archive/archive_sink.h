@@ -1,0 +1,62 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "common/kafka/batch_loop.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "services/archive/archive_core.h"
+#include "services/archive/lake.h"
+
+namespace tidemark::archive {
+
+struct ArchiveConfig {
+  PartitionTime partition_by = PartitionTime::kEvent;
+  int gzip_level = 6;
+};
+
+struct ArchiveMetrics {
+  explicit ArchiveMetrics(metrics::Registry& r);
+  metrics::Counter& events;
+  metrics::Counter& files;
+  metrics::Counter& bytes;
+  metrics::Counter& errors;
+  metrics::Counter& files_undone;
+  metrics::Histogram& upload_latency;
+};
+
+/// Raw events -> the lake. Each batch writes, per Kafka partition, one gzip JSON-lines file
+/// per hour its events fall in, all named by the batch's offset range of that partition.
+/// Before any file, it records the batch in the partition's pending record; when a partition
+/// is assigned, batches recorded there that were never committed are undone (their files
+/// deleted) before the partition is consumed again. So every event lands in exactly one file
+/// however often the archive crashes, and however differently the replay cuts batches.
+class ArchiveSink final : public kafka::BatchSink {
+ public:
+  ArchiveSink(Lake& lake, ArchiveConfig config, ArchiveMetrics& metrics,
+              std::shared_ptr<spdlog::logger> logger);
+
+  absl::StatusOr<std::vector<kafka::RecordRejection>> Write(
+      const std::vector<const kafka::Message*>& records) override;
+  void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override;
+  void OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) override;
+
+ private:
+  /// Undoes the uncommitted batches a predecessor recorded for the partition.
+  absl::Status Recover(const kafka::TopicPartition& tp, int64_t committed_offset);
+  absl::Status Put(const std::string& path, absl::string_view data);
+  absl::Status DeleteFiles(const PendingBatch& batch);
+
+  Lake& lake_;
+  const ArchiveConfig config_;
+  ArchiveMetrics& metrics_;
+  std::shared_ptr<spdlog::logger> logger_;
+  /// Assigned partitions not yet recovered, with their committed offsets.
+  std::map<kafka::TopicPartition, int64_t> to_recover_;
+  /// Per partition, the batches written whose commit has not been confirmed.
+  std::map<kafka::TopicPartition, std::vector<PendingBatch>> uncommitted_;
+};
+
+}  // namespace tidemark::archive

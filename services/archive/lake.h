@@ -1,0 +1,35 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace tidemark::archive {
+
+/// Where the archive keeps its files: paths are relative, '/'-separated
+/// ("year=2026/month=11/day=22/hour=02/tidemark.raw-3-...jsonl.gz").
+class Lake {
+ public:
+  virtual ~Lake() = default;
+  /// Stores `data` at `path`, replacing what is there. On success it is durable, and readers
+  /// never see a partial file. Retriable failures are UNAVAILABLE.
+  virtual absl::Status Put(const std::string& path, absl::string_view data) = 0;
+  /// NOT_FOUND when there is no such file.
+  virtual absl::StatusOr<std::string> Get(const std::string& path) = 0;
+  /// Succeeds when the file does not exist.
+  virtual absl::Status Delete(const std::string& path) = 0;
+  /// Every file whose path starts with `prefix`, sorted.
+  virtual absl::StatusOr<std::vector<std::string>> List(const std::string& prefix) = 0;
+  /// For logs: "file:///var/lib/tidemark/lake" or "s3://bucket/prefix".
+  virtual std::string Describe() const = 0;
+};
+
+/// A local directory. Put writes a temporary file beside the target, fsyncs it, renames it
+/// over the target and fsyncs the directory (and every directory it had to create), so a crash
+/// leaves either the old file or the new one.
+std::unique_ptr<Lake> LocalLake(std::string root);
+
+}  // namespace tidemark::archive

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/kafka/producer.h"
+#include "services/archive/archive_core.h"
+#include "services/archive/lake.h"
+
+namespace tidemark::archive {
+
+struct ReplayRequest {
+  /// Events whose partition time (the lake's layout) is in [from_us, to_us).
+  int64_t from_us = 0;
+  int64_t to_us = 0;
+  /// Only this device, when set.
+  std::optional<std::string> device_id;
+  PartitionTime partition_by = PartitionTime::kEvent;
+  std::string topic = "tidemark.raw";
+};
+
+struct ReplayOutcome {
+  int64_t files = 0;
+  int64_t events = 0;
+};
+
+/// Reads the lake's files for the hours of the range back into the raw topic, keyed by device
+/// id, each event as it was archived: its original time, version and ingest time, so that the
+/// store's versioned upserts make a second replay change nothing. Waits for Kafka to
+/// acknowledge every event.
+absl::StatusOr<ReplayOutcome> Replay(Lake& lake, kafka::Producer& producer,
+                                     const ReplayRequest& request);
+
+}  // namespace tidemark::archive

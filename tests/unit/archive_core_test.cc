@@ -1,0 +1,122 @@
+#include "services/archive/archive_core.h"
+
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+
+namespace tidemark::archive {
+namespace {
+
+int64_t Us(int y, int mo, int d, int h, int mi = 0, int s = 0) {
+  return absl::ToUnixMicros(
+      absl::FromCivil(absl::CivilSecond(y, mo, d, h, mi, s), absl::UTCTimeZone()));
+}
+
+TEST(HourPartition, HourBoundariesInUtc) {
+  EXPECT_EQ(HourPartition(Us(2026, 11, 22, 2)), "year=2026/month=11/day=22/hour=02");
+  EXPECT_EQ(HourPartition(Us(2026, 11, 22, 2, 59, 59) + 999'999),
+            "year=2026/month=11/day=22/hour=02");
+  EXPECT_EQ(HourPartition(Us(2026, 11, 22, 3)), "year=2026/month=11/day=22/hour=03");
+  EXPECT_EQ(HourPartition(Us(2026, 12, 31, 23, 59, 59)), "year=2026/month=12/day=31/hour=23");
+  EXPECT_EQ(HourPartition(Us(2027, 1, 1, 0)), "year=2027/month=01/day=01/hour=00");
+}
+
+TEST(HourPartition, LeapDaysAndYearsBefore2000AndTheEpoch) {
+  EXPECT_EQ(HourPartition(Us(2024, 2, 29, 23, 30)), "year=2024/month=02/day=29/hour=23");
+  EXPECT_EQ(HourPartition(Us(2024, 3, 1, 0)), "year=2024/month=03/day=01/hour=00");
+  EXPECT_EQ(HourPartition(Us(1999, 12, 31, 23, 59)), "year=1999/month=12/day=31/hour=23");
+  EXPECT_EQ(HourPartition(Us(1969, 12, 31, 23, 59)), "year=1969/month=12/day=31/hour=23");
+  EXPECT_EQ(HourPartition(0), "year=1970/month=01/day=01/hour=00");
+  EXPECT_EQ(HourPartition(-1), "year=1969/month=12/day=31/hour=23");
+}
+
+TEST(PartitionInstant, EventTimeIsUncorrectedAndArrivalIsTheIngestTime) {
+  v1::Event e;
+  // A device whose clock runs 3 h ahead of the ingest time: the writer stores it at the
+  // ingest time, but the lake keeps the event in the hour its own clock says.
+  e.set_time(Us(2026, 11, 22, 5) / 1000);
+  e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+  e.set_ingest_time_us(Us(2026, 11, 22, 2, 10));
+  EXPECT_EQ(HourPartition(*PartitionInstant(e, PartitionTime::kEvent)),
+            "year=2026/month=11/day=22/hour=05");
+  EXPECT_EQ(HourPartition(*PartitionInstant(e, PartitionTime::kArrival)),
+            "year=2026/month=11/day=22/hour=02");
+  e.set_time(INT64_MAX);
+  e.set_time_unit(v1::TIME_UNIT_SECONDS);
+  EXPECT_FALSE(PartitionInstant(e, PartitionTime::kEvent).ok());
+}
+
+TEST(FileName, SortsByOffset) {
+  EXPECT_EQ(FileName("tidemark.raw", 3, 100, 199), "tidemark.raw-3-000000000100-000000000199.jsonl.gz");
+  EXPECT_LT(FileName("tidemark.raw", 3, 99, 150), FileName("tidemark.raw", 3, 151, 160));
+}
+
+TEST(JsonLine, RoundTripsEveryFieldAndKeepsNumberTypes) {
+  v1::Event e;
+  e.set_device_id("turbine-0001");
+  e.set_time(1'609'757'175'225);
+  e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+  (*e.mutable_dimensions())["site"] = "north \"1\"";
+  (*e.mutable_measures())["speed"].set_int64_value(60);
+  (*e.mutable_measures())["temperature"].set_double_value(11.0);
+  (*e.mutable_measures())["ok"].set_bool_value(true);
+  (*e.mutable_measures())["state"].set_string_value("running");
+  e.set_version(7);
+  e.set_ingest_time_us(1'609'757'175'300'000);
+  const std::string line = EventToJsonLine(e, {"tidemark.raw", 3, 42});
+  EXPECT_NE(line.find("\"temperature\":11.0"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"speed\":60,"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"event_time\":\"2021-01-04T10:46:15.225000Z\""), std::string::npos)
+      << line;
+  EXPECT_NE(line.find("\"offset\":42"), std::string::npos) << line;
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  absl::StatusOr<v1::Event> back = EventFromJsonLine(line);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->SerializeAsString().size(), e.SerializeAsString().size());
+  EXPECT_EQ(back->DebugString(), e.DebugString());
+  EXPECT_FALSE(EventFromJsonLine("{\"device_id\": 1}").ok());
+  EXPECT_FALSE(EventFromJsonLine("not json").ok());
+}
+
+TEST(Gzip, RoundTripsAndDetectsTruncation) {
+  std::string text;
+  for (int i = 0; i < 1000; ++i) text += "{\"device_id\":\"turbine-0001\",\"speed\":60}\n";
+  const std::string gz = Gzip(text);
+  EXPECT_LT(gz.size(), text.size() / 10);
+  EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);  // gzip magic
+  EXPECT_EQ(*Gunzip(gz), text);
+  EXPECT_EQ(*Gunzip(gz + Gzip("more\n")), text + "more\n");  // concatenated members
+  EXPECT_FALSE(Gunzip(gz.substr(0, gz.size() / 2)).ok());
+}
+
+TEST(PendingBatches, EncodeDecode) {
+  const std::vector<PendingBatch> batches = {
+      {"tidemark.raw", 3, 100, 199, {"year=2026/month=11/day=22/hour=02/a.jsonl.gz"}},
+      {"tidemark.raw", 3, 200, 250, {}}};
+  absl::StatusOr<std::vector<PendingBatch>> back = DecodePendingBatches(EncodePendingBatches(batches));
+  ASSERT_TRUE(back.ok());
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[0].files, batches[0].files);
+  EXPECT_EQ((*back)[1].first_offset, 200);
+  EXPECT_FALSE(DecodePendingBatches("{}").ok());
+  EXPECT_EQ(PendingPath("tidemark.raw", 3), "_pending/tidemark.raw-3.json");
+}
+
+TEST(ResumeRule, KeepsCommittedBatchesAndUndoesTheRest) {
+  const PendingBatch b{"tidemark.raw", 0, 100, 199, {}};
+  EXPECT_EQ(*DecideResume(b, 200), Resume::kKeepFiles);
+  EXPECT_EQ(*DecideResume(b, 5000), Resume::kKeepFiles);
+  // Crashed after the files, before the commit: consumed again from 100, maybe cut elsewhere.
+  EXPECT_EQ(*DecideResume(b, 100), Resume::kDeleteFiles);
+  // The commit of an earlier batch failed too: everything from 50 is consumed again.
+  EXPECT_EQ(*DecideResume(b, 50), Resume::kDeleteFiles);
+  // Never committed.
+  EXPECT_EQ(*DecideResume(b, -1), Resume::kDeleteFiles);
+  // A commit inside a batch cannot come from the archive.
+  const absl::StatusOr<Resume> inside = DecideResume(b, 150);
+  EXPECT_EQ(inside.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(inside.status().message().find("100 or 200"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace tidemark::archive

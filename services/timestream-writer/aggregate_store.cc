@@ -205,7 +205,13 @@ absl::StatusOr<int64_t> AggregateStore::Repair(const std::vector<SourcedLatePoin
         "v"
         " WHERE v.v IS NOT NULL"
         " GROUP BY r.series_id, r.size_us, r.start_us, r.version",
-        kUpsertSet));
+        kUpsertSet,
+        // A repair that finds the stored values already right (the late point was a
+        // duplicate, or a replay) changes nothing, not even the version: subscribers see no
+        // update and replays stay no-ops.
+        " AND (excluded.count, excluded.sum, excluded.min, excluded.max, excluded.first,"
+        " excluded.last) IS DISTINCT FROM (aggregates.count, aggregates.sum, aggregates.min,"
+        " aggregates.max, aggregates.first, aggregates.last)"));
     tx.commit();
     return static_cast<int64_t>(repaired.affected_rows());
   } catch (const std::exception& e) {

@@ -70,6 +70,8 @@ done
   END IF; END \$\$;"
 
 start aggregator "$bin/services/aggregator/aggregator" --windows="${TIDEMARK_LOCAL_WINDOWS:-1m,5m}"
+# Short files locally, so the lake fills while you watch; production keeps Firehose-like 5 min.
+start archive "$bin/services/archive/archive" --lake="$state/lake" --batch_max_age=10s
 start ingest "$bin/services/ingest/ingest" --listen="127.0.0.1:$ingest_port"
 TIDEMARK_PG_DSN="host=127.0.0.1 port=$pg_port user=tidemark_query dbname=tidemark" \
   start query "$bin/services/query/query" --listen="127.0.0.1:$query_port"
@@ -87,6 +89,7 @@ Tidemark is running locally (state and logs in .local/):
   query (gRPC)       127.0.0.1:$query_port
   aggregator         ${TIDEMARK_LOCAL_WINDOWS:-1m,5m} windows, 2m allowed lateness -> tidemark.aggregates
   timestream-writer  raw points, aggregates and late-point repairs -> PostgreSQL
+  archive            every raw event -> $state/lake/year=/month=/day=/hour=/*.jsonl.gz
   simulator          $sim_rate records/s for $sim_duration (.local/logs/simulator.log)
 
 Look at the data:
@@ -96,6 +99,14 @@ Look at the data:
 
 Window aggregates (once the first minute has closed), as the reference queries read them:
   psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark -c "SELECT time, measure_name, \"measure_value::double\" FROM narrow WHERE measure_name IN ('temperature', 'avg_temperature') AND device_id = '00000000-0000-4000-8000-000000000001' ORDER BY time DESC LIMIT 10"
+
+Aggregates, rollups and live updates through the query API:
+  build/tools/cli/tidemark aggregates --query=127.0.0.1:$query_port --measure=speed --window=1m --since=10m --real_time
+  build/tools/cli/tidemark rollup --query=127.0.0.1:$query_port --measure=temperature --bucket=1h --since=1d --format=chart
+  build/tools/cli/tidemark subscribe --query=127.0.0.1:$query_port --measure=speed --window=1m
+
+The lake (every event under the hour of its own time):
+  find $state/lake -name '*.jsonl.gz' | head; zcat \$(find $state/lake -name '*.jsonl.gz' | head -1) | head -3
 
 Stop everything with: deploy/local/stop.sh
 TXT

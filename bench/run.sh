@@ -9,3 +9,4 @@ build/bench/ingest_bench
 build/bench/aggregator_bench
 build/bench/freshness_bench
 build/bench/query_bench
+build/bench/archive_bench

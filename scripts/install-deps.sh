@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librdkafka-dev libpqxx-dev libspdlog-dev libfmt-dev
-  nlohmann-json3-dev libcpp-httplib-dev libre2-dev
+  nlohmann-json3-dev libcpp-httplib-dev libre2-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client
   docker-compose

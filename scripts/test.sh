@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/install-test-servers.sh
 scripts/build.sh
 cd "${TIDEMARK_BUILD_DIR:-build}"
 ctest --output-on-failure --timeout 900 -j 2 "$@"

@@ -87,12 +87,22 @@ std::string Registry::Render() const {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry& registry,
                                                                     const std::string& host,
-                                                                    int port) {
+                                                                    int port,
+                                                                    HealthCheck health) {
   std::unique_ptr<MetricsServer> s(new MetricsServer());
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry.Render(), "text/plain; version=0.0.4");
   });
+  if (health) {
+    s->server_->Get("/health", [health](const httplib::Request&, httplib::Response& res) {
+      const absl::Status status = health();
+      res.status = status.ok() ? 200 : 503;
+      res.set_content(status.ok() ? "SERVING\n"
+                                  : absl::StrCat("NOT_SERVING: ", status.message(), "\n"),
+                      "text/plain");
+    });
+  }
   s->port_ = port == 0 ? s->server_->bind_to_any_port(host) : port;
   if (port != 0 && !s->server_->bind_to_port(host, port)) s->port_ = -1;
   if (s->port_ < 0) {

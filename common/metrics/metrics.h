@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -79,12 +80,18 @@ class Registry final {
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 
-/// Serves GET /metrics for a registry over HTTP on its own thread until destroyed.
+/// Whether a service can do its job; when not, why (for a person).
+using HealthCheck = std::function<absl::Status()>;
+
+/// Serves GET /metrics for a registry over HTTP on its own thread until destroyed; with a
+/// health check also GET /health: 200 "SERVING", or 503 "NOT_SERVING: <why>" (for services
+/// without a gRPC server, such as the archive).
 class MetricsServer final {
  public:
   /// Binds `host:port` (port 0 picks a free one).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const Registry& registry,
-                                                              const std::string& host, int port);
+                                                              const std::string& host, int port,
+                                                              HealthCheck health = nullptr);
   ~MetricsServer();
   int port() const { return port_; }
 

@@ -32,11 +32,24 @@ void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& ne
   }
 }
 
+namespace {
+
+// The loop reads INVALID_ARGUMENT as "the store refused these records" and would reject them
+// one by one; a lake that refuses a request refuses it for every record, so the batch waits.
+absl::Status AsBatchFailure(const absl::Status& s) {
+  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
+  return absl::FailedPreconditionError(absl::StrCat("the lake refused a request: ", s.message()));
+}
+
+}  // namespace
+
 absl::Status ArchiveSink::Put(const std::string& path, absl::string_view data) {
   const absl::Time start = absl::Now();
-  absl::Status s = lake_.Put(path, data);
+  absl::Status s = AsBatchFailure(lake_.Put(path, data));
   if (!s.ok()) {
     metrics_.errors.Add();
+    logger_->warn("msg=\"lake write failed; the batch will be retried\" path={} error=\"{}\"",
+                  path, s.message());
     return s;
   }
   metrics_.upload_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -45,7 +58,7 @@ absl::Status ArchiveSink::Put(const std::string& path, absl::string_view data) {
 
 absl::Status ArchiveSink::DeleteFiles(const PendingBatch& batch) {
   for (const std::string& file : batch.files) {
-    if (absl::Status s = lake_.Delete(file); !s.ok()) {
+    if (absl::Status s = AsBatchFailure(lake_.Delete(file)); !s.ok()) {
       metrics_.errors.Add();
       return s;
     }
@@ -58,7 +71,7 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp, int64_t commi
   absl::StatusOr<std::string> record = lake_.Get(PendingPath(tp.topic, tp.partition));
   uncommitted_[tp].clear();
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
-  if (!record.ok()) return record.status();
+  if (!record.ok()) return AsBatchFailure(record.status());
   absl::StatusOr<std::vector<PendingBatch>> batches = DecodePendingBatches(*record);
   if (!batches.ok()) return batches.status();
   for (const PendingBatch& b : *batches) {
@@ -70,10 +83,26 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp, int64_t commi
       if (absl::Status s = DeleteFiles(b); !s.ok()) return s;
     }
   }
-  return lake_.Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches({}));
+  return Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches({}));
+}
+
+absl::Status ArchiveSink::Health() const {
+  absl::MutexLock lock(&health_mu_);
+  return health_;
 }
 
 absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::Write(
+    const std::vector<const kafka::Message*>& records) {
+  absl::StatusOr<std::vector<kafka::RecordRejection>> result = WriteBatch(records);
+  absl::MutexLock lock(&health_mu_);
+  health_ = result.ok() ? absl::OkStatus()
+                        : absl::Status(result.status().code(),
+                                       absl::StrCat("cannot write to the lake (retrying): ",
+                                                    result.status().message()));
+  return result;
+}
+
+absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WriteBatch(
     const std::vector<const kafka::Message*>& records) {
   // A partition is written only once what a predecessor left uncommitted is undone. Until
   // then the error makes the loop pause and retry the batch.

@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "common/kafka/batch_loop.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -43,7 +44,13 @@ class ArchiveSink final : public kafka::BatchSink {
   void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override;
   void OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) override;
 
+  /// NOT OK while the last batch could not be written (the lake is unreachable or refuses);
+  /// any thread.
+  absl::Status Health() const;
+
  private:
+  absl::StatusOr<std::vector<kafka::RecordRejection>> WriteBatch(
+      const std::vector<const kafka::Message*>& records);
   /// Undoes the uncommitted batches a predecessor recorded for the partition.
   absl::Status Recover(const kafka::TopicPartition& tp, int64_t committed_offset);
   absl::Status Put(const std::string& path, absl::string_view data);
@@ -57,6 +64,8 @@ class ArchiveSink final : public kafka::BatchSink {
   std::map<kafka::TopicPartition, int64_t> to_recover_;
   /// Per partition, the batches written whose commit has not been confirmed.
   std::map<kafka::TopicPartition, std::vector<PendingBatch>> uncommitted_;
+  mutable absl::Mutex health_mu_;
+  absl::Status health_ ABSL_GUARDED_BY(health_mu_);
 };
 
 }  // namespace tidemark::archive

@@ -114,7 +114,43 @@ class LocalDirectoryLake final : public Lake {
   fs::path root_;
 };
 
+class S3BucketLake final : public Lake {
+ public:
+  S3BucketLake(std::unique_ptr<s3::S3Client> client, std::string prefix)
+      : client_(std::move(client)), prefix_(std::move(prefix)) {
+    if (!prefix_.empty() && prefix_.back() != '/') prefix_ += '/';
+  }
+
+  absl::Status Put(const std::string& path, absl::string_view data) override {
+    return client_->Put(prefix_ + path, data);
+  }
+  absl::StatusOr<std::string> Get(const std::string& path) override {
+    return client_->Get(prefix_ + path);
+  }
+  absl::Status Delete(const std::string& path) override {
+    return client_->Delete(prefix_ + path);
+  }
+  absl::StatusOr<std::vector<std::string>> List(const std::string& prefix) override {
+    absl::StatusOr<std::vector<std::string>> keys = client_->List(prefix_ + prefix);
+    if (!keys.ok()) return keys.status();
+    for (std::string& k : *keys) k = k.substr(prefix_.size());
+    return keys;
+  }
+  std::string Describe() const override {
+    return absl::StrCat("s3://", client_->config().bucket, "/", prefix_, " at ",
+                        client_->config().endpoint);
+  }
+
+ private:
+  std::unique_ptr<s3::S3Client> client_;
+  std::string prefix_;
+};
+
 }  // namespace
+
+std::unique_ptr<Lake> S3Lake(std::unique_ptr<s3::S3Client> client, std::string prefix) {
+  return std::make_unique<S3BucketLake>(std::move(client), std::move(prefix));
+}
 
 std::unique_ptr<Lake> LocalLake(std::string root) {
   return std::make_unique<LocalDirectoryLake>(std::move(root));

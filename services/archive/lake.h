@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/s3/s3_client.h"
 
 namespace tidemark::archive {
 
@@ -31,5 +32,10 @@ class Lake {
 /// over the target and fsyncs the directory (and every directory it had to create), so a crash
 /// leaves either the old file or the new one.
 std::unique_ptr<Lake> LocalLake(std::string root);
+
+/// Objects under `prefix` (may be empty) in an S3 bucket. Put succeeds only once the server
+/// acknowledged the object with the MD5 of the bytes sent (the client checks the ETag too);
+/// objects appear whole or not at all.
+std::unique_ptr<Lake> S3Lake(std::unique_ptr<s3::S3Client> client, std::string prefix);
 
 }  // namespace tidemark::archive

@@ -18,6 +18,11 @@
 
 ABSL_FLAG(std::string, lake, "/var/lib/tidemark/lake",
           "Where files go: a local directory, or s3://bucket/prefix (see --s3_endpoint)");
+ABSL_FLAG(std::string, s3_endpoint, "https://s3.us-east-1.amazonaws.com",
+          "s3:// lakes: scheme, host and port of the S3-compatible service");
+ABSL_FLAG(std::string, s3_region, "us-east-1", "s3:// lakes: region, for request signing");
+ABSL_FLAG(bool, s3_path_style, false,
+          "s3:// lakes: endpoint/bucket/key addressing (MinIO and most self-hosted stores)");
 ABSL_FLAG(std::string, partition_by, "event",
           "event: hour of the event's own time; arrival: hour ingest accepted it (Firehose)");
 ABSL_FLAG(std::string, raw_topic, "tidemark.raw", "Kafka topic of accepted events");
@@ -114,7 +119,10 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
-  absl::StatusOr<std::unique_ptr<archive::Lake>> lake = archive::OpenLake(absl::GetFlag(FLAGS_lake));
+  absl::StatusOr<std::unique_ptr<archive::Lake>> lake =
+      archive::OpenLake(absl::GetFlag(FLAGS_lake), {.endpoint = absl::GetFlag(FLAGS_s3_endpoint),
+                                                    .region = absl::GetFlag(FLAGS_s3_region),
+                                                    .path_style = absl::GetFlag(FLAGS_s3_path_style)});
   if (!lake.ok()) {
     logger->critical("msg=\"{}\"", lake.status().message());
     return 2;
@@ -151,8 +159,9 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", consumer.status().message());
     return 2;
   }
-  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
-                                                      absl::GetFlag(FLAGS_metrics_port));
+  auto metrics_server =
+      metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                    absl::GetFlag(FLAGS_metrics_port), [&sink] { return sink.Health(); });
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;

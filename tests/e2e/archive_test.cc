@@ -98,6 +98,29 @@ std::map<std::string, int64_t> CheckLake(const std::string& lake, int64_t acknow
   return per_hour;
 }
 
+// Per-hour event counts of the lake as DuckDB reads it (read_json_auto with hive_partitioning
+// over the documented glob), through @duckdb/node-api from scripts/install-test-servers.sh.
+std::map<std::string, int64_t> DuckDbHourCounts(const std::string& lake) {
+  const std::string source = TIDEMARK_SOURCE_DIR;
+  const std::string command =
+      absl::StrCat("NODE_PATH='", source, "/.local/npm/node_modules' node '", source,
+                   "/tests/e2e/duckdb_hour_counts.js' '", lake, "' 2>&1");
+  std::string out;
+  if (FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+    ::pclose(pipe);
+  }
+  std::map<std::string, int64_t> counts;
+  const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  EXPECT_TRUE(j.is_object()) << "DuckDB (run scripts/install-test-servers.sh?): " << out;
+  if (j.is_object()) {
+    for (const auto& [hour, n] : j.items()) counts[hour] = n.get<int64_t>();
+  }
+  return counts;
+}
+
 // Events with known hours: `count` events of `device` at each of `hours_ago` hours before now
 // (and one device whose clock runs 3 h ahead), written through ingest.
 int64_t WriteKnownHours(Stack& stack, std::map<std::string, int64_t>& expected) {
@@ -141,6 +164,8 @@ TEST(Archive, EveryAcknowledgedEventOnceUnderItsEventHour) {
     ASSERT_TRUE(per_hour.contains(hour)) << hour;
     EXPECT_GE(per_hour.at(hour), n) << hour;
   }
+  // DuckDB reads the lake as it is, and counts the same events in the same hours.
+  EXPECT_EQ(DuckDbHourCounts(lake), per_hour);
   // SIGTERM flushes and commits: a restart writes nothing again.
   stack.archive().Signal(SIGTERM);
   ASSERT_TRUE(stack.archive().Wait(absl::Seconds(20)).ok());

@@ -2,7 +2,9 @@
 
 #include <zlib.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/time/time_units.h"
@@ -45,6 +47,25 @@ absl::StatusOr<int64_t> PartitionInstant(const v1::Event& event, PartitionTime b
 
 std::string FileName(absl::string_view topic, int32_t partition, int64_t first, int64_t last) {
   return absl::StrFormat("%s-%d-%012d-%012d.jsonl.gz", topic, partition, first, last);
+}
+
+std::optional<FileRange> ParseFileName(absl::string_view name) {
+  if (!absl::ConsumeSuffix(&name, ".jsonl.gz")) return std::nullopt;
+  FileRange r;
+  const size_t last_dash = name.rfind('-');
+  if (last_dash == absl::string_view::npos) return std::nullopt;
+  const size_t first_dash = name.rfind('-', last_dash - 1);
+  if (first_dash == absl::string_view::npos || first_dash == 0) return std::nullopt;
+  const size_t partition_dash = name.rfind('-', first_dash - 1);
+  if (partition_dash == absl::string_view::npos || partition_dash == 0) return std::nullopt;
+  if (!absl::SimpleAtoi(name.substr(last_dash + 1), &r.last_offset) ||
+      !absl::SimpleAtoi(name.substr(first_dash + 1, last_dash - first_dash - 1), &r.first_offset) ||
+      !absl::SimpleAtoi(name.substr(partition_dash + 1, first_dash - partition_dash - 1),
+                        &r.partition)) {
+    return std::nullopt;
+  }
+  r.topic = std::string(name.substr(0, partition_dash));
+  return r;
 }
 
 std::string EventToJsonLine(const v1::Event& event, const Origin& origin) {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,15 @@ absl::StatusOr<int64_t> PartitionInstant(const v1::Event& event, PartitionTime b
 /// one hour: "<topic>-<partition>-<first>-<last>.jsonl.gz", offsets zero-padded to 12 digits
 /// so that names sort by offset.
 std::string FileName(absl::string_view topic, int32_t partition, int64_t first, int64_t last);
+
+/// What a file name says: the inverse of FileName (a topic may itself contain '-').
+struct FileRange {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t first_offset = 0;
+  int64_t last_offset = 0;
+};
+std::optional<FileRange> ParseFileName(absl::string_view name);
 
 /// Where a record came from, archived beside the event so the lake can be traced to Kafka.
 struct Origin {

@@ -73,7 +73,26 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp, int64_t commi
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
   if (!record.ok()) return AsBatchFailure(record.status());
   absl::StatusOr<std::vector<PendingBatch>> batches = DecodePendingBatches(*record);
-  if (!batches.ok()) return batches.status();
+  if (!batches.ok()) {
+    // A store that lost part of the record (S3 never does; a crashed test store or a damaged
+    // disk may): find the batches by name instead. Every file of this partition from the
+    // committed offset on is uncommitted, by the same rule.
+    logger_->warn("msg=\"pending record unreadable; listing the lake instead\" partition={}"
+                  " error=\"{}\"",
+                  tp.partition, batches.status().message());
+    absl::StatusOr<std::vector<std::string>> files = lake_.List("year=");
+    if (!files.ok()) return AsBatchFailure(files.status());
+    PendingBatch listed{tp.topic, tp.partition, std::max<int64_t>(committed_offset, 0),
+                        INT64_MAX, {}};
+    for (const std::string& file : *files) {
+      const std::optional<FileRange> range = ParseFileName(file.substr(file.rfind('/') + 1));
+      if (range && range->topic == tp.topic && range->partition == tp.partition &&
+          range->first_offset >= committed_offset) {
+        listed.files.push_back(file);
+      }
+    }
+    batches = std::vector<PendingBatch>{std::move(listed)};
+  }
   for (const PendingBatch& b : *batches) {
     absl::StatusOr<Resume> resume = DecideResume(b, committed_offset);
     if (!resume.ok()) return resume.status();

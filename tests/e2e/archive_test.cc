@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <set>
@@ -17,9 +18,11 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "common/s3/s3_client.h"
 #include "services/archive/archive_core.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
+#include "tests/support/s3rver.h"
 #include "tests/support/stack.h"
 
 namespace tidemark::e2e {
@@ -71,19 +74,40 @@ std::string ExpectedHourDir(int64_t us) {
   return buf;
 }
 
+// Every line of every *.jsonl.gz object under `prefix` in an S3 bucket.
+std::vector<LakeEvent> ReadBucket(const s3::S3Config& config, const std::string& prefix) {
+  std::vector<LakeEvent> out;
+  absl::StatusOr<std::unique_ptr<s3::S3Client>> client = s3::S3Client::Create(config);
+  if (!client.ok()) return out;
+  absl::StatusOr<std::vector<std::string>> keys = (*client)->List(prefix);
+  if (!keys.ok()) return out;
+  for (const std::string& key : *keys) {
+    if (!absl::EndsWith(key, ".jsonl.gz")) continue;
+    absl::StatusOr<std::string> gz = (*client)->Get(key);
+    if (!gz.ok()) continue;
+    absl::StatusOr<std::string> text = archive::Gunzip(*gz);
+    if (!text.ok()) continue;
+    for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+      out.push_back({key.substr(prefix.size()), nlohmann::json::parse(line)});
+    }
+  }
+  return out;
+}
+
 // Checks the lake holds exactly `acknowledged` events, each once (by Kafka partition and
 // offset), each in the directory of its event hour. Returns the per-hour counts.
-std::map<std::string, int64_t> CheckLake(const std::string& lake, int64_t acknowledged) {
+std::map<std::string, int64_t> CheckLake(const std::function<std::vector<LakeEvent>()>& read,
+                                         int64_t acknowledged) {
   std::vector<LakeEvent> events;
   const bool complete = WaitFor(
       [&] {
-        events = ReadLake(lake);
+        events = read();
         return static_cast<int64_t>(events.size()) >= acknowledged;
       },
       absl::Seconds(90));
   EXPECT_TRUE(complete) << events.size() << " of " << acknowledged << " events in the lake";
   absl::SleepFor(absl::Seconds(2));  // anything extra would show up now
-  events = ReadLake(lake);
+  events = read();
   EXPECT_EQ(static_cast<int64_t>(events.size()), acknowledged);
   std::set<std::pair<int, int64_t>> origins;
   std::map<std::string, int64_t> per_hour;
@@ -96,6 +120,10 @@ std::map<std::string, int64_t> CheckLake(const std::string& lake, int64_t acknow
     ++per_hour[hour];
   }
   return per_hour;
+}
+
+std::map<std::string, int64_t> CheckLake(const std::string& lake, int64_t acknowledged) {
+  return CheckLake([&] { return ReadLake(lake); }, acknowledged);
 }
 
 // Per-hour event counts of the lake as DuckDB reads it (read_json_auto with hive_partitioning
@@ -198,6 +226,47 @@ TEST(Archive, KilledThreeTimesMidStreamLeavesEveryEventExactlyOnce) {
   ASSERT_FALSE(summary.is_null());
   EXPECT_EQ(summary["failed"].get<int64_t>(), 0);
   CheckLake(lake, summary["accepted"].get<int64_t>());
+}
+
+// The same against an S3-protocol server that is killed and restarted mid-stream (and the
+// archive killed once after it): uploads fail, the archive pauses and retries, and nothing is
+// lost or written twice.
+TEST(Archive, S3LakeThroughAStoreRestartAndAKillHoldsEveryEventOnce) {
+  absl::StatusOr<std::unique_ptr<testing::S3rver>> started = testing::S3rver::Start();
+  ASSERT_TRUE(started.ok()) << started.status();
+  testing::S3rver& store = **started;
+  const s3::S3Config bucket = store.Config("tidemark-lake");
+  {
+    absl::StatusOr<std::unique_ptr<s3::S3Client>> client = s3::S3Client::Create(bucket);
+    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_TRUE((*client)->CreateBucketIfMissing().ok());
+  }
+  Stack stack(testing::SharedPgCluster());
+  const std::vector<std::string> flags = {"--lake=s3://tidemark-lake/events",
+                                          "--s3_endpoint=" + store.endpoint(),
+                                          "--s3_path_style=true", "--batch_max_age=300ms"};
+  const std::map<std::string, std::string> env = {
+      {"AWS_ACCESS_KEY_ID", testing::S3rver::kAccessKey},
+      {"AWS_SECRET_ACCESS_KEY", testing::S3rver::kSecretKey}};
+  stack.StartArchive(flags, env);
+  auto sim = stack.StartSimulator({"--devices=30", "--rate=600", "--batch_size=30",
+                                   "--max_records=8000", "--duration=60s", "--percent_late=5",
+                                   "--late_time=75s", "--percent_clock_ahead=5"});
+  absl::SleepFor(absl::Seconds(5));  // joined the group and writing
+  store.Stop();
+  absl::SleepFor(absl::Seconds(3));
+  ASSERT_TRUE(store.Restart().ok()) << store.Log();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_NE(stack.archive().Log().find("consumption paused, retrying"), std::string::npos)
+      << "the archive never saw the store go away";
+  stack.archive().Signal(SIGKILL);
+  ASSERT_TRUE(stack.archive().Wait(absl::Seconds(10)).ok());
+  stack.StartArchive(flags, env);
+  ASSERT_TRUE(sim->Wait(absl::Seconds(90)).ok());
+  const nlohmann::json summary = testing::SimulatorSummary(sim->Log());
+  ASSERT_FALSE(summary.is_null());
+  EXPECT_EQ(summary["failed"].get<int64_t>(), 0);
+  CheckLake([&] { return ReadBucket(bucket, "events/"); }, summary["accepted"].get<int64_t>());
 }
 
 // Points as text rows, for comparing two stores.

@@ -28,217 +28,13 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/support/process.h"
+#include "tests/support/s3rver.h"
 
 namespace tidemark::s3 {
 namespace {
 
 using tidemark::testing::ChildProcess;
 using tidemark::testing::WaitFor;
-
-// s3rver's built-in account.
-constexpr char kAccessKey[] = "S3RVER";
-constexpr char kSecretKey[] = "S3RVER";
-
-constexpr char kVerifyingS3rver[] = R"js('use strict';
-// s3rver behind a proxy that checks SigV4 signatures, payload hashes and Content-MD5 as S3
-// does. Usage: node verifying-s3rver.js DATA_DIR. Prints "listening PORT".
-const crypto = require('crypto');
-const http = require('http');
-const S3rver = require('s3rver');
-
-const secrets = { S3RVER: 'S3RVER' };
-const region = 'us-east-1';
-
-const hmac = (key, data) => crypto.createHmac('sha256', key).update(data).digest();
-const sha256 = data => crypto.createHash('sha256').update(data).digest('hex');
-const md5 = data => crypto.createHash('md5').update(data).digest('base64');
-// RFC 3986: encodeURIComponent leaves !'()* alone, SigV4 does not.
-const encode = s =>
-  encodeURIComponent(s).replace(/[!'()*]/g, c => '%' + c.charCodeAt(0).toString(16).toUpperCase());
-const compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
-
-// [status, code, message] of the refusal, or null.
-function verify(req, body) {
-  const auth = req.headers['authorization'];
-  if (!auth) return [403, 'AccessDenied', 'Anonymous access is refused'];
-  const m = new RegExp('^AWS4-HMAC-SHA256 Credential=([^/]+)/(\\d{8})/([^/]+)/s3/aws4_request, ?' +
-                       'SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$').exec(auth);
-  if (!m) return [400, 'AuthorizationHeaderMalformed', 'The authorization header is malformed'];
-  const [, accessKey, day, scopeRegion, signedHeaders, signature] = m;
-  const secret = secrets[accessKey];
-  if (secret === undefined) {
-    return [403, 'InvalidAccessKeyId',
-            'The AWS Access Key Id you provided does not exist in our records.'];
-  }
-  if (scopeRegion !== region) {
-    return [400, 'AuthorizationHeaderMalformed', `the region ${scopeRegion} is wrong`];
-  }
-  const date = req.headers['x-amz-date'];
-  if (!/^\d{8}T\d{6}Z$/.test(date || '') || !date.startsWith(day)) {
-    return [403, 'AccessDenied', `x-amz-date "${date}" does not match the credential scope`];
-  }
-  const signed = signedHeaders.split(';');
-  if (!signed.includes('host')) return [403, 'AccessDenied', 'host is not signed'];
-  for (const name of Object.keys(req.headers)) {
-    if (name.startsWith('x-amz-') && !signed.includes(name)) {
-      return [403, 'AccessDenied', `${name} is not signed`];
-    }
-  }
-  const payloadHash = req.headers['x-amz-content-sha256'];
-  if (payloadHash !== 'UNSIGNED-PAYLOAD' && payloadHash !== sha256(body)) {
-    return [400, 'XAmzContentSHA256Mismatch',
-            "The provided 'x-amz-content-sha256' header does not match what was computed."];
-  }
-  if ('content-md5' in req.headers && req.headers['content-md5'] !== md5(body)) {
-    return [400, 'BadDigest', 'The Content-MD5 you specified did not match what we received.'];
-  }
-  const q = req.url.indexOf('?');
-  const path = q < 0 ? req.url : req.url.slice(0, q);
-  const query = q < 0 ? '' : req.url.slice(q + 1);
-  const canonicalUri = path.split('/').map(s => encode(decodeURIComponent(s))).join('/');
-  const canonicalQuery = query.split('&').filter(p => p)
-    .map(p => {
-      const i = p.indexOf('=');
-      return i < 0 ? [p, ''] : [p.slice(0, i), p.slice(i + 1)];
-    })
-    .map(([k, v]) => [encode(decodeURIComponent(k)), encode(decodeURIComponent(v))])
-    .sort((a, b) => compare(a[0], b[0]) || compare(a[1], b[1]))
-    .map(([k, v]) => `${k}=${v}`).join('&');
-  const canonicalHeaders = signed
-    .map(h => `${h}:${String(req.headers[h] ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
-  const canonicalRequest = [req.method, canonicalUri, canonicalQuery, canonicalHeaders,
-                            signedHeaders, payloadHash].join('\n');
-  const stringToSign = ['AWS4-HMAC-SHA256', date, `${day}/${region}/s3/aws4_request`,
-                        sha256(canonicalRequest)].join('\n');
-  let key = hmac('AWS4' + secret, day);
-  for (const part of [region, 's3', 'aws4_request']) key = hmac(key, part);
-  if (hmac(key, stringToSign).toString('hex') !== signature) {
-    return [403, 'SignatureDoesNotMatch',
-            'The request signature we calculated does not match the signature you provided. ' +
-            'Check your key and signing method.'];
-  }
-  return null;
-}
-
-function refuse(res, [status, code, message]) {
-  const escape = s => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-  const body = '<?xml version="1.0" encoding="UTF-8"?>\n' +
-    `<Error><Code>${code}</Code><Message>${escape(message)}</Message></Error>`;
-  res.writeHead(status, { 'content-type': 'application/xml',
-                          'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-const s3rver = new S3rver({ address: '127.0.0.1', port: 0, directory: process.argv[2] });
-s3rver.run().then(({ port: s3rverPort }) => {
-  const proxy = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', chunk => chunks.push(chunk));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      const refusal = verify(req, body);
-      if (refusal) {
-        console.log(`refused ${req.method} ${req.url}: ${refusal[1]}`);
-        return refuse(res, refusal);
-      }
-      const headers = { ...req.headers };
-      delete headers['expect'];
-      const upstream = http.request(
-        { host: '127.0.0.1', port: s3rverPort, method: req.method, path: req.url, headers },
-        answer => { res.writeHead(answer.statusCode, answer.headers); answer.pipe(res); });
-      upstream.on('error', err => refuse(res, [502, 'BadGateway', err.message]));
-      upstream.end(body);
-    });
-  });
-  proxy.listen(0, '127.0.0.1', () => console.log(`listening ${proxy.address().port}`));
-}, err => { console.error(err); process.exit(1); });
-)js";
-
-std::string FindOnPath(const std::string& name) {
-  const char* path = getenv("PATH");
-  for (absl::string_view dir : absl::StrSplit(path == nullptr ? "" : path, ':')) {
-    const std::string candidate = absl::StrCat(dir, "/", name);
-    if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// A verifying s3rver with its data in a fresh temporary directory.
-class S3rverServer {
- public:
-  // FAILED_PRECONDITION, saying how to install it, when node or s3rver is missing: the tests
-  // then fail, never skip.
-  static absl::StatusOr<std::unique_ptr<S3rverServer>> Start() {
-    const std::string node = FindOnPath("node");
-    const std::string modules = absl::StrCat(TIDEMARK_SOURCE_DIR, "/.local/npm/node_modules");
-    if (node.empty() || !std::filesystem::exists(modules + "/s3rver/package.json")) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("node or s3rver is missing (node: \"", node, "\", ", modules,
-                       "/s3rver): run scripts/install-test-servers.sh"));
-    }
-    std::unique_ptr<S3rverServer> s(new S3rverServer());
-    char dir[] = "/tmp/tidemark-s3rver-XXXXXX";
-    if (mkdtemp(dir) == nullptr) {
-      return absl::InternalError("mkdtemp failed");
-    }
-    s->dir_ = dir;
-    const std::string script = s->dir_ + "/verifying-s3rver.js";
-    std::ofstream(script) << kVerifyingS3rver;
-    std::filesystem::create_directory(s->dir_ + "/data");
-    // s3rver's continuation tokens are DES-encrypted; OpenSSL 3 has DES only in its legacy
-    // provider.
-    absl::StatusOr<std::unique_ptr<ChildProcess>> child =
-        ChildProcess::Start(node, {"--openssl-legacy-provider", script, s->dir_ + "/data"},
-                            {{"NODE_PATH", modules}}, s->dir_ + "/s3rver.log");
-    if (!child.ok()) return child.status();
-    s->process_ = *std::move(child);
-    const bool up =
-        WaitFor([&] { return s->ReadPort() || !s->process_->Running(); }, absl::Seconds(30));
-    if (!up || s->port_ == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "s3rver did not start (run scripts/install-test-servers.sh):\n", s->process_->Log()));
-    }
-    return s;
-  }
-
-  ~S3rverServer() {
-    process_.reset();
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-
-  S3Config Config(const std::string& bucket) const {
-    S3Config config;
-    config.endpoint = absl::StrCat("http://127.0.0.1:", port_);
-    config.bucket = bucket;
-    config.access_key = kAccessKey;
-    config.secret_key = kSecretKey;
-    config.timeout = absl::Seconds(20);
-    return config;
-  }
-
-  void Stop() {
-    process_->Signal(SIGKILL);
-    ASSERT_TRUE(process_->Wait(absl::Seconds(10)).ok());
-  }
-  std::string Log() const { return process_->Log(); }
-
- private:
-  S3rverServer() = default;
-
-  bool ReadPort() {
-    for (absl::string_view line : absl::StrSplit(process_->Log(), '\n')) {
-      if (absl::ConsumePrefix(&line, "listening ") &&
-          absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &port_)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  std::string dir_;
-  std::unique_ptr<ChildProcess> process_;
-  int port_ = 0;
-};
 
 std::unique_ptr<S3Client> NewClient(const S3Config& config) {
   absl::StatusOr<std::unique_ptr<S3Client>> client = S3Client::Create(config);
@@ -250,7 +46,7 @@ class S3ClientTest : public ::testing::Test {
  protected:
   // One server for the suite; a failure to start fails every test (SetUp), skipping none.
   static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<S3rverServer>> started = S3rverServer::Start();
+    absl::StatusOr<std::unique_ptr<testing::S3rver>> started = testing::S3rver::Start();
     if (started.ok()) {
       server_ = started->release();
     } else {
@@ -268,11 +64,11 @@ class S3ClientTest : public ::testing::Test {
     if (HasFailure() && server_ != nullptr) std::cerr << "s3rver log:\n" << server_->Log();
   }
 
-  static S3rverServer* server_;
+  static testing::S3rver* server_;
   static absl::Status* start_error_;
 };
 
-S3rverServer* S3ClientTest::server_ = nullptr;
+testing::S3rver* S3ClientTest::server_ = nullptr;
 absl::Status* S3ClientTest::start_error_ = nullptr;
 
 std::string AllBytes(int repeat) {
@@ -403,9 +199,9 @@ TEST_F(S3ClientTest, WrongCredentialsArePermissionDenied) {
 
 // Its own server: this one is stopped.
 TEST(S3ClientStopped, StoppedServerIsRetriableUnavailable) {
-  absl::StatusOr<std::unique_ptr<S3rverServer>> started = S3rverServer::Start();
+  absl::StatusOr<std::unique_ptr<testing::S3rver>> started = testing::S3rver::Start();
   ASSERT_TRUE(started.ok()) << started.status();
-  std::unique_ptr<S3rverServer> server = *std::move(started);
+  std::unique_ptr<testing::S3rver> server = *std::move(started);
   auto client = NewClient(server->Config("tidemark-stop"));
   ASSERT_TRUE(client->CreateBucketIfMissing().ok());
   ASSERT_TRUE(client->Put("k", "v").ok());

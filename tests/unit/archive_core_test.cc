@@ -51,6 +51,18 @@ TEST(FileName, SortsByOffset) {
   EXPECT_LT(FileName("tidemark.raw", 3, 99, 150), FileName("tidemark.raw", 3, 151, 160));
 }
 
+TEST(FileName, ParsesBackEvenWithDashesInTheTopic) {
+  const std::optional<FileRange> r = ParseFileName(FileName("my-raw-topic", 11, 5, 1234567));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->topic, "my-raw-topic");
+  EXPECT_EQ(r->partition, 11);
+  EXPECT_EQ(r->first_offset, 5);
+  EXPECT_EQ(r->last_offset, 1234567);
+  EXPECT_FALSE(ParseFileName("tidemark.raw-3.json").has_value());
+  EXPECT_FALSE(ParseFileName("x-1-2.jsonl.gz").has_value());
+  EXPECT_FALSE(ParseFileName("t-a-1-2.jsonl.gz").has_value());
+}
+
 TEST(JsonLine, RoundTripsEveryFieldAndKeepsNumberTypes) {
   v1::Event e;
   e.set_device_id("turbine-0001");

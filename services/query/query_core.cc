@@ -69,6 +69,14 @@ absl::StatusOr<Cursor> DecodeCursor(const std::string& token) {
   return c;
 }
 
+absl::StatusOr<Cursor> StartCursor(const std::string& page_token, int64_t limit) {
+  if (limit < 0) return absl::InvalidArgumentError("limit must not be negative");
+  if (!page_token.empty()) return DecodeCursor(page_token);
+  Cursor cursor;
+  cursor.remaining = limit > 0 ? limit : -1;
+  return cursor;
+}
+
 std::string EncodeResumeToken(int64_t change_id) {
   return absl::WebSafeBase64Escape(absl::StrCat("s1:", change_id));
 }

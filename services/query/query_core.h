@@ -44,6 +44,10 @@ std::string EncodeCursor(const Cursor& cursor);
 /// INVALID_ARGUMENT when the token was not produced by EncodeCursor.
 absl::StatusOr<Cursor> DecodeCursor(const std::string& token);
 
+/// Where a page starts: the cursor in `page_token`, or for the first page one with `limit`
+/// rows left in all (0: no limit). INVALID_ARGUMENT for a negative limit or a foreign token.
+absl::StatusOr<Cursor> StartCursor(const std::string& page_token, int64_t limit = 0);
+
 /// Subscribe resume tokens: the position in the change log after the last update delivered.
 std::string EncodeResumeToken(int64_t change_id);
 absl::StatusOr<int64_t> DecodeResumeToken(const std::string& token);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/support/aggregate_oracle.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/stack.h"
@@ -25,50 +26,6 @@ using testing::WaitFor;
 const std::vector<std::string> kAggregatorFlags = {"--windows=5s,10s", "--max_out_of_orderness=1s",
                                                    "--allowed_lateness=5s", "--idle_timeout=2s",
                                                    "--commit_interval=500ms"};
-
-// The oracle: windows recomputed in SQL from the stored raw points, compared with the stored
-// aggregates. Returns "windows missing wrong extra". $SIZES is the list of window sizes.
-constexpr const char* kOracle = R"sql(
-WITH truth AS (
-  SELECT p.series_id, sz.size, date_bin(sz.size, p.time, 'epoch') AS start,
-         count(*) AS c, sum(x.v ORDER BY p.time) AS s, min(x.v) AS mn, max(x.v) AS mx,
-         (array_agg(x.v ORDER BY p.time))[1] AS f, (array_agg(x.v ORDER BY p.time DESC))[1] AS l
-  FROM points p
-  CROSS JOIN (VALUES $SIZES) AS sz(size)
-  CROSS JOIN LATERAL (SELECT coalesce(p.value_double, p.value_int::float8) AS v) x
-  WHERE x.v IS NOT NULL
-  GROUP BY 1, 2, 3)
-SELECT (SELECT count(*) FROM truth) || ' ' ||
-  (SELECT count(*) FROM truth t LEFT JOIN aggregates a ON a.series_id = t.series_id
-     AND a.window_size = t.size AND a.window_start = t.start WHERE a.series_id IS NULL) || ' ' ||
-  (SELECT count(*) FROM truth t JOIN aggregates a ON a.series_id = t.series_id
-     AND a.window_size = t.size AND a.window_start = t.start
-   WHERE a.count <> t.c OR abs(a.sum - t.s) > 1e-9 * greatest(1, abs(t.s)) OR a.min <> t.mn
-      OR a.max <> t.mx OR a.first <> t.f OR a.last <> t.l
-      OR abs(a.avg - t.s / t.c) > 1e-9 * greatest(1, abs(t.s / t.c))) || ' ' ||
-  (SELECT count(*) FROM aggregates a LEFT JOIN truth t ON a.series_id = t.series_id
-     AND a.window_size = t.size AND a.window_start = t.start WHERE t.series_id IS NULL)
-)sql";
-
-struct OracleResult {
-  int64_t windows = -1, missing = -1, wrong = -1, extra = -1;
-  bool Matches() const { return windows > 0 && missing == 0 && wrong == 0 && extra == 0; }
-};
-
-OracleResult Oracle(Stack& stack, const std::string& sizes) {
-  std::string sql = kOracle;
-  sql.replace(sql.find("$SIZES"), 6, sizes);
-  std::string out = stack.Sql(sql);
-  std::vector<std::string> parts = absl::StrSplit(out, ' ');
-  OracleResult r;
-  if (parts.size() == 4) {
-    r.windows = std::stoll(parts[0]);
-    r.missing = std::stoll(parts[1]);
-    r.wrong = std::stoll(parts[2]);
-    r.extra = std::stoll(parts[3]);
-  }
-  return r;
-}
 
 // Samples stored versions and fails if any ever decreases.
 class VersionWatch {
@@ -128,11 +85,11 @@ void SendMinutesLate(Stack& stack) {
 
 void DrainAndCompare(Stack& stack, VersionWatch& watch,
                      const std::string& sizes = "(interval '5 seconds'), (interval '10 seconds')") {
-  OracleResult r;
+  testing::OracleResult r;
   const bool matched = WaitFor(
       [&] {
         watch.Sample();
-        r = Oracle(stack, sizes);
+        r = testing::AggregateOracle(stack, sizes);
         return r.Matches();
       },
       absl::Seconds(90));

@@ -20,6 +20,7 @@
 #include "nlohmann/json.hpp"
 #include "common/s3/s3_client.h"
 #include "services/archive/archive_core.h"
+#include "tests/support/aggregate_oracle.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/s3rver.h"
@@ -337,15 +338,15 @@ TEST(Archive, ReplayIntoAFreshStoreReproducesItAndTwiceChangesNothing) {
   WaitForWriter(target, 1);
   EXPECT_EQ(PointsDump(target), original);
   // Aggregates from the replayed stream equal a batch recomputation from the points.
-  const std::string oracle =
-      "WITH truth AS (SELECT p.series_id, date_bin('10 seconds', p.time, 'epoch') AS start,"
-      " count(*) AS c, sum(coalesce(p.value_double, p.value_int::float8)) AS s FROM points p"
-      " WHERE coalesce(p.value_double, p.value_int::float8) IS NOT NULL GROUP BY 1, 2)"
-      " SELECT count(*) FROM truth t FULL JOIN aggregates a ON a.series_id = t.series_id"
-      " AND a.window_start = t.start WHERE a.series_id IS NULL OR t.series_id IS NULL"
-      " OR a.count <> t.c OR abs(a.sum - t.s) > 1e-9 * greatest(1, abs(t.s))";
-  EXPECT_TRUE(WaitFor([&] { return target.Sql(oracle) == "0"; }, absl::Seconds(90)))
-      << target.Sql(oracle) << " windows differ from the points";
+  testing::OracleResult r;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        r = testing::AggregateOracle(target, "(interval '10 seconds')");
+        return r.Matches();
+      },
+      absl::Seconds(90)))
+      << "windows " << r.windows << ", missing " << r.missing << ", wrong " << r.wrong
+      << ", extra " << r.extra;
   const std::string versions = target.Sql(
       "SELECT string_agg(series_id || ' ' || window_start || ' ' || version, ',' ORDER BY 1)"
       " FROM aggregates a JOIN series s USING (series_id) WHERE s.device_id NOT LIKE 'marker-%'");

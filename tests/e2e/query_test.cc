@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/support/aggregate_oracle.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/stack.h"
@@ -68,30 +69,6 @@ std::string Ts(int64_t us) {
   return absl::StrCat("('epoch'::timestamptz + interval '1 microsecond' * ", us, ")");
 }
 
-// The drain oracle of aggregation_test: windows recomputed from the stored raw points against
-// the stored aggregates, "windows missing wrong extra".
-constexpr const char* kOracle = R"sql(
-WITH truth AS (
-  SELECT p.series_id, sz.size, date_bin(sz.size, p.time, 'epoch') AS start,
-         count(*) AS c, sum(x.v ORDER BY p.time) AS s, min(x.v) AS mn, max(x.v) AS mx,
-         (array_agg(x.v ORDER BY p.time))[1] AS f, (array_agg(x.v ORDER BY p.time DESC))[1] AS l
-  FROM points p
-  CROSS JOIN (VALUES (interval '5 seconds'), (interval '10 seconds')) AS sz(size)
-  CROSS JOIN LATERAL (SELECT coalesce(p.value_double, p.value_int::float8) AS v) x
-  WHERE x.v IS NOT NULL
-  GROUP BY 1, 2, 3)
-SELECT (SELECT count(*) FROM truth) || ' ' ||
-  (SELECT count(*) FROM truth t LEFT JOIN aggregates a ON a.series_id = t.series_id
-     AND a.window_size = t.size AND a.window_start = t.start WHERE a.series_id IS NULL) || ' ' ||
-  (SELECT count(*) FROM truth t JOIN aggregates a ON a.series_id = t.series_id
-     AND a.window_size = t.size AND a.window_start = t.start
-   WHERE a.count <> t.c OR abs(a.sum - t.s) > 1e-9 * greatest(1, abs(t.s)) OR a.min <> t.mn
-      OR a.max <> t.mx OR a.first <> t.f OR a.last <> t.l
-      OR abs(a.avg - t.s / t.c) > 1e-9 * greatest(1, abs(t.s / t.c))) || ' ' ||
-  (SELECT count(*) FROM aggregates a LEFT JOIN truth t ON a.series_id = t.series_id
-     AND a.window_size = t.size AND a.window_start = t.start WHERE t.series_id IS NULL)
-)sql";
-
 using Row = std::vector<std::string>;
 
 // psql -At output: one row a line, columns separated by '|'.
@@ -129,23 +106,18 @@ std::string Describe(const grpc::Status& s) {
   return absl::StrCat(static_cast<int>(s.error_code()), " ", s.error_message());
 }
 
-bool Matches(const std::string& oracle_output) {
-  std::vector<std::string> parts = absl::StrSplit(oracle_output, ' ');
-  return parts.size() == 4 && parts[0] != "0" && parts[1] == "0" && parts[2] == "0" &&
-         parts[3] == "0";
-}
-
 // Waits until every window with points has its aggregate and every aggregate equals its batch
 // recomputation: the pipeline has drained.
 void WaitForDrain(Stack& stack) {
-  std::string last;
+  testing::OracleResult r;
   EXPECT_TRUE(WaitFor(
       [&] {
-        last = stack.Sql(kOracle);
-        return Matches(last);
+        r = testing::AggregateOracle(stack, "(interval '5 seconds'), (interval '10 seconds')");
+        return r.Matches();
       },
       absl::Seconds(90)))
-      << "windows missing wrong extra: " << last;
+      << "windows " << r.windows << ", missing " << r.missing << ", wrong " << r.wrong
+      << ", extra " << r.extra;
 }
 
 // An aggregate value with exact equality: stored values travel as float8 text both ways.

@@ -3,6 +3,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace tidemark::archive {
 namespace {
@@ -88,6 +89,26 @@ TEST(JsonLine, RoundTripsEveryFieldAndKeepsNumberTypes) {
   EXPECT_EQ(back->DebugString(), e.DebugString());
   EXPECT_FALSE(EventFromJsonLine("{\"device_id\": 1}").ok());
   EXPECT_FALSE(EventFromJsonLine("not json").ok());
+}
+
+TEST(JsonLine, EscapesControlCharactersAndReplacesBytesThatAreNotUtf8) {
+  v1::Event e;
+  e.set_device_id(std::string("a\"b\\c\nd\x01e", 10));
+  e.set_time(1);
+  (*e.mutable_dimensions())["site"] = "M\xc3\xbcnchen \xe2\x82\xac \xf0\x9f\x98\x80";
+  (*e.mutable_measures())["raw"].set_string_value("ok\xff\xed\xa0\x80!");
+  (*e.mutable_measures())["big"].set_double_value(1e300);
+  (*e.mutable_measures())["whole"].set_double_value(-3.0);
+  const std::string line = EventToJsonLine(e, {"t", 0, 0});
+  const nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["device_id"], std::string("a\"b\\c\nd\x01e", 10));
+  EXPECT_EQ(j["dimensions"]["site"], "M\xc3\xbcnchen \xe2\x82\xac \xf0\x9f\x98\x80");
+  // 0xFF, then a UTF-16 surrogate encoded in UTF-8 (3 bytes): each invalid byte is replaced.
+  EXPECT_EQ(j["measures"]["raw"], "ok\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!");
+  EXPECT_TRUE(j["measures"]["big"].is_number_float());
+  EXPECT_EQ(j["measures"]["big"].get<double>(), 1e300);
+  EXPECT_TRUE(j["measures"]["whole"].is_number_float());
+  EXPECT_EQ(j["event_time"], "1970-01-01T00:00:00.001000Z");
 }
 
 TEST(Gzip, RoundTripsAndDetectsTruncation) {

@@ -46,6 +46,10 @@ void BatchLoop::OnRevoked(const std::vector<TopicPartition>& partitions) {
   pending_.erase(std::remove_if(pending_.begin(), pending_.end(), revoked), pending_.end());
   pending_bytes_ = 0;
   for (const Message& m : pending_) pending_bytes_ += m.value().size();
+  // A flush in progress must not commit them either: the next owner may already be redoing
+  // them from the committed offset.
+  revoked_.insert(partitions.begin(), partitions.end());
+  sink_.OnRevoked(partitions);
 }
 
 absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
@@ -180,6 +184,7 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
     rejected_records.emplace_back(std::string(pending_[r.source].key()), RejectedRecord(r));
   }
   std::map<TopicPartition, int64_t> next_offsets;
+  revoked_.clear();
   for (size_t i = 0; i < stored_count; ++i) {
     const Message& m = pending_[i];
     int64_t& next = next_offsets[{std::string(m.topic()), m.partition()}];
@@ -202,6 +207,7 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
 
   // 4. Commit. A failure loses nothing: the records are replayed, and the versioned upsert
   //    makes the replay a no-op.
+  for (const TopicPartition& tp : revoked_) next_offsets.erase(tp);
   if (absl::Status s = consumer.Commit(next_offsets); !s.ok()) {
     logger_->warn("msg=\"offset commit failed; records will be replayed\" error=\"{}\"",
                   s.message());

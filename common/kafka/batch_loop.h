@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstddef>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,8 @@ class BatchSink {
   /// Told about partitions gained in a rebalance, before any of their records is written
   /// (e.g. to clean up after a predecessor that crashed between writing and committing).
   virtual void OnAssigned(const std::vector<AssignedPartition>& partitions) {}
+  /// Told about partitions lost in a rebalance: whatever it keeps for them is the next owner's.
+  virtual void OnRevoked(const std::vector<TopicPartition>& partitions) {}
   /// Told after the offsets of written batches were committed.
   virtual void OnCommitted(const std::map<TopicPartition, int64_t>& next_offsets) {}
 };
@@ -105,6 +108,8 @@ class BatchLoop final : public PartitionListener {
   std::shared_ptr<spdlog::logger> logger_;
   std::vector<Message> pending_;
   size_t pending_bytes_ = 0;
+  /// Partitions revoked since the current flush snapshotted its offsets.
+  std::set<TopicPartition> revoked_;
   absl::Time batch_started_;
 };
 

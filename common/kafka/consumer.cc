@@ -98,8 +98,19 @@ void Consumer::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
   // Start each partition at its committed offset, or at its beginning for a new group;
   // a committed offset below the earliest retained one is data loss.
-  if (rd_kafka_resp_err_t e = rd_kafka_committed(rk_, partitions, 10000); e) {
-    logger_->warn("msg=\"cannot read committed offsets\" error=\"{}\"", rd_kafka_err2str(e));
+  // Not knowing where a partition was committed must not mean starting it from its beginning:
+  // that replays everything retained (and the archive would store it twice). Stop instead; a
+  // restart asks again.
+  rd_kafka_resp_err_t fetch = rd_kafka_committed(rk_, partitions, 10000);
+  for (int i = 0; fetch == RD_KAFKA_RESP_ERR_NO_ERROR && i < partitions->cnt; ++i) {
+    fetch = partitions->elems[i].err;
+  }
+  if (fetch != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    fatal_ = absl::UnavailableError(absl::StrCat(
+        "cannot read the committed offsets of assigned partitions: ", rd_kafka_err2str(fetch),
+        "; stopping rather than starting them from their beginning"));
+    logger_->error("msg=\"{}\"", fatal_.message());
+    return;
   }
   std::vector<AssignedPartition> assigned;
   for (int i = 0; i < partitions->cnt; ++i) {
@@ -195,7 +206,20 @@ absl::Status Consumer::Commit(const std::map<TopicPartition, int64_t>& next_offs
   for (const auto& [tp, offset] : next_offsets) {
     rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset = offset;
   }
-  return ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0), "committing offsets");
+  if (absl::Status s = ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0),
+                                "committing offsets");
+      !s.ok()) {
+    return s;
+  }
+  // librdkafka reports a commit failed as a whole only when every partition failed.
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return ToStatus(list->elems[i].err,
+                      absl::StrCat("committing the offset of ", list->elems[i].topic, "/",
+                                   list->elems[i].partition));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Consumer::Commit(const std::map<TopicPartition, CommitPoint>& points) {
@@ -212,7 +236,20 @@ absl::Status Consumer::Commit(const std::map<TopicPartition, CommitPoint>& point
       e->metadata_size = point.metadata.size();
     }
   }
-  return ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0), "committing offsets");
+  if (absl::Status s = ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0),
+                                "committing offsets");
+      !s.ok()) {
+    return s;
+  }
+  // librdkafka reports a commit failed as a whole only when every partition failed.
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return ToStatus(list->elems[i].err,
+                      absl::StrCat("committing the offset of ", list->elems[i].topic, "/",
+                                   list->elems[i].partition));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Consumer::PauseAll() {

@@ -24,6 +24,15 @@ void ArchiveSink::OnAssigned(const std::vector<kafka::AssignedPartition>& partit
   }
 }
 
+void ArchiveSink::OnRevoked(const std::vector<kafka::TopicPartition>& partitions) {
+  // The next owner recovers them from the pending record; recovering them here later could
+  // undo batches that owner has written and committed since.
+  for (const kafka::TopicPartition& tp : partitions) {
+    to_recover_.erase(tp);
+    uncommitted_.erase(tp);
+  }
+}
+
 void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) {
   for (const auto& [tp, next] : next_offsets) {
     auto it = uncommitted_.find(tp);
@@ -146,6 +155,8 @@ absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WriteBatch(
     v1::Event event;
     absl::StatusOr<int64_t> instant = absl::InvalidArgumentError("");
     if (event.ParseFromArray(m.value().data(), static_cast<int>(m.value().size()))) {
+      // A replay from the lake: its events are in the lake already.
+      if (event.replayed()) continue;
       instant = PartitionInstant(event, config_.partition_by);
     }
     if (!instant.ok()) {

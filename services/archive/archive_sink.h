@@ -42,6 +42,7 @@ class ArchiveSink final : public kafka::BatchSink {
   absl::StatusOr<std::vector<kafka::RecordRejection>> Write(
       const std::vector<const kafka::Message*>& records) override;
   void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override;
+  void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override;
   void OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) override;
 
   /// NOT OK while the last batch could not be written (the lake is unreachable or refuses);

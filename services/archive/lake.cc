@@ -63,7 +63,15 @@ class LocalDirectoryLake final : public Lake {
 
   absl::StatusOr<std::string> Get(const std::string& path) override {
     std::ifstream in(root_ / path, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat("no file ", (root_ / path).string()));
+    if (!in) {
+      std::error_code ec;
+      // Only a file that is not there is NOT_FOUND: a pending record that cannot be read must
+      // not pass for an empty one.
+      if (!fs::exists(root_ / path, ec) && !ec) {
+        return absl::NotFoundError(absl::StrCat("no file ", (root_ / path).string()));
+      }
+      return Errno("cannot read", root_ / path);
+    }
     std::ostringstream out;
     out << in.rdbuf();
     return out.str();

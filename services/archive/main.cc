@@ -76,6 +76,7 @@ int RunReplay(archive::Lake& lake, archive::PartitionTime by, spdlog::logger& lo
   if (!absl::GetFlag(FLAGS_device).empty()) req.device_id = absl::GetFlag(FLAGS_device);
   req.partition_by = by;
   req.topic = absl::GetFlag(FLAGS_raw_topic);
+  archive::DeliveryFailures failures;  // outlives the producer and its queued records
   auto producer = kafka::Producer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),
                                            .delivery_timeout = absl::Seconds(60)},
                                           shared_logger);
@@ -83,7 +84,7 @@ int RunReplay(archive::Lake& lake, archive::PartitionTime by, spdlog::logger& lo
     logger.critical("msg=\"{}\"", producer.status().message());
     return 2;
   }
-  absl::StatusOr<archive::ReplayOutcome> outcome = archive::Replay(lake, **producer, req);
+  absl::StatusOr<archive::ReplayOutcome> outcome = archive::Replay(lake, **producer, failures, req);
   if (!outcome.ok()) {
     logger.critical("msg=\"replay failed\" error=\"{}\"", outcome.status().message());
     return 1;

@@ -8,29 +8,13 @@
 #include "absl/time/time.h"
 
 namespace tidemark::archive {
-namespace {
-
-class FailureCount final : public kafka::DeliverySink {
- public:
-  void OnDelivery(rd_kafka_resp_err_t err) override {
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) failed_.fetch_add(1);
-  }
-  int64_t failed() const { return failed_.load(); }
-
- private:
-  std::atomic<int64_t> failed_{0};
-};
-
-}  // namespace
-
 absl::StatusOr<ReplayOutcome> Replay(Lake& lake, kafka::Producer& producer,
-                                     const ReplayRequest& request) {
+                                     DeliveryFailures& failures, const ReplayRequest& request) {
   if (request.to_us <= request.from_us) {
     return absl::InvalidArgumentError("--to must be after --from");
   }
   constexpr int64_t kHour = 3'600'000'000;
   ReplayOutcome outcome;
-  FailureCount failures;
   const int64_t first_hour = request.from_us - ((request.from_us % kHour) + kHour) % kHour;
   for (int64_t hour = first_hour; hour < request.to_us; hour += kHour) {
     absl::StatusOr<std::vector<std::string>> files = lake.List(HourPartition(hour) + "/");
@@ -50,6 +34,7 @@ absl::StatusOr<ReplayOutcome> Replay(Lake& lake, kafka::Producer& producer,
         if (request.device_id && event->device_id() != *request.device_id) continue;
         absl::StatusOr<int64_t> at = PartitionInstant(*event, request.partition_by);
         if (!at.ok() || *at < request.from_us || *at >= request.to_us) continue;
+        event->set_replayed(true);  // already in the lake: not to be archived again
         absl::Status s;
         // The local queue is bounded: wait for room rather than fail.
         while (absl::IsResourceExhausted(s = producer.Produce(request.topic, event->device_id(),

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,11 +27,24 @@ struct ReplayOutcome {
   int64_t events = 0;
 };
 
+/// Counts records Kafka did not acknowledge. Must outlive the producer it is given to: records
+/// still queued when a replay stops early report to it later.
+class DeliveryFailures final : public kafka::DeliverySink {
+ public:
+  void OnDelivery(rd_kafka_resp_err_t err) override {
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) failed_.fetch_add(1);
+  }
+  int64_t failed() const { return failed_.load(); }
+
+ private:
+  std::atomic<int64_t> failed_{0};
+};
+
 /// Reads the lake's files for the hours of the range back into the raw topic, keyed by device
 /// id, each event as it was archived: its original time, version and ingest time, so that the
 /// store's versioned upserts make a second replay change nothing. Waits for Kafka to
 /// acknowledge every event.
 absl::StatusOr<ReplayOutcome> Replay(Lake& lake, kafka::Producer& producer,
-                                     const ReplayRequest& request);
+                                     DeliveryFailures& failures, const ReplayRequest& request);
 
 }  // namespace tidemark::archive

@@ -133,6 +133,7 @@ PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>&
     }
     stamped = event;
     stamped.set_ingest_time_us(now_us);
+    stamped.clear_replayed();  // only archive replay may keep an event out of the lake
     AcceptedRecord& out = batch.accepted.emplace_back();
     out.key = event.device_id();
     stamped.SerializeToString(&out.value);

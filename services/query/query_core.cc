@@ -153,6 +153,16 @@ absl::StatusOr<SeriesMatcher> SeriesMatcher::Compile(const v1::SeriesSelector& s
       return absl::InvalidArgumentError(
           absl::StrCat("matcher ", m.name(), " has an unknown op ", static_cast<int>(m.op())));
     }
+    if (m.op() == v1::DimensionMatcher::OP_EQUAL) {
+      // Equal matchers become one JSON object in SQL: a name given twice would keep one.
+      for (const v1::DimensionMatcher& other : selector.matchers()) {
+        if (&other != &m && other.op() == v1::DimensionMatcher::OP_EQUAL &&
+            other.name() == m.name()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "dimension ", m.name(), " has two = matchers; a series has one value for it"));
+        }
+      }
+    }
     if (!IsRegex(m.op())) {
       matcher.regexes_.push_back(nullptr);
       continue;
@@ -288,6 +298,16 @@ absl::Status ValidateRollup(const v1::RollupRequest& req, const QueryLimits& lim
   return absl::OkStatus();
 }
 
+int64_t StepCount(const v1::InterpolateRequest& req) {
+  if (req.step_us() <= 0) return 0;
+  const int64_t first = AlignUp(req.range().start_us(), req.step_us());
+  if (first >= req.range().end_us()) return 0;
+  // In 128 bits: a range across the whole int64 span must not wrap into a small count.
+  const __int128 span = static_cast<__int128>(req.range().end_us()) - 1 - first;
+  const __int128 steps = span / req.step_us() + 1;
+  return steps > INT64_MAX ? INT64_MAX : static_cast<int64_t>(steps);
+}
+
 absl::Status ValidateInterpolate(const v1::InterpolateRequest& req, const QueryLimits& limits) {
   if (absl::Status s = ValidateSelector(req.selector(), limits); !s.ok()) return s;
   if (req.range().start_us() == 0 || req.range().end_us() == 0) {
@@ -297,9 +317,7 @@ absl::Status ValidateInterpolate(const v1::InterpolateRequest& req, const QueryL
   if (req.step_us() <= 0) {
     return absl::InvalidArgumentError("step_us must be positive, e.g. 60000000 for 1m");
   }
-  const int64_t first = AlignUp(req.range().start_us(), req.step_us());
-  const int64_t steps =
-      first >= req.range().end_us() ? 0 : (req.range().end_us() - 1 - first) / req.step_us() + 1;
+  const int64_t steps = StepCount(req);
   if (steps > limits.max_steps) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the range holds ", steps, " steps of ", FormatSize(req.step_us()), "; at most ",
@@ -380,7 +398,6 @@ std::vector<v1::InterpolatedValue> InterpolateSteps(const std::vector<Observatio
                                                     const v1::InterpolateRequest& req) {
   std::vector<v1::InterpolatedValue> out;
   const int64_t step = req.step_us();
-  const int64_t end = req.range().end_us();
   auto emit = [&out](int64_t t, double v) {
     v1::InterpolatedValue& value = out.emplace_back();
     value.set_time_us(t);
@@ -396,7 +413,10 @@ std::vector<v1::InterpolatedValue> InterpolateSteps(const std::vector<Observatio
   }
   // `next` is the first observation after the step's time; both advance monotonically.
   size_t next = 0;
-  for (int64_t t = AlignUp(req.range().start_us(), step); t < end; t += step) {
+  const int64_t first = AlignUp(req.range().start_us(), step);
+  const int64_t count = StepCount(req);
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t t = first + i * step;  // below end_us, so no overflow
     while (next < obs.size() && obs[next].time_us <= t) ++next;
     const Observation* at_or_before = next > 0 ? &obs[next - 1] : nullptr;
     const Observation* after = next < obs.size() ? &obs[next] : nullptr;
@@ -436,7 +456,6 @@ std::vector<v1::InterpolatedValue> InterpolateSteps(const std::vector<Observatio
       default:
         break;
     }
-    if (t > end - step) break;  // the next step would overflow or pass the end
   }
   return out;
 }

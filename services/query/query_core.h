@@ -110,6 +110,9 @@ absl::Status RequireStoredSize(int64_t size_us, const std::vector<int64_t>& stor
 absl::Status ValidateRollup(const v1::RollupRequest& req, const QueryLimits& limits);
 absl::Status ValidateInterpolate(const v1::InterpolateRequest& req, const QueryLimits& limits);
 
+/// The number of steps of an Interpolate request in its range (saturating).
+int64_t StepCount(const v1::InterpolateRequest& req);
+
 /// One observed value of a series.
 struct Observation {
   int64_t time_us;

@@ -94,7 +94,10 @@ void SubscribeReactor::Offer(const std::vector<Change>& changes, int64_t positio
   absl::MutexLock lock(&mu_);
   if (ended_) return;
   for (const Change& c : changes) {
-    if (c.change_id <= start_after_) continue;
+    // Everything up to the highest id already offered is queued or filtered out: a catch-up
+    // repeated after a database error must not queue it twice.
+    if (c.change_id <= std::max(start_after_, offered_up_to_)) continue;
+    offered_up_to_ = c.change_id;
     if (!window_sizes_.empty() && !window_sizes_.contains(c.aggregate.window_size_us())) continue;
     if (!matcher_.Matches(c.aggregate.series())) continue;
     if (pending_.size() >= buffer_) {
@@ -305,6 +308,17 @@ void SubscriptionHub::Step(pqxx::connection& conn) {
         if (missed.empty()) break;
         from = missed.back().change_id;
         r->Offer(missed, from);
+      }
+      // The pruner may have deleted part of the range while it was read: then what the
+      // catch-up did not find may be missing rather than absent.
+      {
+        pqxx::read_transaction tx(conn);
+        pruned = tx.exec1("SELECT up_to FROM aggregate_changes_pruned")[0].as<int64_t>();
+      }
+      if (r->start_after() < pruned) {
+        r->End(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                            "the change log was pruned while the subscription caught up; read "
+                            "the gap with ReadAggregates and subscribe anew"));
       }
       r->Offer({}, position);
     }

@@ -71,6 +71,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   absl::Mutex mu_;
   std::deque<std::pair<int64_t, v1::WindowAggregate>> pending_ ABSL_GUARDED_BY(mu_);
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t written_position_ ABSL_GUARDED_BY(mu_) = -1;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
@@ -119,6 +120,7 @@ class SubscriptionHub {
   std::vector<std::shared_ptr<SubscribeReactor>> active_ ABSL_GUARDED_BY(mu_);
   /// The last change id dispatched to the active subscribers (-1 until known).
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
   std::thread thread_;
 };
 

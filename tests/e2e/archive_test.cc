@@ -332,6 +332,9 @@ TEST(Archive, ReplayIntoAFreshStoreReproducesItAndTwiceChangesNothing) {
   Stack target(testing::SharedPgCluster(), {"--windows=10s", "--idle_timeout=2s",
                                             "--commit_interval=500ms"});
   target.StartAggregator(0);
+  // The target's own archive must not store the replayed events a second time.
+  const std::string target_lake = target.dir() + "/lake";
+  target.StartArchive({"--lake=" + target_lake, "--batch_max_age=300ms"});
   const std::string from = absl::FormatTime(absl::RFC3339_sec, first, absl::UTCTimeZone());
   const std::string to = absl::FormatTime(absl::RFC3339_sec, last, absl::UTCTimeZone());
   ASSERT_EQ(RunReplay(target, lake, from, to), 0);
@@ -360,6 +363,15 @@ TEST(Archive, ReplayIntoAFreshStoreReproducesItAndTwiceChangesNothing) {
                        " ',' ORDER BY 1) FROM aggregates a JOIN series s USING (series_id)"
                        " WHERE s.device_id NOT LIKE 'marker-%'"),
             versions);
+  // Only the 128 marker events, written through ingest, reach the target's lake.
+  EXPECT_TRUE(WaitFor([&] { return ReadLake(target_lake).size() >= 128; }, absl::Seconds(30)));
+  absl::SleepFor(absl::Seconds(1));
+  const std::vector<LakeEvent> target_events = ReadLake(target_lake);
+  EXPECT_EQ(target_events.size(), 128u);
+  for (const LakeEvent& e : target_events) {
+    EXPECT_TRUE(absl::StartsWith(e.line.at("device_id").get<std::string>(), "marker-"))
+        << e.line.dump();
+  }
   std::error_code ec;
   std::filesystem::remove_all(lake, ec);
 }

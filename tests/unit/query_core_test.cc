@@ -333,5 +333,20 @@ TEST(ValidateInterpolate, RefusesStepZeroOpenRangesAndTooManySteps) {
   EXPECT_STREQ(FieldColumn(v1::AGGREGATE_FIELD_LAST), "last");
 }
 
+TEST(ValidateInterpolate, ARangeAcrossTheWholeInt64SpanDoesNotWrapIntoFewSteps) {
+  v1::InterpolateRequest r =
+      Interp(v1::INTERPOLATION_METHOD_CONSTANT, -9'000'000'000'000'000'000,
+             9'000'000'000'000'000'000, 3'600'000'000);
+  EXPECT_GT(StepCount(r), 4'000'000);
+  EXPECT_EQ(ValidateInterpolate(r, {}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Selector, TwoEqualMatchersOnOneDimensionAreRefused) {
+  v1::SeriesSelector s;
+  *s.add_matchers() = Matcher("site", v1::DimensionMatcher::OP_EQUAL, "a");
+  *s.add_matchers() = Matcher("site", v1::DimensionMatcher::OP_EQUAL, "b");
+  EXPECT_EQ(ValidateSelector(s, {}).code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace tidemark::query

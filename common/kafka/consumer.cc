@@ -202,24 +202,9 @@ absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages, absl::D
 
 absl::Status Consumer::Commit(const std::map<TopicPartition, int64_t>& next_offsets) {
   if (next_offsets.empty()) return absl::OkStatus();
-  ListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())));
-  for (const auto& [tp, offset] : next_offsets) {
-    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset = offset;
-  }
-  if (absl::Status s = ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0),
-                                "committing offsets");
-      !s.ok()) {
-    return s;
-  }
-  // librdkafka reports a commit failed as a whole only when every partition failed.
-  for (int i = 0; i < list->cnt; ++i) {
-    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return ToStatus(list->elems[i].err,
-                      absl::StrCat("committing the offset of ", list->elems[i].topic, "/",
-                                   list->elems[i].partition));
-    }
-  }
-  return absl::OkStatus();
+  std::map<TopicPartition, CommitPoint> points;
+  for (const auto& [tp, offset] : next_offsets) points[tp].offset = offset;
+  return Commit(points);
 }
 
 absl::Status Consumer::Commit(const std::map<TopicPartition, CommitPoint>& points) {

@@ -27,7 +27,7 @@ int ServeUntilShutdown(process::ShutdownSignal& shutdown, const metrics::Registr
   const int sig = shutdown.Wait();
   logger.info("msg=\"shutting down\" signal={}", sig);
   (*server)->Shutdown(options.shutdown_grace);
-  return 0;
+  return process::ShutdownSignal::ExitCode();
 }
 
 }  // namespace tidemark::grpcutil

@@ -120,6 +120,32 @@ absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreRecords(
   return rejections;
 }
 
+absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreIsolating(
+    const std::vector<size_t>& sources) {
+  absl::StatusOr<std::vector<RecordRejection>> stored = StoreRecords(sources);
+  if (stored.ok() || stored.status().code() != absl::StatusCode::kInvalidArgument) {
+    return stored;
+  }
+  if (sources.size() == 1) {
+    return std::vector<RecordRejection>{{sources[0], v1::REJECT_REASON_STORE_ERROR,
+                                         std::string(stored.status().message()), "",
+                                         std::nullopt}};
+  }
+  logger_->warn("msg=\"store refused part of a batch; halving it\" loop={} records={} error=\"{}\"",
+                config_.name, sources.size(), stored.status().message());
+  const auto middle = sources.begin() + static_cast<std::ptrdiff_t>(sources.size() / 2);
+  std::vector<RecordRejection> rejections;
+  for (std::vector<size_t> half : {std::vector<size_t>(sources.begin(), middle),
+                                   std::vector<size_t>(middle, sources.end())}) {
+    // In order, stopping at a retriable error, so the store never holds a later record of a
+    // partition without the earlier ones.
+    absl::StatusOr<std::vector<RecordRejection>> part = StoreIsolating(half);
+    if (!part.ok()) return part.status();
+    for (RecordRejection& r : *part) rejections.push_back(std::move(r));
+  }
+  return rejections;
+}
+
 absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop) {
   const absl::Time start = absl::Now();
   absl::Duration delay = config_.retry_initial_backoff;
@@ -138,31 +164,11 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
     if (pending_.empty()) break;
     std::vector<size_t> all(pending_.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    absl::StatusOr<std::vector<RecordRejection>> stored = StoreRecords(all);
+    // Records the store refuses are isolated and rejected; only a retriable error fails.
+    absl::StatusOr<std::vector<RecordRejection>> stored = StoreIsolating(all);
     if (stored.ok()) {
       rejections = *std::move(stored);
       break;
-    }
-    if (stored.status().code() == absl::StatusCode::kInvalidArgument) {
-      // The store refused some value; write record by record so that only the refused
-      // records are rejected (a rare path, so the round trips are acceptable).
-      logger_->warn("msg=\"batch refused; writing record by record\" error=\"{}\"",
-                    stored.status().message());
-      rejections.clear();
-      absl::Status retriable;
-      for (size_t i = 0; i < pending_.size() && retriable.ok(); ++i) {
-        absl::StatusOr<std::vector<RecordRejection>> one = StoreRecords({i});
-        if (one.ok()) {
-          for (RecordRejection& r : *one) rejections.push_back(std::move(r));
-        } else if (one.status().code() == absl::StatusCode::kInvalidArgument) {
-          rejections.push_back({i, v1::REJECT_REASON_STORE_ERROR,
-                                std::string(one.status().message()), "", std::nullopt});
-        } else {
-          retriable = one.status();
-        }
-      }
-      if (retriable.ok()) break;
-      stored = retriable;
     }
     logger_->warn(
         "msg=\"store write failed; consumption paused, retrying\" loop={} error=\"{}\" "

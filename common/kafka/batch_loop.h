@@ -36,7 +36,8 @@ class BatchSink {
   virtual ~BatchSink() = default;
   /// Stores `records` in one transaction and returns the records (or points of records) it
   /// refused, by index into `records`. INVALID_ARGUMENT means the store refused some value:
-  /// the loop then retries record by record. Any other error is retried whole, later.
+  /// the loop then halves the batch until the refused records are alone and rejects only
+  /// them. Any other error is retried whole, later, and never rejects a record.
   virtual absl::StatusOr<std::vector<RecordRejection>> Write(
       const std::vector<const Message*>& records) = 0;
   /// Periodic upkeep (partitions, retention); failures are logged and retried later.
@@ -95,6 +96,9 @@ class BatchLoop final : public PartitionListener {
   /// Writes `pending_` durably and commits its offsets; retries until done or stopped.
   absl::Status Flush(Consumer& consumer, const std::atomic<bool>& stop);
   absl::StatusOr<std::vector<RecordRejection>> StoreRecords(const std::vector<size_t>& sources);
+  /// StoreRecords, isolating records the store refuses (INVALID_ARGUMENT) by halving; fails
+  /// only with a retriable error.
+  absl::StatusOr<std::vector<RecordRejection>> StoreIsolating(const std::vector<size_t>& sources);
   /// The tidemark.rejected record for a rejection of pending_[r.source].
   std::string RejectedRecord(const RecordRejection& r) const;
   /// Produces (key, value) records and waits until Kafka acknowledged them.

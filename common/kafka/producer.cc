@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/kafka/kafka_errors.h"
+#include "common/process/shutdown_signal.h"
 
 namespace tidemark::kafka {
 namespace {
@@ -63,8 +64,17 @@ Producer::~Producer() {
   rd_kafka_destroy(rk_);
 }
 
+absl::Status Producer::Health() const {
+  if (Fatal()) return absl::InternalError("the Kafka producer hit a fatal error");
+  if (BrokersDown()) return absl::UnavailableError("no Kafka broker reachable");
+  return absl::OkStatus();
+}
+
 absl::Status Producer::Produce(const std::string& topic, absl::string_view key,
                                absl::string_view value, DeliverySink* sink) {
+  if (Fatal()) {
+    return absl::InternalError("the Kafka producer hit a fatal error; the process is restarting");
+  }
   if (BrokersDown()) {
     return absl::UnavailableError("Kafka is unreachable: all brokers are down");
   }
@@ -110,7 +120,9 @@ void Producer::OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque
   if (code == RD_KAFKA_RESP_ERR__FATAL) {
     char buf[512];
     rd_kafka_fatal_error(rk, buf, sizeof(buf));
-    self->logger_->critical("msg=\"fatal Kafka producer error\" error=\"{}\"", buf);
+    self->logger_->critical("msg=\"fatal Kafka producer error; exiting\" error=\"{}\"", buf);
+    self->fatal_ = true;
+    process::ShutdownSignal::RequestStop(kFatalExitCode);
     return;
   }
   self->logger_->warn("msg=\"Kafka producer error\" error=\"{}\"", reason);

@@ -14,6 +14,9 @@
 
 namespace tidemark::kafka {
 
+/// The exit code of a process whose producer hit a fatal error.
+inline constexpr int kFatalExitCode = 3;
+
 struct ProducerConfig {
   std::string brokers;
   /// zstd by default: the development broker keeps 5 MiB per partition (DESIGN §8).
@@ -54,6 +57,12 @@ class Producer final {
   absl::Status Flush(absl::Duration timeout);
   /// True while librdkafka reports that no broker is reachable.
   bool BrokersDown() const { return brokers_down_.load(std::memory_order_relaxed); }
+  /// True after a fatal error (the idempotent producer lost its guarantees): nothing can be
+  /// produced any more. The producer then also asks the process to stop with exit code
+  /// kFatalExitCode, so that a supervisor restarts it with a fresh producer.
+  bool Fatal() const { return fatal_.load(std::memory_order_relaxed); }
+  /// OK, or why records cannot be produced now (for health checks).
+  absl::Status Health() const;
 
  private:
   Producer() = default;
@@ -64,6 +73,7 @@ class Producer final {
   std::shared_ptr<spdlog::logger> logger_;
   absl::Duration delivery_timeout_;
   std::atomic<bool> brokers_down_{false};
+  std::atomic<bool> fatal_{false};
   std::atomic<bool> stopping_{false};
   rd_kafka_t* rk_ = nullptr;
   std::thread poll_thread_;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/log/log.h"
 #include "pqxx/connection"
 
@@ -21,9 +22,14 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
 /// UNKNOWN     - in doubt: the commit may or may not have happened; only an idempotent
 ///               write (the versioned upsert) may be retried;
 /// ABORTED     - serialization failure or deadlock: retry the transaction;
-/// INVALID_ARGUMENT - the data was refused (constraint, bad value): retrying cannot help;
-/// INTERNAL    - anything else.
+/// INVALID_ARGUMENT - the data was refused (constraint, bad value, size limit): retrying
+///               cannot help, and the caller isolates the refused records;
+/// INTERNAL    - configuration or server trouble no record causes: retried, never rejected.
 absl::Status FromException(const std::exception& e);
+
+/// The classification of FromException for one SQLSTATE and message; every class of
+/// PostgreSQL's error codes (appendix A) falls in exactly one of the codes above.
+absl::Status FromSqlState(absl::string_view state, absl::string_view what);
 
 /// Whether a status from FromException may succeed when the same work is retried.
 bool IsRetriable(const absl::Status& status);

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+
 namespace tidemark::process {
 namespace {
 
@@ -15,6 +17,8 @@ sigset_t ShutdownSet() {
   sigaddset(&set, SIGUSR1);
   return set;
 }
+
+std::atomic<int> exit_code{0};
 
 }  // namespace
 
@@ -32,6 +36,12 @@ int ShutdownSignal::Wait() {
   return sig;
 }
 
-void ShutdownSignal::RequestStop() { kill(getpid(), SIGUSR1); }
+void ShutdownSignal::RequestStop(int code) {
+  int expected = 0;
+  if (code != 0) exit_code.compare_exchange_strong(expected, code);
+  kill(getpid(), SIGUSR1);
+}
+
+int ShutdownSignal::ExitCode() { return exit_code.load(); }
 
 }  // namespace tidemark::process

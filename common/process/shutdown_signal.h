@@ -13,8 +13,11 @@ class ShutdownSignal final {
 
   /// Blocks until SIGTERM or SIGINT arrives, or RequestStop() is called. Returns the signal.
   int Wait();
-  /// Asks Wait() to return, from any thread (a component that hit a fatal error).
-  static void RequestStop();
+  /// Asks Wait() to return, from any thread. A component that hit a fatal error passes a
+  /// non-zero exit code, so that the process exits with it and its supervisor restarts it.
+  static void RequestStop(int exit_code = 0);
+  /// The exit code the process should end with: the first non-zero one requested, else 0.
+  static int ExitCode();
 };
 
 }  // namespace tidemark::process

@@ -2,14 +2,16 @@
 
 #include "absl/status/statusor.h"
 #include "common/series/series_key.h"
+#include "common/series/storable.h"
 #include "common/time/time_units.h"
 
 namespace tidemark::series {
 
 absl::StatusOr<std::vector<MappedPoint>> EventToPoints(const v1::Event& event,
                                                        absl::Duration future_clock_lead) {
-  if (event.device_id().empty()) return absl::InvalidArgumentError("event has no device id");
-  if (event.time() == 0) return absl::InvalidArgumentError("event has no time");
+  if (std::optional<Problem> problem = CheckStorable(event)) {
+    return absl::InvalidArgumentError(problem->message);
+  }
   absl::StatusOr<int64_t> event_us = time::ToMicros(event.time(), event.time_unit());
   if (!event_us.ok()) return event_us.status();
   const time::CorrectedTime t =
@@ -28,7 +30,7 @@ absl::StatusOr<std::vector<MappedPoint>> EventToPoints(const v1::Event& event,
   points.reserve(measures.size());
   for (const auto& [name, value] : measures) {
     MappedPoint& p = points.emplace_back();
-    p.canonical_key = CanonicalKey(name, dimensions);
+    p.canonical_key = CanonicalKey(name, dimensions, KindOf(*value));
     p.series_id = SeriesId(p.canonical_key);
     p.measure_name = name;
     p.dimensions = dimensions;

@@ -30,7 +30,8 @@ struct MappedPoint {
 /// writer and the aggregator so both store and window the same (time, value, version):
 /// one point per measure, time in microseconds with the future-clock correction applied,
 /// version = the client version or else the ingest time. Deterministic: the same event
-/// always gives the same points. Fails on an event ingest would not have accepted.
+/// always gives the same points. Fails (INVALID_ARGUMENT) on an event that breaks the shared
+/// storable rule (series/storable.h); CheckStorable gives the reason.
 absl::StatusOr<std::vector<MappedPoint>> EventToPoints(const v1::Event& event,
                                                        absl::Duration future_clock_lead);
 

@@ -3,31 +3,48 @@
 namespace tidemark::series {
 namespace {
 
-void AppendEscaped(std::string& out, absl::string_view s) {
+void AppendEscaped(std::string& out, absl::string_view s, absl::string_view special) {
   for (char c : s) {
-    if (c == '\\' || c == '"') out.push_back('\\');
+    if (special.find(c) != absl::string_view::npos) out.push_back('\\');
     out.push_back(c);
   }
 }
 
+constexpr absl::string_view kNameSpecial = "\\\"{}=,";
+constexpr absl::string_view kValueSpecial = "\\\"";
+
 }  // namespace
 
+ValueKind KindOf(const v1::MeasureValue& value) {
+  switch (value.value_case()) {
+    case v1::MeasureValue::kBoolValue:
+      return ValueKind::kBool;
+    case v1::MeasureValue::kStringValue:
+      return ValueKind::kString;
+    default:
+      return ValueKind::kNumeric;
+  }
+}
+
 std::string CanonicalKey(absl::string_view measure_name,
-                         const std::map<std::string, std::string>& sorted_dimensions) {
+                         const std::map<std::string, std::string>& sorted_dimensions,
+                         ValueKind kind) {
   std::string key;
   key.reserve(measure_name.size() + 2 + sorted_dimensions.size() * 24);
-  AppendEscaped(key, measure_name);
+  AppendEscaped(key, measure_name, kNameSpecial);
   key.push_back('{');
   bool first = true;
   for (const auto& [name, value] : sorted_dimensions) {
     if (!first) key.push_back(',');
     first = false;
-    AppendEscaped(key, name);
+    AppendEscaped(key, name, kNameSpecial);
     key += "=\"";
-    AppendEscaped(key, value);
+    AppendEscaped(key, value, kValueSpecial);
     key.push_back('"');
   }
   key.push_back('}');
+  if (kind == ValueKind::kBool) key += ":bool";
+  if (kind == ValueKind::kString) key += ":string";
   return key;
 }
 

@@ -85,7 +85,7 @@ bool AggregatorLoop::Publish(EngineOutput& out, const std::atomic<bool>& stop) {
     while (true) {
       absl::Status s = producer_.Produce(topic, key, value, deliveries_.get());
       if (s.ok()) return true;
-      if (stop.load()) return false;
+      if (stop.load() || producer_.Fatal()) return false;
       if (absl::Now() >= next_log) {
         logger_->warn("msg=\"cannot produce; retrying\" topic={} error=\"{}\"", topic, s.message());
         next_log = absl::Now() + absl::Seconds(30);

@@ -117,7 +117,7 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"stopped on a fatal error\" error=\"{}\"", result.message());
     return 1;
   }
-  return 0;
+  return process::ShutdownSignal::ExitCode();
 }
 
 }  // namespace

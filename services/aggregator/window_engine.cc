@@ -64,31 +64,34 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
 void PartitionWindows::Skip(int64_t offset, int64_t now_us) {
   ++counters_.undecodable;
   next_offset_ = offset + 1;
-  last_record_wall_us_ = now_us;
+  if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
 }
 
 void PartitionWindows::Process(int64_t offset, const v1::Event& event, int64_t now_us,
                                EngineOutput& out) {
   next_offset_ = offset + 1;
-  last_record_wall_us_ = now_us;
   absl::StatusOr<std::vector<series::MappedPoint>> points =
       series::EventToPoints(event, config_.future_clock_lead);
   if (!points.ok()) {
     ++counters_.undecodable;
+    if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
     return;
   }
   int64_t newest_uncorrected = INT64_MIN;
   for (series::MappedPoint& p : *points) {
+    // Every uncorrected point moves the watermark, whatever its type, but never beyond its
+    // ingest time: an event cannot have happened after it arrived, so a clock that runs
+    // ahead by less than the correction threshold cannot push the other devices' points
+    // into lateness.
+    if (p.clock_corrected) {
+      ++counters_.clock_corrected;
+    } else {
+      newest_uncorrected = std::max(newest_uncorrected, std::min(p.time_us, p.ingest_time_us));
+    }
     double value = 0;
     if (!NumericValue(p.value, value)) {
       ++counters_.non_numeric;
       continue;
-    }
-    ++counters_.points;
-    if (p.clock_corrected) {
-      ++counters_.clock_corrected;
-    } else {
-      newest_uncorrected = std::max(newest_uncorrected, p.time_us);
     }
     std::shared_ptr<const v1::Series>& series = series_[p.series_id];
     if (!series) {
@@ -98,8 +101,16 @@ void PartitionWindows::Process(int64_t offset, const v1::Event& event, int64_t n
       s->set_canonical_key(p.canonical_key);
       for (const auto& [k, v] : p.dimensions) (*s->mutable_dimensions())[k] = v;
       series = std::move(s);
+    } else if (series->canonical_key() != p.canonical_key) {
+      // Another series with the same id: the writer refuses its points, so it is not counted.
+      ++counters_.series_collisions;
+      continue;
     }
+    ++counters_.points;
     AddPoint(offset, series, p.time_us, {value, p.version}, p.value, out);
+  }
+  if (newest_uncorrected != INT64_MIN || last_progress_wall_us_ == INT64_MIN) {
+    last_progress_wall_us_ = now_us;
   }
   // The watermark moves after the record's own points, and never for corrected points.
   if (newest_uncorrected != INT64_MIN && newest_uncorrected > max_event_us_) {
@@ -163,8 +174,13 @@ void PartitionWindows::AdvanceWatermark(int64_t watermark_us, int64_t version_of
     Emit(key, windows_.at(key), version_offset, out);
   }
   while (!by_eviction_.empty() && by_eviction_.begin()->first <= watermark_us_) {
+    const int64_t series_id = by_eviction_.begin()->second.series_id;
     windows_.erase(by_eviction_.begin()->second);
     by_eviction_.erase(by_eviction_.begin());
+    // A series no live window refers to is forgotten, so quiet series cost no memory.
+    if (auto it = series_.find(series_id); it != series_.end() && it->second.use_count() == 1) {
+      series_.erase(it);
+    }
   }
 }
 
@@ -191,8 +207,10 @@ void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset, E
 }
 
 void PartitionWindows::AdvanceIfIdle(int64_t now_us, EngineOutput& out) {
-  if (last_record_wall_us_ == INT64_MIN) return;  // nothing processed: nothing to close
-  if (now_us - last_record_wall_us_ < absl::ToInt64Microseconds(config_.idle_timeout)) return;
+  if (last_progress_wall_us_ == INT64_MIN) return;  // nothing processed: nothing to close
+  // Idle means no record moved the watermark for the idle timeout, so that a partition of
+  // clock-corrected or undecodable records still closes its windows.
+  if (now_us - last_progress_wall_us_ < absl::ToInt64Microseconds(config_.idle_timeout)) return;
   const int64_t candidate = now_us - absl::ToInt64Microseconds(config_.out_of_orderness);
   if (candidate > watermark_us_) AdvanceWatermark(candidate, next_offset_ - 1, out);
 }

@@ -22,7 +22,8 @@ struct WindowConfig {
   /// A point for a window whose end is behind the watermark by less than this updates the
   /// window and re-emits it; later points go to tidemark.late for repair.
   absl::Duration allowed_lateness = absl::Minutes(2);
-  /// A partition without records for this long advances its watermark with the wall clock.
+  /// A partition where no record moved the watermark for this long advances it with the wall
+  /// clock.
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration future_clock_lead = absl::Minutes(15);
 };
@@ -48,6 +49,8 @@ struct EngineCounters {
   int64_t emitted = 0;
   int64_t re_emitted = 0;
   int64_t undecodable = 0;
+  /// Points of a series whose id another live series already has.
+  int64_t series_collisions = 0;
 };
 
 /// What processing produced. Emissions of the same window may repeat with increasing
@@ -85,6 +88,7 @@ class PartitionWindows final {
   Checkpoint CurrentCheckpoint() const;
   int64_t watermark_us() const { return watermark_us_; }
   size_t open_windows() const { return windows_.size(); }
+  size_t tracked_series() const { return series_.size(); }
   const EngineCounters& counters() const { return counters_; }
 
  private:
@@ -118,7 +122,8 @@ class PartitionWindows final {
   int64_t watermark_us_;
   int64_t max_event_us_;
   int64_t next_offset_;
-  int64_t last_record_wall_us_ = INT64_MIN;
+  /// Wall time of the last record that moved the watermark (or of the first record).
+  int64_t last_progress_wall_us_ = INT64_MIN;
   absl::flat_hash_map<Key, Window> windows_;
   /// Windows not yet closed, by end; and every live window, by end + allowed lateness.
   std::set<std::pair<int64_t, Key>> by_end_;

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/series/series_key.h"
+#include "common/series/storable.h"
 #include "common/time/time_units.h"
 
 namespace tidemark::ingest {
@@ -26,6 +27,13 @@ bool IsReserved(absl::string_view name) {
          absl::StartsWith(lower, "ts_") || absl::StartsWith(lower, "tidemark_");
 }
 
+// At most `bytes` of valid UTF-8 `text`, cut at a character boundary.
+absl::string_view Prefix(absl::string_view text, size_t bytes) {
+  if (text.size() <= bytes) return text;
+  while (bytes > 0 && (static_cast<unsigned char>(text[bytes]) & 0xC0) == 0x80) --bytes;
+  return text.substr(0, bytes);
+}
+
 std::optional<Rejection> CheckName(absl::string_view kind, absl::string_view name,
                                    const ValidationLimits& limits) {
   if (name.empty()) {
@@ -33,7 +41,7 @@ std::optional<Rejection> CheckName(absl::string_view kind, absl::string_view nam
   }
   if (static_cast<int>(name.size()) > limits.max_name_bytes) {
     return Reject(v1::REJECT_REASON_NAME_TOO_LONG,
-                  absl::StrCat(kind, " name \"", name.substr(0, 32), "...\" is ", name.size(),
+                  absl::StrCat(kind, " name \"", Prefix(name, 32), "...\" is ", name.size(),
                                " bytes; the limit is ", limits.max_name_bytes));
   }
   if (IsReserved(name)) {
@@ -53,13 +61,14 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
         v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
         absl::StrCat("event is ", bytes, " bytes; the limit is ", limits.max_event_bytes));
   }
-  if (event.device_id().empty()) {
-    return Reject(v1::REJECT_REASON_MISSING_DEVICE_ID, "device_id is missing or empty");
+  // What downstream services could not store or window consistently (the shared rule);
+  // first, so that every message below quotes valid text.
+  if (std::optional<series::Problem> p = series::CheckStorableContent(event)) {
+    return Reject(p->reason, std::move(p->message));
   }
   if (static_cast<int>(event.device_id().size()) > limits.max_value_bytes) {
     return Reject(v1::REJECT_REASON_NAME_TOO_LONG, "device_id is too long");
   }
-  if (event.time() == 0) return Reject(v1::REJECT_REASON_MISSING_TIME, "time is missing");
   absl::StatusOr<int64_t> time_us = time::ToMicros(event.time(), event.time_unit());
   if (!time_us.ok() || *time_us > now_us + absl::ToInt64Microseconds(limits.max_future)) {
     return Reject(v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE,
@@ -70,9 +79,6 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
     return Reject(v1::REJECT_REASON_TIME_BEFORE_RETENTION,
                   absl::StrCat("time is more than ", absl::FormatDuration(limits.retention),
                                " before the ingest time, beyond the raw retention"));
-  }
-  if (event.measures().empty()) {
-    return Reject(v1::REJECT_REASON_NO_MEASURES, "event has no measures");
   }
   if (event.measures_size() > limits.max_measures) {
     return Reject(v1::REJECT_REASON_TOO_MANY_MEASURES,
@@ -93,25 +99,10 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
   }
   for (const auto& [name, value] : event.measures()) {
     if (auto r = CheckName("measure", name, limits)) return r;
-    switch (value.value_case()) {
-      case v1::MeasureValue::kDoubleValue:
-        if (!std::isfinite(value.double_value())) {
-          return Reject(v1::REJECT_REASON_NON_FINITE_NUMBER,
-                        absl::StrCat("measure \"", name, "\" is not a finite number"));
-        }
-        break;
-      case v1::MeasureValue::kStringValue:
-        if (static_cast<int>(value.string_value().size()) > limits.max_value_bytes) {
-          return Reject(v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
-                        absl::StrCat("string measure \"", name, "\" is too long"));
-        }
-        break;
-      case v1::MeasureValue::kInt64Value:
-      case v1::MeasureValue::kBoolValue:
-        break;
-      case v1::MeasureValue::VALUE_NOT_SET:
-        return Reject(v1::REJECT_REASON_NO_MEASURES,
-                      absl::StrCat("measure \"", name, "\" has no value"));
+    if (value.value_case() == v1::MeasureValue::kStringValue &&
+        static_cast<int>(value.string_value().size()) > limits.max_value_bytes) {
+      return Reject(v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
+                    absl::StrCat("string measure \"", name, "\" is too long"));
     }
   }
   return std::nullopt;

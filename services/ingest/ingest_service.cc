@@ -19,6 +19,9 @@ absl::Status DeliveryFailure(rd_kafka_resp_err_t err) {
                    "; nothing is lost by retrying the request"));
 }
 
+// A stream's answer lists this many rejections at most (WriteResponse.rejected_unlisted).
+constexpr int kMaxListedStreamRejections = 10'000;
+
 }  // namespace
 
 IngestMetrics::IngestMetrics(metrics::Registry& r)
@@ -143,6 +146,15 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
   std::vector<int> positions;
   std::vector<v1::RejectedRecord> malformed;
   for (int i = 0; i < req->records_size(); ++i) {
+    // Sized before parsing, so that an oversized record costs no parse.
+    if (req->records(i).size() > static_cast<size_t>(config_.limits.max_event_bytes)) {
+      v1::RejectedRecord& r = malformed.emplace_back();
+      r.set_index(i);
+      r.set_reason(v1::REJECT_REASON_PAYLOAD_TOO_LARGE);
+      r.set_message(absl::StrCat("record is ", req->records(i).size(), " bytes; the limit is ",
+                                 config_.limits.max_event_bytes));
+      continue;
+    }
     absl::StatusOr<v1::Event> e = JsonToEvent(req->records(i), mapping, now_us);
     if (!e.ok()) {
       v1::RejectedRecord& r = malformed.emplace_back();
@@ -192,7 +204,13 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
     service_.metrics_.rejected.Add(batch.rejected.size());
     {
       absl::MutexLock lock(&mu_);
-      for (v1::RejectedRecord& r : batch.rejected) *resp_->add_rejected() = std::move(r);
+      for (v1::RejectedRecord& r : batch.rejected) {
+        if (resp_->rejected_size() < kMaxListedStreamRejections) {
+          *resp_->add_rejected() = std::move(r);
+        } else {
+          resp_->set_rejected_unlisted(resp_->rejected_unlisted() + 1);
+        }
+      }
       inflight_ += static_cast<int64_t>(batch.accepted.size());
       reading_ = false;
     }

@@ -1,6 +1,7 @@
 #include "services/ingest/json_mapping.h"
 
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -18,11 +19,35 @@ bool SameKey(absl::string_view a, absl::string_view b) {
   return !b.empty() && absl::EqualsIgnoreCase(a, b);
 }
 
-absl::StatusOr<double> TimeNumber(const json& v, absl::string_view key) {
-  if (v.is_number()) return v.get<double>();
+// A time as sent: an integer (exact, converted as Write converts Event.time) or a fraction.
+struct TimeValue {
+  std::optional<int64_t> integer;
+  double fraction = 0;
+};
+
+absl::StatusOr<TimeValue> ParseTimeValue(const json& v, absl::string_view key) {
+  TimeValue t;
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)) {
+      t.integer = static_cast<int64_t>(v.get<uint64_t>());
+      return t;
+    }
+  } else if (v.is_number_integer()) {
+    t.integer = v.get<int64_t>();
+    return t;
+  }
+  if (v.is_number()) {
+    t.fraction = v.get<double>();
+    return t;
+  }
   if (v.is_string()) {
-    double d = 0;
-    if (absl::SimpleAtod(v.get_ref<const std::string&>(), &d)) return d;
+    const std::string& text = v.get_ref<const std::string&>();
+    int64_t i = 0;
+    if (absl::SimpleAtoi(text, &i)) {
+      t.integer = i;
+      return t;
+    }
+    if (absl::SimpleAtod(text, &t.fraction) && std::isfinite(t.fraction)) return t;
   }
   return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is not a number"));
 }
@@ -67,13 +92,13 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
   if (!doc.is_object()) return absl::InvalidArgumentError("not a JSON object");
 
   v1::Event event;
-  std::optional<double> time_value;
+  std::optional<TimeValue> time_value;
   v1::TimeUnit unit = mapping.default_time_unit();
   const bool measures_by_type = mapping.measure_suffix().empty() && mapping.measure_keys().empty();
 
   for (const auto& [key, value] : doc.items()) {
     if (SameKey(key, mapping.time_key())) {
-      absl::StatusOr<double> t = TimeNumber(value, key);
+      absl::StatusOr<TimeValue> t = ParseTimeValue(value, key);
       if (!t.ok()) return t.status();
       time_value = *t;
       continue;
@@ -118,7 +143,10 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
     }
     if (is_measure) {
       v1::MeasureValue& m = (*event.mutable_measures())[measure_name];
-      if (value.is_number_integer()) {
+      if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+        // Beyond int64: a double, as JSON integers beyond uint64 already parse, never wrapped.
+        m.set_double_value(static_cast<double>(value.get<uint64_t>()));
+      } else if (value.is_number_integer()) {
         m.set_int64_value(value.get<int64_t>());
       } else if (value.is_number()) {
         m.set_double_value(value.get<double>());
@@ -137,7 +165,9 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
   }
 
   if (time_value.has_value()) {
-    absl::StatusOr<int64_t> us = time::FractionalToMicros(*time_value, unit);
+    absl::StatusOr<int64_t> us = time_value->integer
+                                     ? time::ToMicros(*time_value->integer, unit)
+                                     : time::FractionalToMicros(time_value->fraction, unit);
     if (!us.ok()) return us.status();
     event.set_time(*us);
     event.set_time_unit(v1::TIME_UNIT_MICROSECONDS);

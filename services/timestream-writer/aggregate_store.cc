@@ -26,6 +26,11 @@ constexpr const char* kUpsertSet =
     " version = excluded.version, updated_at = excluded.updated_at"
     " WHERE excluded.version > aggregates.version";
 
+// Only aggregates whose series id is not stored under a different canonical key.
+constexpr const char* kNoCollision =
+    "NOT EXISTS (SELECT 1 FROM series s WHERE s.series_id = st.series_id"
+    " AND s.canonical_key <> st.canonical_key)";
+
 }  // namespace
 
 AggregateStore::AggregateStore(std::string dsn, absl::Duration partitions_ahead,
@@ -48,7 +53,7 @@ absl::Status AggregateStore::EnsureConnected() {
              " source integer, series_id bigint, size_us bigint, start_us bigint, count bigint,"
              " sum double precision, min double precision, max double precision,"
              " avg double precision, first double precision, last double precision,"
-             " version bigint) ON COMMIT DELETE ROWS",
+             " version bigint, canonical_key text) ON COMMIT DELETE ROWS",
              "CREATE TEMP TABLE IF NOT EXISTS staging_repairs ("
              " series_id bigint, size_us bigint, start_us bigint, version bigint)"
              " ON COMMIT DELETE ROWS"});
@@ -106,7 +111,7 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
         copy << std::make_tuple(s->source, a.series().series_id(), a.window_size_us(),
                                 a.window_start_us(), a.count(), Num(a.sum()), Num(a.min()),
                                 Num(a.max()), Num(a.avg()), Num(a.first()), Num(a.last()),
-                                a.version());
+                                a.version(), a.series().canonical_key());
       }
       copy.complete();
     }
@@ -115,8 +120,8 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
         " avg, first, last, version, updated_at)"
         " SELECT series_id, interval '1 microsecond' * size_us,"
         " 'epoch'::timestamptz + interval '1 microsecond' * start_us, count, sum, min, max,"
-        " avg, first, last, version, now() FROM staging_aggregates",
-        kUpsertSet));
+        " avg, first, last, version, now() FROM staging_aggregates st WHERE ",
+        kNoCollision, kUpsertSet));
     outcome.upserted = upserted.affected_rows();
     if (outcome.upserted < static_cast<int64_t>(latest.size())) {
       // Revisions the upsert left alone: older (stale) or the same version (a no-op when the
@@ -129,8 +134,9 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
                " ON a.series_id = st.series_id"
                " AND a.window_size = interval '1 microsecond' * st.size_us"
                " AND a.window_start = 'epoch'::timestamptz + interval '1 microsecond' * st.start_us"
-               " WHERE st.version <= a.version"
-               " AND a.xmin <> (txid_current() % 4294967296)::text::xid")) {
+               " WHERE st.version <= a.version AND " +
+                   std::string(kNoCollision) +
+                   " AND a.xmin <> (txid_current() % 4294967296)::text::xid")) {
         if (row[2].as<bool>()) {
           ++outcome.stale;
         } else if (row[3].as<bool>()) {
@@ -138,6 +144,17 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
                                        "a different aggregate is stored with the same version", "",
                                        row[1].as<int64_t>()});
         }
+      }
+    }
+    if (outcome.upserted < static_cast<int64_t>(latest.size())) {
+      // The raw loop refuses the points of a series whose id is stored with another key;
+      // their aggregates are refused the same way, so no window mixes two series.
+      for (const pqxx::row& row :
+           tx.exec("SELECT st.source FROM staging_aggregates st JOIN series s USING (series_id)"
+                   " WHERE s.canonical_key <> st.canonical_key")) {
+        outcome.conflicts.push_back({row[0].as<size_t>(), v1::REJECT_REASON_SERIES_COLLISION,
+                                     "series id collides with a different stored series", "",
+                                     std::nullopt});
       }
     }
     tx.commit();

@@ -157,7 +157,7 @@ int Run(int argc, char** argv) {
     });
   }
   for (auto& r : runners) r->thread.join();
-  int code = 0;
+  int code = process::ShutdownSignal::ExitCode();
   for (auto& r : runners) {
     if (!r->result.ok()) {
       logger->critical("msg=\"stopped on a fatal error\" error=\"{}\"", r->result.message());

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <tuple>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/pg/pg.h"
 #include "pqxx/pqxx"
@@ -22,6 +24,10 @@ std::string FormatDouble(double d) {
   char buf[32];
   const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), d);
   return std::string(buf, r.ptr);
+}
+
+size_t KeyHash(const std::string& canonical_key) {
+  return absl::Hash<absl::string_view>()(canonical_key);
 }
 
 }  // namespace
@@ -78,14 +84,21 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
     return s;
   }
   WriteOutcome outcome;
-  std::vector<int64_t> new_series;
+  std::vector<std::pair<int64_t, size_t>> new_series;
   try {
     pqxx::work tx(*conn_);
     // 1. Series not yet known to this connection: insert, then drop colliding ids from the
-    //    batch (their canonical key differs from the stored one).
+    //    batch (their canonical key differs from the stored one). Known ids are compared
+    //    with the key this connection stored for them.
     std::vector<SeriesRow> unknown;
+    std::vector<int64_t> colliding;
     for (SeriesRow& row : batch.series()) {
-      if (!known_series_.contains(row.series_id)) unknown.push_back(std::move(row));
+      auto known = known_series_.find(row.series_id);
+      if (known == known_series_.end()) {
+        unknown.push_back(std::move(row));
+      } else if (known->second != KeyHash(row.canonical_key)) {
+        colliding.push_back(row.series_id);
+      }
     }
     if (!unknown.empty()) {
       {
@@ -100,15 +113,18 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
           "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
           " SELECT series_id, canonical_key, measure_name, device_id, dimensions"
           " FROM staging_series ON CONFLICT (series_id) DO NOTHING");
-      std::vector<int64_t> colliding;
+      absl::flat_hash_set<int64_t> stored_elsewhere;
       for (const pqxx::row& row :
            tx.exec("SELECT st.series_id FROM staging_series st JOIN series s USING (series_id)"
                    " WHERE s.canonical_key <> st.canonical_key")) {
         colliding.push_back(row[0].as<int64_t>());
+        stored_elsewhere.insert(row[0].as<int64_t>());
       }
-      batch.DropSeries(colliding, "series id collides with a different stored series");
-      for (const SeriesRow& r : unknown) new_series.push_back(r.series_id);
+      for (const SeriesRow& r : unknown) {
+        if (!stored_elsewhere.contains(r.series_id)) new_series.emplace_back(r.series_id, KeyHash(r.canonical_key));
+      }
     }
+    batch.DropSeries(colliding, "series id collides with a different stored series");
 
     // 2. The points, by COPY, with NULL in the value columns a point does not use.
     const std::vector<StagedPoint>& points = batch.points();
@@ -208,7 +224,7 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
     Reset();
     return pg::FromException(e);
   }
-  for (int64_t id : new_series) known_series_.insert(id);
+  for (const auto& [id, key_hash] : new_series) known_series_.emplace(id, key_hash);
   return outcome;
 }
 

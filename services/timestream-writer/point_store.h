@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -57,7 +58,9 @@ class PointStore final {
   absl::Duration partitions_ahead_;
   std::unique_ptr<pqxx::connection> conn_;
   /// Series whose canonical key is known to be stored (cleared on reconnect).
-  absl::flat_hash_set<int64_t> known_series_;
+  /// Series this connection has seen stored: id -> a process-local hash of the canonical key,
+  /// so that a different key with a known id is caught in every batch, not only the first.
+  absl::flat_hash_map<int64_t, size_t> known_series_;
   DailyPartitions partitions_{"points"};
 };
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/series/series_key.h"
+#include "common/series/storable.h"
 #include "nlohmann/json.hpp"
 
 namespace tidemark::writer {
@@ -31,6 +32,10 @@ void BatchBuilder::Add(size_t source, absl::string_view record_value) {
   if (!event.ParseFromArray(record_value.data(), static_cast<int>(record_value.size()))) {
     rejections_.push_back({source, v1::REJECT_REASON_UNDECODABLE,
                            "record is not a tidemark.v1.Event", "", std::nullopt});
+    return;
+  }
+  if (std::optional<series::Problem> problem = series::CheckStorable(event)) {
+    rejections_.push_back({source, problem->reason, std::move(problem->message), "", std::nullopt});
     return;
   }
   absl::StatusOr<std::vector<series::MappedPoint>> points =

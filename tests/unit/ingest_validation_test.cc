@@ -1,5 +1,6 @@
 #include "gtest/gtest.h"
 #include "services/ingest/ingest_core.h"
+#include "common/series/storable.h"
 
 namespace tidemark::ingest {
 namespace {
@@ -85,6 +86,54 @@ TEST(Validation, FutureWithinCorrectableRangeIsAccepted) {
   v1::Event e = Valid();
   e.set_time((kNowUs + absl::ToInt64Microseconds(absl::Hours(2))) / 1000);
   EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_UNSPECIFIED) << "corrected downstream, not rejected";
+}
+
+TEST(Validation, TextPostgreSQLCannotStoreIsRejectedWherePostgreSQLWouldRefuseIt) {
+  const std::string nul("a\0b", 3);
+  v1::Event e = Valid();
+  e.set_device_id(nul);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_TEXT);
+  e = Valid();
+  (*e.mutable_dimensions())["site"] = nul;
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_TEXT);
+  e = Valid();
+  (*e.mutable_dimensions())[nul] = "x";
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_TEXT);
+  e = Valid();
+  (*e.mutable_measures())["note"].set_string_value(nul);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_TEXT);
+  e = Valid();
+  (*e.mutable_measures())[nul].set_double_value(1);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_TEXT);
+  e = Valid();
+  (*e.mutable_measures())["note"].set_string_value("\xed\xa0\x80");  // a UTF-16 surrogate
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_TEXT);
+  // Everything else of Unicode, quotes and SQL included, is stored byte-exact.
+  e = Valid();
+  (*e.mutable_measures())["note"].set_string_value("'); DROP TABLE points; -- \xf0\x9f\x8c\x8a \t\n");
+  (*e.mutable_dimensions())["na{me}=\",x"] = "v\\\"";
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_UNSPECIFIED);
+}
+
+TEST(Validation, NumbersWhoseSumsCouldOverflowAreRejected) {
+  v1::Event e = Valid();
+  (*e.mutable_measures())["temperature"].set_double_value(1e300);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_NUMBER_OUT_OF_RANGE);
+  (*e.mutable_measures())["temperature"].set_double_value(-1e291);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_NUMBER_OUT_OF_RANGE);
+  (*e.mutable_measures())["temperature"].set_double_value(1e290);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_UNSPECIFIED);
+}
+
+TEST(Validation, MessagesQuoteNamesAsValidUtf8) {
+  v1::Event e = Valid();
+  // 31 ASCII bytes, then a 3-byte character across the 32-byte cut.
+  const std::string name = std::string(31, 'a') + "\xe2\x82\xac" + std::string(300, 'b');
+  (*e.mutable_measures())[name].set_double_value(1);
+  std::optional<Rejection> r = ValidateEvent(e, kNowUs, {});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reason, v1::REJECT_REASON_NAME_TOO_LONG);
+  EXPECT_TRUE(series::IsStorableText(r->message)) << r->message;
 }
 
 TEST(PrepareEvents, StampsIngestTimeAndIndexesRejections) {

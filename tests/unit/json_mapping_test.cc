@@ -1,5 +1,6 @@
 #include "services/ingest/json_mapping.h"
 
+#include "common/time/time_units.h"
 #include "gtest/gtest.h"
 
 namespace tidemark::ingest {
@@ -85,6 +86,41 @@ TEST(JsonMapping, MissingTimeIsLeftToValidation) {
   absl::StatusOr<v1::Event> e = JsonToEvent(R"({"DeviceID": "d", "x_measure": 1})", m, kArrivalUs);
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->time(), 0);
+}
+
+TEST(JsonMapping, IntegerTimesConvertExactlyAsWriteConvertsThem) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  // 2^53 + 1 microseconds' worth of nanoseconds: a double cannot hold it.
+  const struct {
+    const char* text;
+    int64_t ns;
+  } cases[] = {
+      {R"({"Time": 1700000000123456789, "TimeUnit": "NANOSECONDS", "DeviceID": "d", "v_measure": 1})",
+       1700000000123456789},
+      {R"({"Time": "1700000000123456789", "TimeUnit": "NANOSECONDS", "DeviceID": "d", "v_measure": 1})",
+       1700000000123456789},
+      {R"({"Time": -1700000000123456789, "TimeUnit": "NANOSECONDS", "DeviceID": "d", "v_measure": 1})",
+       -1700000000123456789},
+  };
+  for (const auto& c : cases) {
+    absl::StatusOr<v1::Event> e = JsonToEvent(c.text, m, kArrivalUs);
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(e->time(), *time::ToMicros(c.ns, v1::TIME_UNIT_NANOSECONDS)) << c.text;
+  }
+}
+
+TEST(JsonMapping, IntegersBeyondInt64BecomeDoublesInsteadOfWrapping) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  absl::StatusOr<v1::Event> e = JsonToEvent(
+      R"({"Time": 1, "DeviceID": "d", "a_measure": 9223372036854775807,
+          "b_measure": 9223372036854775808, "c_measure": 18446744073709551615,
+          "d_measure": -9223372036854775808})",
+      m, kArrivalUs);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->measures().at("a").int64_value(), INT64_MAX);
+  EXPECT_DOUBLE_EQ(e->measures().at("b").double_value(), 9223372036854775808.0);
+  EXPECT_DOUBLE_EQ(e->measures().at("c").double_value(), 18446744073709551615.0);
+  EXPECT_EQ(e->measures().at("d").int64_value(), INT64_MIN);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "common/series/series_key.h"
 
 #include "common/series/event_points.h"
+#include "common/series/storable.h"
 #include "gtest/gtest.h"
 
 namespace tidemark::series {
@@ -14,6 +15,69 @@ TEST(SeriesKey, IsSortedAndEscaped) {
 
 TEST(SeriesKey, EscapingKeepsDistinctSeriesDistinct) {
   EXPECT_NE(CanonicalKey("m", {{"a", "1\",b=\"2"}}), CanonicalKey("m", {{"a", "1"}, {"b", "2"}}));
+}
+
+TEST(SeriesKey, NamesEscapeEveryDelimiterSoTheKeyParsesOneWay) {
+  EXPECT_EQ(CanonicalKey("m{x}", {{"a=b,c", "1"}}), "m\\{x\\}{a\\=b\\,c=\"1\"}");
+  EXPECT_NE(CanonicalKey("m", {{"a", "1"}, {"b", "2"}}), CanonicalKey("m", {{"a=\"1\",b", "2"}}));
+}
+
+TEST(SeriesKey, EachValueKindIsItsOwnSeries) {
+  const std::map<std::string, std::string> dims = {{"device_id", "d1"}};
+  EXPECT_EQ(CanonicalKey("m", dims, ValueKind::kNumeric), "m{device_id=\"d1\"}");
+  EXPECT_EQ(CanonicalKey("m", dims, ValueKind::kBool), "m{device_id=\"d1\"}:bool");
+  EXPECT_EQ(CanonicalKey("m", dims, ValueKind::kString), "m{device_id=\"d1\"}:string");
+  v1::MeasureValue v;
+  v.set_int64_value(1);
+  EXPECT_EQ(KindOf(v), ValueKind::kNumeric);
+  v.set_double_value(1);
+  EXPECT_EQ(KindOf(v), ValueKind::kNumeric);
+  v.set_string_value("1");
+  EXPECT_EQ(KindOf(v), ValueKind::kString);
+}
+
+TEST(EventToPoints, ANumberAndAStringOfTheSameMeasureAreDifferentSeries) {
+  v1::Event e;
+  e.set_device_id("d1");
+  e.set_time(1000);
+  e.set_ingest_time_us(2'000'000);
+  (*e.mutable_measures())["m"].set_double_value(1);
+  const int64_t numeric = EventToPoints(e, absl::Minutes(15))->front().series_id;
+  (*e.mutable_measures())["m"].set_int64_value(1);
+  EXPECT_EQ(EventToPoints(e, absl::Minutes(15))->front().series_id, numeric);
+  (*e.mutable_measures())["m"].set_string_value("high");
+  EXPECT_NE(EventToPoints(e, absl::Minutes(15))->front().series_id, numeric)
+      << "a string must never replace a number the aggregator counted";
+}
+
+TEST(Storable, Utf8WithoutNul) {
+  EXPECT_TRUE(IsStorableText(""));
+  EXPECT_TRUE(IsStorableText("plain ascii \t\n\x7f"));
+  EXPECT_TRUE(IsStorableText("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8c\x8a \xf4\x8f\xbf\xbf"));
+  EXPECT_FALSE(IsStorableText(std::string("a\0b", 3)));
+  EXPECT_FALSE(IsStorableText("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsStorableText("\xe0\x80\xaf"));      // overlong '/'
+  EXPECT_FALSE(IsStorableText("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsStorableText("\xf4\x90\x80\x80"));  // beyond U+10FFFF
+  EXPECT_FALSE(IsStorableText("\xe2\x82"));          // truncated
+  EXPECT_FALSE(IsStorableText("\x80"));              // continuation first
+  EXPECT_FALSE(IsStorableText("\xff"));
+}
+
+TEST(Storable, DownstreamRefusesWhatIngestWouldNotHaveAccepted) {
+  v1::Event e;
+  e.set_device_id("d1");
+  e.set_time(1000);
+  (*e.mutable_measures())["m"].set_double_value(1);
+  EXPECT_EQ(CheckStorable(e)->reason, v1::REJECT_REASON_UNDECODABLE) << "no ingest stamp";
+  e.set_ingest_time_us(2'000'000);
+  EXPECT_FALSE(CheckStorable(e).has_value());
+  EXPECT_TRUE(EventToPoints(e, absl::Minutes(15)).ok());
+  (*e.mutable_measures())["m"].set_double_value(-1e295);
+  EXPECT_EQ(CheckStorable(e)->reason, v1::REJECT_REASON_NUMBER_OUT_OF_RANGE);
+  EXPECT_FALSE(EventToPoints(e, absl::Minutes(15)).ok());
+  (*e.mutable_measures())["m"].set_string_value(std::string("\0", 1));
+  EXPECT_EQ(CheckStorable(e)->reason, v1::REJECT_REASON_INVALID_TEXT);
 }
 
 TEST(SeriesId, IsStableAcrossReleases) {

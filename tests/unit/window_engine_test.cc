@@ -2,6 +2,8 @@
 
 #include <random>
 
+#include "absl/strings/str_cat.h"
+
 #include "common/series/event_points.h"
 #include "gtest/gtest.h"
 
@@ -361,6 +363,72 @@ TEST(WindowEngineProperty, RestartsFromCheckpointsChangeNothing) {
     RunProperty(seed, /*restarts=*/6, {absl::Seconds(10)}, absl::Seconds(8));
     RunProperty(seed, /*restarts=*/6, {absl::Seconds(10), absl::Seconds(60)});
   }
+}
+
+v1::Event Flag(int64_t time_us, bool value, const std::string& device = "d2") {
+  v1::Event e;
+  e.set_device_id(device);
+  e.set_time(time_us);
+  e.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
+  (*e.mutable_measures())["door_open"].set_bool_value(value);
+  e.set_ingest_time_us(time_us + kS);
+  return e;
+}
+
+TEST(WindowEngine, BoolAndStringEventsMoveTheWatermarkToo) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0));
+  size_t emitted = 0;
+  // Only bool readings follow, on time: the numeric window must still close.
+  for (int s = 2; s <= 14; ++s) emitted += d.Send(Flag(kBase + s * kS, s % 2 == 0)).emissions.size();
+  EXPECT_EQ(emitted, 1u);
+  EXPECT_EQ(d.windows().watermark_us(), kBase + 12 * kS);
+}
+
+TEST(WindowEngine, APartitionOfOnlyCorrectedPointsGoesIdleAndCloses) {
+  Driver d;
+  const int64_t wall = kBase + 1 * kS;
+  EngineOutput out;
+  d.windows().Process(0, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, wall), wall, out);
+  // A device whose clock is an hour ahead keeps sending: every point is corrected, none may
+  // move the watermark, yet records keep arriving.
+  size_t emitted = 0;
+  for (int s = 1; s <= 20; ++s) {
+    const int64_t now = wall + s * kS;
+    d.windows().Process(s, At(now + 3600 * kS, 2.0, "fast", std::nullopt, now), now, out);
+    d.windows().AdvanceIfIdle(now, out);
+  }
+  for (const auto& a : out.emissions) {
+    if (a.series().dimensions().at("device_id") == "d1") ++emitted;
+  }
+  EXPECT_EQ(emitted, 1u) << "no record moved the watermark for the idle timeout: the wall clock does";
+}
+
+TEST(WindowEngine, AClockAheadBelowTheCorrectionDoesNotMakeOthersLate) {
+  Driver d;
+  int64_t on_time_points = 0;
+  for (int s = 0; s < 120; ++s) {
+    const int64_t now = kBase + s * kS;
+    // One device runs 10 minutes ahead (under the 15-minute correction); 49 are on time.
+    d.Send(At(now + 600 * kS, 1.0, "ahead", std::nullopt, now));
+    for (int dev = 0; dev < 49; ++dev) {
+      d.Send(At(now - 1 * kS, 1.0, absl::StrCat("d", dev), std::nullopt, now));
+      ++on_time_points;
+    }
+  }
+  const EngineCounters& c = d.windows().counters();
+  EXPECT_EQ(c.beyond_lateness, 0) << "of " << on_time_points << " on-time points";
+  EXPECT_EQ(c.late_within_lateness, 0);
+  EXPECT_EQ(c.clock_corrected, 0) << "10 minutes ahead is below the correction threshold";
+}
+
+TEST(WindowEngine, QuietSeriesAreForgottenWithTheirWindows) {
+  Driver d;
+  for (int dev = 0; dev < 100; ++dev) d.Send(At(kBase + 1 * kS, 1.0, absl::StrCat("d", dev)));
+  EXPECT_EQ(d.windows().tracked_series(), 100u);
+  // Only d0 goes on; the other 99 series' windows close and are evicted after the lateness.
+  for (int s = 2; s < 60; ++s) d.Send(At(kBase + s * kS, 1.0, "d0"));
+  EXPECT_EQ(d.windows().tracked_series(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,41 @@
+#include "common/pg/pg.h"
+
+#include "gtest/gtest.h"
+
+namespace tidemark::pg {
+namespace {
+
+absl::StatusCode CodeOf(const char* state, const char* what = "error") {
+  return FromSqlState(state, what).code();
+}
+
+TEST(PgErrors, AMissingPartitionIsRetriedNeverBlamedOnTheData) {
+  EXPECT_EQ(CodeOf("23514", "ERROR:  no partition of relation \"points\" found for row"),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(IsRetriable(FromSqlState("23514", "no partition of relation \"points\"")));
+}
+
+TEST(PgErrors, DataDependentErrorsOfEveryClassRefuseTheData) {
+  EXPECT_EQ(CodeOf("22P05"), absl::StatusCode::kInvalidArgument);  // untranslatable character
+  EXPECT_EQ(CodeOf("22003"), absl::StatusCode::kInvalidArgument);  // numeric value out of range
+  EXPECT_EQ(CodeOf("23505"), absl::StatusCode::kInvalidArgument);  // unique violation
+  EXPECT_EQ(CodeOf("54000"), absl::StatusCode::kInvalidArgument);  // index row too large
+  EXPECT_EQ(CodeOf("54001"), absl::StatusCode::kInvalidArgument);  // statement too complex
+}
+
+TEST(PgErrors, ServerTroubleIsRetried) {
+  for (const char* state : {"08006", "57P01", "57P03", "53100", "53200", "53300", "58030",
+                            "55P03", "57014", "40001", "40P01"}) {
+    EXPECT_TRUE(IsRetriable(FromSqlState(state, "x"))) << state;
+  }
+}
+
+TEST(PgErrors, ConfigurationTroubleIsNeitherRetriableNorData) {
+  // The batch loop retries it whole with backoff; it never rejects a record for it.
+  for (const char* state : {"42501", "42P01", "XX000", "0A000", "25006"}) {
+    EXPECT_EQ(CodeOf(state), absl::StatusCode::kInternal) << state;
+  }
+}
+
+}  // namespace
+}  // namespace tidemark::pg

@@ -1,5 +1,7 @@
 #include "tools/devbroker/dev_broker.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -45,6 +47,10 @@ absl::StatusOr<std::unique_ptr<DevBroker>> DevBroker::Start(int broker_count,
   b->cluster_ = rd_kafka_mock_cluster_new(b->rk_, broker_count);
   if (b->cluster_ == nullptr) return absl::InternalError("cannot create the mock cluster");
   b->broker_count_ = broker_count;
+  {
+    absl::MutexLock lock(&b->mu_);
+    for (int id = 1; id <= broker_count; ++id) b->up_[id] = true;
+  }
   for (const TopicSpec& t : topics) {
     if (absl::Status s = b->CreateTopic(t.name, t.partitions); !s.ok()) return s;
   }
@@ -53,22 +59,133 @@ absl::StatusOr<std::unique_ptr<DevBroker>> DevBroker::Start(int broker_count,
 }
 
 absl::Status DevBroker::CreateTopic(const std::string& name, int partitions) {
-  if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(cluster_, name.c_str(), partitions, 1);
+  // librdkafka 2.0.2's mock cluster places min(3, brokers) replicas of every partition
+  // whatever is asked; ask for the same, so the request says what the cluster does.
+  const int replication = std::min(3, broker_count_);
+  if (rd_kafka_resp_err_t e =
+          rd_kafka_mock_topic_create(cluster_, name.c_str(), partitions, replication);
       e) {
     return absl::InternalError(
         absl::StrCat("cannot create topic ", name, ": ", rd_kafka_err2str(e)));
+  }
+  // The mock picks a random leader per partition; spread them round-robin instead, so that
+  // every broker leads some partitions and the control interface can report who leads what.
+  absl::MutexLock lock(&mu_);
+  leaders_[name].assign(partitions, -1);
+  for (int p = 0; p < partitions; ++p) {
+    if (absl::Status s = SetLeaderLocked(name, p, p % broker_count_ + 1); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
 void DevBroker::SetBrokersUp(bool up) {
-  for (int id = 1; id <= broker_count_; ++id) {
-    if (up) {
-      rd_kafka_mock_broker_set_up(cluster_, id);
-    } else {
-      rd_kafka_mock_broker_set_down(cluster_, id);
+  for (int id = 1; id <= broker_count_; ++id) (void)SetBrokerUp(id, up);
+}
+
+absl::Status DevBroker::SetBrokerUp(int id, bool up) {
+  absl::MutexLock lock(&mu_);
+  if (!up_.contains(id)) {
+    return absl::NotFoundError(absl::StrCat("no broker ", id, "; brokers are 1..", broker_count_));
+  }
+  const rd_kafka_resp_err_t e = up ? rd_kafka_mock_broker_set_up(cluster_, id)
+                                   : rd_kafka_mock_broker_set_down(cluster_, id);
+  if (e) return absl::InternalError(absl::StrCat("broker ", id, ": ", rd_kafka_err2str(e)));
+  up_[id] = up;
+  return absl::OkStatus();
+}
+
+absl::Status DevBroker::SetLeader(const std::string& topic, int partition, int id) {
+  absl::MutexLock lock(&mu_);
+  return SetLeaderLocked(topic, partition, id);
+}
+
+absl::Status DevBroker::SetLeaderLocked(const std::string& topic, int partition, int id) {
+  auto it = leaders_.find(topic);
+  if (it == leaders_.end()) return absl::NotFoundError(absl::StrCat("no topic ", topic));
+  if (partition < 0 || partition >= static_cast<int>(it->second.size())) {
+    return absl::NotFoundError(absl::StrCat("no partition ", partition, " in ", topic,
+                                            "; partitions are 0..", it->second.size() - 1));
+  }
+  if (id != -1 && !up_.contains(id)) {
+    return absl::NotFoundError(absl::StrCat("no broker ", id, "; brokers are 1..", broker_count_));
+  }
+  if (rd_kafka_resp_err_t e =
+          rd_kafka_mock_partition_set_leader(cluster_, topic.c_str(), partition, id);
+      e) {
+    return absl::InternalError(
+        absl::StrCat("leader of ", topic, "/", partition, ": ", rd_kafka_err2str(e)));
+  }
+  it->second[partition] = id;
+  return absl::OkStatus();
+}
+
+absl::Status DevBroker::SetGroupCoordinator(const std::string& group, int id) {
+  absl::MutexLock lock(&mu_);
+  if (!up_.contains(id)) {
+    return absl::NotFoundError(absl::StrCat("no broker ", id, "; brokers are 1..", broker_count_));
+  }
+  if (rd_kafka_resp_err_t e = rd_kafka_mock_coordinator_set(cluster_, "group", group.c_str(), id);
+      e) {
+    return absl::InternalError(
+        absl::StrCat("coordinator of ", group, ": ", rd_kafka_err2str(e)));
+  }
+  coordinators_[group] = id;
+  return absl::OkStatus();
+}
+
+int DevBroker::NextUpLocked(int id) const {
+  for (int step = 1; step < broker_count_; ++step) {
+    const int candidate = (id - 1 + step) % broker_count_ + 1;
+    if (up_.at(candidate)) return candidate;
+  }
+  return -1;
+}
+
+absl::StatusOr<int> DevBroker::MoveAwayFrom(int id) {
+  absl::MutexLock lock(&mu_);
+  if (!up_.contains(id)) {
+    return absl::NotFoundError(absl::StrCat("no broker ", id, "; brokers are 1..", broker_count_));
+  }
+  const int to = NextUpLocked(id);
+  if (to == -1) return absl::FailedPreconditionError("no other broker is up");
+  int moved = 0;
+  for (auto& [topic, leaders] : leaders_) {
+    for (int p = 0; p < static_cast<int>(leaders.size()); ++p) {
+      if (leaders[p] != id) continue;
+      if (absl::Status s = SetLeaderLocked(topic, p, to); !s.ok()) return s;
+      ++moved;
     }
   }
+  for (auto& [group, broker] : coordinators_) {
+    if (broker != id) continue;
+    if (rd_kafka_resp_err_t e = rd_kafka_mock_coordinator_set(cluster_, "group", group.c_str(), to);
+        e) {
+      return absl::InternalError(
+          absl::StrCat("coordinator of ", group, ": ", rd_kafka_err2str(e)));
+    }
+    broker = to;
+    ++moved;
+  }
+  return moved;
+}
+
+absl::StatusOr<int> DevBroker::RotateLeaders() {
+  absl::MutexLock lock(&mu_);
+  int moved = 0;
+  for (auto& [topic, leaders] : leaders_) {
+    for (int p = 0; p < static_cast<int>(leaders.size()); ++p) {
+      const int to = NextUpLocked(leaders[p] == -1 ? 1 : leaders[p]);
+      if (to == -1 || to == leaders[p]) continue;
+      if (absl::Status s = SetLeaderLocked(topic, p, to); !s.ok()) return s;
+      ++moved;
+    }
+  }
+  return moved;
+}
+
+ClusterState DevBroker::State() const {
+  absl::MutexLock lock(&mu_);
+  return {bootstrap_, up_, leaders_, coordinators_};
 }
 
 DevBroker::~DevBroker() {

@@ -4,9 +4,12 @@
 #include <fstream>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/config/config.h"
 #include "common/log/log.h"
 #include "common/process/shutdown_signal.h"
+#include "tools/devbroker/control_server.h"
 #include "tools/devbroker/dev_broker.h"
 
 ABSL_FLAG(int, brokers, 1, "Number of brokers in the cluster");
@@ -15,6 +18,11 @@ ABSL_FLAG(std::string, topics,
           "Topics to create, name:partitions,...");
 ABSL_FLAG(std::string, bootstrap_file, "",
           "Where to write the bootstrap address once the brokers listen");
+ABSL_FLAG(std::string, control_listen, "",
+          "Loopback host:port of the HTTP fault controls (port 0: any free port; empty: off); "
+          "see tools/devbroker/README.md");
+ABSL_FLAG(std::string, control_file, "",
+          "Where to write the control interface's host:port once it listens");
 
 namespace {
 
@@ -57,14 +65,42 @@ int Run(int argc, char** argv) {
     return 1;
   }
   const std::string& bootstrap = (*broker)->bootstrap_servers();
+  std::unique_ptr<devbroker::ControlServer> control;
+  if (const std::string listen = absl::GetFlag(FLAGS_control_listen); !listen.empty()) {
+    const size_t colon = listen.rfind(':');
+    int port = -1;
+    if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+        port < 0 || port > 65535) {
+      logger->critical("msg=\"bad setting --control_listen: expected host:port, e.g. "
+                       "127.0.0.1:0\" value=\"{}\"",
+                       listen);
+      return 2;
+    }
+    const std::string host = listen.substr(0, colon);
+    auto started = devbroker::ControlServer::Start(**broker, host, port);
+    if (!started.ok()) {
+      logger->critical("msg=\"bad setting --control_listen: {}\"", started.status().message());
+      return 2;
+    }
+    control = *std::move(started);
+    const std::string address = absl::StrCat(host, ":", control->port());
+    if (const std::string file = absl::GetFlag(FLAGS_control_file); !file.empty()) {
+      if (absl::Status s = WriteAtomically(file, address); !s.ok()) {
+        logger->critical("msg=\"{}\"", s.message());
+        return 1;
+      }
+    }
+    logger->info("msg=\"fault controls over HTTP\" control={}", address);
+  }
+  // Last: whoever waits for the bootstrap file may use the control interface at once.
   if (const std::string file = absl::GetFlag(FLAGS_bootstrap_file); !file.empty()) {
     if (absl::Status s = WriteAtomically(file, bootstrap); !s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 1;
     }
   }
-  logger->info("msg=\"serving the Kafka protocol\" bootstrap={} topics={}", bootstrap,
-               absl::GetFlag(FLAGS_topics));
+  logger->info("msg=\"serving the Kafka protocol\" bootstrap={} brokers={} topics={}", bootstrap,
+               absl::GetFlag(FLAGS_brokers), absl::GetFlag(FLAGS_topics));
   shutdown.Wait();
   logger->info("msg=\"stopping; the in-memory log is discarded\"");
   return 0;

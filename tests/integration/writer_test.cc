@@ -7,6 +7,7 @@
 #include "common/kafka/consumer.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
+#include "common/series/series_key.h"
 #include "common/metrics/metrics.h"
 #include "gtest/gtest.h"
 #include "services/timestream-writer/point_store.h"
@@ -131,6 +132,53 @@ TEST(PointStore, VersionRules) {
   EXPECT_EQ(conflict->upserted, 2);  // d2's two points
   EXPECT_EQ(Query(db, stored + " AND s.device_id = 'd1'"), "5:3");
   EXPECT_EQ(Query(db, "SELECT count(*) FROM points"), "4");
+}
+
+TEST(PointStore, ASeriesIdStoredUnderAnotherKeyIsRefusedInEveryBatch) {
+  const std::string db = NewDatabase();
+  PointStore store(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(store.Open(*Logger()).ok());
+  // Another series already owns the id of d1's temperature (an FNV collision).
+  const int64_t id =
+      series::SeriesId(series::CanonicalKey("temperature", {{"device_id", "d1"}}));
+  Query(db, absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
+                         " dimensions) VALUES (", id, ", 'temperature{device_id=\"owner\"}',"
+                         " 'temperature', 'owner', '{}')"));
+  const int64_t t = NowUs();
+  for (int batch = 0; batch < 3; ++batch) {
+    auto outcome = WriteEvents(store, {MakeEvent("d1", t + batch, 1.0 + batch)});
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+    EXPECT_EQ(outcome->upserted, 1) << "only the bool series lands, batch " << batch;
+  }
+  EXPECT_EQ(Query(db, absl::StrCat("SELECT count(*) FROM points WHERE series_id = ", id)), "0");
+}
+
+TEST(PointStore, HostileTextIsStoredByteExact) {
+  const std::string db = NewDatabase();
+  PointStore store(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(store.Open(*Logger()).ok());
+  const std::string hostile =
+      "'); DROP TABLE points; --\t\\N\\\n\"quoted\" {a=\"b\",c} \xf0\x9f\x8c\x8a \x01\x7f";
+  v1::Event e = MakeEvent(hostile, NowUs(), 1.0);
+  (*e.mutable_dimensions())[hostile + "k"] = hostile;
+  (*e.mutable_measures())["note"].set_string_value(hostile);
+  auto outcome = WriteEvents(store, {e});
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->upserted, 3);
+  auto hex = [](const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) absl::StrAppend(&out, absl::Hex(c, absl::kZeroPad2));
+    return out;
+  };
+  EXPECT_EQ(Query(db, "SELECT encode(convert_to(value_string, 'UTF8'), 'hex') FROM points"
+                      " WHERE value_string IS NOT NULL"),
+            hex(hostile));
+  EXPECT_EQ(Query(db, "SELECT DISTINCT encode(convert_to(device_id, 'UTF8'), 'hex') FROM series"),
+            hex(hostile));
+  EXPECT_EQ(Query(db, absl::StrCat("SELECT DISTINCT encode(convert_to(dimensions->>",
+                                   "convert_from(decode('", hex(hostile + "k"), "', 'hex'), 'UTF8')",
+                                   ", 'UTF8'), 'hex') FROM series")),
+            hex(hostile));
 }
 
 TEST(PointStore, SchemaHasReadOnlyRoleAndPartitions) {

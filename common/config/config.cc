@@ -1,5 +1,7 @@
 #include "common/config/config.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/flags/parse.h"
@@ -7,6 +9,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace tidemark::config {
@@ -15,8 +18,41 @@ std::string EnvironmentName(absl::string_view flag_name) {
   return absl::StrCat("TIDEMARK_", absl::AsciiStrToUpper(flag_name));
 }
 
+bool IsHelpFlag(absl::string_view arg) {
+  return arg == "-h" || arg == "--help" || arg == "-help" || arg == "--helpfull" ||
+         arg == "-helpfull" || arg == "--helpshort" || arg == "-helpshort";
+}
+
+std::string HelpText(absl::string_view program, absl::string_view usage) {
+  std::vector<absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    // absl's own (--flagfile, --fromenv, ...) are not settings of the service.
+    if (absl::StrContains(flag->Filename(), "absl/")) continue;
+    flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
+  std::string out = absl::StrCat(usage, "\n\nUsage: ", program,
+                                 " [--flag=value ...]\n"
+                                 "Every flag can also be set by its environment variable, shown "
+                                 "beside it; the command line wins.\n\nFlags:\n");
+  for (const absl::CommandLineFlag* f : flags) {
+    absl::StrAppend(&out, "  --", f->Name(), "=", f->DefaultValue(), "  (",
+                    EnvironmentName(f->Name()), ")\n      ", f->Help(), "\n");
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char** argv,
                                                                   absl::string_view usage) {
+  for (int i = 1; i < argc; ++i) {
+    if (absl::string_view(argv[i]) == "--") break;
+    if (IsHelpFlag(argv[i])) {
+      const absl::string_view path = argv[0];
+      std::fputs(HelpText(path.substr(path.rfind('/') + 1), usage).c_str(), stdout);
+      std::exit(0);
+    }
+  }
   // The environment first, so that ParseCommandLine below overrides it.
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     const std::string env = EnvironmentName(name);

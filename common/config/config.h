@@ -13,9 +13,13 @@ namespace tidemark::config {
 /// Parses the process's flags. Every flag `--some_name` may also be set by the
 /// environment variable `TIDEMARK_SOME_NAME`; the command line wins over the environment.
 /// Returns the positional arguments, or an InvalidArgument error naming the bad setting
-/// and its source. Exits (through absl) on `--help` and on a malformed command line.
+/// and its source. On `--help` prints `usage` and every flag with its default, help and
+/// environment variable, and exits 0; exits (through absl) on a malformed command line.
 absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char** argv,
                                                                   absl::string_view usage);
+
+/// The --help text: `usage`, then each flag (absl's own left out) with its environment name.
+std::string HelpText(absl::string_view program, absl::string_view usage);
 
 /// The environment variable that sets `flag_name`: TIDEMARK_ + upper case.
 std::string EnvironmentName(absl::string_view flag_name);

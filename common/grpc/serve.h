@@ -25,11 +25,19 @@ struct ServeOptions {
   int metrics_port = 0;
   /// How long calls in flight may finish after SIGTERM before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(5);
+  /// Whether the service can do its job now (e.g. its broker or database is reachable); run
+  /// every second off the RPC path. Health (gRPC and HTTP /health) is SERVING only while it
+  /// returns OK. Empty: always OK.
+  metrics::HealthCheck health;
+  /// Full service names health checking answers for besides "", e.g.
+  /// "tidemark.v1.IngestService", so that a probe naming the service gets an answer.
+  std::vector<std::string> health_service_names;
 };
 
-/// Serves `services` over gRPC and the registry over HTTP /metrics until `shutdown` fires,
-/// then shuts the server down gracefully. Returns the process's exit code.
-int ServeUntilShutdown(process::ShutdownSignal& shutdown, const metrics::Registry& registry,
+/// Serves `services` over gRPC, and the registry over HTTP /metrics with /health, until
+/// `shutdown` fires, then shuts the server down gracefully. Returns the process's exit code:
+/// 0 after a shutdown, 1 when a port cannot be bound (in use, for example).
+int ServeUntilShutdown(process::ShutdownSignal& shutdown, metrics::Registry& registry,
                        const std::vector<grpc::Service*>& services, const ServeOptions& options,
                        spdlog::logger& logger);
 

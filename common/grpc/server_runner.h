@@ -15,12 +15,17 @@ class Service;
 namespace tidemark::grpcutil {
 
 struct ServerOptions {
-  /// host:port; port 0 picks a free port, read back with GrpcServer::port().
+  /// host:port; port 0 picks a free port, read back with GrpcServer::port(). A port that is
+  /// already in use is an error (SO_REUSEPORT is off).
   std::string listen_address = "0.0.0.0:0";
   int max_receive_message_bytes = 16 * 1024 * 1024;
+  /// Full names of the services health checking answers for besides "" (the whole server),
+  /// e.g. "tidemark.v1.IngestService"; each follows SetServing.
+  std::vector<std::string> health_service_names;
 };
 
 /// A started gRPC server with grpc.health.v1 health checking and server reflection.
+/// Health starts NOT_SERVING; the owner sets it with SetServing.
 /// The services passed in must outlive it.
 class GrpcServer final {
  public:
@@ -29,6 +34,8 @@ class GrpcServer final {
   ~GrpcServer();
 
   int port() const { return port_; }
+  /// Sets the health of "" and of every name in health_service_names. Thread-safe.
+  void SetServing(bool serving);
   /// Marks the server NOT_SERVING, stops taking calls and waits up to `grace` for calls in
   /// flight before cancelling them. Idempotent.
   void Shutdown(absl::Duration grace);
@@ -36,8 +43,12 @@ class GrpcServer final {
  private:
   GrpcServer() = default;
   std::unique_ptr<grpc::Server> server_;
+  std::vector<std::string> health_names_;
   int port_ = 0;
   bool shut_down_ = false;
 };
+
+/// The port of a host:port (or [v6]:port) address; -1 when it has none or it is malformed.
+int PortOf(const std::string& address);
 
 }  // namespace tidemark::grpcutil

@@ -1,8 +1,11 @@
 #include "common/metrics/metrics.h"
 
+#include <sys/socket.h>
+
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/metrics/health.h"
 #include "httplib.h"
 
 namespace tidemark::metrics {
@@ -91,8 +94,14 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Regist
                                                                     HealthCheck health) {
   std::unique_ptr<MetricsServer> s(new MetricsServer());
   s->server_ = std::make_unique<httplib::Server>();
+  // httplib's default also sets SO_REUSEPORT, which lets a second process bind a port that is
+  // in use and share its traffic; a port in use must be a start-up error instead.
+  s->server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   s->server_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
-    res.set_content(registry.Render(), "text/plain; version=0.0.4");
+    res.set_content(registry.Render() + ProcessMetricsText(), "text/plain; version=0.0.4");
   });
   if (health) {
     s->server_->Get("/health", [health](const httplib::Request&, httplib::Response& res) {

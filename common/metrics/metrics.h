@@ -83,7 +83,8 @@ class Registry final {
 /// Whether a service can do its job; when not, why (for a person).
 using HealthCheck = std::function<absl::Status()>;
 
-/// Serves GET /metrics for a registry over HTTP on its own thread until destroyed; with a
+/// Serves GET /metrics (the registry, then the process_* metrics and tidemark_build_info)
+/// over HTTP on its own thread until destroyed; with a
 /// health check also GET /health: 200 "SERVING", or 503 "NOT_SERVING: <why>" (for services
 /// without a gRPC server, such as the archive).
 class MetricsServer final {

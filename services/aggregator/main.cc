@@ -9,6 +9,7 @@
 #include "common/kafka/consumer.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
+#include "common/metrics/health.h"
 #include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
 #include "common/process/stop_flag.h"
@@ -103,8 +104,17 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", consumer.status().message());
     return 2;
   }
-  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
-                                                      absl::GetFlag(FLAGS_metrics_port));
+  // Without Kafka the aggregator can neither read events nor emit windows.
+  metrics::HealthMonitor health(
+      [&producer = **producer]() -> absl::Status {
+        if (producer.BrokersDown()) return absl::UnavailableError("no Kafka broker reachable");
+        return absl::OkStatus();
+      },
+      registry, logger);
+  auto metrics_server =
+      metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                    absl::GetFlag(FLAGS_metrics_port),
+                                    [&health] { return health.Current(); });
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;

@@ -9,6 +9,7 @@
 #include "common/config/config.h"
 #include "common/kafka/batch_loop.h"
 #include "common/log/log.h"
+#include "common/metrics/health.h"
 #include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
 #include "common/process/stop_flag.h"
@@ -160,9 +161,17 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", consumer.status().message());
     return 2;
   }
+  // Serving while Kafka answers and the lake takes writes.
+  metrics::HealthMonitor health(
+      [&producer = **producer, &sink]() -> absl::Status {
+        if (producer.BrokersDown()) return absl::UnavailableError("no Kafka broker reachable");
+        return sink.Health();
+      },
+      registry, logger);
   auto metrics_server =
       metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
-                                    absl::GetFlag(FLAGS_metrics_port), [&sink] { return sink.Health(); });
+                                    absl::GetFlag(FLAGS_metrics_port),
+                                    [&health] { return health.Current(); });
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;

@@ -4,10 +4,13 @@
 #include <atomic>
 #include <optional>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc/serve.h"
 #include "common/time/time_units.h"
+#include "google/protobuf/descriptor.h"
 #include "services/ingest/json_mapping.h"
 
 namespace tidemark::ingest {
@@ -33,7 +36,25 @@ IngestMetrics::IngestMetrics(metrics::Registry& r)
       kafka_failures(r.AddCounter("tidemark_ingest_kafka_failures_total",
                                   "Events Kafka failed to take or acknowledge")),
       write_latency(r.AddHistogram("tidemark_ingest_write_seconds",
-                                   "Time from request to Kafka acknowledgement")) {}
+                                   "Time from request to Kafka acknowledgement")) {
+  // Every reason is exported from the start (at 0), so that rates and alerts have a series.
+  const google::protobuf::EnumDescriptor* reasons = v1::RejectReason_descriptor();
+  for (int i = 0; i < reasons->value_count(); ++i) {
+    const google::protobuf::EnumValueDescriptor* v = reasons->value(i);
+    const std::string name = absl::AsciiStrToLower(v->name());
+    rejections_by_reason[v->number()] = &r.AddCounter(
+        "tidemark_ingest_rejections_total", "Events rejected, by reason",
+        absl::StrCat("reason=\"", absl::StripPrefix(name, "reject_reason_"), "\""));
+  }
+}
+
+void IngestMetrics::CountRejected(const std::vector<v1::RejectedRecord>& records) {
+  rejected.Add(records.size());
+  for (const v1::RejectedRecord& r : records) {
+    auto it = rejections_by_reason.find(r.reason());
+    if (it != rejections_by_reason.end()) it->second->Add();
+  }
+}
 
 // A unary write: counts Kafka acknowledgements and finishes the RPC on the last one.
 class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
@@ -96,7 +117,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerC
                                                            PreparedBatch batch,
                                                            v1::WriteResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  metrics_.rejected.Add(batch.rejected.size());
+  metrics_.CountRejected(batch.rejected);
   for (v1::RejectedRecord& r : batch.rejected) *resp->add_rejected() = std::move(r);
   resp->set_accepted(static_cast<int64_t>(batch.accepted.size()));
   if (batch.accepted.empty()) {
@@ -201,7 +222,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
     PreparedBatch batch = PrepareEvents(request_.events(), time::ToMicros(absl::Now()), next_index_,
                                         service_.config_.limits);
     next_index_ += request_.events_size();
-    service_.metrics_.rejected.Add(batch.rejected.size());
+    service_.metrics_.CountRejected(batch.rejected);
     {
       absl::MutexLock lock(&mu_);
       for (v1::RejectedRecord& r : batch.rejected) {

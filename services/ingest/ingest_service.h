@@ -1,7 +1,9 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
@@ -27,6 +29,10 @@ struct IngestMetrics {
   metrics::Counter& rejected;
   metrics::Counter& kafka_failures;
   metrics::Histogram& write_latency;
+  /// tidemark_ingest_rejections_total{reason="missing_device_id"...}, one per RejectReason.
+  std::map<int, metrics::Counter*> rejections_by_reason;
+  /// Counts `records` in `rejected` and each under its reason.
+  void CountRejected(const std::vector<v1::RejectedRecord>& records);
 };
 
 /// IngestService over the callback API. Every RPC answers only after Kafka acknowledged

@@ -85,7 +85,15 @@ int Run(int argc, char** argv) {
                                       {.listen_address = absl::GetFlag(FLAGS_listen),
                                        .metrics_host = absl::GetFlag(FLAGS_metrics_host),
                                        .metrics_port = absl::GetFlag(FLAGS_metrics_port),
-                                       .shutdown_grace = absl::GetFlag(FLAGS_delivery_timeout)},
+                                       .shutdown_grace = absl::GetFlag(FLAGS_delivery_timeout),
+                                       // Ingest cannot acknowledge a write without Kafka.
+                                       .health = [&producer = **producer]() -> absl::Status {
+                                         if (producer.BrokersDown()) {
+                                           return absl::UnavailableError("no Kafka broker reachable");
+                                         }
+                                         return absl::OkStatus();
+                                       },
+                                       .health_service_names = {v1::IngestService::service_full_name()}},
                                       *logger);
 }
 

@@ -5,8 +5,10 @@
 #include "common/grpc/serve.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
+#include "common/pg/health_probe.h"
 #include "common/process/shutdown_signal.h"
 #include "services/query/query_service.h"
+#include "tidemark/v1/query.grpc.pb.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address host:port");
 ABSL_FLAG(int, workers, 4, "Concurrent queries, each with its own database connection");
@@ -45,10 +47,14 @@ int Run(int argc, char** argv) {
   metrics::Registry registry;
   query::QueryMetrics metrics(registry);
   query::QueryServiceImpl service(cfg, metrics, logger);
+  pg::HealthProbe probe(cfg.pg_dsn);
   return grpcutil::ServeUntilShutdown(shutdown, registry, {&service},
                                       {.listen_address = absl::GetFlag(FLAGS_listen),
                                        .metrics_host = absl::GetFlag(FLAGS_metrics_host),
-                                       .metrics_port = absl::GetFlag(FLAGS_metrics_port)},
+                                       .metrics_port = absl::GetFlag(FLAGS_metrics_port),
+                                       // Every query reads PostgreSQL.
+                                       .health = [&probe] { return probe.Check(); },
+                                       .health_service_names = {v1::QueryService::service_full_name()}},
                                       *logger);
 }
 

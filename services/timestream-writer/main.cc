@@ -8,7 +8,9 @@
 #include "common/kafka/consumer.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
+#include "common/metrics/health.h"
 #include "common/metrics/metrics.h"
+#include "common/pg/health_probe.h"
 #include "common/process/shutdown_signal.h"
 #include "common/process/stop_flag.h"
 #include "services/timestream-writer/aggregate_store.h"
@@ -140,8 +142,20 @@ int Run(int argc, char** argv) {
     r->consumer = *std::move(consumer);
     runners.push_back(std::move(r));
   }
-  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
-                                                      absl::GetFlag(FLAGS_metrics_port));
+  // The writer does its job while Kafka and PostgreSQL answer and every loop runs.
+  std::atomic<int> loops_stopped{0};
+  pg::HealthProbe pg_probe(dsn);
+  metrics::HealthMonitor health(
+      [&producer = **producer, &pg_probe, &loops_stopped]() -> absl::Status {
+        if (loops_stopped.load() > 0) return absl::UnavailableError("a consumer loop stopped");
+        if (producer.BrokersDown()) return absl::UnavailableError("no Kafka broker reachable");
+        return pg_probe.Check();
+      },
+      registry, logger);
+  auto metrics_server =
+      metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                    absl::GetFlag(FLAGS_metrics_port),
+                                    [&health] { return health.Current(); });
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;
@@ -150,8 +164,9 @@ int Run(int argc, char** argv) {
                specs[0].topic, specs[1].topic, specs[2].topic, group, (*metrics_server)->port());
   for (auto& r : runners) {
     LoopRunner* raw = r.get();
-    raw->thread = std::thread([raw, &stop] {
+    raw->thread = std::thread([raw, &stop, &loops_stopped] {
       raw->result = raw->loop->Run(*raw->consumer, stop.flag());
+      ++loops_stopped;
       // One loop failing stops the process: a restart resumes every loop from its commits.
       if (!raw->result.ok()) process::ShutdownSignal::RequestStop();
     });

@@ -15,6 +15,7 @@
 #include "grpcpp/grpcpp.h"
 #include "tidemark/v1/query.grpc.pb.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/health.h"
 #include "tools/cli/subscribe.h"
 #include "tools/cli/usage.h"
 
@@ -49,6 +50,9 @@ ABSL_FLAG(std::string, max_lookback, "",
 ABSL_FLAG(std::optional<double>, fill, std::nullopt,
           "constant: the value of steps without an observation (default 0)");
 ABSL_FLAG(std::string, resume, "", "Continue a subscription after this resume token");
+ABSL_FLAG(std::string, service, "",
+          "The service name health asks about, e.g. tidemark.v1.IngestService (default: the "
+          "whole server)");
 
 namespace {
 
@@ -109,12 +113,19 @@ int main(int argc, char** argv) {
     std::fputs(cli::UsageText(OwnFlags()).c_str(), stderr);
     return 2;
   }
+  if (absl::Status s = config::RequirePositive("timeout", absl::GetFlag(FLAGS_timeout)); !s.ok()) {
+    return UsageError(s.message());
+  }
+  if ((*args)[0] == "health") {
+    if (args->size() != 2) {
+      return UsageError("health takes one address: tidemark health HOST:PORT or http://HOST:PORT/health");
+    }
+    return cli::RunHealth((*args)[1], absl::GetFlag(FLAGS_service), absl::GetFlag(FLAGS_timeout));
+  }
+  if (!absl::GetFlag(FLAGS_service).empty()) return UsageError("--service applies to health only");
   if (args->size() > 1) {
     return UsageError(absl::StrCat("one command at a time; left over: ",
                                    absl::StrJoin(args->begin() + 1, args->end(), " ")));
-  }
-  if (absl::Status s = config::RequirePositive("timeout", absl::GetFlag(FLAGS_timeout)); !s.ok()) {
-    return UsageError(s.message());
   }
   absl::StatusOr<cli::Command> command = cli::Prepare(FromFlags((*args)[0]), absl::Now());
   if (!command.ok()) return UsageError(command.status().message());

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/config/config.h"
 #include "tools/cli/commands.h"
 
 namespace tidemark::cli {
@@ -31,6 +32,9 @@ constexpr CommandHelp kCommands[] = {
      "tidemark interpolate --measure=temperature --step=1m --method=spline --since=2h"},
     {"subscribe", "Each new version of each matching window as it is stored, until Ctrl-C.",
      "tidemark subscribe --measure=temperature --window=5m,1h"},
+    {"health", "Whether a service can do its job (gRPC health, or an http:// /health URL);\n"
+               "               exits 0 when SERVING, 1 otherwise.",
+     "tidemark health 127.0.0.1:50051 --service=tidemark.v1.IngestService"},
     {"help", "This text.", "tidemark help"},
 };
 
@@ -66,13 +70,14 @@ std::string FlagLine(const FlagInfo& f) {
   std::string out;
   std::string line = absl::StrCat("  --", f.name);
   if (!f.default_value.empty()) absl::StrAppend(&line, "=", f.default_value);
+  const std::string help = absl::StrCat(f.help, " (", config::EnvironmentName(f.name), ")");
   if (line.size() >= kHelpColumn) {
     absl::StrAppend(&out, line, "\n");
     line.clear();
   }
   line.resize(kHelpColumn, ' ');
   bool line_empty = true;
-  for (absl::string_view word : absl::StrSplit(f.help, ' ', absl::SkipEmpty())) {
+  for (absl::string_view word : absl::StrSplit(help, ' ', absl::SkipEmpty())) {
     if (!line_empty && line.size() + 1 + word.size() > kLineWidth) {
       absl::StrAppend(&out, line, "\n");
       line.assign(kHelpColumn, ' ');

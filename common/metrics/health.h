@@ -1,0 +1,53 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+
+namespace tidemark::metrics {
+
+/// Runs a service's health check on its own thread every `interval` and keeps the latest
+/// answer, so that probes (gRPC health, HTTP /health) never wait on a database or a broker.
+/// Logs each change and exports it as the gauge `tidemark_serving` (1 or 0). A listener, when
+/// set, is told of every change (and once of the current state) on the monitor's thread.
+/// Thread-safe; the check must be safe to call from the monitor's thread.
+class HealthMonitor final {
+ public:
+  HealthMonitor(HealthCheck check, Registry& registry, std::shared_ptr<spdlog::logger> logger,
+                absl::Duration interval = absl::Seconds(1));
+  /// Stops the thread (waits for a check in progress).
+  ~HealthMonitor();
+
+  /// OK while serving; otherwise why not. NOT_SERVING until the first check has run.
+  absl::Status Current() const;
+  /// `listener(serving)`; replaces any earlier listener and is called at once with the state.
+  void SetListener(std::function<void(bool serving)> listener);
+
+ private:
+  void Loop();
+
+  HealthCheck check_;
+  Gauge& serving_gauge_;
+  std::shared_ptr<spdlog::logger> logger_;
+  const absl::Duration interval_;
+  mutable absl::Mutex mu_;
+  absl::Status current_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("starting");
+  bool checked_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(bool)> listener_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+/// The `process_*` metrics of the Prometheus client libraries (CPU seconds, resident and
+/// virtual memory, open and maximum file descriptors, start time) read from /proc/self, and
+/// `tidemark_build_info{service,version}` 1; in the text format, with HELP and TYPE.
+std::string ProcessMetricsText();
+
+}  // namespace tidemark::metrics

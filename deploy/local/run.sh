@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole pipeline locally without Docker: PostgreSQL in a private data directory,
-# the development Kafka broker, ingest, timestream-writer, query, and the device simulator.
+# the development Kafka broker, timestream-writer, aggregator, archive, ingest and query
+# replicas behind nginx (the same gRPC load-balancer configuration as docker-compose.yml), and
+# the device simulator. Metrics on fixed loopback ports (printed at the end).
 # Everything it starts is recorded under .local/ and ended by deploy/local/stop.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -10,6 +12,8 @@ state="$root/.local"
 pg_port="${TIDEMARK_LOCAL_PG_PORT:-55432}"
 ingest_port="${TIDEMARK_LOCAL_INGEST_PORT:-50051}"
 query_port="${TIDEMARK_LOCAL_QUERY_PORT:-50052}"
+ingest_replicas="${TIDEMARK_LOCAL_INGEST_REPLICAS:-2}"
+query_replicas="${TIDEMARK_LOCAL_QUERY_REPLICAS:-2}"
 sim_duration="${TIDEMARK_LOCAL_SIM_DURATION:-10m}"
 sim_rate="${TIDEMARK_LOCAL_SIM_RATE:-500}"
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
@@ -57,7 +61,10 @@ for _ in $(seq 50); do [ -s "$state/bootstrap" ] && break; sleep 0.1; done
 export TIDEMARK_KAFKA_BROKERS="$(cat "$state/bootstrap")"
 
 writer_dsn="host=127.0.0.1 port=$pg_port user=tidemark dbname=tidemark"
-TIDEMARK_PG_DSN="$writer_dsn" start timestream-writer "$bin/services/timestream-writer/timestream-writer"
+# Metrics on fixed loopback ports (deploy/local/prometheus.yml scrapes them).
+export TIDEMARK_METRICS_HOST=127.0.0.1
+TIDEMARK_PG_DSN="$writer_dsn" start timestream-writer \
+  "$bin/services/timestream-writer/timestream-writer" --metrics_port=9121
 # The writer owns the schema; the query service connects as a login of the read-only role.
 for _ in $(seq 100); do
   "$pg_bin/psql" "$writer_dsn" -qAt -c "SELECT 1 FROM pg_roles WHERE rolname = 'tidemark_reader'" \
@@ -69,13 +76,36 @@ done
     CREATE ROLE tidemark_query LOGIN IN ROLE tidemark_reader;
   END IF; END \$\$;"
 
-start aggregator "$bin/services/aggregator/aggregator" --windows="${TIDEMARK_LOCAL_WINDOWS:-1m,5m}"
+start aggregator "$bin/services/aggregator/aggregator" --windows="${TIDEMARK_LOCAL_WINDOWS:-1m,5m}" \
+  --metrics_port=9122
 # Short files locally, so the lake fills while you watch; production keeps Firehose-like 5 min.
-start archive "$bin/services/archive/archive" --lake="$state/lake" --batch_max_age=10s
-start ingest "$bin/services/ingest/ingest" --listen="127.0.0.1:$ingest_port"
-TIDEMARK_PG_DSN="host=127.0.0.1 port=$pg_port user=tidemark_query dbname=tidemark" \
-  start query "$bin/services/query/query" --listen="127.0.0.1:$query_port"
-sleep 1
+start archive "$bin/services/archive/archive" --lake="$state/lake" --batch_max_age=10s \
+  --metrics_port=9123
+# Replicas on private ports; clients use nginx on $ingest_port and $query_port.
+ingest_servers="" query_servers=""
+for i in $(seq 0 $((ingest_replicas - 1))); do
+  start "ingest-$i" "$bin/services/ingest/ingest" --listen="127.0.0.1:$((50061 + i))" \
+    --metrics_port=$((9101 + i))
+  ingest_servers="$ingest_servers server 127.0.0.1:$((50061 + i)) max_fails=1 fail_timeout=5s;"
+done
+for i in $(seq 0 $((query_replicas - 1))); do
+  TIDEMARK_PG_DSN="host=127.0.0.1 port=$pg_port user=tidemark_query dbname=tidemark" \
+    start "query-$i" "$bin/services/query/query" --listen="127.0.0.1:$((50071 + i))" \
+    --metrics_port=$((9111 + i))
+  query_servers="$query_servers server 127.0.0.1:$((50071 + i)) max_fails=1 fail_timeout=5s;"
+done
+nginx_state="$state/nginx"
+mkdir -p "$nginx_state"
+chmod 0777 "$nginx_state"  # nginx's workers run as another user when started as root
+sed -e "s|\${NGINX_STATE}|$nginx_state|g" -e "s|\${NGINX_ERROR_LOG}|$state/logs/nginx.log|g" \
+    -e "s|\${INGEST_LISTEN}|127.0.0.1:$ingest_port|g" -e "s|\${QUERY_LISTEN}|127.0.0.1:$query_port|g" \
+    -e "s|\${INGEST_SERVERS}|$ingest_servers|g" -e "s|\${QUERY_SERVERS}|$query_servers|g" \
+    deploy/nginx/tidemark-grpc.conf.template > "$nginx_state/nginx.conf"
+start nginx nginx -e "$state/logs/nginx.log" -c "$nginx_state/nginx.conf" -g "daemon off;"
+for _ in $(seq 50); do
+  "$bin/tools/cli/tidemark" health "127.0.0.1:$ingest_port" --timeout=1s >/dev/null 2>&1 && break
+  sleep 0.2
+done
 start simulator "$bin/services/simulator/simulator" --ingest="127.0.0.1:$ingest_port" \
   --rate="$sim_rate" --duration="$sim_duration"
 
@@ -85,8 +115,10 @@ cat <<TXT
 Tidemark is running locally (state and logs in .local/):
   PostgreSQL         127.0.0.1:$pg_port  database tidemark (psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark)
   devbroker (Kafka)  $TIDEMARK_KAFKA_BROKERS
-  ingest (gRPC)      127.0.0.1:$ingest_port
-  query (gRPC)       127.0.0.1:$query_port
+  ingest (gRPC)      127.0.0.1:$ingest_port  (nginx -> $ingest_replicas replicas on 127.0.0.1:50061...)
+  query (gRPC)       127.0.0.1:$query_port  (nginx -> $query_replicas replicas on 127.0.0.1:50071...)
+  metrics (/metrics, /health on each)  ingest 127.0.0.1:9101..  query 127.0.0.1:9111..
+                     timestream-writer :9121  aggregator :9122  archive :9123
   aggregator         ${TIDEMARK_LOCAL_WINDOWS:-1m,5m} windows, 2m allowed lateness -> tidemark.aggregates
   timestream-writer  raw points, aggregates and late-point repairs -> PostgreSQL
   archive            every raw event -> $state/lake/year=/month=/day=/hour=/*.jsonl.gz
@@ -107,6 +139,10 @@ Aggregates, rollups and live updates through the query API:
 
 The lake (every event under the hour of its own time):
   find $state/lake -name '*.jsonl.gz' | head; zcat \$(find $state/lake -name '*.jsonl.gz' | head -1) | head -3
+
+Health (gRPC health protocol through nginx, or a consumer's /health):
+  build/tools/cli/tidemark health 127.0.0.1:$ingest_port --service=tidemark.v1.IngestService
+  build/tools/cli/tidemark health http://127.0.0.1:9121/health
 
 Stop everything with: deploy/local/stop.sh
 TXT

@@ -26,7 +26,7 @@ fi
 scripts/install-deps.sh
 scripts/build.sh
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-bin="$root/build"
+bin="$root/${TIDEMARK_BUILD_DIR:-build}"
 mkdir -p "$state/logs"
 : > "$state/pids"
 # A failure part-way stops whatever was already started.

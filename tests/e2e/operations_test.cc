@@ -1,0 +1,303 @@
+// Operating the services: health that follows PostgreSQL and Kafka, a port in use as a
+// start-up error, --help with every flag's environment variable, and /metrics pages that pass
+// promtool and carry every metric the Grafana pipeline dashboard and the alerts use.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tests/support/stack.h"
+
+namespace tidemark::e2e {
+namespace {
+
+using grpc::health::v1::HealthCheckResponse;
+using testing::ChildProcess;
+using testing::Stack;
+using testing::WaitFor;
+
+// The metrics port a service logged at start-up (it binds port 0 in tests).
+int MetricsPort(ChildProcess& p) {
+  int port = 0;
+  WaitFor(
+      [&] {
+        const std::string log = p.Log();
+        const size_t at = log.rfind("metrics_port=");
+        if (at == std::string::npos) return false;
+        const size_t end = log.find_first_not_of("0123456789", at + 13);
+        return absl::SimpleAtoi(log.substr(at + 13, end - at - 13), &port);
+      },
+      absl::Seconds(30));
+  return port;
+}
+
+// gRPC health of `service` at 127.0.0.1:port: the serving status, or the RPC's error code
+// as a negative number.
+int GrpcHealth(int port, const std::string& service) {
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  HealthCheckResponse resp;
+  const grpc::Status s = stub->Check(&ctx, req, &resp);
+  return s.ok() ? resp.status() : -static_cast<int>(s.error_code());
+}
+
+// HTTP status of GET /health on a metrics port (0 when it does not answer).
+int HttpHealth(int port) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(3, 0);
+  auto res = client.Get("/health");
+  return res ? res->status : 0;
+}
+
+std::string Metrics(int port) {
+  httplib::Client client("127.0.0.1", port);
+  auto res = client.Get("/metrics");
+  return res && res->status == 200 ? res->body : "";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs a binary to completion; returns its exit code and output.
+std::pair<int, std::string> RunBinary(Stack& stack, const std::string& name, const std::string& binary,
+                                const std::vector<std::string>& args,
+                                std::map<std::string, std::string> env = {}) {
+  auto p = stack.Start(name, Stack::Binary(binary), args, std::move(env));
+  auto code = p->Wait(absl::Seconds(30));
+  return {code.ok() ? *code : -1, p->Log()};
+}
+
+constexpr int kServing = HealthCheckResponse::SERVING;
+constexpr int kNotServing = HealthCheckResponse::NOT_SERVING;
+
+TEST(Operations, HealthIsNotServingWhilePostgresOrKafkaIsDown) {
+  testing::PgCluster& pg = testing::SharedPgCluster();
+  Stack stack(pg);
+  stack.StartAggregator(0);
+  stack.StartArchive({absl::StrCat("--lake=", stack.dir(), "/lake")});
+  const int ingest = stack.ingest_port();
+  const int writer = MetricsPort(stack.writer());
+  const int aggregator = MetricsPort(stack.aggregator(0));
+  const int archive = MetricsPort(stack.archive());
+  ASSERT_GT(writer, 0);
+  ASSERT_GT(aggregator, 0);
+  ASSERT_GT(archive, 0);
+
+  // The query replica of the stack is not reachable by port from here; start one to probe.
+  const int query = testing::FreePort();
+  auto query_p = stack.Start("query-probed", Stack::Binary("services/query/query"),
+                             {absl::StrCat("--listen=127.0.0.1:", query)},
+                             {{"TIDEMARK_PG_DSN", pg.Dsn(stack.db(), "tidemark_query")}});
+
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return GrpcHealth(ingest, "") == kServing &&
+               GrpcHealth(ingest, "tidemark.v1.IngestService") == kServing &&
+               GrpcHealth(query, "") == kServing &&
+               GrpcHealth(query, "tidemark.v1.QueryService") == kServing &&
+               HttpHealth(writer) == 200 && HttpHealth(aggregator) == 200 &&
+               HttpHealth(archive) == 200;
+      },
+      absl::Seconds(30)))
+      << "ingest " << GrpcHealth(ingest, "tidemark.v1.IngestService") << " query "
+      << GrpcHealth(query, "tidemark.v1.QueryService") << " writer " << HttpHealth(writer)
+      << " aggregator " << HttpHealth(aggregator) << " archive " << HttpHealth(archive);
+  // A service the server does not have is NOT_FOUND, as the protocol says.
+  EXPECT_EQ(GrpcHealth(ingest, "tidemark.v1.QueryService"),
+            -static_cast<int>(grpc::StatusCode::NOT_FOUND));
+
+  // PostgreSQL down: query and the writer cannot do their job; ingest still can.
+  ASSERT_TRUE(pg.StopImmediate().ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return GrpcHealth(query, "tidemark.v1.QueryService") == kNotServing &&
+               GrpcHealth(query, "") == kNotServing && HttpHealth(writer) == 503;
+      },
+      absl::Seconds(20)))
+      << "query " << GrpcHealth(query, "") << " writer " << HttpHealth(writer);
+  EXPECT_EQ(GrpcHealth(ingest, "tidemark.v1.IngestService"), kServing);
+  ASSERT_TRUE(pg.StartAgain().ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return GrpcHealth(query, "tidemark.v1.QueryService") == kServing &&
+               HttpHealth(writer) == 200;
+      },
+      absl::Seconds(30)))
+      << "query " << GrpcHealth(query, "") << " writer " << HttpHealth(writer);
+
+  // Kafka down: ingest cannot acknowledge writes, the consumers cannot consume.
+  stack.broker().Signal(SIGKILL);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return GrpcHealth(ingest, "tidemark.v1.IngestService") == kNotServing &&
+               GrpcHealth(ingest, "") == kNotServing && HttpHealth(writer) == 503 &&
+               HttpHealth(aggregator) == 503 && HttpHealth(archive) == 503;
+      },
+      absl::Seconds(30)))
+      << "ingest " << GrpcHealth(ingest, "") << " writer " << HttpHealth(writer) << " aggregator "
+      << HttpHealth(aggregator) << " archive " << HttpHealth(archive);
+  EXPECT_EQ(GrpcHealth(query, "tidemark.v1.QueryService"), kServing);
+}
+
+TEST(Operations, APortInUseIsAStartUpError) {
+  testing::PgCluster& pg = testing::SharedPgCluster();
+  Stack stack(pg);
+  ASSERT_TRUE(WaitFor([&] { return GrpcHealth(stack.ingest_port(), "") == kServing; },
+                      absl::Seconds(30)));
+  const int metrics = MetricsPort(stack.ingest_process());
+  ASSERT_GT(metrics, 0);
+
+  // The gRPC port of a running ingest: the second process must not serve beside it.
+  const auto [grpc_code, grpc_log] =
+      RunBinary(stack, "ingest-same-port", "services/ingest/ingest",
+          {absl::StrCat("--listen=127.0.0.1:", stack.ingest_port()), "--metrics_port=0"},
+          {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
+  EXPECT_EQ(grpc_code, 1) << grpc_log;
+  EXPECT_TRUE(absl::StrContains(grpc_log, "cannot listen for gRPC")) << grpc_log;
+
+  // The metrics port of a running service.
+  const auto [metrics_code, metrics_log] =
+      RunBinary(stack, "query-same-metrics-port", "services/query/query",
+          {"--listen=127.0.0.1:0", absl::StrCat("--metrics_port=", metrics)},
+          {{"TIDEMARK_PG_DSN", pg.Dsn(stack.db(), "tidemark_query")}});
+  EXPECT_EQ(metrics_code, 1) << metrics_log;
+  EXPECT_TRUE(absl::StrContains(metrics_log, "cannot bind metrics")) << metrics_log;
+  // The first process is unharmed.
+  EXPECT_EQ(GrpcHealth(stack.ingest_port(), "tidemark.v1.IngestService"), kServing);
+}
+
+TEST(Operations, HelpListsEveryFlagWithItsEnvironmentVariable) {
+  testing::PgCluster& pg = testing::SharedPgCluster();
+  Stack stack(pg);
+  const std::vector<std::pair<std::string, std::vector<std::string>>> expected = {
+      {"services/ingest/ingest", {"--listen=", "(TIDEMARK_LISTEN)", "(TIDEMARK_KAFKA_BROKERS)"}},
+      {"services/query/query", {"--workers=", "(TIDEMARK_WORKERS)", "(TIDEMARK_PG_DSN)"}},
+      {"services/aggregator/aggregator", {"--windows=", "(TIDEMARK_WINDOWS)"}},
+      {"services/timestream-writer/timestream-writer",
+       {"--batch_max_records=", "(TIDEMARK_BATCH_MAX_RECORDS)", "(TIDEMARK_METRICS_PORT)"}},
+      {"services/archive/archive", {"--lake=", "(TIDEMARK_LAKE)"}},
+      {"services/simulator/simulator", {"--rate=", "(TIDEMARK_RATE)"}},
+      {"tools/cli/tidemark", {"--query=", "(TIDEMARK_QUERY)", "health"}},
+  };
+  for (const auto& [binary, needles] : expected) {
+    const auto [code, out] = RunBinary(stack, "help", binary, {"--help"});
+    EXPECT_EQ(code, 0) << binary << "\n" << out;
+    EXPECT_FALSE(absl::StrContains(out, "No flags matched")) << binary;
+    EXPECT_FALSE(absl::StrContains(out, "--flagfile")) << binary << ": absl's own flags listed";
+    for (const std::string& n : needles) {
+      EXPECT_TRUE(absl::StrContains(out, n)) << binary << " --help lacks " << n << "\n" << out;
+    }
+  }
+}
+
+// Metric names a PromQL expression uses (our own and the process_* ones).
+std::set<std::string> MetricNamesIn(const std::string& text) {
+  std::set<std::string> names;
+  static const std::regex name(R"(\b((tidemark|process)_[a-z_]+)\b)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator();
+       ++it) {
+    std::string n = (*it)[1];
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (absl::EndsWith(n, suffix) && !absl::EndsWith(n, "_total")) {
+        n = n.substr(0, n.size() - strlen(suffix));
+      }
+    }
+    names.insert(n);
+  }
+  return names;
+}
+
+TEST(Operations, MetricsPassPromtoolAndCarryWhatTheDashboardAndAlertsUse) {
+  const std::string promtool = "/usr/bin/promtool";
+  ASSERT_TRUE(std::filesystem::exists(promtool))
+      << "promtool missing (Debian's prometheus package; scripts/install-deps.sh installs it)";
+  testing::PgCluster& pg = testing::SharedPgCluster();
+  Stack stack(pg, std::vector<std::string>{"--windows=1m", "--idle_timeout=2s"});
+  stack.StartAggregator(0);
+  stack.StartArchive({absl::StrCat("--lake=", stack.dir(), "/lake"), "--batch_max_age=1s"});
+  const nlohmann::json summary =
+      stack.RunSimulator({"--rate=2000", "--max_records=2000", "--duration=30s"});
+  ASSERT_GT(static_cast<int64_t>(summary["accepted"]), 0);
+  // Lag gauges and watermarks exist once the consumers have their partitions.
+  std::map<std::string, int> ports = {
+      {"ingest", MetricsPort(stack.ingest_process())},
+      {"timestream-writer", MetricsPort(stack.writer())},
+      {"aggregator", MetricsPort(stack.aggregator(0))},
+      {"archive", MetricsPort(stack.archive())},
+  };
+  const int query = testing::FreePort();
+  auto query_p = stack.Start("query-metrics", Stack::Binary("services/query/query"),
+                             {absl::StrCat("--listen=127.0.0.1:", query)},
+                             {{"TIDEMARK_PG_DSN", pg.Dsn(stack.db(), "tidemark_query")}});
+  ports["query"] = MetricsPort(*query_p);
+  // Watermark gauges appear per partition once the aggregator has joined its group.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains(Metrics(ports["aggregator"]),
+                                 "tidemark_aggregator_watermark_lag_seconds{");
+      },
+      absl::Seconds(60)));
+
+  std::set<std::string> exported;
+  for (const auto& [service, port] : ports) {
+    ASSERT_GT(port, 0) << service;
+    std::string page;
+    ASSERT_TRUE(WaitFor([&] { return !(page = Metrics(port)).empty(); }, absl::Seconds(10)))
+        << service;
+    const std::string file = absl::StrCat(stack.dir(), "/", service, ".metrics");
+    std::ofstream(file) << page;
+    const std::string out = absl::StrCat(stack.dir(), "/", service, ".promtool");
+    const int rc = std::system(
+        absl::StrCat(promtool, " check metrics < ", file, " > ", out, " 2>&1").c_str());
+    EXPECT_EQ(rc, 0) << service << ": promtool check metrics:\n" << ReadFile(out);
+    for (const char* p : {"process_cpu_seconds_total", "process_resident_memory_bytes",
+                          "process_start_time_seconds", "process_open_fds", "tidemark_build_info{",
+                          "tidemark_serving "}) {
+      EXPECT_TRUE(absl::StrContains(page, p)) << service << " lacks " << p;
+    }
+    EXPECT_TRUE(absl::StrContains(page, absl::StrCat("service=\"", service, "\"")))
+        << service << " build_info names another service";
+    for (absl::string_view line : absl::StrSplit(page, '\n')) {
+      if (line.empty() || line[0] == '#') continue;
+      const std::string n(line.substr(0, line.find_first_of("{ ")));
+      for (const std::string& m : MetricNamesIn(n)) exported.insert(m);
+    }
+  }
+  const std::string dashboard =
+      ReadFile(TIDEMARK_SOURCE_DIR "/deploy/grafana/provisioning/dashboards/pipeline.json");
+  const std::string alerts = ReadFile(TIDEMARK_SOURCE_DIR "/deploy/prometheus/alerts.yml");
+  ASSERT_FALSE(dashboard.empty());
+  ASSERT_FALSE(alerts.empty());
+  for (const auto& [what, text] : {std::pair{"dashboard", dashboard}, std::pair{"alerts", alerts}}) {
+    const std::set<std::string> used = MetricNamesIn(text);
+    EXPECT_GT(used.size(), 5u) << what;
+    for (const std::string& n : used) {
+      EXPECT_TRUE(exported.contains(n)) << what << " uses " << n << ", which no service exports";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tidemark::e2e

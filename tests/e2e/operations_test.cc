@@ -161,6 +161,52 @@ TEST(Operations, HealthIsNotServingWhilePostgresOrKafkaIsDown) {
   EXPECT_EQ(GrpcHealth(query, "tidemark.v1.QueryService"), kServing);
 }
 
+// POSTs to the development broker's fault controls (tools/devbroker/README.md).
+bool BrokerControl(const std::string& control, const std::string& path) {
+  const size_t colon = control.rfind(':');
+  httplib::Client client(control.substr(0, colon), std::stoi(control.substr(colon + 1)));
+  auto res = client.Post(path, "", "text/plain");
+  return res && res->status == 200;
+}
+
+TEST(Operations, HealthReturnsToServingWhenKafkaReturns) {
+  testing::PgCluster& pg = testing::SharedPgCluster();
+  Stack stack(pg);
+  // A broker of its own, with fault controls, for an ingest and an aggregator.
+  const std::string dir = stack.dir() + "/faulty-broker";
+  std::filesystem::create_directories(dir);
+  auto broker = stack.Start("devbroker-controlled", Stack::Binary("tools/devbroker/devbroker"),
+                            {"--bootstrap_file=" + dir + "/bootstrap", "--control_listen=127.0.0.1:0",
+                             "--control_file=" + dir + "/control"},
+                            {});
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir + "/bootstrap"); },
+                      absl::Seconds(20)));
+  std::string brokers = ReadFile(dir + "/bootstrap"), control = ReadFile(dir + "/control");
+  while (!brokers.empty() && brokers.back() == '\n') brokers.pop_back();
+  while (!control.empty() && control.back() == '\n') control.pop_back();
+  const int ingest = testing::FreePort();
+  auto ingest_p = stack.Start("ingest-controlled", Stack::Binary("services/ingest/ingest"),
+                              {absl::StrCat("--listen=127.0.0.1:", ingest)},
+                              {{"TIDEMARK_KAFKA_BROKERS", brokers}});
+  auto aggregator_p = stack.Start("aggregator-controlled",
+                                  Stack::Binary("services/aggregator/aggregator"), {},
+                                  {{"TIDEMARK_KAFKA_BROKERS", brokers}});
+  const int aggregator = MetricsPort(*aggregator_p);
+  ASSERT_GT(aggregator, 0);
+  auto both = [&](int grpc_status, int http_status) {
+    return GrpcHealth(ingest, "tidemark.v1.IngestService") == grpc_status &&
+           HttpHealth(aggregator) == http_status;
+  };
+  ASSERT_TRUE(WaitFor([&] { return both(kServing, 200); }, absl::Seconds(30)));
+
+  ASSERT_TRUE(BrokerControl(control, "/brokers/1/down"));
+  EXPECT_TRUE(WaitFor([&] { return both(kNotServing, 503); }, absl::Seconds(30)))
+      << "ingest " << GrpcHealth(ingest, "") << " aggregator " << HttpHealth(aggregator);
+  ASSERT_TRUE(BrokerControl(control, "/brokers/1/up"));
+  EXPECT_TRUE(WaitFor([&] { return both(kServing, 200); }, absl::Seconds(30)))
+      << "ingest " << GrpcHealth(ingest, "") << " aggregator " << HttpHealth(aggregator);
+}
+
 TEST(Operations, APortInUseIsAStartUpError) {
   testing::PgCluster& pg = testing::SharedPgCluster();
   Stack stack(pg);

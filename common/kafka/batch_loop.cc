@@ -252,13 +252,33 @@ std::string BatchLoop::RejectedRecord(const RecordRejection& r) const {
 absl::Status BatchLoop::PublishRejections(
     const std::vector<std::pair<std::string, std::string>>& records) {
   if (records.empty()) return absl::OkStatus();
+  // Flush returns once nothing is queued, delivered or not: each record's own delivery report
+  // says whether Kafka has it.
+  struct Deliveries final : DeliverySink {
+    void OnDelivery(rd_kafka_resp_err_t err) override {
+      if (err) failed.store(err);
+    }
+    std::atomic<rd_kafka_resp_err_t> failed{RD_KAFKA_RESP_ERR_NO_ERROR};
+  } deliveries;
   for (const auto& [key, value] : records) {
-    if (absl::Status s = rejected_producer_.Produce(config_.rejected_topic, key, value, nullptr);
+    if (absl::Status s = rejected_producer_.Produce(config_.rejected_topic, key, value, &deliveries);
         !s.ok()) {
+      // Records already queued still report to `deliveries`; wait for them before it goes.
+      rejected_producer_.Flush(absl::Minutes(1)).IgnoreError();
       return s;
     }
   }
-  return rejected_producer_.Flush(absl::Seconds(10));
+  if (absl::Status s = rejected_producer_.Flush(absl::Minutes(1)); !s.ok()) {
+    // Not all reported yet: `deliveries` must outlive them, so wait until they are.
+    while (!rejected_producer_.Flush(absl::Seconds(10)).ok()) {
+    }
+    return s;
+  }
+  if (rd_kafka_resp_err_t err = deliveries.failed.load(); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("rejections not acknowledged by Kafka: ", rd_kafka_err2str(err)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tidemark::kafka

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,12 @@ struct ServerOptions {
   /// already in use is an error (SO_REUSEPORT is off).
   std::string listen_address = "0.0.0.0:0";
   int max_receive_message_bytes = 16 * 1024 * 1024;
+  /// Memory all calls together may hold (requests being read and parsed, answers being
+  /// written); beyond it gRPC refuses new calls with RESOURCE_EXHAUSTED instead of growing, so
+  /// that many concurrent large calls cannot exhaust the process.
+  int64_t memory_quota_bytes = int64_t{1} << 30;
+  /// Calls one client connection may have open at once.
+  int max_concurrent_streams = 256;
   /// Full names of the services health checking answers for besides "" (the whole server),
   /// e.g. "tidemark.v1.IngestService"; each follows SetServing.
   std::vector<std::string> health_service_names;

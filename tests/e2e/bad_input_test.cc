@@ -179,6 +179,17 @@ TEST(BadInput, EveryRecordIsAnsweredAndTheGoodOnesAreStored) {
     if (records[i].second) ++good_points;
   }
 
+  // A request beyond the 16 MiB message limit is refused whole, before it is parsed; the
+  // service goes on serving.
+  {
+    v1::WriteJsonRequest huge;
+    for (int i = 0; i < 300; ++i) huge.add_records(std::string(60'000, ' ') + "{}");
+    grpc::ClientContext huge_ctx;
+    v1::WriteResponse huge_resp;
+    EXPECT_EQ(stack.ingest().WriteJson(&huge_ctx, huge, &huge_resp).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+
   // 3. Records written straight to Kafka, past ingest: the writer and the aggregator must refuse
   //    the same ones, so that no aggregate counts a point the store does not hold.
   auto producer = kafka::Producer::Create({.brokers = stack.brokers()}, log::MakeLogger("bad-input-test"));

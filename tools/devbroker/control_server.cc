@@ -25,11 +25,11 @@ absl::StatusOr<int> Int(const std::string& text, const char* what) {
   return v;
 }
 
+}  // namespace
+
 bool IsLoopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1";
 }
-
-}  // namespace
 
 std::string StateJson(const ClusterState& state) {
   nlohmann::json j;

@@ -40,6 +40,9 @@ class ControlServer final {
   int port_ = 0;
 };
 
+/// Whether `host` is a loopback address the control interface may listen on.
+bool IsLoopback(const std::string& host);
+
 /// The state as the control interface reports it.
 std::string StateJson(const ClusterState& state);
 

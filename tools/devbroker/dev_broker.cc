@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<DevBroker>> DevBroker::Start(int broker_count,
     if (absl::Status s = b->CreateTopic(t.name, t.partitions); !s.ok()) return s;
   }
   b->bootstrap_ = rd_kafka_mock_cluster_bootstraps(b->cluster_);
+  if (absl::Status s = b->LearnLeaders(); !s.ok()) return s;
   return b;
 }
 
@@ -68,14 +69,44 @@ absl::Status DevBroker::CreateTopic(const std::string& name, int partitions) {
     return absl::InternalError(
         absl::StrCat("cannot create topic ", name, ": ", rd_kafka_err2str(e)));
   }
-  // The mock picks a random leader per partition; spread them round-robin instead, so that
-  // every broker leads some partitions and the control interface can report who leads what.
   absl::MutexLock lock(&mu_);
-  leaders_[name].assign(partitions, -1);
-  for (int p = 0; p < partitions; ++p) {
-    if (absl::Status s = SetLeaderLocked(name, p, p % broker_count_ + 1); !s.ok()) return s;
-  }
+  leaders_[name].assign(partitions, broker_count_ == 1 ? 1 : -1);
   return absl::OkStatus();
+}
+
+absl::Status DevBroker::LearnLeaders() {
+  if (broker_count_ == 1) return absl::OkStatus();
+  // The mock picks each partition's leader at random and has no call to read it back; one
+  // Metadata request does (a leader change per partition would cost a round trip each).
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err, sizeof(err));
+  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+  rd_kafka_t* client = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (client == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create a metadata client: ", err));
+  }
+  const rd_kafka_metadata_t* md = nullptr;
+  const rd_kafka_resp_err_t e = rd_kafka_metadata(client, 1, nullptr, &md, 10000);
+  absl::Status status;
+  if (e) {
+    status = absl::UnavailableError(absl::StrCat("reading partition leaders: ", rd_kafka_err2str(e)));
+  } else {
+    absl::MutexLock lock(&mu_);
+    for (int t = 0; t < md->topic_cnt; ++t) {
+      auto it = leaders_.find(md->topics[t].topic);
+      if (it == leaders_.end()) continue;
+      for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
+        const rd_kafka_metadata_partition_t& part = md->topics[t].partitions[p];
+        if (part.id >= 0 && part.id < static_cast<int>(it->second.size())) {
+          it->second[part.id] = part.leader;
+        }
+      }
+    }
+    rd_kafka_metadata_destroy(md);
+  }
+  rd_kafka_destroy(client);
+  return status;
 }
 
 void DevBroker::SetBrokersUp(bool up) {

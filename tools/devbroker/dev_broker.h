@@ -39,8 +39,8 @@ struct ClusterState {
 ///
 /// The partition log lives in the cluster, not in a broker, and every partition has every
 /// broker (up to three) as a replica, so a broker that is down loses nothing: its partitions
-/// are served again once it is back or once their leader moves elsewhere. Leaders start
-/// spread round-robin (partition p of every topic on broker p % brokers + 1).
+/// are served again once it is back or once their leader moves elsewhere. The mock picks each
+/// partition's first leader at random.
 ///
 /// Thread-safe: the fault controls may be called from any thread (the control server's).
 class DevBroker final {
@@ -52,7 +52,8 @@ class DevBroker final {
   /// host:port,host:port of the brokers.
   const std::string& bootstrap_servers() const { return bootstrap_; }
   int broker_count() const { return broker_count_; }
-  /// Creates a topic (tests use one per case).
+  /// Creates a topic (tests use one per case). Its leaders show in State() once the cluster
+  /// has started (topics created afterwards: -1, unknown, until a leader is set).
   absl::Status CreateTopic(const std::string& name, int partitions);
   /// Takes every broker down or brings them back (fault tests).
   void SetBrokersUp(bool up);
@@ -73,6 +74,8 @@ class DevBroker final {
 
  private:
   DevBroker() = default;
+  /// Reads the leaders the mock chose from a Metadata request.
+  absl::Status LearnLeaders();
   absl::Status SetLeaderLocked(const std::string& topic, int partition, int id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   /// The first broker after `id` (cyclically) that is up and is not `id`, or -1.

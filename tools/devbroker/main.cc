@@ -59,6 +59,27 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", s.message());
     return 2;
   }
+  // Checked before the cluster starts, so that a bad setting fails at once.
+  const std::string control_listen = absl::GetFlag(FLAGS_control_listen);
+  std::string host;
+  int port = -1;
+  if (!control_listen.empty()) {
+    const size_t colon = control_listen.rfind(':');
+    if (colon == std::string::npos || !absl::SimpleAtoi(control_listen.substr(colon + 1), &port) ||
+        port < 0 || port > 65535) {
+      logger->critical("msg=\"bad setting --control_listen: expected host:port, e.g. "
+                       "127.0.0.1:0\" value=\"{}\"",
+                       control_listen);
+      return 2;
+    }
+    host = control_listen.substr(0, colon);
+    if (!devbroker::IsLoopback(host)) {
+      logger->critical("msg=\"bad setting --control_listen: the fault controls have no "
+                       "authentication and listen on loopback only\" value=\"{}\"",
+                       control_listen);
+      return 2;
+    }
+  }
   auto broker = devbroker::DevBroker::Start(absl::GetFlag(FLAGS_brokers), *topics);
   if (!broker.ok()) {
     logger->critical("msg=\"{}\"", broker.status().message());
@@ -66,17 +87,7 @@ int Run(int argc, char** argv) {
   }
   const std::string& bootstrap = (*broker)->bootstrap_servers();
   std::unique_ptr<devbroker::ControlServer> control;
-  if (const std::string listen = absl::GetFlag(FLAGS_control_listen); !listen.empty()) {
-    const size_t colon = listen.rfind(':');
-    int port = -1;
-    if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
-        port < 0 || port > 65535) {
-      logger->critical("msg=\"bad setting --control_listen: expected host:port, e.g. "
-                       "127.0.0.1:0\" value=\"{}\"",
-                       listen);
-      return 2;
-    }
-    const std::string host = listen.substr(0, colon);
+  if (!control_listen.empty()) {
     auto started = devbroker::ControlServer::Start(**broker, host, port);
     if (!started.ok()) {
       logger->critical("msg=\"bad setting --control_listen: {}\"", started.status().message());

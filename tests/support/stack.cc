@@ -39,19 +39,29 @@ nlohmann::json SimulatorSummary(const std::string& log) {
 }
 
 Stack::Stack(PgCluster& pg, std::vector<std::string> aggregator_flags)
-    : pg_(pg), aggregator_flags_(std::move(aggregator_flags)) {
+    : Stack(pg, StackOptions{.aggregator_flags = std::move(aggregator_flags)}) {}
+
+Stack::Stack(PgCluster& pg, StackOptions options) : pg_(pg), options_(std::move(options)) {
   db_ = "stack_" + std::to_string(++next_stack);
   dir_ = absl::StrCat("/tmp/tidemark-e2e-", getpid(), "-", db_);
   std::filesystem::create_directories(dir_);
   auto dsn = pg_.CreateDatabase(db_);
   EXPECT_TRUE(dsn.ok()) << dsn.status();
 
+  // The devbroker writes the control file before the bootstrap file.
   broker_ = Start("devbroker", Bin("tools/devbroker/devbroker"),
-                  {absl::StrCat("--bootstrap_file=", dir_, "/bootstrap")}, {});
+                  {absl::StrCat("--bootstrap_file=", dir_, "/bootstrap"),
+                   absl::StrCat("--brokers=", options_.brokers), "--control_listen=127.0.0.1:0",
+                   absl::StrCat("--control_file=", dir_, "/control")},
+                  {});
   EXPECT_TRUE(
       WaitFor([&] { return std::filesystem::exists(dir_ + "/bootstrap"); }, absl::Seconds(10)));
   std::ifstream in(dir_ + "/bootstrap");
   std::getline(in, brokers_);
+  std::ifstream control_in(dir_ + "/control");
+  std::string control;
+  std::getline(control_in, control);
+  broker_control_ = std::make_unique<BrokerControl>(control);
 
   StartWriter();
   // The writer owns the schema; the query service logs in to the read-only role.
@@ -68,8 +78,11 @@ Stack::Stack(PgCluster& pg, std::vector<std::string> aggregator_flags)
                   .ok());
 
   ingest_port_ = FreePort();
-  ingest_ = Start("ingest", Bin("services/ingest/ingest"),
-                  {absl::StrCat("--listen=127.0.0.1:", ingest_port_), "--delivery_timeout=3s"},
+  std::vector<std::string> ingest_flags = {absl::StrCat("--listen=127.0.0.1:", ingest_port_),
+                                           "--delivery_timeout=3s"};
+  ingest_flags.insert(ingest_flags.end(), options_.ingest_flags.begin(),
+                      options_.ingest_flags.end());
+  ingest_ = Start("ingest", Bin("services/ingest/ingest"), ingest_flags,
                   {{"TIDEMARK_KAFKA_BROKERS", brokers_}});
   query_port_ = FreePort();
   query_ = Start("query", Bin("services/query/query"),
@@ -114,11 +127,13 @@ void Stack::StartArchive(const std::vector<std::string>& flags,
   archive_ = Start("archive", Bin("services/archive/archive"), flags, std::move(env));
 }
 
+std::string Stack::dsn() const { return pg_.Dsn(db_); }
+
 std::string Stack::Binary(const std::string& relative) { return Bin(relative); }
 
 void Stack::StartAggregator(int n) {
   aggregators_[n] = Start(absl::StrCat("aggregator-", n), Bin("services/aggregator/aggregator"),
-                          aggregator_flags_, {{"TIDEMARK_KAFKA_BROKERS", brokers_}});
+                          options_.aggregator_flags, {{"TIDEMARK_KAFKA_BROKERS", brokers_}});
 }
 
 std::unique_ptr<ChildProcess> Stack::Start(const std::string& name, const std::string& path,

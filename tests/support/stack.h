@@ -7,6 +7,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/broker_control.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tidemark/v1/ingest.grpc.pb.h"
@@ -14,12 +15,22 @@
 
 namespace tidemark::testing {
 
+struct StackOptions {
+  /// Passed to every aggregator replica started with StartAggregator.
+  std::vector<std::string> aggregator_flags;
+  /// Brokers in the development cluster (librdkafka's mock cluster; at most 3 replicas).
+  int brokers = 1;
+  /// Appended to ingest's flags (later flags win).
+  std::vector<std::string> ingest_flags;
+};
+
 /// A whole pipeline of real binaries on its own database, broker and ports: devbroker,
 /// timestream-writer, ingest, query, and any number of aggregator replicas.
 class Stack {
  public:
   /// `aggregator_flags` is passed to every aggregator replica started with StartAggregator.
   Stack(PgCluster& pg, std::vector<std::string> aggregator_flags = {});
+  Stack(PgCluster& pg, StackOptions options);
   /// On a failed test, prints every process's log.
   ~Stack();
 
@@ -33,11 +44,15 @@ class Stack {
   ChildProcess& writer() { return *writer_; }
   ChildProcess& aggregator(int n) { return *aggregators_.at(n); }
   ChildProcess& broker() { return *broker_; }
+  /// The development broker's fault controls (down, up, failover, leader moves).
+  BrokerControl& broker_control() { return *broker_control_; }
   ChildProcess& ingest_process() { return *ingest_; }
   v1::IngestService::Stub& ingest() { return *ingest_stub_; }
   v1::QueryService::Stub& query() { return *query_stub_; }
   int ingest_port() const { return ingest_port_; }
   const std::string& db() const { return db_; }
+  /// The superuser's DSN on this stack's database.
+  std::string dsn() const;
   /// This stack's own directory (logs; room for a lake).
   const std::string& dir() const { return dir_; }
   const std::string& brokers() const { return brokers_; }
@@ -60,12 +75,13 @@ class Stack {
 
  private:
   PgCluster& pg_;
-  std::vector<std::string> aggregator_flags_;
+  StackOptions options_;
   std::string db_, dir_, brokers_;
   int ingest_port_ = 0, query_port_ = 0;
   std::unique_ptr<ChildProcess> broker_, writer_, ingest_, query_, archive_;
   std::map<int, std::unique_ptr<ChildProcess>> aggregators_;
   std::vector<std::string> logs_;
+  std::unique_ptr<BrokerControl> broker_control_;
   std::unique_ptr<v1::IngestService::Stub> ingest_stub_;
   std::unique_ptr<v1::QueryService::Stub> query_stub_;
 };

@@ -1,0 +1,197 @@
+// Broker faults end to end: a three-broker development cluster whose partition leaders move
+// and whose brokers go down and come back while the real ingest, aggregator and writer run.
+// Afterwards every acknowledged event is stored exactly once as raw points, and every stored
+// aggregate equals a batch recomputation from those points (DESIGN §3).
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/support/aggregate_oracle.h"
+#include "tests/support/load_generator.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tests/support/stack.h"
+
+namespace tidemark::e2e {
+namespace {
+
+using testing::Stack;
+using testing::WaitFor;
+
+// Small windows and lateness so that seconds of traffic take every path: on time, late within
+// the lateness (3 s), beyond it (15 s: repairs), and minutes late.
+testing::StackOptions ThreeBrokers() {
+  return {.aggregator_flags = {"--windows=5s,10s", "--max_out_of_orderness=1s",
+                               "--allowed_lateness=5s", "--idle_timeout=2s",
+                               "--commit_interval=500ms"},
+          .brokers = 3,
+          // Longer than any outage below: ingest waits for the brokers instead of failing.
+          .ingest_flags = {"--delivery_timeout=30s"}};
+}
+
+// Every consumer group of the pipeline, so that a failover moves their coordinators too.
+const std::vector<std::string> kGroups = {"tidemark-aggregator", "tidemark-timestream-writer",
+                                          "tidemark-timestream-writer-aggregates",
+                                          "tidemark-timestream-writer-late"};
+
+void Control(const absl::StatusOr<nlohmann::json>& r) {
+  ASSERT_TRUE(r.ok()) << r.status();
+}
+
+int LeadersOn(const nlohmann::json& state, int broker) {
+  int n = 0;
+  for (const auto& [topic, leaders] : state["leaders"].items()) {
+    for (const auto& l : leaders) n += l.get<int>() == broker;
+  }
+  return n;
+}
+
+// Waits until the store holds exactly what was acknowledged and the oracle holds.
+void DrainAndCheck(Stack& stack, testing::LoadGenerator& load) {
+  testing::OracleResult oracle;
+  testing::StoreCheck store;
+  const bool drained = WaitFor(
+      [&] {
+        store = load.Check(stack.dsn());
+        if (!store.Exact()) return false;
+        oracle =
+            testing::AggregateOracle(stack, "(interval '5 seconds'), (interval '10 seconds')");
+        return oracle.Matches();
+      },
+      absl::Seconds(90));
+  EXPECT_TRUE(drained) << store.ToString() << "; oracle: windows " << oracle.windows
+                       << ", missing " << oracle.missing << ", wrong " << oracle.wrong
+                       << ", extra " << oracle.extra;
+  // Nothing more arrives later (a replay would not add rows, but a lost offset could).
+  absl::SleepFor(absl::Seconds(1));
+  store = load.Check(stack.dsn());
+  EXPECT_TRUE(store.Exact()) << store.ToString();
+  std::cerr << "stored: " << store.ToString() << "; slowest write " << load.slowest_write()
+            << "\n";
+  EXPECT_NE(stack.Sql("SELECT count(*) FROM aggregates WHERE version % 2 = 1"), "0")
+      << "no window was repaired from stored points";
+}
+
+TEST(BrokerFaults, LeadersMoveAndBrokersFailOverMidStream) {
+  Stack stack(testing::SharedPgCluster(), ThreeBrokers());
+  testing::BrokerControl& control = stack.broker_control();
+  for (size_t i = 0; i < kGroups.size(); ++i) {
+    Control(control.SetGroupCoordinator(kGroups[i], static_cast<int>(i % 3) + 1));
+  }
+  // The mock places first leaders at random; make sure broker 2, which fails below, leads.
+  absl::StatusOr<nlohmann::json> state = control.SetLeader("tidemark.raw", 0, 2);
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ((*state)["brokers"].size(), 3u);
+  EXPECT_EQ(LeadersOn(*state, -1), 0) << "every leader known: " << state->dump();
+  EXPECT_GT(LeadersOn(*state, 2), 0);
+
+  stack.StartAggregator(0);
+  testing::LoadGenerator load(stack.ingest(), {.seed = 11});
+  load.Start();
+  absl::SleepFor(absl::Seconds(3));
+
+  // A rolling leader change: every partition of every topic moves.
+  Control(control.RotateLeaders());
+  absl::SleepFor(absl::Seconds(3));
+
+  // Broker 2 dies; a controller moves its leaders and coordinators away, then it returns.
+  Control(control.Failover(2));
+  state = control.Down(2);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(LeadersOn(*state, 2), 0);
+  absl::SleepFor(absl::Seconds(4));
+  Control(control.Up(2));
+  absl::SleepFor(absl::Seconds(1));
+  Control(control.RotateLeaders());  // broker 2 leads again
+  absl::SleepFor(absl::Seconds(3));
+
+  // The raw topic's leaders move one partition at a time, as a preferred-leader election does.
+  state = control.State();
+  ASSERT_TRUE(state.ok()) << state.status();
+  const nlohmann::json raw_leaders = (*state)["leaders"]["tidemark.raw"];
+  for (size_t p = 0; p < raw_leaders.size(); ++p) {
+    Control(control.SetLeader("tidemark.raw", static_cast<int>(p), raw_leaders[p].get<int>() % 3 + 1));
+  }
+  absl::SleepFor(absl::Seconds(3));
+  load.Stop();
+  EXPECT_EQ(load.failed_requests(), 0) << "ingest failed writes it should have waited out";
+  ASSERT_TRUE(load.SendMinutesLate());
+  DrainAndCheck(stack, load);
+}
+
+TEST(BrokerFaults, BrokerDownWithoutFailoverIsWaitedOut) {
+  Stack stack(testing::SharedPgCluster(), ThreeBrokers());
+  testing::BrokerControl& control = stack.broker_control();
+  // Broker 1 coordinates every group and leads a third of every topic: while it is down,
+  // nobody can commit offsets and a third of the partitions cannot be produced or fetched.
+  for (const std::string& g : kGroups) Control(control.SetGroupCoordinator(g, 1));
+  stack.StartAggregator(0);
+  testing::LoadGenerator load(stack.ingest(), {.seed = 12});
+  load.Start();
+  absl::SleepFor(absl::Seconds(4));
+  Control(control.Down(1));
+  absl::SleepFor(absl::Seconds(6));
+  Control(control.Up(1));
+  absl::SleepFor(absl::Seconds(3));
+  // And the whole cluster at once, briefly: ingest answers UNAVAILABLE meanwhile (the client
+  // may retry), and none of what it refused may be stored.
+  const absl::Time all_down = absl::Now();
+  for (int b = 1; b <= 3; ++b) Control(control.Down(b));
+  absl::SleepFor(absl::Seconds(3));
+  for (int b = 1; b <= 3; ++b) Control(control.Up(b));
+  absl::SleepFor(absl::Seconds(4));
+  load.Stop();
+  // One broker down is waited out; the outage was real: ingest held writes for its partitions.
+  EXPECT_EQ(load.FailedRequestsSentBefore(all_down), 0);
+  EXPECT_GE(load.slowest_write(), absl::Seconds(3));
+  ASSERT_TRUE(load.SendMinutesLate());
+  DrainAndCheck(stack, load);
+}
+
+TEST(BrokerFaults, ControlInterfaceRejectsWhatDoesNotExist) {
+  const std::string dir = absl::StrCat("/tmp/tidemark-devbroker-", getpid());
+  std::filesystem::create_directories(dir);
+  auto broker = testing::ChildProcess::Start(
+      Stack::Binary("tools/devbroker/devbroker"),
+      {"--brokers=3", "--control_listen=127.0.0.1:0", "--control_file=" + dir + "/control",
+       "--bootstrap_file=" + dir + "/bootstrap"},
+      {}, dir + "/devbroker.log");
+  ASSERT_TRUE(broker.ok()) << broker.status();
+  ASSERT_TRUE(
+      WaitFor([&] { return std::filesystem::exists(dir + "/bootstrap"); }, absl::Seconds(10)))
+      << (*broker)->Log();
+  std::ifstream in(dir + "/control");
+  std::string address;
+  std::getline(in, address);
+  testing::BrokerControl control(address);
+  EXPECT_FALSE(control.Down(4).ok());
+  EXPECT_FALSE(control.SetLeader("tidemark.raw", 12, 1).ok());
+  EXPECT_FALSE(control.SetLeader("no.such.topic", 0, 1).ok());
+  EXPECT_FALSE(control.SetGroupCoordinator("g", 0).ok());
+  Control(control.SetLeader("tidemark.raw", 0, 3));
+  Control(control.Down(2));
+  absl::StatusOr<nlohmann::json> state = control.Failover(2);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ((*state)["leaders"]["tidemark.raw"].size(), 12u);
+  EXPECT_EQ((*state)["leaders"]["tidemark.raw"][0], 3);
+  EXPECT_EQ(LeadersOn(*state, 2), 0);
+  EXPECT_EQ((*state)["brokers"][1]["up"], false);
+
+  // Without authentication, the controls listen on loopback only.
+  auto open = testing::ChildProcess::Start(Stack::Binary("tools/devbroker/devbroker"),
+                                           {"--control_listen=0.0.0.0:0"}, {},
+                                           dir + "/refused.log");
+  ASSERT_TRUE(open.ok()) << open.status();
+  const absl::StatusOr<int> code = (*open)->Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 2) << (*open)->Log();
+  broker->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tidemark::e2e

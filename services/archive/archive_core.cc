@@ -241,15 +241,38 @@ std::string EventToJsonLine(const v1::Event& event, const Origin& origin) {
   return out;
 }
 
+namespace {
+
+// An integer as EventToJsonLine writes one. nlohmann's get<int64_t>() would wrap an integer
+// beyond int64 and convert a double out of its range with undefined behaviour, so a line
+// holding either is not an archived event.
+std::optional<int64_t> Int64(const json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return std::nullopt;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::Event> EventFromJsonLine(absl::string_view line) {
   const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError("not a JSON object");
   }
+  const auto not_int64 = [](absl::string_view field) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not an archived event: ", field, " is not an int64 integer"));
+  };
   try {
     v1::Event e;
     e.set_device_id(j.at("device_id").get<std::string>());
-    e.set_time(j.at("time").get<int64_t>());
+    const std::optional<int64_t> time = Int64(j.at("time"));
+    if (!time) return not_int64("time");
+    e.set_time(*time);
     const std::string unit = j.at("time_unit").get<std::string>();
     e.set_time_unit(unit == "SECONDS"        ? v1::TIME_UNIT_SECONDS
                     : unit == "MICROSECONDS" ? v1::TIME_UNIT_MICROSECONDS
@@ -263,15 +286,23 @@ absl::StatusOr<v1::Event> EventFromJsonLine(absl::string_view line) {
       if (v.is_number_float()) {
         m.set_double_value(v.get<double>());
       } else if (v.is_number_integer()) {
-        m.set_int64_value(v.get<int64_t>());
+        const std::optional<int64_t> i = Int64(v);
+        if (!i) return not_int64(absl::StrCat("measure \"", k, "\""));
+        m.set_int64_value(*i);
       } else if (v.is_boolean()) {
         m.set_bool_value(v.get<bool>());
       } else if (v.is_string()) {
         m.set_string_value(v.get<std::string>());
       }
     }
-    if (j.contains("version")) e.set_version(j.at("version").get<int64_t>());
-    e.set_ingest_time_us(j.at("ingest_time_us").get<int64_t>());
+    if (j.contains("version")) {
+      const std::optional<int64_t> version = Int64(j.at("version"));
+      if (!version) return not_int64("version");
+      e.set_version(*version);
+    }
+    const std::optional<int64_t> ingest_time_us = Int64(j.at("ingest_time_us"));
+    if (!ingest_time_us) return not_int64("ingest_time_us");
+    e.set_ingest_time_us(*ingest_time_us);
     return e;
   } catch (const json::exception& ex) {
     return absl::InvalidArgumentError(absl::StrCat("not an archived event: ", ex.what()));

@@ -37,7 +37,10 @@ void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& ne
   for (const auto& [tp, next] : next_offsets) {
     auto it = uncommitted_.find(tp);
     if (it == uncommitted_.end()) continue;
-    std::erase_if(it->second, [next](const PendingBatch& b) { return b.last_offset < next; });
+    // A named copy: clang 14 cannot capture a structured binding.
+    const int64_t next_offset = next;
+    std::erase_if(it->second,
+                  [next_offset](const PendingBatch& b) { return b.last_offset < next_offset; });
   }
 }
 

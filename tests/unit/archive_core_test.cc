@@ -91,9 +91,27 @@ TEST(JsonLine, RoundTripsEveryFieldAndKeepsNumberTypes) {
   EXPECT_FALSE(EventFromJsonLine("not json").ok());
 }
 
+// Found by fuzz_archive_json_line: a hand-edited or damaged lake line with a number beyond
+// int64 used to wrap, or (a fraction beyond int64) convert with undefined behaviour.
+TEST(JsonLine, RefusesIntegersBeyondInt64AndFractionsWhereIntegersBelong) {
+  const std::string head = R"({"device_id":"d","time_unit":"MILLISECONDS","dimensions":{},)";
+  const auto line = [&](const std::string& time, const std::string& measure,
+                        const std::string& ingest) {
+    return head + R"("time":)" + time + R"(,"measures":{"m":)" + measure +
+           R"(},"ingest_time_us":)" + ingest + "}";
+  };
+  ASSERT_TRUE(EventFromJsonLine(line("1", "-9223372036854775808", "9223372036854775807")).ok());
+  EXPECT_FALSE(EventFromJsonLine(line("1.7953056e20", "1", "0")).ok());
+  EXPECT_FALSE(EventFromJsonLine(line("1.5", "1", "0")).ok());
+  EXPECT_FALSE(EventFromJsonLine(line("9223372036854775808", "1", "0")).ok());
+  EXPECT_FALSE(EventFromJsonLine(line("1", "18446744073709551615", "0")).ok());
+  EXPECT_FALSE(EventFromJsonLine(line("1", "1", "1e300")).ok());
+}
+
 TEST(JsonLine, EscapesControlCharactersAndReplacesBytesThatAreNotUtf8) {
   v1::Event e;
-  e.set_device_id(std::string("a\"b\\c\nd\x01e", 10));
+  // "\x01" "e": one literal "\x01e" would be the single byte 0x1e.
+  e.set_device_id(std::string("a\"b\\c\nd\x01" "e\0", 10));
   e.set_time(1);
   (*e.mutable_dimensions())["site"] = "M\xc3\xbcnchen \xe2\x82\xac \xf0\x9f\x98\x80";
   (*e.mutable_measures())["raw"].set_string_value("ok\xff\xed\xa0\x80!");
@@ -101,7 +119,7 @@ TEST(JsonLine, EscapesControlCharactersAndReplacesBytesThatAreNotUtf8) {
   (*e.mutable_measures())["whole"].set_double_value(-3.0);
   const std::string line = EventToJsonLine(e, {"t", 0, 0});
   const nlohmann::json j = nlohmann::json::parse(line);
-  EXPECT_EQ(j["device_id"], std::string("a\"b\\c\nd\x01e", 10));
+  EXPECT_EQ(j["device_id"], std::string("a\"b\\c\nd\x01" "e\0", 10));
   EXPECT_EQ(j["dimensions"]["site"], "M\xc3\xbcnchen \xe2\x82\xac \xf0\x9f\x98\x80");
   // 0xFF, then a UTF-16 surrogate encoded in UTF-8 (3 bytes): each invalid byte is replaced.
   EXPECT_EQ(j["measures"]["raw"], "ok\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!");

@@ -3,8 +3,9 @@
 // serialized event as found in tidemark.raw.
 //
 // Properties: a line that reads as an event is written again as a line reading back as the
-// same event, byte for byte the same line each time; every event with finite numbers that
-// consumers can decode from tidemark.raw is archived as a line that reads back as that event;
+// same event, byte for byte the same line each time; every event with finite numbers and a
+// known time unit that consumers can decode from tidemark.raw is archived as a line that reads
+// back as that event;
 // and what replay reads back is an event consumers can decode.
 
 #include <cmath>
@@ -22,15 +23,20 @@ namespace {
 
 const archive::Origin kOrigin{"tidemark.raw", 5, 123456};
 
-// What the archive keeps of a raw event: everything but the replay mark, with the unit written
-// out (unspecified means milliseconds, event.proto).
+// What the archive keeps of a raw event: everything but the replay mark and fields this build
+// does not know (a newer producer's), with the unit written out (unspecified means
+// milliseconds, event.proto).
 v1::Event Archived(v1::Event e) {
   if (e.time_unit() == v1::TIME_UNIT_UNSPECIFIED) e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
   e.clear_replayed();
+  e.DiscardUnknownFields();
   return e;
 }
 
-bool FiniteNumbers(const v1::Event& e) {
+// What replay can give back as it was: finite numbers and a time unit this build knows (an
+// unknown one is archived as the default, milliseconds; ingest never accepts one).
+bool Archivable(const v1::Event& e) {
+  if (!v1::TimeUnit_IsValid(e.time_unit())) return false;
   for (const auto& [name, value] : e.measures()) {
     if (value.value_case() == v1::MeasureValue::kDoubleValue &&
         !std::isfinite(value.double_value())) {
@@ -73,12 +79,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                           "a line that is not an archived event is INVALID_ARGUMENT");
       return 0;
     }
-    if (fuzz::FiniteNumbers(*event)) fuzz::CheckRoundTrip(*event, rest);
+    if (fuzz::Archivable(*event)) fuzz::CheckRoundTrip(*event, rest);
     return 0;
   }
   v1::Event event;
   if (!event.ParseFromArray(rest.data(), static_cast<int>(rest.size()))) return -1;
-  if (!fuzz::FiniteNumbers(event)) return 0;
+  if (!fuzz::Archivable(event)) return 0;
   fuzz::CheckRoundTrip(event, rest);
   return 0;
 }

@@ -68,6 +68,8 @@ void CheckAccepted(const v1::Event& sent, const ingest::AcceptedRecord& record,
   TIDEMARK_FUZZ_CHECK(back.ok(), absl::StrCat("an archived line reads back: ",
                                               back.status().ToString(), " ", line));
   v1::Event normalized = raw;
+  // Fields this build does not know (a newer client's) have no column in the lake.
+  normalized.DiscardUnknownFields();
   // Unspecified means milliseconds (event.proto); the archive writes the unit out.
   if (normalized.time_unit() == v1::TIME_UNIT_UNSPECIFIED) {
     normalized.set_time_unit(v1::TIME_UNIT_MILLISECONDS);

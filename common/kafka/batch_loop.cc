@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/retry/backoff.h"
 
 namespace tidemark::kafka {
 
@@ -90,7 +91,7 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
   return absl::OkStatus();
 }
 
-void BatchLoop::Backoff(Consumer& consumer, absl::Duration& delay) {
+void BatchLoop::WaitPolling(Consumer& consumer, absl::Duration delay) {
   metrics_.store_retries.Add();
   // Polling paused partitions fetches nothing but keeps the group membership alive and
   // serves rebalances.
@@ -105,7 +106,6 @@ void BatchLoop::Backoff(Consumer& consumer, absl::Duration& delay) {
       }
     }
   }
-  delay = std::min(delay * 2, config_.retry_max_backoff);
 }
 
 absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreRecords(
@@ -148,7 +148,8 @@ absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreIsolating(
 
 absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop) {
   const absl::Time start = absl::Now();
-  absl::Duration delay = config_.retry_initial_backoff;
+  retry::Backoff backoff(
+      {.initial = config_.retry_initial_backoff, .max = config_.retry_max_backoff});
   bool paused = false;
   auto pause = [&] {
     if (paused) return;
@@ -170,6 +171,7 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
       rejections = *std::move(stored);
       break;
     }
+    const absl::Duration delay = backoff.Next();
     logger_->warn(
         "msg=\"store write failed; consumption paused, retrying\" loop={} error=\"{}\" "
         "retry_in={}",
@@ -179,7 +181,7 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
       // Shutting down: the records stay uncommitted and are written after the restart.
       return absl::OkStatus();
     }
-    Backoff(consumer, delay);
+    WaitPolling(consumer, delay);
   }
 
   // 2. Snapshot what the stored records need before polling again (a rebalance may
@@ -200,14 +202,15 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
   pending_bytes_ = 0;
 
   // 3. Rejections are made durable before the offsets that produced them are committed.
-  absl::Duration publish_delay = config_.retry_initial_backoff;
+  retry::Backoff publish_backoff(
+      {.initial = config_.retry_initial_backoff, .max = config_.retry_max_backoff});
   while (true) {
     absl::Status published = PublishRejections(rejected_records);
     if (published.ok()) break;
     logger_->warn("msg=\"cannot publish rejections; retrying\" error=\"{}\"", published.message());
     pause();
     if (stop.load()) return absl::OkStatus();
-    Backoff(consumer, publish_delay);
+    WaitPolling(consumer, publish_backoff.Next());
   }
   metrics_.rejected.Add(rejected_records.size());
 

@@ -103,7 +103,8 @@ class BatchLoop final : public PartitionListener {
   std::string RejectedRecord(const RecordRejection& r) const;
   /// Produces (key, value) records and waits until Kafka acknowledged them.
   absl::Status PublishRejections(const std::vector<std::pair<std::string, std::string>>& records);
-  void Backoff(Consumer& consumer, absl::Duration& delay);
+  /// Waits `delay` (from a retry::Backoff) while polling the paused consumer.
+  void WaitPolling(Consumer& consumer, absl::Duration delay);
 
   const BatchLoopConfig config_;
   BatchSink& sink_;

@@ -2,6 +2,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/retry/backoff.h"
 #include "common/series/series_key.h"
 #include "common/time/time_units.h"
 
@@ -82,6 +83,7 @@ bool AggregatorLoop::Publish(EngineOutput& out, const std::atomic<bool>& stop) {
   // record is retried, since an output that was not produced must never be committed past.
   auto produce = [&](const std::string& topic, const std::string& key, const std::string& value) {
     absl::Time next_log = absl::Now() + absl::Seconds(5);
+    retry::Backoff backoff({.initial = absl::Milliseconds(5), .max = absl::Milliseconds(500)});
     while (true) {
       absl::Status s = producer_.Produce(topic, key, value, deliveries_.get());
       if (s.ok()) return true;
@@ -90,7 +92,7 @@ bool AggregatorLoop::Publish(EngineOutput& out, const std::atomic<bool>& stop) {
         logger_->warn("msg=\"cannot produce; retrying\" topic={} error=\"{}\"", topic, s.message());
         next_log = absl::Now() + absl::Seconds(30);
       }
-      absl::SleepFor(absl::Milliseconds(5));
+      absl::SleepFor(backoff.Next());
     }
   };
   // Keep only the last revision of each window from this round.

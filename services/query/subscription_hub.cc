@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/pg/pg.h"
+#include "common/retry/backoff.h"
 #include "pqxx/pqxx"
 #include "services/query/query_store.h"
 
@@ -247,6 +248,7 @@ void SubscriptionHub::Remove(SubscribeReactor* reactor) {
 void SubscriptionHub::Run() {
   std::unique_ptr<pqxx::connection> conn;
   std::unique_ptr<Wakeup> wakeup;
+  retry::Backoff reconnect({.initial = absl::Milliseconds(200), .max = absl::Seconds(5)});
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -261,6 +263,7 @@ void SubscriptionHub::Run() {
         wakeup = std::make_unique<Wakeup>(*conn, kChannel);
       }
       Step(*conn);
+      reconnect.Reset();
       // Wakes on a notification, or after a short wait to admit new subscribers.
       conn->await_notification(0, 100'000);
     } catch (const std::exception& e) {
@@ -268,7 +271,7 @@ void SubscriptionHub::Run() {
                     e.what());
       wakeup.reset();
       conn.reset();
-      absl::SleepFor(absl::Seconds(1));
+      absl::SleepFor(reconnect.Next());
     }
   }
 }

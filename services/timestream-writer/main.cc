@@ -12,6 +12,7 @@
 #include "common/metrics/metrics.h"
 #include "common/pg/health_probe.h"
 #include "common/process/shutdown_signal.h"
+#include "common/retry/backoff.h"
 #include "common/process/stop_flag.h"
 #include "services/timestream-writer/aggregate_store.h"
 #include "services/timestream-writer/point_store.h"
@@ -81,15 +82,11 @@ int Run(int argc, char** argv) {
   const absl::Duration ahead = absl::GetFlag(FLAGS_partitions_ahead);
   writer::PointStore points(dsn, ahead);
   // The schema must exist before consuming; wait for PostgreSQL rather than exit.
-  for (absl::Duration delay = absl::Milliseconds(200);;
-       delay = std::min(delay * 2, absl::Seconds(5))) {
+  for (retry::Backoff backoff({.initial = absl::Milliseconds(200)});;) {
     absl::Status s = points.Open(*logger);
     if (s.ok()) break;
     logger->warn("msg=\"cannot open the store; retrying\" error=\"{}\"", s.message());
-    for (absl::Time until = absl::Now() + delay; absl::Now() < until && !stop.stopped();) {
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    if (stop.stopped()) return 0;
+    if (!retry::SleepUnlessStopped(backoff.Next(), stop.flag())) return 0;
   }
   const absl::Duration change_retention = absl::GetFlag(FLAGS_subscription_retention);
   writer::AggregateStore aggregates(dsn, ahead, change_retention);

@@ -70,6 +70,11 @@ absl::Status Producer::Health() const {
   return absl::OkStatus();
 }
 
+void Producer::InjectFatalErrorForTesting() {
+  rd_kafka_test_fatal_error(rk_, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                            "injected by a test");
+}
+
 absl::Status Producer::Produce(const std::string& topic, absl::string_view key,
                                absl::string_view value, DeliverySink* sink) {
   if (Fatal()) {

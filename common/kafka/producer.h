@@ -63,6 +63,9 @@ class Producer final {
   bool Fatal() const { return fatal_.load(std::memory_order_relaxed); }
   /// OK, or why records cannot be produced now (for health checks).
   absl::Status Health() const;
+  /// Makes librdkafka raise a fatal error as if the broker had fenced the idempotent
+  /// producer (rd_kafka_test_fatal_error), for tests of what a service does then.
+  void InjectFatalErrorForTesting();
 
  private:
   Producer() = default;

@@ -19,12 +19,15 @@ sigset_t ShutdownSet() {
 }
 
 std::atomic<int> exit_code{0};
+// Whether a ShutdownSignal blocks SIGUSR1; without one (a test), RequestStop only records.
+std::atomic<bool> installed{false};
 
 }  // namespace
 
 ShutdownSignal::ShutdownSignal() {
   sigset_t set = ShutdownSet();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  installed = true;
   // A closed pipe must surface as an error on the write, not kill the process.
   signal(SIGPIPE, SIG_IGN);
 }
@@ -39,7 +42,7 @@ int ShutdownSignal::Wait() {
 void ShutdownSignal::RequestStop(int code) {
   int expected = 0;
   if (code != 0) exit_code.compare_exchange_strong(expected, code);
-  kill(getpid(), SIGUSR1);
+  if (installed.load()) kill(getpid(), SIGUSR1);
 }
 
 int ShutdownSignal::ExitCode() { return exit_code.load(); }

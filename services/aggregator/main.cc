@@ -107,7 +107,7 @@ int Run(int argc, char** argv) {
   // Without Kafka the aggregator can neither read events nor emit windows.
   metrics::HealthMonitor health(
       [&producer = **producer]() -> absl::Status {
-        if (producer.BrokersDown()) return absl::UnavailableError("no Kafka broker reachable");
+        if (absl::Status s = producer.Health(); !s.ok()) return s;
         return absl::OkStatus();
       },
       registry, logger);

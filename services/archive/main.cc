@@ -164,7 +164,7 @@ int Run(int argc, char** argv) {
   // Serving while Kafka answers and the lake takes writes.
   metrics::HealthMonitor health(
       [&producer = **producer, &sink]() -> absl::Status {
-        if (producer.BrokersDown()) return absl::UnavailableError("no Kafka broker reachable");
+        if (absl::Status s = producer.Health(); !s.ok()) return s;
         return sink.Health();
       },
       registry, logger);

@@ -87,12 +87,7 @@ int Run(int argc, char** argv) {
                                        .metrics_port = absl::GetFlag(FLAGS_metrics_port),
                                        .shutdown_grace = absl::GetFlag(FLAGS_delivery_timeout),
                                        // Ingest cannot acknowledge a write without Kafka.
-                                       .health = [&producer = **producer]() -> absl::Status {
-                                         if (producer.BrokersDown()) {
-                                           return absl::UnavailableError("no Kafka broker reachable");
-                                         }
-                                         return absl::OkStatus();
-                                       },
+                                       .health = [&producer = **producer] { return producer.Health(); },
                                        .health_service_names = {v1::IngestService::service_full_name()}},
                                       *logger);
 }

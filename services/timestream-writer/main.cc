@@ -145,7 +145,7 @@ int Run(int argc, char** argv) {
   metrics::HealthMonitor health(
       [&producer = **producer, &pg_probe, &loops_stopped]() -> absl::Status {
         if (loops_stopped.load() > 0) return absl::UnavailableError("a consumer loop stopped");
-        if (producer.BrokersDown()) return absl::UnavailableError("no Kafka broker reachable");
+        if (absl::Status s = producer.Health(); !s.ok()) return s;
         return pg_probe.Check();
       },
       registry, logger);

@@ -7,6 +7,7 @@
 #include "common/kafka/consumer.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
+#include "common/process/shutdown_signal.h"
 #include "common/series/series_key.h"
 #include "common/metrics/metrics.h"
 #include "gtest/gtest.h"
@@ -372,6 +373,20 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
 
 // The development broker keeps 5 MiB per partition and drops older batches silently. A
 // consumer whose committed offset was dropped must stop with DATA_LOSS, never skip ahead.
+TEST(Producer, AFatalErrorStopsTheProcessWithANonZeroCode) {
+  auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
+  ASSERT_TRUE(producer.ok());
+  ASSERT_TRUE((*producer)->Produce("fatal", "k", "before", nullptr).ok());
+  ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+  EXPECT_TRUE((*producer)->Health().ok());
+  (*producer)->InjectFatalErrorForTesting();
+  ASSERT_TRUE(WaitFor([&] { return (*producer)->Fatal(); }, absl::Seconds(10)));
+  EXPECT_FALSE((*producer)->Produce("fatal", "k", "after", nullptr).ok());
+  EXPECT_EQ((*producer)->Health().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(process::ShutdownSignal::ExitCode(), kafka::kFatalExitCode)
+      << "the service's main returns this code after its shutdown";
+}
+
 TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
   ASSERT_TRUE(broker->CreateTopic("vanishing", 1).ok());
   auto producer = kafka::Producer::Create(

@@ -106,10 +106,7 @@ int Run(int argc, char** argv) {
   }
   // Without Kafka the aggregator can neither read events nor emit windows.
   metrics::HealthMonitor health(
-      [&producer = **producer]() -> absl::Status {
-        if (absl::Status s = producer.Health(); !s.ok()) return s;
-        return absl::OkStatus();
-      },
+      [&producer = **producer] { return producer.Health(); },
       registry, logger);
   auto metrics_server =
       metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),

@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/pg/pg.h"
+#include "services/timestream-writer/incarnation.h"
 #include "pqxx/pqxx"
 
 namespace tidemark::writer {
@@ -104,6 +105,8 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
   }
   try {
     pqxx::work tx(*conn_);
+    // Read in the transaction: another replica may have started a new incarnation.
+    const int64_t version_base = VersionBase(tx);
     {
       pqxx::stream_to copy(tx, "staging_aggregates");
       for (const auto& [key, s] : latest) {
@@ -111,7 +114,7 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
         copy << std::make_tuple(s->source, a.series().series_id(), a.window_size_us(),
                                 a.window_start_us(), a.count(), Num(a.sum()), Num(a.min()),
                                 Num(a.max()), Num(a.avg()), Num(a.first()), Num(a.last()),
-                                a.version(), a.series().canonical_key());
+                                version_base + a.version(), a.series().canonical_key());
       }
       copy.complete();
     }
@@ -187,6 +190,7 @@ absl::StatusOr<int64_t> AggregateStore::Repair(const std::vector<SourcedLatePoin
   }
   try {
     pqxx::work tx(*conn_);
+    const int64_t version_base = VersionBase(tx);
     for (const auto& [tp, need] : needed) {
       const pqxx::result r =
           tx.exec_params("SELECT next_offset FROM raw_progress WHERE topic = $1 AND partition = $2",
@@ -201,7 +205,8 @@ absl::StatusOr<int64_t> AggregateStore::Repair(const std::vector<SourcedLatePoin
     {
       pqxx::stream_to copy(tx, "staging_repairs");
       for (const auto& [key, version] : windows) {
-        copy << std::make_tuple(std::get<0>(key), std::get<1>(key), std::get<2>(key), version);
+        copy << std::make_tuple(std::get<0>(key), std::get<1>(key), std::get<2>(key),
+                                version_base + version);
       }
       copy.complete();
     }

@@ -15,6 +15,7 @@
 #include "common/retry/backoff.h"
 #include "common/process/stop_flag.h"
 #include "services/timestream-writer/aggregate_store.h"
+#include "services/timestream-writer/incarnation.h"
 #include "services/timestream-writer/point_store.h"
 #include "services/timestream-writer/writer_service.h"
 
@@ -86,6 +87,16 @@ int Run(int argc, char** argv) {
     absl::Status s = points.Open(*logger);
     if (s.ok()) break;
     logger->warn("msg=\"cannot open the store; retrying\" error=\"{}\"", s.message());
+    if (!retry::SleepUnlessStopped(backoff.Next(), stop.flag())) return 0;
+  }
+  // Kafka may have lost history the store holds (the development broker restarted empty);
+  // aggregate versions then continue in a new incarnation. Before any loop consumes.
+  for (retry::Backoff backoff({.initial = absl::Milliseconds(200)});;) {
+    absl::Status s = writer::CheckKafkaIncarnation(absl::GetFlag(FLAGS_kafka_brokers),
+                                                   absl::GetFlag(FLAGS_group_id),
+                                                   absl::GetFlag(FLAGS_raw_topic), dsn, *logger);
+    if (s.ok()) break;
+    logger->warn("msg=\"cannot compare the store with Kafka; retrying\" error=\"{}\"", s.message());
     if (!retry::SleepUnlessStopped(backoff.Next(), stop.flag())) return 0;
   }
   const absl::Duration change_retention = absl::GetFlag(FLAGS_subscription_retention);

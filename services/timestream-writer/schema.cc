@@ -207,6 +207,13 @@ END $$;
 
 GRANT SELECT ON aggregate_changes, aggregate_changes_pruned, window_sizes TO tidemark_reader;
 )sql"},
+      {4, "Kafka incarnations, so that versions survive topics recreated from offset 0", R"sql(
+CREATE TABLE stream_incarnation (
+  epoch integer NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO stream_incarnation (epoch) VALUES (0);
+)sql"},
   };
   return kMigrations;
 }

@@ -11,6 +11,8 @@
 #include "common/series/series_key.h"
 #include "common/metrics/metrics.h"
 #include "gtest/gtest.h"
+#include "services/timestream-writer/aggregate_store.h"
+#include "services/timestream-writer/incarnation.h"
 #include "services/timestream-writer/point_store.h"
 #include "services/timestream-writer/writer_service.h"
 #include "tests/support/pg_cluster.h"
@@ -434,6 +436,63 @@ TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
       absl::Seconds(30));
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_NE(status.message().find("never processed"), absl::string_view::npos) << status;
+}
+
+TEST(AggregateStore, VersionsAndRepairsSurviveKafkaLosingItsHistory) {
+  const std::string db = NewDatabase();
+  PointStore points(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(points.Open(*Logger()).ok());
+  const int64_t start = (NowUs() / 10'000'000) * 10'000'000;
+  auto aggregate = [&](int64_t version, double sum) {
+    SourcedAggregate s;
+    v1::WindowAggregate& a = s.aggregate;
+    a.mutable_series()->set_series_id(42);
+    a.mutable_series()->set_canonical_key("m{device_id=\"d\"}");
+    a.set_window_size_us(10'000'000);
+    a.set_window_start_us(start);
+    a.set_count(1);
+    a.set_sum(sum);
+    a.set_version(version);
+    return std::vector<SourcedAggregate>{s};
+  };
+  // Before: the store holds raw records up to offset 500 and a revision at version 1000.
+  Query(db, "INSERT INTO raw_progress (topic, partition, next_offset) VALUES ('inc_raw', 0, 500)");
+  {
+    AggregateStore before(pg->Dsn(db), absl::Hours(48), absl::Hours(1));
+    ASSERT_EQ(before.Write(aggregate(1000, 1.0))->upserted, 1);
+  }
+  // Kafka restarted empty: the topic holds 3 records and the group committed nothing.
+  ASSERT_TRUE(broker->CreateTopic("inc_raw", 1).ok());
+  Produce("inc_raw", {MakeEvent("d", NowUs(), 1), MakeEvent("d", NowUs(), 2), MakeEvent("d", NowUs(), 3)});
+  ASSERT_TRUE(CheckKafkaIncarnation(broker->bootstrap_servers(), "inc-group", "inc_raw",
+                                    pg->Dsn(db), *Logger())
+                  .ok());
+  EXPECT_EQ(Query(db, "SELECT epoch FROM stream_incarnation"), "1");
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM raw_progress"), "0");
+
+  AggregateStore after(pg->Dsn(db), absl::Hours(48), absl::Hours(1));
+  // A revision of the new incarnation (offset-derived version 10) is not stale.
+  auto stored = after.Write(aggregate(10, 2.0));
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->upserted, 1);
+  EXPECT_EQ(Query(db, "SELECT sum || ':' || version FROM aggregates"),
+            absl::StrCat("2:", (int64_t{1} << kIncarnationShift) + 10));
+  // A repair of a point at new offset 2 waits for the raw loop instead of trusting offset 500.
+  SourcedLatePoint late;
+  late.late.mutable_series()->set_series_id(42);
+  late.late.set_raw_topic("inc_raw");
+  late.late.set_raw_partition(0);
+  late.late.set_raw_offset(2);
+  late.late.set_repair_version(5);
+  v1::WindowRef* w = late.late.add_windows();
+  w->set_window_size_us(10'000'000);
+  w->set_window_start_us(start);
+  EXPECT_EQ(after.Repair({late}).status().code(), absl::StatusCode::kUnavailable);
+  // Checking again changes nothing: the store no longer holds offsets Kafka lacks.
+  ASSERT_TRUE(CheckKafkaIncarnation(broker->bootstrap_servers(), "inc-group", "inc_raw",
+                                    pg->Dsn(db), *Logger())
+                  .ok());
+  EXPECT_EQ(Query(db, "SELECT epoch FROM stream_incarnation"), "1");
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "services/timestream-writer/writer_core.h"
 
+#include "services/timestream-writer/incarnation.h"
+
 #include "gtest/gtest.h"
 
 namespace tidemark::writer {
@@ -91,6 +93,22 @@ TEST(SameValue, ComparesTypeAndValue) {
   EXPECT_FALSE(SameValue(a, b));
   b.set_double_value(1);
   EXPECT_TRUE(SameValue(a, b));
+}
+
+TEST(Incarnation, KafkaLostHistoryOnlyWhenItsOffsetsCannotCoverTheStore) {
+  using kafka::GroupPartitionOffsets;
+  // Normal: the group committed at or below what the store holds, and the partition goes on.
+  EXPECT_FALSE(KafkaLostHistory({{0, 500}, {1, 20}}, {{0, {480, 700}}, {1, {20, 20}}}));
+  // A fresh deployment: nothing stored yet.
+  EXPECT_FALSE(KafkaLostHistory({}, {{0, {-1, 0}}}));
+  EXPECT_FALSE(KafkaLostHistory({{0, 0}}, {{0, {-1, 0}}}));
+  // The broker restarted empty: no committed offset, and the partition ends before the store.
+  EXPECT_TRUE(KafkaLostHistory({{0, 500}}, {{0, {-1, 3}}}));
+  // The group's offsets survived but the topic was recreated.
+  EXPECT_TRUE(KafkaLostHistory({{0, 500}}, {{0, {480, 3}}}));
+  // The topic is gone, or lost a partition.
+  EXPECT_TRUE(KafkaLostHistory({{0, 500}}, {}));
+  EXPECT_TRUE(KafkaLostHistory({{0, 5}, {3, 5}}, {{0, {5, 9}}}));
 }
 
 }  // namespace

@@ -9,7 +9,10 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "tests/support/aggregate_oracle.h"
 #include "tests/support/load_generator.h"
 #include "tests/support/pg_cluster.h"
@@ -50,6 +53,24 @@ int LeadersOn(const nlohmann::json& state, int broker) {
   return n;
 }
 
+// A process's Prometheus metrics (its log names the port), for a failure message.
+std::string Metrics(testing::ChildProcess& process) {
+  const std::string log = process.Log();
+  const size_t at = log.find("metrics_port=");
+  if (at == std::string::npos) return "(no metrics port in the log)";
+  httplib::Client http("127.0.0.1", std::stoi(log.substr(at + 13)));
+  http.set_read_timeout(5);
+  auto res = http.Get("/metrics");
+  if (!res) return "(no answer on the metrics port)";
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (!absl::StartsWith(line, "#") && !absl::StartsWith(line, "process_")) {
+      absl::StrAppend(&out, line, "\n");
+    }
+  }
+  return out;
+}
+
 // Waits until the store holds exactly what was acknowledged and the oracle holds.
 void DrainAndCheck(Stack& stack, testing::LoadGenerator& load) {
   testing::OracleResult oracle;
@@ -65,7 +86,9 @@ void DrainAndCheck(Stack& stack, testing::LoadGenerator& load) {
       absl::Seconds(90));
   EXPECT_TRUE(drained) << store.ToString() << "; oracle: windows " << oracle.windows
                        << ", missing " << oracle.missing << ", wrong " << oracle.wrong
-                       << ", extra " << oracle.extra;
+                       << ", extra " << oracle.extra << "\naggregator:\n"
+                       << Metrics(stack.aggregator(0)) << "writer:\n"
+                       << Metrics(stack.writer());
   // Nothing more arrives later (a replay would not add rows, but a lost offset could).
   absl::SleepFor(absl::Seconds(1));
   store = load.Check(stack.dsn());

@@ -101,7 +101,9 @@ sed -e "s|\${NGINX_STATE}|$nginx_state|g" -e "s|\${NGINX_ERROR_LOG}|$state/logs/
     -e "s|\${INGEST_LISTEN}|127.0.0.1:$ingest_port|g" -e "s|\${QUERY_LISTEN}|127.0.0.1:$query_port|g" \
     -e "s|\${INGEST_SERVERS}|$ingest_servers|g" -e "s|\${QUERY_SERVERS}|$query_servers|g" \
     deploy/nginx/tidemark-grpc.conf.template > "$nginx_state/nginx.conf"
-start nginx nginx -e "$state/logs/nginx.log" -c "$nginx_state/nginx.conf" -g "daemon off;"
+# Debian installs nginx in /usr/sbin, which a user's PATH may lack.
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+start nginx "$nginx_bin" -e "$state/logs/nginx.log" -c "$nginx_state/nginx.conf" -g "daemon off;"
 for _ in $(seq 50); do
   "$bin/tools/cli/tidemark" health "127.0.0.1:$ingest_port" --timeout=1s >/dev/null 2>&1 && break
   sleep 0.2

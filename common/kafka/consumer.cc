@@ -28,6 +28,9 @@ bool IsCooperative(rd_kafka_t* rk) {
   return protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
 }
 
+// How long a commit may wait for the group coordinator's answer.
+constexpr absl::Duration kCommitTimeout = absl::Seconds(10);
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const ConsumerConfig& config,
@@ -51,6 +54,9 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const ConsumerConfig&
       // 10 s (librdkafka's default is 45 s) bounds how long they stay unconsumed.
       {"session.timeout.ms", "10000"},
       {"heartbeat.interval.ms", "1000"},
+      // librdkafka backs off up to 10 s between reconnects; a broker back after a short outage
+      // should be used within a second.
+      {"reconnect.backoff.max.ms", "1000"},
   };
   for (const auto& [k, v] : config.properties) props[k] = v;
   char err[512];
@@ -221,17 +227,36 @@ absl::Status Consumer::Commit(const std::map<TopicPartition, CommitPoint>& point
       e->metadata_size = point.metadata.size();
     }
   }
-  if (absl::Status s = ToStatus(rd_kafka_commit(rk_, list.get(), /*async=*/0),
-                                "committing offsets");
+  // A bounded wait on the commit's own result: a synchronous commit can wait on an
+  // unresponsive coordinator far longer than the loop may stall. A commit that answers late
+  // still lands; committing offsets of durable work is safe whenever it happens.
+  std::unique_ptr<rd_kafka_queue_t, decltype(&rd_kafka_queue_destroy)> queue(
+      rd_kafka_queue_new(rk_), &rd_kafka_queue_destroy);
+  if (absl::Status s = ToStatus(
+          rd_kafka_commit_queue(rk_, list.get(), queue.get(), nullptr, nullptr), "committing offsets");
+      !s.ok()) {
+    return s;
+  }
+  std::unique_ptr<rd_kafka_event_t, decltype(&rd_kafka_event_destroy)> result(
+      rd_kafka_queue_poll(queue.get(), static_cast<int>(absl::ToInt64Milliseconds(kCommitTimeout))),
+      &rd_kafka_event_destroy);
+  if (!result) {
+    return absl::UnavailableError(absl::StrCat("committing offsets: no answer within ",
+                                               absl::FormatDuration(kCommitTimeout)));
+  }
+  if (absl::Status s = ToStatus(rd_kafka_event_error(result.get()), "committing offsets");
       !s.ok()) {
     return s;
   }
   // librdkafka reports a commit failed as a whole only when every partition failed.
-  for (int i = 0; i < list->cnt; ++i) {
-    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return ToStatus(list->elems[i].err,
-                      absl::StrCat("committing the offset of ", list->elems[i].topic, "/",
-                                   list->elems[i].partition));
+  if (const rd_kafka_topic_partition_list_t* done =
+          rd_kafka_event_topic_partition_list(result.get())) {
+    for (int i = 0; i < done->cnt; ++i) {
+      if (done->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return ToStatus(done->elems[i].err,
+                        absl::StrCat("committing the offset of ", done->elems[i].topic, "/",
+                                     done->elems[i].partition));
+      }
     }
   }
   return absl::OkStatus();

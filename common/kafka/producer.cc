@@ -33,6 +33,9 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const ProducerConfig&
       {"message.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(config.delivery_timeout))},
       {"queue.buffering.max.messages", absl::StrCat(config.max_queued_messages)},
       {"batch.size", "1000000"},
+      // librdkafka backs off up to 10 s between reconnects; a broker back after a short outage
+      // should be used within a second.
+      {"reconnect.backoff.max.ms", "1000"},
   };
   for (const auto& [k, v] : config.properties) props[k] = v;
   for (const auto& [k, v] : props) {

@@ -17,26 +17,27 @@ int64_t DayOf(int64_t time_us) {
 
 absl::Status DailyPartitions::EnsureFor(pqxx::connection& conn,
                                         const std::vector<int64_t>& times_us) {
-  int64_t first = INT64_MAX, last = INT64_MIN;
-  bool missing = false;
+  // Only the days that hold points: a range from the earliest to the latest would let one
+  // far-future record create a partition for every day up to its date.
+  std::set<int64_t> missing;
   for (int64_t t : times_us) {
     const int64_t day = DayOf(t);
-    first = std::min(first, day);
-    last = std::max(last, day);
-    if (!known_days_.contains(day)) missing = true;
+    if (!known_days_.contains(day)) missing.insert(day);
   }
-  if (!missing) return absl::OkStatus();
+  if (missing.empty()) return absl::OkStatus();
   try {
     pqxx::work tx(conn);
-    tx.exec_params(
-        "SELECT tidemark_ensure_daily_partitions($1, 'epoch'::date + $2::integer,"
-        " 'epoch'::date + $3::integer)",
-        parent_, first, last);
+    for (int64_t day : missing) {
+      tx.exec_params(
+          "SELECT tidemark_ensure_daily_partitions($1, 'epoch'::date + $2::integer,"
+          " 'epoch'::date + $2::integer)",
+          parent_, day);
+    }
     tx.commit();
   } catch (const std::exception& e) {
     return pg::FromException(e);
   }
-  for (int64_t d = first; d <= last; ++d) known_days_.insert(d);
+  known_days_.insert(missing.begin(), missing.end());
   return absl::OkStatus();
 }
 

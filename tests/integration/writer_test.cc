@@ -495,5 +495,21 @@ TEST(AggregateStore, VersionsAndRepairsSurviveKafkaLosingItsHistory) {
   EXPECT_EQ(Query(db, "SELECT epoch FROM stream_incarnation"), "1");
 }
 
+TEST(PointStore, AFarFutureRecordCreatesOnePartitionNotOnePerDayUpToIt) {
+  const std::string db = NewDatabase();
+  PointStore store(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(store.Open(*Logger()).ok());
+  const std::string count =
+      "SELECT count(*) FROM pg_inherits WHERE inhparent = 'points'::regclass";
+  ASSERT_TRUE(WriteEvents(store, {MakeEvent("d1", NowUs(), 1.0)}).ok());
+  const int before = std::stoi(Query(db, count));
+  // Written straight to Kafka with a forged ingest stamp a year ahead, so not clock-corrected.
+  v1::Event far = MakeEvent("d1", NowUs() + 365LL * 86'400'000'000, 2.0);
+  far.set_ingest_time_us(far.time());
+  auto outcome = WriteEvents(store, {MakeEvent("d2", NowUs(), 1.0), far});
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_LE(std::stoi(Query(db, count)), before + 1);
+}
+
 }  // namespace
 }  // namespace tidemark::writer

@@ -165,5 +165,36 @@ TEST(Aggregation, TwoReplicasWithOneStoppedAndStartedMidStream) {
   DrainAndCompare(stack, watch);
 }
 
+// One device in 50 with a clock 10 minutes ahead, below the 15-minute correction: its points
+// move its partition's watermark only up to their ingest time, so the other devices' on-time
+// points are neither late nor repaired, and the oracle holds.
+TEST(Aggregation, AClockMinutesAheadDoesNotSendOthersToRepair) {
+  Stack stack(testing::SharedPgCluster(), kAggregatorFlags);
+  stack.StartAggregator(0);
+  VersionWatch watch(stack);
+  const nlohmann::json summary = stack.RunSimulator(
+      {"--devices=100", "--turbine_share=0.5", "--rate=600", "--batch_size=50",
+       "--max_records=6000", "--duration=60s", "--percent_late=0", "--percent_clock_ahead=2",
+       "--clock_ahead=10m", "--seed=3"});
+  EXPECT_EQ(summary["accepted"].get<int64_t>(), 6000);
+  testing::OracleResult r;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        watch.Sample();
+        r = testing::AggregateOracle(stack, "(interval '5 seconds'), (interval '10 seconds')");
+        return r.Matches();
+      },
+      absl::Seconds(90)))
+      << "windows " << r.windows << ", missing " << r.missing << ", wrong " << r.wrong
+      << ", extra " << r.extra;
+  const int64_t windows = std::stoll(stack.Sql("SELECT count(*) FROM aggregates"));
+  const int64_t repaired =
+      std::stoll(stack.Sql("SELECT count(*) FROM aggregates WHERE version % 2 = 1"));
+  EXPECT_GT(windows, 100);
+  EXPECT_LE(repaired * 100, windows) << repaired << " of " << windows << " windows repaired";
+  // The device ahead did send: its points sit in windows that have not ended yet.
+  EXPECT_NE(stack.Sql("SELECT count(*) FROM points WHERE time > now() + interval '5 minutes'"), "0");
+}
+
 }  // namespace
 }  // namespace tidemark::e2e

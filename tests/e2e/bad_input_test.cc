@@ -239,5 +239,29 @@ TEST(BadInput, EveryRecordIsAnsweredAndTheGoodOnesAreStored) {
       << r.extra;
 }
 
+TEST(BadInput, AStreamListsTenThousandRejectionsAndCountsTheRest) {
+  Stack stack(testing::SharedPgCluster(), kAggregatorFlags);
+  grpc::ClientContext ctx;
+  v1::WriteResponse resp;
+  std::unique_ptr<grpc::ClientWriter<v1::WriteRequest>> stream = stack.ingest().WriteStream(&ctx, &resp);
+  const int64_t now_ms = NowMs();
+  for (int message = 0; message < 3; ++message) {
+    v1::WriteRequest req;
+    for (int i = 0; i < 5000; ++i) {
+      v1::Event& e = *req.add_events() = Good(i, now_ms);
+      e.clear_device_id();  // every one rejected
+    }
+    *req.add_events() = Good(message, now_ms);  // and one good event per message
+    ASSERT_TRUE(stream->Write(req));
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(resp.accepted(), 3);
+  EXPECT_EQ(resp.rejected_size(), 10'000);
+  EXPECT_EQ(resp.rejected_unlisted(), 5'000);
+  EXPECT_EQ(resp.rejected(0).index(), 0);
+  EXPECT_EQ(resp.rejected(9'999).index(), 9'999 + 1) << "indexes count the good event too";
+}
+
 }  // namespace
 }  // namespace tidemark::e2e

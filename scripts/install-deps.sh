@@ -6,8 +6,6 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  # clang: the sanitizer and fuzz builds (scripts/test.sh, scripts/fuzz.sh)
-  clang libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librdkafka-dev libpqxx-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libcpp-httplib-dev libre2-dev libcurl4-openssl-dev libssl-dev
@@ -20,6 +18,8 @@ if [ "${1:-}" != "--build-only" ]; then
     # every /metrics page, docker-compose to validate deploy/docker-compose.yml.
     postgresql postgresql-client
     nginx-light
+    # clang: the sanitizer and fuzz builds (scripts/test.sh, scripts/fuzz.sh)
+    clang libclang-rt-14-dev
     prometheus
     docker-compose
   )

@@ -58,26 +58,37 @@ std::unique_ptr<GrpcLoadBalancer> GrpcLoadBalancer::Start(const std::string& dir
   std::ifstream in(TIDEMARK_SOURCE_DIR "/deploy/nginx/tidemark-grpc.conf.template");
   std::stringstream text;
   text << in.rdbuf();
-  lb->ingest_port_ = FreePort();
-  lb->query_port_ = FreePort();
   lb->error_log_ = dir + "/error.log";
-  const std::string conf = absl::StrReplaceAll(
-      text.str(), {{"${NGINX_STATE}", dir},
-                   {"${NGINX_ERROR_LOG}", lb->error_log_},
-                   {"${INGEST_LISTEN}", absl::StrCat("127.0.0.1:", lb->ingest_port_)},
-                   {"${QUERY_LISTEN}", absl::StrCat("127.0.0.1:", lb->query_port_)},
-                   {"${INGEST_SERVERS}", Servers(ingest_ports)},
-                   {"${QUERY_SERVERS}", Servers(query_ports)}});
-  std::ofstream(dir + "/nginx.conf") << conf;
-  auto p = ChildProcess::Start(nginx,
-                               {"-e", lb->error_log_, "-c", dir + "/nginx.conf", "-g",
-                                "daemon off;"},
-                               {}, dir + "/nginx.out");
-  EXPECT_TRUE(p.ok()) << p.status();
-  if (!p.ok()) return nullptr;
-  lb->process_ = *std::move(p);
-  EXPECT_TRUE(WaitFor([&] { return Listening(lb->ingest_port_) && Listening(lb->query_port_); },
-                      absl::Seconds(10)))
+  // A free port can be taken (by a client socket's ephemeral port) before nginx binds it:
+  // nginx then exits, and another pair of ports is tried.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    lb->ingest_port_ = FreePort();
+    lb->query_port_ = FreePort();
+    const std::string conf = absl::StrReplaceAll(
+        text.str(), {{"${NGINX_STATE}", dir},
+                     {"${NGINX_ERROR_LOG}", lb->error_log_},
+                     {"${INGEST_LISTEN}", absl::StrCat("127.0.0.1:", lb->ingest_port_)},
+                     {"${QUERY_LISTEN}", absl::StrCat("127.0.0.1:", lb->query_port_)},
+                     {"${INGEST_SERVERS}", Servers(ingest_ports)},
+                     {"${QUERY_SERVERS}", Servers(query_ports)}});
+    std::ofstream(dir + "/nginx.conf") << conf;
+    auto p = ChildProcess::Start(nginx,
+                                 {"-e", lb->error_log_, "-c", dir + "/nginx.conf", "-g",
+                                  "daemon off;"},
+                                 {}, absl::StrCat(dir, "/nginx-", attempt, ".out"));
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return nullptr;
+    lb->process_ = *std::move(p);
+    WaitFor(
+        [&] {
+          return !lb->process_->Running() ||
+                 (Listening(lb->ingest_port_) && Listening(lb->query_port_));
+        },
+        absl::Seconds(10));
+    if (lb->process_->Running()) break;
+  }
+  EXPECT_TRUE(lb->process_->Running() && Listening(lb->ingest_port_) &&
+              Listening(lb->query_port_))
       << lb->Log();
   return lb;
 }

@@ -28,26 +28,12 @@ namespace {
 using testing::ChildProcess;
 using testing::FreePort;
 using testing::Stack;
+using testing::MetricsPort;
 using testing::WaitFor;
 
 constexpr char kMeasure[] = "lb_check";
 constexpr int kDevices = 5;
 constexpr int kEventsPerWrite = 10;
-
-// The metrics port a service logged at start-up (it binds port 0 in tests).
-int MetricsPort(ChildProcess& p) {
-  int port = 0;
-  WaitFor(
-      [&] {
-        const std::string log = p.Log();
-        const size_t at = log.rfind("metrics_port=");
-        if (at == std::string::npos) return false;
-        const std::string digits = log.substr(at + 13, log.find_first_not_of("0123456789", at + 13) - at - 13);
-        return absl::SimpleAtoi(digits, &port);
-      },
-      absl::Seconds(20));
-  return port;
-}
 
 // The value of an unlabelled counter on a service's /metrics page; -1 if absent.
 double MetricValue(int port, const std::string& name) {

@@ -27,22 +27,8 @@ namespace {
 using grpc::health::v1::HealthCheckResponse;
 using testing::ChildProcess;
 using testing::Stack;
+using testing::MetricsPort;
 using testing::WaitFor;
-
-// The metrics port a service logged at start-up (it binds port 0 in tests).
-int MetricsPort(ChildProcess& p) {
-  int port = 0;
-  WaitFor(
-      [&] {
-        const std::string log = p.Log();
-        const size_t at = log.rfind("metrics_port=");
-        if (at == std::string::npos) return false;
-        const size_t end = log.find_first_not_of("0123456789", at + 13);
-        return absl::SimpleAtoi(log.substr(at + 13, end - at - 13), &port);
-      },
-      absl::Seconds(30));
-  return port;
-}
 
 // gRPC health of `service` at 127.0.0.1:port: the serving status, or the RPC's error code
 // as a negative number.

@@ -12,6 +12,7 @@
 #include <functional>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace tidemark::testing {
@@ -99,6 +100,20 @@ bool WaitFor(const std::function<bool()>& predicate, absl::Duration timeout) {
     if (absl::Now() >= until) return false;
     absl::SleepFor(absl::Milliseconds(50));
   }
+}
+
+int MetricsPort(ChildProcess& p, absl::Duration wait) {
+  int port = 0;
+  WaitFor(
+      [&] {
+        const std::string log = p.Log();
+        const size_t at = log.rfind("metrics_port=");
+        if (at == std::string::npos) return false;
+        const size_t end = log.find_first_not_of("0123456789", at + 13);
+        return absl::SimpleAtoi(log.substr(at + 13, end - at - 13), &port);
+      },
+      wait);
+  return port;
 }
 
 }  // namespace tidemark::testing

@@ -45,4 +45,8 @@ class ChildProcess final {
 /// Polls `predicate` every 50 ms until it is true or `timeout` passes.
 bool WaitFor(const std::function<bool()>& predicate, absl::Duration timeout);
 
+/// The metrics port a service logged at start-up ("metrics_port=N"; tests bind port 0), or 0
+/// when it has not logged one within `wait`.
+int MetricsPort(ChildProcess& p, absl::Duration wait = absl::Seconds(30));
+
 }  // namespace tidemark::testing

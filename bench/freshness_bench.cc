@@ -64,7 +64,9 @@ int main() {
       dir + "/aggregator.log");
   const int port = testing::FreePort();
   auto ingest = testing::ChildProcess::Start(Bin("services/ingest/ingest"),
-                                             {absl::StrCat("--listen=127.0.0.1:", port)}, env,
+                                             {absl::StrCat("--listen=127.0.0.1:", port),
+                                              "--allow_unauthenticated"},
+                                             env,
                                              dir + "/ingest.log");
   auto channel =
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());

@@ -73,7 +73,8 @@ int main() {
     const int port = testing::FreePort();
     auto ingest = testing::ChildProcess::Start(
         absl::StrCat(TIDEMARK_BINARY_DIR, "/services/ingest/ingest"),
-        {absl::StrCat("--listen=127.0.0.1:", port), absl::StrCat("--raw_topic=", topic)},
+        {absl::StrCat("--listen=127.0.0.1:", port), absl::StrCat("--raw_topic=", topic),
+         "--allow_unauthenticated"},
         {{"TIDEMARK_KAFKA_BROKERS", brokers}, {"TIDEMARK_LOG_LEVEL", "warn"}},
         dir + "/ingest-" + topic + ".log");
     auto channel =

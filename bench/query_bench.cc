@@ -247,7 +247,8 @@ std::string Disagreement(const Answer& service, const Answer& baseline) {
 absl::StatusOr<std::pair<std::unique_ptr<testing::ChildProcess>, int>> StartQuery(
     const std::string& dsn, const std::string& log) {
   auto query = testing::ChildProcess::Start(
-      Bin("services/query/query"), {"--listen=127.0.0.1:0", "--metrics_host=127.0.0.1"},
+      Bin("services/query/query"),
+      {"--listen=127.0.0.1:0", "--metrics_host=127.0.0.1", "--allow_unauthenticated"},
       {{"TIDEMARK_PG_DSN", dsn}, {"TIDEMARK_LOG_LEVEL", "info"}}, log);
   if (!query.ok()) return query.status();
   int port = 0;

@@ -23,7 +23,9 @@ int ServeUntilShutdown(process::ShutdownSignal& shutdown, metrics::Registry& reg
     return 1;
   }
   auto server = GrpcServer::Start({.listen_address = options.listen_address,
-                                   .health_service_names = options.health_service_names},
+                                   .health_service_names = options.health_service_names,
+                                   .credentials = ServerCredentialsFor(options.security),
+                                   .reflection = options.security.reflection},
                                   services);
   if (!server.ok()) {
     logger.critical("msg=\"{}\"", server.status().message());
@@ -31,8 +33,12 @@ int ServeUntilShutdown(process::ShutdownSignal& shutdown, metrics::Registry& reg
   }
   GrpcServer* grpc_server = server->get();
   health.SetListener([grpc_server](bool serving) { grpc_server->SetServing(serving); });
-  logger.info("msg=\"serving\" grpc_port={} metrics_port={}", (*server)->port(),
-              (*metrics_server)->port());
+  logger.info("msg=\"serving\" grpc_port={} metrics_port={} {}", (*server)->port(),
+              (*metrics_server)->port(), Describe(options.security));
+  if (!options.security.tls()) {
+    logger.warn("msg=\"gRPC is plaintext: set --tls_cert_file and --tls_key_file unless TLS "
+                "ends in front of this service\"");
+  }
   const int sig = shutdown.Wait();
   logger.info("msg=\"shutting down\" signal={}", sig);
   // No health change may reach the server once it is shut down (it answers NOT_SERVING then).

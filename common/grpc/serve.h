@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/grpc/security.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
@@ -32,6 +33,8 @@ struct ServeOptions {
   /// Full service names health checking answers for besides "", e.g.
   /// "tidemark.v1.IngestService", so that a probe naming the service gets an answer.
   std::vector<std::string> health_service_names;
+  /// TLS, client certificates and reflection (credentials are checked by the services).
+  ServerSecurity security;
 };
 
 /// Serves `services` over gRPC, and the registry over HTTP /metrics with /health, until

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 
 namespace grpc {
@@ -29,9 +30,14 @@ struct ServerOptions {
   /// Full names of the services health checking answers for besides "" (the whole server),
   /// e.g. "tidemark.v1.IngestService"; each follows SetServing.
   std::vector<std::string> health_service_names;
+  /// Transport credentials (TLS); null is plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  /// gRPC server reflection, which lists every service and message to any caller.
+  bool reflection = false;
 };
 
-/// A started gRPC server with grpc.health.v1 health checking and server reflection.
+/// A started gRPC server with grpc.health.v1 health checking (never behind credentials, so
+/// that probes work) and, when enabled, server reflection.
 /// Health starts NOT_SERVING; the owner sets it with SetServing.
 /// The services passed in must outlive it.
 class GrpcServer final {

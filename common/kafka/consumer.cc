@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/kafka/client_properties.h"
 #include "common/kafka/kafka_errors.h"
 
 namespace tidemark::kafka {
@@ -59,14 +60,11 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const ConsumerConfig&
       {"reconnect.backoff.max.ms", "1000"},
   };
   for (const auto& [k, v] : config.properties) props[k] = v;
-  char err[512];
-  for (const auto& [k, v] : props) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return absl::InvalidArgumentError(
-          absl::StrCat("Kafka consumer setting ", k, "=", v, ": ", err));
-    }
+  if (absl::Status s = ApplyProperties(conf, props, "consumer"); !s.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return s;
   }
+  char err[512];
   rd_kafka_conf_set_rebalance_cb(conf, &Consumer::OnRebalance);
   rd_kafka_conf_set_opaque(conf, c.get());
   c->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "common/kafka/client_properties.h"
 #include "common/kafka/kafka_errors.h"
 #include "librdkafka/rdkafka.h"
 
@@ -13,15 +14,14 @@ absl::StatusOr<std::map<int32_t, GroupPartitionOffsets>> ReadGroupOffsets(
     absl::Duration timeout) {
   const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  for (const auto& [k, v] : {std::pair<const char*, std::string>{"bootstrap.servers", brokers},
-                             {"group.id", group},
-                             {"enable.auto.commit", "false"}}) {
-    if (rd_kafka_conf_set(conf, k, v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return absl::InvalidArgumentError(absl::StrCat("Kafka setting ", k, ": ", err));
-    }
+  if (absl::Status s = ApplyProperties(
+          conf, {{"bootstrap.servers", brokers}, {"group.id", group}, {"enable.auto.commit", "false"}},
+          "offset reader");
+      !s.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return s;
   }
+  char err[512];
   std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> rk(
       rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)), &rd_kafka_destroy);
   if (!rk) {

@@ -1,22 +1,11 @@
 #include "common/kafka/producer.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/kafka/client_properties.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/process/shutdown_signal.h"
 
 namespace tidemark::kafka {
-namespace {
-
-absl::Status Set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Kafka producer setting ", key, "=", value, ": ", err));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const ProducerConfig& config,
                                                            std::shared_ptr<spdlog::logger> logger) {
@@ -38,11 +27,9 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const ProducerConfig&
       {"reconnect.backoff.max.ms", "1000"},
   };
   for (const auto& [k, v] : config.properties) props[k] = v;
-  for (const auto& [k, v] : props) {
-    if (absl::Status s = Set(conf, k, v); !s.ok()) {
-      rd_kafka_conf_destroy(conf);
-      return s;
-    }
+  if (absl::Status s = ApplyProperties(conf, props, "producer"); !s.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return s;
   }
   rd_kafka_conf_set_dr_msg_cb(conf, &Producer::OnDeliveryReport);
   rd_kafka_conf_set_error_cb(conf, &Producer::OnError);

@@ -2,7 +2,9 @@
 # Runs the whole pipeline locally without Docker: PostgreSQL in a private data directory,
 # the development Kafka broker, timestream-writer, aggregator, archive, ingest and query
 # replicas behind nginx (the same gRPC load-balancer configuration as docker-compose.yml), and
-# the device simulator. Metrics on fixed loopback ports (printed at the end).
+# the device simulator. Metrics on fixed loopback ports (printed at the end). ingest and query
+# serve TLS (a local CA from deploy/certs.sh) and check bearer tokens (.local/credentials); the
+# admin token is in .local/admin.token, the simulator's (write only) in .local/simulator.token.
 # Everything it starts is recorded under .local/ and ended by deploy/local/stop.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -60,6 +62,24 @@ start devbroker "$bin/tools/devbroker/devbroker" --bootstrap_file="$state/bootst
 for _ in $(seq 50); do [ -s "$state/bootstrap" ] && break; sleep 0.1; done
 export TIDEMARK_KAFKA_BROKERS="$(cat "$state/bootstrap")"
 
+# TLS and tokens: a local CA and server certificate, and two tokens whose SHA-256 only is in
+# the credentials file the services read (kept across runs).
+certs="$state/certs"
+deploy/certs.sh "$certs" >/dev/null
+if [ ! -f "$state/credentials" ]; then
+  (umask 077
+   "$bin/tools/cli/tidemark" token --name=local-admin --scopes=read,write,explicit_version \
+     > "$state/admin.grant"
+   "$bin/tools/cli/tidemark" token --name=simulator --scopes=write > "$state/simulator.grant"
+   head -n 1 "$state/admin.grant" > "$state/admin.token"
+   head -n 1 "$state/simulator.grant" > "$state/simulator.token"
+   tail -n 1 -q "$state/admin.grant" "$state/simulator.grant" > "$state/credentials"
+   rm -f "$state/admin.grant" "$state/simulator.grant")
+fi
+api_security=(--tls_cert_file="$certs/server.pem" --tls_key_file="$certs/server-key.pem"
+              --credentials_file="$state/credentials")
+export TIDEMARK_TLS_CA_FILE="$certs/ca.pem"  # the CLI's and the simulator's trust
+
 writer_dsn="host=127.0.0.1 port=$pg_port user=tidemark dbname=tidemark"
 # Metrics on fixed loopback ports (deploy/local/prometheus.yml scrapes them).
 export TIDEMARK_METRICS_HOST=127.0.0.1
@@ -85,13 +105,13 @@ start archive "$bin/services/archive/archive" --lake="$state/lake" --batch_max_a
 ingest_servers="" query_servers=""
 for i in $(seq 0 $((ingest_replicas - 1))); do
   start "ingest-$i" "$bin/services/ingest/ingest" --listen="127.0.0.1:$((50061 + i))" \
-    --metrics_port=$((9101 + i))
+    --metrics_port=$((9101 + i)) "${api_security[@]}"
   ingest_servers="$ingest_servers server 127.0.0.1:$((50061 + i)) max_fails=1 fail_timeout=5s;"
 done
 for i in $(seq 0 $((query_replicas - 1))); do
   TIDEMARK_PG_DSN="host=127.0.0.1 port=$pg_port user=tidemark_query dbname=tidemark" \
     start "query-$i" "$bin/services/query/query" --listen="127.0.0.1:$((50071 + i))" \
-    --metrics_port=$((9111 + i))
+    --metrics_port=$((9111 + i)) "${api_security[@]}"
   query_servers="$query_servers server 127.0.0.1:$((50071 + i)) max_fails=1 fail_timeout=5s;"
 done
 nginx_state="$state/nginx"
@@ -100,6 +120,9 @@ chmod 0777 "$nginx_state"  # nginx's workers run as another user when started as
 sed -e "s|\${NGINX_STATE}|$nginx_state|g" -e "s|\${NGINX_ERROR_LOG}|$state/logs/nginx.log|g" \
     -e "s|\${INGEST_LISTEN}|127.0.0.1:$ingest_port|g" -e "s|\${QUERY_LISTEN}|127.0.0.1:$query_port|g" \
     -e "s|\${INGEST_SERVERS}|$ingest_servers|g" -e "s|\${QUERY_SERVERS}|$query_servers|g" \
+    -e "s|\${LISTEN_TLS}|ssl|g" -e "s|\${UPSTREAM_SCHEME}|grpcs|g" \
+    -e "s|\${SERVER_TLS}|ssl_certificate $certs/server.pem; ssl_certificate_key $certs/server-key.pem;|g" \
+    -e "s|\${UPSTREAM_TLS}|grpc_ssl_trusted_certificate $certs/ca.pem; grpc_ssl_verify on; grpc_ssl_name localhost; grpc_ssl_session_reuse on;|g" \
     deploy/nginx/tidemark-grpc.conf.template > "$nginx_state/nginx.conf"
 # Debian installs nginx in /usr/sbin, which a user's PATH may lack.
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
@@ -108,8 +131,8 @@ for _ in $(seq 50); do
   "$bin/tools/cli/tidemark" health "127.0.0.1:$ingest_port" --timeout=1s >/dev/null 2>&1 && break
   sleep 0.2
 done
-start simulator "$bin/services/simulator/simulator" --ingest="127.0.0.1:$ingest_port" \
-  --rate="$sim_rate" --duration="$sim_duration"
+TIDEMARK_TOKEN_FILE="$state/simulator.token" start simulator "$bin/services/simulator/simulator" \
+  --ingest="127.0.0.1:$ingest_port" --rate="$sim_rate" --duration="$sim_duration"
 
 trap - ERR
 cat <<TXT
@@ -125,6 +148,11 @@ Tidemark is running locally (state and logs in .local/):
   timestream-writer  raw points, aggregates and late-point repairs -> PostgreSQL
   archive            every raw event -> $state/lake/year=/month=/day=/hour=/*.jsonl.gz
   simulator          $sim_rate records/s for $sim_duration (.local/logs/simulator.log)
+
+ingest and query speak TLS (CA .local/certs/ca.pem) and want a token; for the commands below:
+  export TIDEMARK_TLS_CA_FILE=$certs/ca.pem TIDEMARK_TOKEN_FILE=$state/admin.token
+New tokens: build/tools/cli/tidemark token --name=NAME --scopes=read|write|write:PREFIX
+  (first line: the token; second: append it to $state/credentials, re-read within a second)
 
 Look at the data:
   build/tools/cli/tidemark series --query=127.0.0.1:$query_port --measure=temperature --limit=10

@@ -108,14 +108,37 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
   return std::nullopt;
 }
 
+std::optional<Rejection> CheckPermission(const v1::Event& event,
+                                         const WritePermission& permission) {
+  bool device_allowed = false;
+  for (const std::string& prefix : permission.device_prefixes) {
+    if (absl::StartsWith(event.device_id(), prefix)) {
+      device_allowed = true;
+      break;
+    }
+  }
+  if (!device_allowed) {
+    return Rejection{v1::REJECT_REASON_DEVICE_NOT_PERMITTED,
+                     "the credentials may not write this device (outside their fleet)"};
+  }
+  if (event.has_version() && !permission.explicit_versions) {
+    return Rejection{v1::REJECT_REASON_VERSION_NOT_PERMITTED,
+                     "the credentials may not set an explicit version (scope explicit_version)"};
+  }
+  return std::nullopt;
+}
+
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t now_us, int first_index, const ValidationLimits& limits) {
+                            int64_t now_us, int first_index, const ValidationLimits& limits,
+                            const WritePermission& permission) {
   PreparedBatch batch;
   batch.accepted.reserve(events.size());
   v1::Event stamped;
   for (int i = 0; i < events.size(); ++i) {
     const v1::Event& event = events[i];
-    if (std::optional<Rejection> r = ValidateEvent(event, now_us, limits)) {
+    std::optional<Rejection> r = ValidateEvent(event, now_us, limits);
+    if (!r) r = CheckPermission(event, permission);
+    if (r) {
       v1::RejectedRecord& rec = batch.rejected.emplace_back();
       rec.set_index(first_index + i);
       rec.set_reason(r->reason);

@@ -37,6 +37,18 @@ struct Rejection {
 std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
                                        const ValidationLimits& limits);
 
+/// What the caller's credentials let it write: devices whose id starts with one of
+/// `device_prefixes` ("" is every device), and client versions only with
+/// `explicit_versions`, since a version no reading can exceed pins a point forever. Events
+/// outside it are rejected per record, so that a fleet's batch loses only what it may not
+/// write.
+struct WritePermission {
+  std::vector<std::string> device_prefixes = {""};
+  bool explicit_versions = true;
+};
+std::optional<Rejection> CheckPermission(const v1::Event& event,
+                                         const WritePermission& permission);
+
 /// One accepted event ready for tidemark.raw.
 struct AcceptedRecord {
   std::string key;    // device id
@@ -52,7 +64,8 @@ struct PreparedBatch {
 /// Validates and stamps a request's events. `first_index` offsets the reported indexes
 /// (a stream's later messages continue its numbering). Pure: no I/O.
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t now_us, int first_index, const ValidationLimits& limits);
+                            int64_t now_us, int first_index, const ValidationLimits& limits,
+                            const WritePermission& permission = {});
 
 /// Checks that hold for a request as a whole; INVALID_ARGUMENT with an actionable message.
 absl::Status ValidateRequestShape(int event_count, const ValidationLimits& limits);

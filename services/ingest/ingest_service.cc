@@ -110,8 +110,29 @@ class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
 };
 
 IngestServiceImpl::IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer,
-                                     IngestMetrics& metrics, std::shared_ptr<spdlog::logger> logger)
-    : config_(config), producer_(producer), metrics_(metrics), logger_(std::move(logger)) {}
+                                     IngestMetrics& metrics, auth::Authenticator& authenticator,
+                                     std::shared_ptr<spdlog::logger> logger)
+    : config_(config),
+      producer_(producer),
+      metrics_(metrics),
+      authenticator_(authenticator),
+      logger_(std::move(logger)) {}
+
+absl::StatusOr<WritePermission> IngestServiceImpl::Permission(grpc::CallbackServerContext* ctx) {
+  absl::StatusOr<auth::Principal> principal = grpcutil::CallPrincipal(authenticator_, *ctx);
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = auth::RequireWrite(*principal); !s.ok()) return s;
+  return WritePermission{.device_prefixes = principal->write_prefixes,
+                         .explicit_versions = principal->explicit_versions};
+}
+
+namespace {
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpcutil::ToGrpcStatus(s));
+  return reactor;
+}
+}  // namespace
 
 grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerContext* ctx,
                                                            PreparedBatch batch,
@@ -140,23 +161,25 @@ grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* 
                                                    const v1::WriteRequest* req,
                                                    v1::WriteResponse* resp) {
   metrics_.requests.Add();
+  absl::StatusOr<WritePermission> permission = Permission(ctx);
+  if (!permission.ok()) return FinishNow(ctx, permission.status());
   if (absl::Status s = ValidateRequestShape(req->events_size(), config_.limits); !s.ok()) {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpcutil::ToGrpcStatus(s));
-    return reactor;
+    return FinishNow(ctx, s);
   }
-  return WritePrepared(
-      ctx, PrepareEvents(req->events(), time::ToMicros(absl::Now()), 0, config_.limits), resp);
+  return WritePrepared(ctx,
+                       PrepareEvents(req->events(), time::ToMicros(absl::Now()), 0,
+                                     config_.limits, *permission),
+                       resp);
 }
 
 grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerContext* ctx,
                                                        const v1::WriteJsonRequest* req,
                                                        v1::WriteResponse* resp) {
   metrics_.requests.Add();
+  absl::StatusOr<WritePermission> permission = Permission(ctx);
+  if (!permission.ok()) return FinishNow(ctx, permission.status());
   if (absl::Status s = ValidateRequestShape(req->records_size(), config_.limits); !s.ok()) {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpcutil::ToGrpcStatus(s));
-    return reactor;
+    return FinishNow(ctx, s);
   }
   const v1::JsonMapping mapping =
       MergeMapping(MappingForFormat(req->format(), config_.default_json_mapping), req->mapping());
@@ -187,7 +210,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
     *events.Add() = *std::move(e);
     positions.push_back(i);
   }
-  PreparedBatch batch = PrepareEvents(events, now_us, 0, config_.limits);
+  PreparedBatch batch = PrepareEvents(events, now_us, 0, config_.limits, *permission);
   for (v1::RejectedRecord& r : batch.rejected) r.set_index(positions[r.index()]);
   batch.rejected.insert(batch.rejected.end(), malformed.begin(), malformed.end());
   std::sort(batch.rejected.begin(), batch.rejected.end(),
@@ -201,8 +224,8 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
 class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::WriteRequest>,
                                              public kafka::DeliverySink {
  public:
-  StreamWrite(IngestServiceImpl& service, v1::WriteResponse* resp)
-      : service_(service), resp_(resp) {
+  StreamWrite(IngestServiceImpl& service, v1::WriteResponse* resp, WritePermission permission)
+      : service_(service), resp_(resp), permission_(std::move(permission)) {
     StartRead(&request_);
   }
 
@@ -220,7 +243,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
     }
     service_.metrics_.requests.Add();
     PreparedBatch batch = PrepareEvents(request_.events(), time::ToMicros(absl::Now()), next_index_,
-                                        service_.config_.limits);
+                                        service_.config_.limits, permission_);
     next_index_ += request_.events_size();
     service_.metrics_.CountRejected(batch.rejected);
     {
@@ -306,6 +329,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
 
   IngestServiceImpl& service_;
   v1::WriteResponse* resp_;
+  const WritePermission permission_;
   v1::WriteRequest request_;
   int next_index_ = 0;
   absl::Mutex mu_;
@@ -318,9 +342,18 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
+// A stream whose credentials were refused: answered at once, without reading.
+class IngestServiceImpl::RefusedStream final : public grpc::ServerReadReactor<v1::WriteRequest> {
+ public:
+  explicit RefusedStream(const absl::Status& why) { Finish(grpcutil::ToGrpcStatus(why)); }
+  void OnDone() override { delete this; }
+};
+
 grpc::ServerReadReactor<v1::WriteRequest>* IngestServiceImpl::WriteStream(
     grpc::CallbackServerContext* ctx, v1::WriteResponse* resp) {
-  return new StreamWrite(*this, resp);
+  absl::StatusOr<WritePermission> permission = Permission(ctx);
+  if (!permission.ok()) return new RefusedStream(permission.status());
+  return new StreamWrite(*this, resp, *std::move(permission));
 }
 
 }  // namespace tidemark::ingest

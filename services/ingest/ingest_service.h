@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/auth/authenticator.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -37,10 +38,12 @@ struct IngestMetrics {
 
 /// IngestService over the callback API. Every RPC answers only after Kafka acknowledged
 /// each accepted event (or failed to), and never blocks a gRPC thread while waiting.
+/// Each call needs credentials with a write scope (UNAUTHENTICATED / PERMISSION_DENIED);
+/// events outside the scope's devices or versions are rejected per record.
 class IngestServiceImpl final : public v1::IngestService::CallbackService {
  public:
   IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer, IngestMetrics& metrics,
-                    std::shared_ptr<spdlog::logger> logger);
+                    auth::Authenticator& authenticator, std::shared_ptr<spdlog::logger> logger);
 
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* req,
                                   v1::WriteResponse* resp) override;
@@ -53,12 +56,16 @@ class IngestServiceImpl final : public v1::IngestService::CallbackService {
  private:
   class UnaryWrite;
   class StreamWrite;
+  class RefusedStream;
   grpc::ServerUnaryReactor* WritePrepared(grpc::CallbackServerContext* ctx, PreparedBatch batch,
                                           v1::WriteResponse* resp);
+  /// What the call's credentials may write; UNAUTHENTICATED or PERMISSION_DENIED.
+  absl::StatusOr<WritePermission> Permission(grpc::CallbackServerContext* ctx);
 
   const IngestConfig config_;
   kafka::Producer& producer_;
   IngestMetrics& metrics_;
+  auth::Authenticator& authenticator_;
   std::shared_ptr<spdlog::logger> logger_;
 };
 

@@ -4,6 +4,7 @@
 #include "absl/flags/flag.h"
 #include "common/config/common_flags.h"
 #include "common/config/config.h"
+#include "common/grpc/security_flags.h"
 #include "common/grpc/serve.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
@@ -68,6 +69,17 @@ int Run(int argc, char** argv) {
     return 2;
   }
 
+  absl::StatusOr<grpcutil::ServerSecurity> security = grpcutil::ServerSecurityFromFlags();
+  if (!security.ok()) {
+    logger->critical("msg=\"{}\"", security.status().message());
+    return 2;
+  }
+  auto authenticator = grpcutil::AuthenticatorFor(*security, logger);
+  if (!authenticator.ok()) {
+    logger->critical("msg=\"{}\"", authenticator.status().message());
+    return 2;
+  }
+
   metrics::Registry registry;
   ingest::IngestMetrics metrics(registry);
   kafka::ProducerConfig producer_config;
@@ -79,7 +91,7 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", producer.status().message());
     return 2;
   }
-  ingest::IngestServiceImpl service(*cfg, **producer, metrics, logger);
+  ingest::IngestServiceImpl service(*cfg, **producer, metrics, **authenticator, logger);
   logger->info("msg=\"producing\" brokers={} topic={}", producer_config.brokers, cfg->raw_topic);
   return grpcutil::ServeUntilShutdown(shutdown, registry, {&service},
                                       {.listen_address = absl::GetFlag(FLAGS_listen),
@@ -88,7 +100,8 @@ int Run(int argc, char** argv) {
                                        .shutdown_grace = absl::GetFlag(FLAGS_delivery_timeout),
                                        // Ingest cannot acknowledge a write without Kafka.
                                        .health = [&producer = **producer] { return producer.Health(); },
-                                       .health_service_names = {v1::IngestService::service_full_name()}},
+                                       .health_service_names = {v1::IngestService::service_full_name()},
+                                       .security = *security},
                                       *logger);
 }
 

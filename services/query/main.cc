@@ -2,6 +2,7 @@
 #include "absl/flags/flag.h"
 #include "common/config/common_flags.h"
 #include "common/config/config.h"
+#include "common/grpc/security_flags.h"
 #include "common/grpc/serve.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -44,9 +45,19 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
+  absl::StatusOr<grpcutil::ServerSecurity> security = grpcutil::ServerSecurityFromFlags();
+  if (!security.ok()) {
+    logger->critical("msg=\"{}\"", security.status().message());
+    return 2;
+  }
+  auto authenticator = grpcutil::AuthenticatorFor(*security, logger);
+  if (!authenticator.ok()) {
+    logger->critical("msg=\"{}\"", authenticator.status().message());
+    return 2;
+  }
   metrics::Registry registry;
   query::QueryMetrics metrics(registry);
-  query::QueryServiceImpl service(cfg, metrics, logger);
+  query::QueryServiceImpl service(cfg, metrics, **authenticator, logger);
   pg::HealthProbe probe(cfg.pg_dsn);
   return grpcutil::ServeUntilShutdown(shutdown, registry, {&service},
                                       {.listen_address = absl::GetFlag(FLAGS_listen),
@@ -54,7 +65,8 @@ int Run(int argc, char** argv) {
                                        .metrics_port = absl::GetFlag(FLAGS_metrics_port),
                                        // Every query reads PostgreSQL.
                                        .health = [&probe] { return probe.Check(); },
-                                       .health_service_names = {v1::QueryService::service_full_name()}},
+                                       .health_service_names = {v1::QueryService::service_full_name()},
+                                       .security = *security},
                                       *logger);
 }
 

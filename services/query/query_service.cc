@@ -11,9 +11,11 @@ QueryMetrics::QueryMetrics(metrics::Registry& r)
       subscriptions(r) {}
 
 QueryServiceImpl::QueryServiceImpl(const QueryConfig& config, QueryMetrics& metrics,
+                                   auth::Authenticator& authenticator,
                                    std::shared_ptr<spdlog::logger> logger)
     : config_(config),
       metrics_(metrics),
+      authenticator_(authenticator),
       logger_(logger),
       hub_(
           [&config] {
@@ -33,9 +35,20 @@ QueryServiceImpl::~QueryServiceImpl() {
   for (std::thread& t : workers_) t.join();
 }
 
+absl::Status QueryServiceImpl::MayRead(grpc::CallbackServerContext* ctx) {
+  absl::StatusOr<auth::Principal> principal = grpcutil::CallPrincipal(authenticator_, *ctx);
+  if (!principal.ok()) return principal.status();
+  return auth::RequireRead(*principal);
+}
+
 grpc::ServerUnaryReactor* QueryServiceImpl::Submit(grpc::CallbackServerContext* ctx, Task task) {
   metrics_.calls.Add();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status s = MayRead(ctx); !s.ok()) {
+    metrics_.failures.Add();
+    reactor->Finish(grpcutil::ToGrpcStatus(s));
+    return reactor;
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_ && static_cast<int>(queue_.size()) < config_.max_queued_calls) {
@@ -66,9 +79,9 @@ void QueryServiceImpl::WorkerLoop() {
     }
     absl::Status status;
     // A client without a deadline shows up as one centuries away; none runs past the maximum.
-    absl::Duration timeout = absl::FromChrono(call.ctx->deadline()) - absl::Now();
-    if (timeout > absl::Hours(24)) timeout = config_.default_timeout;
-    timeout = std::min(timeout, config_.max_timeout);
+    const absl::Duration timeout =
+        CallTimeout(absl::FromChrono(call.ctx->deadline()) - absl::Now(),
+                    config_.default_timeout, config_.max_timeout);
     if (call.ctx->IsCancelled()) {
       status = absl::CancelledError("the call was cancelled before it ran");
     } else if (timeout <= absl::ZeroDuration()) {
@@ -117,10 +130,22 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Interpolate(grpc::CallbackServerCont
   return SubmitRead(ctx, req, resp, &QueryStore::Interpolate);
 }
 
+namespace {
+// A subscription whose credentials were refused: answered at once.
+class RefusedSubscription final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
+ public:
+  explicit RefusedSubscription(const absl::Status& why) { Finish(grpcutil::ToGrpcStatus(why)); }
+  void OnDone() override { delete this; }
+};
+}  // namespace
+
 grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
-  (void)ctx;
   metrics_.calls.Add();
+  if (absl::Status s = MayRead(ctx); !s.ok()) {
+    metrics_.failures.Add();
+    return new RefusedSubscription(s);
+  }
   return hub_.Subscribe(*req, config_.limits);
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/auth/authenticator.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "services/query/query_store.h"
@@ -42,8 +43,9 @@ struct QueryMetrics {
 /// worker that owns a database connection and finishes the call when the query returns.
 class QueryServiceImpl final : public v1::QueryService::CallbackService {
  public:
+  /// Every call needs credentials with the read scope.
   QueryServiceImpl(const QueryConfig& config, QueryMetrics& metrics,
-                   std::shared_ptr<spdlog::logger> logger);
+                   auth::Authenticator& authenticator, std::shared_ptr<spdlog::logger> logger);
   /// Finishes queued calls with UNAVAILABLE and joins the workers.
   ~QueryServiceImpl() override;
 
@@ -66,6 +68,9 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
 
  private:
   using Task = std::function<absl::Status(QueryStore&, absl::Duration)>;
+  /// OK when the call's credentials carry the read scope; UNAUTHENTICATED or
+  /// PERMISSION_DENIED otherwise.
+  absl::Status MayRead(grpc::CallbackServerContext* ctx);
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, Task task);
   /// Submits a store read whose result becomes the response.
   template <typename Req, typename Resp>
@@ -83,6 +88,7 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
 
   const QueryConfig config_;
   QueryMetrics& metrics_;
+  auth::Authenticator& authenticator_;
   std::shared_ptr<spdlog::logger> logger_;
   struct Call {
     grpc::CallbackServerContext* ctx;

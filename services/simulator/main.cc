@@ -4,6 +4,7 @@
 
 #include "absl/flags/flag.h"
 #include "common/config/config.h"
+#include "common/grpc/security_flags.h"
 #include "common/log/log.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
@@ -50,9 +51,15 @@ int Run(int argc, char** argv) {
                           .percent_clock_ahead = absl::GetFlag(FLAGS_percent_clock_ahead),
                           .clock_ahead = absl::GetFlag(FLAGS_clock_ahead),
                           .seed = absl::GetFlag(FLAGS_seed)});
-  auto channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_ingest), grpc::InsecureChannelCredentials());
-  auto stub = v1::IngestService::NewStub(channel);
+  absl::StatusOr<grpcutil::ClientSecurity> security = grpcutil::ClientSecurityFromFlags();
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      security.ok() ? grpcutil::MakeChannel(absl::GetFlag(FLAGS_ingest), *security)
+                    : absl::StatusOr<std::shared_ptr<grpc::Channel>>(security.status());
+  if (!channel.ok()) {
+    logger->critical("msg=\"{}\"", channel.status().message());
+    return 2;
+  }
+  auto stub = v1::IngestService::NewStub(*channel);
 
   const double rate = absl::GetFlag(FLAGS_rate);
   const absl::Duration duration = absl::GetFlag(FLAGS_duration);

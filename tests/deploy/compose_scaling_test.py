@@ -2,7 +2,10 @@
 """Checks deploy/docker-compose.yml as `docker-compose config` resolves it: every service
 built from the Tidemark image can be scaled (no host port, no container_name: a second
 replica would collide) and has a health check; clients get in through the load balancer,
-which publishes the gRPC ports, and Prometheus scrapes every Tidemark service.
+which publishes the gRPC ports, and Prometheus scrapes every Tidemark service. And the secure
+defaults: only nginx publishes ports, on 127.0.0.1 unless told otherwise; no password or key in
+any environment (only *_FILE paths to secrets); ingest and query serve TLS and check tokens;
+the writer is not the superuser and query/Grafana use the read-only role; Grafana needs a login.
 
 usage: compose_scaling_test.py DOCKER_COMPOSE COMPOSE_FILE"""
 import subprocess
@@ -38,6 +41,45 @@ else:
     for port in ("50051", "50052"):
         if port not in published:
             problems.append(f"nginx does not publish {port}")
+for name, s in services.items():
+    if name != "nginx" and s.get("ports"):
+        problems.append(f"{name}: publishes {s['ports']}; only ingest and query (nginx) may be")
+for p in (lb or {}).get("ports", []):
+    host_ip = p.get("host_ip") if isinstance(p, dict) else str(p).split(":")[0]
+    if host_ip != "127.0.0.1":
+        problems.append(f"nginx publishes {p} beyond loopback by default")
+for name, s in services.items():
+    env = s.get("environment") or {}
+    for key, value in (env.items() if isinstance(env, dict) else []):
+        secret_like = any(w in key.upper() for w in ("PASSWORD", "SECRET", "TOKEN"))
+        if secret_like and not key.upper().endswith("_FILE") and "/run/secrets/" not in str(value):
+            problems.append(f"{name}: {key} holds a secret in the environment")
+        if "password=" in str(value).lower():
+            problems.append(f"{name}: {key} carries a password inline")
+for name in ("ingest", "query"):
+    env = services.get(name, {}).get("environment") or {}
+    for key in ("TIDEMARK_TLS_CERT_FILE", "TIDEMARK_TLS_KEY_FILE", "TIDEMARK_CREDENTIALS_FILE"):
+        if not env.get(key):
+            problems.append(f"{name}: {key} is not set (TLS and tokens are on by default)")
+    if str(env.get("TIDEMARK_ALLOW_UNAUTHENTICATED", "")).lower() in ("1", "true"):
+        problems.append(f"{name}: serves without checking credentials")
+writer_dsn = str((services.get("timestream-writer", {}).get("environment") or {}).get(
+    "TIDEMARK_PG_DSN", ""))
+if "user=tidemark_writer" not in writer_dsn:
+    problems.append(f"the writer does not log in as tidemark_writer: {writer_dsn}")
+query_dsn = str((services.get("query", {}).get("environment") or {}).get("TIDEMARK_PG_DSN", ""))
+if "user=tidemark_query" not in query_dsn:
+    problems.append(f"query does not log in as the read-only role: {query_dsn}")
+grafana_env = services.get("grafana", {}).get("environment") or {}
+if str(grafana_env.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() != "false":
+    problems.append("Grafana allows anonymous access")
+with open(path.rsplit("/", 1)[0] + "/grafana/provisioning/datasources/tidemark.yml") as f:
+    sources = yaml.safe_load(f)["datasources"]
+pg_source = next((d for d in sources if d.get("type") == "postgres"), {})
+if pg_source.get("user") != "tidemark_query" or "$__file{" not in str(
+        pg_source.get("secureJsonData", {}).get("password", "")):
+    problems.append("Grafana's PostgreSQL data source is not the read-only role with a secret")
+
 sim = " ".join(services.get("simulator", {}).get("command", []))
 if "nginx:50051" not in sim:
     problems.append(f"the simulator does not go through the load balancer: {sim}")

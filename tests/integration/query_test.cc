@@ -333,7 +333,8 @@ class SubscribeTest : public QueryStoreTest {
     config.subscriptions.fetch_batch = fetch_batch;
     config.subscriptions.poll_interval = absl::Milliseconds(200);
     metrics_ = std::make_unique<QueryMetrics>(registry_);
-    service_ = std::make_unique<QueryServiceImpl>(config, *metrics_, log::MakeLogger("query"));
+    service_ = std::make_unique<QueryServiceImpl>(config, *metrics_, *authenticator_,
+                                                  log::MakeLogger("query"));
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -368,6 +369,7 @@ class SubscribeTest : public QueryStoreTest {
 
   metrics::Registry registry_;
   std::unique_ptr<QueryMetrics> metrics_;
+  std::unique_ptr<auth::Authenticator> authenticator_ = auth::Authenticator::Open();
   std::unique_ptr<QueryServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::QueryService::Stub> stub_;

@@ -70,7 +70,12 @@ std::unique_ptr<GrpcLoadBalancer> GrpcLoadBalancer::Start(const std::string& dir
                      {"${INGEST_LISTEN}", absl::StrCat("127.0.0.1:", lb->ingest_port_)},
                      {"${QUERY_LISTEN}", absl::StrCat("127.0.0.1:", lb->query_port_)},
                      {"${INGEST_SERVERS}", Servers(ingest_ports)},
-                     {"${QUERY_SERVERS}", Servers(query_ports)}});
+                     {"${QUERY_SERVERS}", Servers(query_ports)},
+                     // Plaintext: the tests behind nginx run open stacks.
+                     {"${LISTEN_TLS}", ""},
+                     {"${SERVER_TLS}", ""},
+                     {"${UPSTREAM_SCHEME}", "grpc"},
+                     {"${UPSTREAM_TLS}", ""}});
     std::ofstream(dir + "/nginx.conf") << conf;
     auto p = ChildProcess::Start(nginx,
                                  {"-e", lb->error_log_, "-c", dir + "/nginx.conf", "-g",

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/auth/credentials.h"
 #include "gtest/gtest.h"
 #include "services/timestream-writer/schema.h"
 
@@ -19,11 +21,32 @@ std::string Bin(const std::string& relative) {
   return absl::StrCat(TIDEMARK_BINARY_DIR, "/", relative);
 }
 
-std::shared_ptr<grpc::Channel> Channel(int port) {
-  auto ch =
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
-  ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  return ch;
+std::shared_ptr<grpc::Channel> Channel(int port, const grpcutil::ClientSecurity& security) {
+  auto ch = grpcutil::MakeChannel(absl::StrCat("127.0.0.1:", port), security);
+  EXPECT_TRUE(ch.ok()) << ch.status();
+  if (!ch.ok()) return nullptr;
+  (*ch)->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  return *ch;
+}
+
+// Certificates, a credentials file with one all-scopes token, and the flags that make ingest
+// and query use them.
+std::vector<std::string> SecureApi(const std::string& dir, grpcutil::ClientSecurity& client) {
+  const std::string certs = dir + "/certs";
+  EXPECT_EQ(std::system(absl::StrCat(TIDEMARK_SOURCE_DIR, "/deploy/certs.sh ", certs,
+                                     " > /dev/null")
+                            .c_str()),
+            0);
+  absl::StatusOr<std::string> token = auth::NewToken();
+  EXPECT_TRUE(token.ok());
+  std::ofstream(dir + "/credentials")
+      << "token stack-admin sha256:" << auth::TokenSha256(*token)
+      << " read,write,explicit_version\n";
+  client = {.ca_file = certs + "/ca.pem", .token = *token};
+  return {absl::StrCat("--tls_cert_file=", certs, "/server.pem"),
+          absl::StrCat("--tls_key_file=", certs, "/server-key.pem"),
+          absl::StrCat("--tls_client_ca_file=", certs, "/ca.pem"),
+          absl::StrCat("--credentials_file=", dir, "/credentials"), "--tls_refresh_interval=1s"};
 }
 
 int next_stack = 0;
@@ -77,19 +100,22 @@ Stack::Stack(PgCluster& pg, StackOptions options) : pg_(pg), options_(std::move(
                        " tidemark_reader; END IF; END \\$\\$")
                   .ok());
 
+  if (options_.secure) api_flags_ = SecureApi(dir_, client_security_);
   ingest_port_ = FreePort();
   std::vector<std::string> ingest_flags = {absl::StrCat("--listen=127.0.0.1:", ingest_port_),
                                            "--delivery_timeout=3s"};
+  ingest_flags.insert(ingest_flags.end(), api_flags_.begin(), api_flags_.end());
   ingest_flags.insert(ingest_flags.end(), options_.ingest_flags.begin(),
                       options_.ingest_flags.end());
   ingest_ = Start("ingest", Bin("services/ingest/ingest"), ingest_flags,
                   {{"TIDEMARK_KAFKA_BROKERS", brokers_}});
   query_port_ = FreePort();
-  query_ = Start("query", Bin("services/query/query"),
-                 {absl::StrCat("--listen=127.0.0.1:", query_port_)},
+  std::vector<std::string> query_flags = {absl::StrCat("--listen=127.0.0.1:", query_port_)};
+  query_flags.insert(query_flags.end(), api_flags_.begin(), api_flags_.end());
+  query_ = Start("query", Bin("services/query/query"), query_flags,
                  {{"TIDEMARK_PG_DSN", pg_.Dsn(db_, "tidemark_query")}});
-  ingest_stub_ = v1::IngestService::NewStub(Channel(ingest_port_));
-  query_stub_ = v1::QueryService::NewStub(Channel(query_port_));
+  ingest_stub_ = v1::IngestService::NewStub(Channel(ingest_port_, client_security_));
+  query_stub_ = v1::QueryService::NewStub(Channel(query_port_, client_security_));
 }
 
 Stack::~Stack() {
@@ -140,11 +166,22 @@ std::unique_ptr<ChildProcess> Stack::Start(const std::string& name, const std::s
                                            const std::vector<std::string>& args,
                                            std::map<std::string, std::string> env) {
   env["TIDEMARK_LOG_LEVEL"] = "info";
+  // An open API unless the stack is secure (the variable means nothing to other services).
+  if (!options_.secure) env.emplace("TIDEMARK_ALLOW_UNAUTHENTICATED", "true");
   const std::string log = absl::StrCat(dir_, "/", name, ".log");
   if (std::find(logs_.begin(), logs_.end(), log) == logs_.end()) logs_.push_back(log);
   auto p = ChildProcess::Start(path, args, env, log);
   EXPECT_TRUE(p.ok()) << p.status();
   return p.ok() ? *std::move(p) : nullptr;
+}
+
+std::string Stack::AllLogs() const {
+  std::string all;
+  for (const std::string& path : logs_) {
+    std::ifstream in(path);
+    all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return all;
 }
 
 int64_t Stack::CountPoints() {
@@ -171,7 +208,12 @@ std::unique_ptr<ChildProcess> Stack::StartSimulator(const std::vector<std::strin
                                                     const std::string& name) {
   std::vector<std::string> all = {absl::StrCat("--ingest=127.0.0.1:", ingest_port_)};
   all.insert(all.end(), args.begin(), args.end());
-  return Start(name, Bin("services/simulator/simulator"), all, {});
+  std::map<std::string, std::string> env;
+  if (options_.secure) {
+    env["TIDEMARK_TLS_CA_FILE"] = client_security_.ca_file;
+    env["TIDEMARK_TOKEN"] = client_security_.token;
+  }
+  return Start(name, Bin("services/simulator/simulator"), all, env);
 }
 
 nlohmann::json Stack::RunSimulator(const std::vector<std::string>& args) {

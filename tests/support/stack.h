@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/grpc/security.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/broker_control.h"
@@ -22,6 +23,11 @@ struct StackOptions {
   int brokers = 1;
   /// Appended to ingest's flags (later flags win).
   std::vector<std::string> ingest_flags;
+  /// Ingest and query serve TLS (certificates from deploy/certs.sh, client certificates
+  /// verified against the same CA) and check a credentials file that grants the stack's own
+  /// clients (stubs, simulator) an all-scopes token. Otherwise the API is open
+  /// (TIDEMARK_ALLOW_UNAUTHENTICATED) and plaintext.
+  bool secure = false;
 };
 
 /// A whole pipeline of real binaries on its own database, broker and ports: devbroker,
@@ -50,6 +56,15 @@ class Stack {
   v1::IngestService::Stub& ingest() { return *ingest_stub_; }
   v1::QueryService::Stub& query() { return *query_stub_; }
   int ingest_port() const { return ingest_port_; }
+  int query_port() const { return query_port_; }
+  /// How the stack's own clients connect: TLS trusting its CA and its token when secure.
+  const grpcutil::ClientSecurity& client_security() const { return client_security_; }
+  /// A secure stack's CA and certificates (ca.pem, server.pem, client.pem, ...).
+  std::string certs_dir() const { return dir_ + "/certs"; }
+  /// A secure stack's credentials file; rewrite it to grant or revoke (services re-read it).
+  std::string credentials_file() const { return dir_ + "/credentials"; }
+  /// Every line every process of this stack logged so far.
+  std::string AllLogs() const;
   const std::string& db() const { return db_; }
   /// The superuser's DSN on this stack's database.
   std::string dsn() const;
@@ -82,6 +97,8 @@ class Stack {
   std::map<int, std::unique_ptr<ChildProcess>> aggregators_;
   std::vector<std::string> logs_;
   std::unique_ptr<BrokerControl> broker_control_;
+  grpcutil::ClientSecurity client_security_;
+  std::vector<std::string> api_flags_;
   std::unique_ptr<v1::IngestService::Stub> ingest_stub_;
   std::unique_ptr<v1::QueryService::Stub> query_stub_;
 };

@@ -50,10 +50,13 @@ int HttpHealth(const std::string& url, absl::Duration timeout) {
 
 }  // namespace
 
-int RunHealth(const std::string& address, const std::string& service, absl::Duration timeout) {
+int RunHealth(const std::string& address, const std::string& service, absl::Duration timeout,
+              const grpcutil::ClientSecurity& security) {
   if (absl::StartsWith(address, "http://")) return HttpHealth(address, timeout);
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  auto stub = grpc::health::v1::Health::NewStub(channel);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      grpcutil::MakeChannel(address, security);
+  if (!channel.ok()) return Report(false, std::string(channel.status().message()));
+  auto stub = grpc::health::v1::Health::NewStub(*channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   grpc::health::v1::HealthCheckRequest req;

@@ -11,12 +11,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/config/config.h"
+#include "common/grpc/security_flags.h"
 #include "common/process/shutdown_signal.h"
 #include "grpcpp/grpcpp.h"
 #include "tidemark/v1/query.grpc.pb.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/health.h"
 #include "tools/cli/subscribe.h"
+#include "tools/cli/token.h"
 #include "tools/cli/usage.h"
 
 ABSL_FLAG(std::string, query, "127.0.0.1:50052", "Query service address");
@@ -50,6 +52,10 @@ ABSL_FLAG(std::string, max_lookback, "",
 ABSL_FLAG(std::optional<double>, fill, std::nullopt,
           "constant: the value of steps without an observation (default 0)");
 ABSL_FLAG(std::string, resume, "", "Continue a subscription after this resume token");
+ABSL_FLAG(std::string, name, "", "token: the name the credentials file gives the token");
+ABSL_FLAG(std::string, scopes, "",
+          "token: read, write, write:<device-id prefix>, explicit_version (comma separated)");
+ABSL_FLAG(std::string, expires, "", "token: when it stops working, RFC 3339 (default: never)");
 ABSL_FLAG(std::string, service, "",
           "The service name health asks about, e.g. tidemark.v1.IngestService (default: the "
           "whole server)");
@@ -62,7 +68,10 @@ using namespace tidemark;
 std::vector<cli::FlagInfo> OwnFlags() {
   std::vector<cli::FlagInfo> flags;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (!absl::StrContains(flag->Filename(), "tools/cli/")) continue;
+    if (!absl::StrContains(flag->Filename(), "tools/cli/") &&
+        !absl::StrContains(flag->Filename(), "client_security_flags")) {
+      continue;
+    }
     flags.push_back({std::string(name), flag->DefaultValue(), flag->Help()});
   }
   return flags;
@@ -116,11 +125,18 @@ int main(int argc, char** argv) {
   if (absl::Status s = config::RequirePositive("timeout", absl::GetFlag(FLAGS_timeout)); !s.ok()) {
     return UsageError(s.message());
   }
+  if ((*args)[0] == "token") {
+    return cli::RunToken(absl::GetFlag(FLAGS_name), absl::GetFlag(FLAGS_scopes),
+                         absl::GetFlag(FLAGS_expires));
+  }
+  absl::StatusOr<grpcutil::ClientSecurity> security = grpcutil::ClientSecurityFromFlags();
+  if (!security.ok()) return UsageError(security.status().message());
   if ((*args)[0] == "health") {
     if (args->size() != 2) {
       return UsageError("health takes one address: tidemark health HOST:PORT or http://HOST:PORT/health");
     }
-    return cli::RunHealth((*args)[1], absl::GetFlag(FLAGS_service), absl::GetFlag(FLAGS_timeout));
+    return cli::RunHealth((*args)[1], absl::GetFlag(FLAGS_service), absl::GetFlag(FLAGS_timeout),
+                          *security);
   }
   if (!absl::GetFlag(FLAGS_service).empty()) return UsageError("--service applies to health only");
   if (args->size() > 1) {
@@ -136,9 +152,10 @@ int main(int argc, char** argv) {
   std::optional<process::ShutdownSignal> signal;
   if (subscribe != nullptr) signal.emplace();
 
-  auto channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_query), grpc::InsecureChannelCredentials());
-  auto stub = v1::QueryService::NewStub(channel);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      grpcutil::MakeChannel(absl::GetFlag(FLAGS_query), *security);
+  if (!channel.ok()) return UsageError(channel.status().message());
+  auto stub = v1::QueryService::NewStub(*channel);
   if (subscribe != nullptr) return cli::RunSubscribe(*stub, *subscribe, command->output, *signal);
   return cli::RunQuery(*command, *stub, absl::GetFlag(FLAGS_timeout));
 }

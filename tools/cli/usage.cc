@@ -35,6 +35,9 @@ constexpr CommandHelp kCommands[] = {
     {"health", "Whether a service can do its job (gRPC health, or an http:// /health URL);\n"
                "               exits 0 when SERVING, 1 otherwise.",
      "tidemark health 127.0.0.1:50051 --service=tidemark.v1.IngestService"},
+    {"token", "A new bearer token (first line) and its credentials-file line (second line),\n"
+              "               which stores only the token's SHA-256.",
+     "tidemark token --name=fleet-north --scopes=write:turbine-north-"},
     {"help", "This text.", "tidemark help"},
 };
 
@@ -59,6 +62,10 @@ Output (--format)
 Errors print the gRPC status name and message; a bad command line exits 2, a failed call 1.
 subscribe resumes by itself when the service is unavailable; after Ctrl-C it prints the
 token for --resume. Every flag can also be set as TIDEMARK_<NAME> (TIDEMARK_QUERY=host:port).
+
+Credentials
+  --token_file=FILE or TIDEMARK_TOKEN sends a bearer token; --tls_ca_file=CA.pem connects with
+  TLS; --tls_client_cert_file and --tls_client_key_file add a client certificate.
 )";
 
 constexpr size_t kHelpColumn = 24;

@@ -1,11 +1,222 @@
 #include "common/pg/pg.h"
 
+#include <cerrno>
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "pqxx/except"
 #include "pqxx/pqxx"
 
 namespace tidemark::pg {
+namespace {
+
+constexpr absl::string_view kRedacted = "***";
+
+bool IsUri(absl::string_view dsn) {
+  return absl::StartsWith(dsn, "postgresql://") || absl::StartsWith(dsn, "postgres://");
+}
+
+// One `keyword = value` of a keyword/value DSN, as positions in it: the value spans
+// [value_begin, value_end) including its quotes, `value` is the value unquoted.
+struct Setting {
+  std::string keyword;
+  size_t value_begin = 0;
+  size_t value_end = 0;
+  std::string value;
+};
+
+// Parses a keyword/value DSN as libpq does (values unquoted without spaces, or in single quotes;
+// a backslash escapes the next character in both). Stops at the first malformed setting (libpq
+// refuses such a DSN anyway) and sets `*stopped_at` there, or to the size when all parsed.
+std::vector<Setting> ParseKeywordValue(absl::string_view dsn, size_t* stopped_at = nullptr) {
+  std::vector<Setting> out;
+  size_t i = 0;
+  size_t setting_begin = 0;
+  auto skip_space = [&] {
+    while (i < dsn.size() && absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) ++i;
+  };
+  while (true) {
+    skip_space();
+    setting_begin = i;
+    if (i >= dsn.size()) break;
+    Setting s;
+    while (i < dsn.size() && dsn[i] != '=' && !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
+      s.keyword.push_back(dsn[i++]);
+    }
+    skip_space();
+    if (i >= dsn.size() || dsn[i] != '=') break;
+    ++i;
+    skip_space();
+    s.value_begin = i;
+    if (i < dsn.size() && dsn[i] == '\'') {
+      ++i;
+      while (i < dsn.size() && dsn[i] != '\'') {
+        if (dsn[i] == '\\' && i + 1 < dsn.size()) ++i;
+        s.value.push_back(dsn[i++]);
+      }
+      if (i < dsn.size()) ++i;  // the closing quote
+    } else {
+      while (i < dsn.size() && !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
+        if (dsn[i] == '\\' && i + 1 < dsn.size()) ++i;
+        s.value.push_back(dsn[i++]);
+      }
+    }
+    s.value_end = i;
+    out.push_back(std::move(s));
+  }
+  if (stopped_at != nullptr) *stopped_at = std::min(setting_begin, dsn.size());
+  return out;
+}
+
+// The parts of a URI: [0, authority_end) holds scheme and userinfo@hosts; the query string,
+// if any, starts after `query_begin` ('?').
+struct UriParts {
+  size_t userinfo_begin = 0;
+  size_t at = std::string::npos;  // the '@' ending userinfo
+  size_t query_begin = std::string::npos;
+};
+
+UriParts SplitUri(absl::string_view dsn) {
+  UriParts p;
+  p.userinfo_begin = dsn.find("://") + 3;
+  p.query_begin = dsn.find('?', p.userinfo_begin);
+  size_t authority_end = dsn.find_first_of("/?", p.userinfo_begin);
+  if (authority_end == absl::string_view::npos) authority_end = dsn.size();
+  const size_t at = dsn.substr(0, authority_end).rfind('@');
+  if (at != absl::string_view::npos && at >= p.userinfo_begin) p.at = at;
+  return p;
+}
+
+std::string PercentDecode(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::string PercentEncode(absl::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%", absl::StrFormat("%02X", c));
+    }
+  }
+  return out;
+}
+
+// Calls f(begin, end) for the value of every `password=` parameter of a URI's query string.
+template <typename F>
+void ForEachUriPasswordParam(absl::string_view dsn, size_t query_begin, F f) {
+  if (query_begin == absl::string_view::npos) return;
+  size_t i = query_begin + 1;
+  while (i <= dsn.size()) {
+    size_t end = dsn.find('&', i);
+    if (end == absl::string_view::npos) end = dsn.size();
+    const absl::string_view param = dsn.substr(i, end - i);
+    if (absl::StartsWith(param, "password=")) f(i + 9, end);
+    i = end + 1;
+  }
+}
+
+// The [begin, end) spans of `dsn` that hold a password, in order: a `password` keyword's value
+// (quotes included), the rest of a keyword/value DSN from where it stops parsing (it may hold a
+// password libpq would split, an unquoted one with spaces), a URI's user:password@ and
+// password= parameters.
+std::vector<std::pair<size_t, size_t>> HiddenSpans(absl::string_view dsn) {
+  std::vector<std::pair<size_t, size_t>> spans;
+  if (IsUri(dsn)) {
+    const UriParts p = SplitUri(dsn);
+    if (p.at != std::string::npos) {
+      const size_t colon = dsn.substr(0, p.at).find(':', p.userinfo_begin);
+      if (colon != absl::string_view::npos) spans.push_back({colon + 1, p.at});
+    }
+    ForEachUriPasswordParam(dsn, p.query_begin,
+                            [&](size_t b, size_t e) { spans.push_back({b, e}); });
+  } else {
+    size_t stopped_at = 0;
+    for (const Setting& s : ParseKeywordValue(dsn, &stopped_at)) {
+      if (s.keyword == "password") spans.push_back({s.value_begin, s.value_end});
+    }
+    if (stopped_at < dsn.size()) spans.push_back({stopped_at, dsn.size()});
+  }
+  return spans;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> DsnWithPasswordFile(const std::string& dsn, const std::string& path) {
+  if (path.empty()) return dsn;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pg_password_file: cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  std::string password = content.str();
+  // Files written by `echo` or an editor end in a newline that is not part of the password.
+  // (One, as psql's backquotes strip it: deploy/postgres/init-roles.sh reads the same files.)
+  if (absl::EndsWith(password, "\n")) password.pop_back();
+  if (password.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("pg_password_file: ", path, " is empty"));
+  }
+  // A later setting overrides an earlier one in libpq, a URI parameter its userinfo.
+  if (IsUri(dsn)) {
+    const bool has_query = dsn.find('?', dsn.find("://") + 3) != std::string::npos;
+    return absl::StrCat(dsn, has_query ? "&" : "?", "password=", PercentEncode(password));
+  }
+  const std::string quoted = absl::StrReplaceAll(password, {{"\\", "\\\\"}, {"'", "\\'"}});
+  return absl::StrCat(dsn, dsn.empty() ? "" : " ", "password='", quoted, "'");
+}
+
+std::string RedactDsn(absl::string_view dsn) {
+  std::string out(dsn);
+  const std::vector<std::pair<size_t, size_t>> spans = HiddenSpans(dsn);
+  // Replaced from the end, so that earlier positions stay valid.
+  for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
+    out.replace(it->first, it->second - it->first, kRedacted.data(), kRedacted.size());
+  }
+  return out;
+}
+
+std::string DsnPassword(absl::string_view dsn) {
+  std::string password;
+  if (IsUri(dsn)) {
+    const UriParts p = SplitUri(dsn);
+    if (p.at != std::string::npos) {
+      const size_t colon = dsn.substr(0, p.at).find(':', p.userinfo_begin);
+      if (colon != absl::string_view::npos) {
+        password = PercentDecode(dsn.substr(colon + 1, p.at - colon - 1));
+      }
+    }
+    ForEachUriPasswordParam(dsn, p.query_begin, [&](size_t b, size_t e) {
+      password = PercentDecode(dsn.substr(b, e - b));
+    });
+  } else {
+    for (const Setting& s : ParseKeywordValue(dsn)) {
+      if (s.keyword == "password") password = s.value;
+    }
+  }
+  return password;
+}
 
 absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
     const std::string& dsn, const std::vector<std::string>& session_setup) {
@@ -17,7 +228,26 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
     }
     return conn;
   } catch (const std::exception& e) {
-    return FromException(e);
+    absl::Status status = FromException(e);
+    // libpq quotes pieces of a DSN it cannot parse (`missing "=" after "..."`), and callers
+    // log this status: remove every piece RedactDsn would hide, as written and as meant.
+    std::string message(status.message());
+    std::vector<std::string> secrets = {DsnPassword(dsn)};
+    for (const auto& [b, e] : HiddenSpans(dsn)) {
+      const std::string hidden = dsn.substr(b, e - b);
+      secrets.push_back(hidden);
+      for (absl::string_view word :
+           absl::StrSplit(hidden, absl::ByAnyChar(" \t\n'\\"), absl::SkipEmpty())) {
+        secrets.emplace_back(word);
+      }
+    }
+    // Longest first, so that a piece's words do not break up the whole.
+    std::sort(secrets.begin(), secrets.end(),
+              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    for (const std::string& secret : secrets) {
+      if (!secret.empty()) absl::StrReplaceAll({{secret, std::string(kRedacted)}}, &message);
+    }
+    return absl::Status(status.code(), message);
   }
 }
 
@@ -74,11 +304,49 @@ bool IsRetriable(const absl::Status& status) {
   }
 }
 
+void LockNamed(pqxx::transaction_base& tx, const std::string& name) {
+  if (tx.exec_params(absl::StrCat("SELECT 1 FROM ", kLocksTable, " WHERE name = $1 FOR UPDATE"),
+                     name)
+          .empty()) {
+    throw std::runtime_error(absl::StrCat("no lock named '", name, "' in ", kLocksTable));
+  }
+}
+
+namespace {
+
+// Creates the lock table and its "migrations" row. Replicas starting together on an empty
+// database race to create the table: CREATE TABLE IF NOT EXISTS is not atomic, and the loser
+// fails with a unique violation on the catalog (or duplicate table) once the winner commits;
+// it then finds the table on its next attempt. No lock is needed, so there is none a reader
+// could take.
+void CreateLockTable(pqxx::connection& conn) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      pqxx::work tx(conn);
+      tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", kLocksTable,
+                            " (name text PRIMARY KEY)"));
+      tx.exec0(absl::StrCat("INSERT INTO ", kLocksTable,
+                            " (name) VALUES ('migrations') ON CONFLICT DO NOTHING"));
+      tx.commit();
+      return;
+    } catch (const pqxx::sql_error& e) {
+      // libpqxx 6 throws unique_violation without its SQLSTATE.
+      const bool lost_race = dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr ||
+                             e.sqlstate() == "23505" || e.sqlstate() == "42P07";
+      if (attempt >= 5 || !lost_race) throw;
+    }
+  }
+}
+
+}  // namespace
+
 absl::Status ApplyMigrations(pqxx::connection& conn, const std::vector<Migration>& migrations,
                              spdlog::logger& logger) {
   try {
+    CreateLockTable(conn);
     {
       pqxx::work tx(conn);
+      LockNamed(tx, "migrations");
       tx.exec0(
           "CREATE TABLE IF NOT EXISTS schema_migrations ("
           " version integer PRIMARY KEY, name text NOT NULL,"
@@ -88,7 +356,7 @@ absl::Status ApplyMigrations(pqxx::connection& conn, const std::vector<Migration
     for (const Migration& m : migrations) {
       pqxx::work tx(conn);
       // Serialises replicas starting together; released at commit.
-      tx.exec("SELECT pg_advisory_xact_lock(7461646)");
+      LockNamed(tx, "migrations");
       if (!tx.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version)
                .empty()) {
         continue;

@@ -9,8 +9,23 @@
 #include "absl/strings/string_view.h"
 #include "common/log/log.h"
 #include "pqxx/connection"
+#include "pqxx/transaction_base"
 
 namespace tidemark::pg {
+
+/// `dsn` (keyword/value or URI) with the content of the file at `path` as its password: the
+/// file's content minus one trailing newline, quoted for the DSN's form, overriding any password
+/// the DSN names. An empty `path` returns `dsn` unchanged, so that PGPASSWORD and libpq's
+/// passfile keep working. INVALID_ARGUMENT, naming pg_password_file, when the file cannot be
+/// read or is empty.
+absl::StatusOr<std::string> DsnWithPasswordFile(const std::string& dsn, const std::string& path);
+
+/// `dsn` with every password in it (a `password` keyword or URI parameter, a URI's
+/// user:password@) replaced by ***: what may be logged.
+std::string RedactDsn(absl::string_view dsn);
+
+/// The password `dsn` names (the last one, as libpq takes it), or "".
+std::string DsnPassword(absl::string_view dsn);
 
 /// Opens a connection and runs `session_setup` on it (e.g. creating temporary staging
 /// tables). Fails with UNAVAILABLE when the server cannot be reached.
@@ -41,8 +56,18 @@ struct Migration {
   std::string sql;
 };
 
+/// The writer's named locks: one row per lock in this table, taken with SELECT ... FOR UPDATE
+/// and released at commit. Unlike advisory locks, which any role may take, only roles with
+/// UPDATE on the table can take (or block) them, and the read-only role has no privilege on it.
+inline constexpr const char* kLocksTable = "tidemark_locks";
+
+/// Takes the named lock until `tx` ends; the row must exist (ApplyMigrations creates the
+/// "migrations" row, migrations the others). INTERNAL when it does not.
+void LockNamed(pqxx::transaction_base& tx, const std::string& name);
+
 /// Applies the migrations newer than the database's schema version, in order, each in its
-/// own transaction, under an advisory lock so that concurrent replicas apply each once.
+/// own transaction, holding the "migrations" lock so that concurrent replicas apply each once.
+/// Creates the lock table first, safely when replicas start together on an empty database.
 absl::Status ApplyMigrations(pqxx::connection& conn, const std::vector<Migration>& migrations,
                              spdlog::logger& logger);
 

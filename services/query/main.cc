@@ -7,6 +7,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/pg/health_probe.h"
+#include "common/pg/pg.h"
 #include "common/process/shutdown_signal.h"
 #include "services/query/query_service.h"
 #include "tidemark/v1/query.grpc.pb.h"
@@ -31,7 +32,15 @@ int Run(int argc, char** argv) {
     return 2;
   }
   query::QueryConfig cfg;
-  cfg.pg_dsn = absl::GetFlag(FLAGS_pg_dsn);
+  // The password may come from a file (a Docker secret); it is never logged.
+  absl::StatusOr<std::string> dsn =
+      pg::DsnWithPasswordFile(absl::GetFlag(FLAGS_pg_dsn), absl::GetFlag(FLAGS_pg_password_file));
+  if (!dsn.ok()) {
+    logger->critical("msg=\"{}\"", dsn.status().message());
+    return 2;
+  }
+  cfg.pg_dsn = *std::move(dsn);
+  logger->info("msg=\"store\" dsn=\"{}\"", pg::RedactDsn(cfg.pg_dsn));
   cfg.workers = absl::GetFlag(FLAGS_workers);
   cfg.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
   const int subscriber_buffer = absl::GetFlag(FLAGS_subscriber_buffer);

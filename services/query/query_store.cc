@@ -81,6 +81,12 @@ absl::Status Convert(const std::exception& e) {
 
 }  // namespace
 
+absl::Duration CallTimeout(absl::Duration remaining, absl::Duration default_timeout,
+                           absl::Duration max_timeout) {
+  absl::Duration timeout = remaining > absl::Hours(24) ? default_timeout : remaining;
+  return std::min(timeout, max_timeout);
+}
+
 void FillSeriesFromRow(int64_t series_id, const std::string& canonical_key,
                        const std::string& measure_name, const std::string& dimensions_json,
                        v1::Series* out) {

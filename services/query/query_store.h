@@ -39,6 +39,13 @@ class QueryStore final {
   std::unique_ptr<pqxx::connection> conn_;
 };
 
+/// The statement timeout of a call whose deadline is `remaining` away: `default_timeout` when
+/// the client set none (gRPC reports one centuries away; anything beyond a day counts as none),
+/// and never more than `max_timeout`, so that no client deadline becomes an unbounded (or a
+/// day-long) statement timeout. Zero or less when the deadline has passed.
+absl::Duration CallTimeout(absl::Duration remaining, absl::Duration default_timeout,
+                           absl::Duration max_timeout);
+
 /// Fills a Series from a row with series_id, canonical_key, measure_name and dimensions (text).
 void FillSeriesFromRow(int64_t series_id, const std::string& canonical_key,
                        const std::string& measure_name, const std::string& dimensions_json,

@@ -32,7 +32,7 @@ absl::StatusOr<bool> StartNewIncarnationIfKafkaLostHistory(
   try {
     pqxx::work tx(**conn);
     // One replica at a time decides; the others then see the cleared progress.
-    tx.exec("SELECT pg_advisory_xact_lock(7461647)");
+    pg::LockNamed(tx, "incarnation");
     std::map<int32_t, int64_t> progress;
     for (const pqxx::row& row : tx.exec_params(
              "SELECT partition, next_offset FROM raw_progress WHERE topic = $1", raw_topic)) {

@@ -11,6 +11,7 @@
 #include "common/metrics/health.h"
 #include "common/metrics/metrics.h"
 #include "common/pg/health_probe.h"
+#include "common/pg/pg.h"
 #include "common/process/shutdown_signal.h"
 #include "common/retry/backoff.h"
 #include "common/process/stop_flag.h"
@@ -79,7 +80,15 @@ int Run(int argc, char** argv) {
   // Watch for SIGTERM from the start: opening the store may wait for PostgreSQL.
   process::StopFlag stop(shutdown, *logger);
 
-  const std::string dsn = absl::GetFlag(FLAGS_pg_dsn);
+  // The password may come from a file (a Docker secret); it is never logged.
+  const absl::StatusOr<std::string> dsn_or =
+      pg::DsnWithPasswordFile(absl::GetFlag(FLAGS_pg_dsn), absl::GetFlag(FLAGS_pg_password_file));
+  if (!dsn_or.ok()) {
+    logger->critical("msg=\"{}\"", dsn_or.status().message());
+    return 2;
+  }
+  const std::string& dsn = *dsn_or;
+  logger->info("msg=\"store\" dsn=\"{}\"", pg::RedactDsn(dsn));
   const absl::Duration ahead = absl::GetFlag(FLAGS_partitions_ahead);
   writer::PointStore points(dsn, ahead);
   // The schema must exist before consuming; wait for PostgreSQL rather than exit.

@@ -214,6 +214,93 @@ CREATE TABLE stream_incarnation (
 );
 INSERT INTO stream_incarnation (epoch) VALUES (0);
 )sql"},
+      {5, "row locks instead of advisory locks; lock-light partition creation", R"sql(
+-- The writer's locks are rows of tidemark_locks (created with the migrations' own lock),
+-- taken with SELECT ... FOR UPDATE. Any role can take an advisory lock, so the read-only
+-- role could stall the writer; a row lock needs UPDATE on the table, which only its owner has.
+REVOKE ALL ON tidemark_locks FROM PUBLIC, tidemark_reader;
+INSERT INTO tidemark_locks (name) VALUES
+  ('incarnation'), ('aggregate changes'), ('partitions points'), ('partitions aggregates')
+ON CONFLICT DO NOTHING;
+
+-- Nobody but the owner creates objects in the schema (PostgreSQL 15's default; explicit for
+-- databases created by older versions) or, when the writer owns the database, temporary tables
+-- or schemas in it: the read-only role stays read-only. The writer's own staging tables are
+-- temporary; an owner keeps every privilege on its database.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+DO $$ BEGIN
+  IF pg_has_role(current_user, (SELECT datdba FROM pg_database
+                                WHERE datname = current_database()), 'USAGE') THEN
+    EXECUTE format('REVOKE CREATE, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+  END IF;
+END $$;
+
+-- Daily partitions named <parent>_YYYYMMDD covering [first_day, last_day], UTC. Each is created
+-- as a table of its own and attached: ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent,
+-- which neither readers nor inserts conflict with, where CREATE TABLE ... PARTITION OF takes
+-- ACCESS EXCLUSIVE, waits behind any open read and blocks every insert queued behind it. The
+-- CHECK constraint matching the bounds spares ATTACH its validation scan; it is dropped once
+-- the partition bound enforces the same.
+CREATE OR REPLACE FUNCTION tidemark_ensure_daily_partitions(parent text, first_day date,
+                                                            last_day date)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  d date := first_day;
+  created integer := 0;
+  part text;
+  key text;
+  lo text;
+  hi text;
+BEGIN
+  -- Replicas creating the same partition at once would otherwise collide.
+  INSERT INTO tidemark_locks (name) VALUES ('partitions ' || parent) ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM tidemark_locks WHERE name = 'partitions ' || parent FOR UPDATE;
+  SELECT a.attname INTO key
+  FROM pg_partitioned_table pt
+  JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+  WHERE pt.partrelid = parent::regclass;
+  WHILE d <= last_day LOOP
+    part := parent || '_' || to_char(d, 'YYYYMMDD');
+    IF to_regclass(part) IS NULL THEN
+      lo := d::text || ' 00:00:00+00';
+      hi := (d + 1)::text || ' 00:00:00+00';
+      EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', part, parent);
+      EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (%I >= %L AND %I < %L)',
+                     part, part || '_bounds', key, lo, key, hi);
+      EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                     parent, part, lo, hi);
+      EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', part, part || '_bounds');
+      created := created + 1;
+    END IF;
+    d := d + 1;
+  END LOOP;
+  RETURN created;
+END $$;
+
+-- Retention detaches partitions concurrently and drops them (services/timestream-writer/
+-- partitions.cc), which a function cannot: DETACH ... CONCURRENTLY runs outside transactions.
+DROP FUNCTION tidemark_drop_expired_partitions(text, interval);
+
+CREATE OR REPLACE FUNCTION tidemark_log_aggregate_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- A stale or no-op upsert changed nothing: nothing to log or to wake anyone for.
+  IF NOT EXISTS (SELECT 1 FROM changed) THEN
+    RETURN NULL;
+  END IF;
+  -- Serialises the logging transactions until they commit, so that change ids are assigned
+  -- in commit order: a reader that has seen id N will never later see a smaller id appear.
+  PERFORM 1 FROM tidemark_locks WHERE name = 'aggregate changes' FOR UPDATE;
+  INSERT INTO aggregate_changes (series_id, window_size, window_start, count, sum, min, max,
+                                 avg, first, last, version, stored_at)
+  SELECT series_id, window_size, window_start, count, sum, min, max, avg, first, last, version,
+         updated_at
+  FROM changed ORDER BY series_id, window_size, window_start;
+  INSERT INTO window_sizes SELECT DISTINCT window_size FROM changed ON CONFLICT DO NOTHING;
+  -- Delivered when the transaction commits; the payload is not needed.
+  PERFORM pg_notify('tidemark_aggregate_changes', '');
+  RETURN NULL;
+END $$;
+)sql"},
   };
   return kMigrations;
 }

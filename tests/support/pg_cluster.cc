@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -84,6 +86,29 @@ absl::Status PgCluster::StopImmediate() {
       RunAsOwner(absl::StrCat(bin_, "/pg_ctl -D ", dir_, "/data -m immediate -w stop"));
   if (s.ok()) running_ = false;
   return s;
+}
+
+absl::Status PgCluster::RequirePasswordFor(const std::vector<std::string>& users) {
+  const std::string hba = absl::StrCat(dir_, "/data/pg_hba.conf");
+  std::string lines;
+  for (const std::string& user : users) {
+    absl::StrAppend(&lines, "host all ", user, " 127.0.0.1/32 scram-sha-256\n", "local all ",
+                    user, " scram-sha-256\n");
+  }
+  // pg_hba.conf is read top down: the first matching line wins over the trust lines below.
+  std::string current;
+  {
+    std::ifstream in(hba);
+    std::stringstream buf;
+    buf << in.rdbuf();
+    current = buf.str();
+  }
+  {
+    std::ofstream out(hba, std::ios::trunc);
+    out << lines << current;
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", hba));
+  }
+  return Psql("postgres", "SELECT pg_reload_conf()").status();
 }
 
 PgCluster::~PgCluster() {

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -21,6 +22,12 @@ class PgCluster final {
   std::string Dsn(const std::string& database, const std::string& user = "tidemark") const;
   /// Runs SQL through psql as the superuser and returns its unaligned output.
   absl::StatusOr<std::string> Psql(const std::string& database, const std::string& sql) const;
+
+  /// Makes `users` authenticate with their password (scram-sha-256) over TCP and the socket,
+  /// where everyone else keeps trust, and reloads the configuration.
+  absl::Status RequirePasswordFor(const std::vector<std::string>& users);
+  /// The directory of PostgreSQL's programs (psql, pg_ctl, ...).
+  const std::string& bin_dir() const { return bin_; }
 
   /// `pg_ctl stop -m immediate`: a crash, as far as clients can tell.
   absl::Status StopImmediate();

@@ -288,6 +288,31 @@ TEST(Roles, ConcurrentWritersOnAnEmptyDatabaseApplyEachMigrationOnce) {
   }
 }
 
+TEST(Roles, AWriterThatLosesTheRaceToCreateTheLockTableTriesAgain) {
+  const std::string db = BootstrappedDatabase();
+  // Another replica is creating the lock table and has not committed yet.
+  auto first = Connect(WriterDsn(db));
+  ASSERT_NE(first, nullptr);
+  auto creating = std::make_unique<pqxx::work>(*first);
+  creating->exec("CREATE TABLE IF NOT EXISTS tidemark_locks (name text PRIMARY KEY)");
+  auto open = std::async(std::launch::async, [&db] {
+    writer::PointStore store(WriterDsn(db), absl::Hours(48));
+    return store.Open(*Logger());
+  });
+  // This replica's creation waits on the catalog for the other's to commit...
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Query(db, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                         " AND query LIKE 'CREATE TABLE IF NOT EXISTS tidemark_locks%'") == "1";
+      },
+      absl::Seconds(60)));
+  creating->commit();
+  // ... then fails on the duplicate, finds the table on its next attempt, and migrates.
+  ASSERT_EQ(open.wait_for(std::chrono::seconds(120)), std::future_status::ready);
+  EXPECT_TRUE(open.get().ok());
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM schema_migrations"), "5");
+}
+
 TEST(Roles, TheReaderReadsButCannotWriteOrCreate) {
   const std::string db = BootstrappedDatabase();
   writer::PointStore store(WriterDsn(db), absl::Hours(48));

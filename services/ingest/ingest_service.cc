@@ -36,7 +36,13 @@ IngestMetrics::IngestMetrics(metrics::Registry& r)
       kafka_failures(r.AddCounter("tidemark_ingest_kafka_failures_total",
                                   "Events Kafka failed to take or acknowledge")),
       write_latency(r.AddHistogram("tidemark_ingest_write_seconds",
-                                   "Time from request to Kafka acknowledgement")) {
+                                   "Time from request to Kafka acknowledgement")),
+      unauthenticated(r.AddCounter("tidemark_ingest_auth_refused_total",
+                                   "Calls refused for their credentials",
+                                   "reason=\"unauthenticated\"")),
+      permission_denied(r.AddCounter("tidemark_ingest_auth_refused_total",
+                                     "Calls refused for their credentials",
+                                     "reason=\"permission_denied\"")) {
   // Every reason is exported from the start (at 0), so that rates and alerts have a series.
   const google::protobuf::EnumDescriptor* reasons = v1::RejectReason_descriptor();
   for (int i = 0; i < reasons->value_count(); ++i) {
@@ -120,8 +126,14 @@ IngestServiceImpl::IngestServiceImpl(const IngestConfig& config, kafka::Producer
 
 absl::StatusOr<WritePermission> IngestServiceImpl::Permission(grpc::CallbackServerContext* ctx) {
   absl::StatusOr<auth::Principal> principal = grpcutil::CallPrincipal(authenticator_, *ctx);
-  if (!principal.ok()) return principal.status();
-  if (absl::Status s = auth::RequireWrite(*principal); !s.ok()) return s;
+  if (!principal.ok()) {
+    metrics_.unauthenticated.Add();
+    return principal.status();
+  }
+  if (absl::Status s = auth::RequireWrite(*principal); !s.ok()) {
+    metrics_.permission_denied.Add();
+    return s;
+  }
   return WritePermission{.device_prefixes = principal->write_prefixes,
                          .explicit_versions = principal->explicit_versions};
 }

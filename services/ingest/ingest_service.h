@@ -30,6 +30,9 @@ struct IngestMetrics {
   metrics::Counter& rejected;
   metrics::Counter& kafka_failures;
   metrics::Histogram& write_latency;
+  /// Calls refused for their credentials, by reason (unauthenticated, permission_denied).
+  metrics::Counter& unauthenticated;
+  metrics::Counter& permission_denied;
   /// tidemark_ingest_rejections_total{reason="missing_device_id"...}, one per RejectReason.
   std::map<int, metrics::Counter*> rejections_by_reason;
   /// Counts `records` in `rejected` and each under its reason.

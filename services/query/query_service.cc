@@ -8,6 +8,12 @@ QueryMetrics::QueryMetrics(metrics::Registry& r)
     : calls(r.AddCounter("tidemark_query_calls_total", "Query RPCs received")),
       failures(r.AddCounter("tidemark_query_failures_total", "Query RPCs that failed")),
       latency(r.AddHistogram("tidemark_query_seconds", "Query RPC latency")),
+      unauthenticated(r.AddCounter("tidemark_query_auth_refused_total",
+                                   "Calls refused for their credentials",
+                                   "reason=\"unauthenticated\"")),
+      permission_denied(r.AddCounter("tidemark_query_auth_refused_total",
+                                     "Calls refused for their credentials",
+                                     "reason=\"permission_denied\"")),
       subscriptions(r) {}
 
 QueryServiceImpl::QueryServiceImpl(const QueryConfig& config, QueryMetrics& metrics,
@@ -37,8 +43,13 @@ QueryServiceImpl::~QueryServiceImpl() {
 
 absl::Status QueryServiceImpl::MayRead(grpc::CallbackServerContext* ctx) {
   absl::StatusOr<auth::Principal> principal = grpcutil::CallPrincipal(authenticator_, *ctx);
-  if (!principal.ok()) return principal.status();
-  return auth::RequireRead(*principal);
+  if (!principal.ok()) {
+    metrics_.unauthenticated.Add();
+    return principal.status();
+  }
+  absl::Status s = auth::RequireRead(*principal);
+  if (!s.ok()) metrics_.permission_denied.Add();
+  return s;
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Submit(grpc::CallbackServerContext* ctx, Task task) {

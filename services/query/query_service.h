@@ -36,6 +36,9 @@ struct QueryMetrics {
   metrics::Counter& calls;
   metrics::Counter& failures;
   metrics::Histogram& latency;
+  /// Calls refused for their credentials, by reason (unauthenticated, permission_denied).
+  metrics::Counter& unauthenticated;
+  metrics::Counter& permission_denied;
   SubscriptionMetrics subscriptions;
 };
 

@@ -14,7 +14,9 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
 #include "tests/support/stack.h"
 
 namespace tidemark::e2e {
@@ -133,6 +135,15 @@ std::vector<std::string> Reasons(const v1::WriteResponse& r) {
   std::vector<std::string> out;
   for (const auto& rej : r.rejected()) out.push_back(v1::RejectReason_Name(rej.reason()));
   return out;
+}
+
+// The value of one sample on a service's /metrics page; -1 when absent.
+double Sample(testing::ChildProcess& service, const std::string& sample) {
+  httplib::Client client("127.0.0.1", testing::MetricsPort(service));
+  auto res = client.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  const size_t at = res->body.find(sample + " ");
+  return at == std::string::npos ? -1 : std::stod(res->body.substr(at + sample.size() + 1));
 }
 
 void WriteCredentials(const std::string& path, const std::vector<std::string>& lines) {
@@ -266,6 +277,14 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   EXPECT_EQ(HealthOf(ingest, tls("")), grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_EQ(HealthOf(query, tls("")), grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_EQ(ReflectionCall(query, tls(reader.token)), grpc::StatusCode::UNIMPLEMENTED);
+
+  // Refusals are counted by reason, for dashboards and alerts.
+  for (const char* reason : {"unauthenticated", "permission_denied"}) {
+    EXPECT_GT(Sample(stack.ingest_process(),
+                     absl::StrCat("tidemark_ingest_auth_refused_total{reason=\"", reason, "\"}")),
+              0)
+        << reason;
+  }
 
   // Revocation: the token works, is removed from the file, and stops working without a
   // restart.

@@ -21,7 +21,11 @@ struct ProducerConfig {
   std::string brokers;
   /// zstd by default: the development broker keeps 5 MiB per partition (DESIGN §8).
   std::string compression = "zstd";
-  absl::Duration linger = absl::Milliseconds(5);
+  /// How long a partition's records wait for more before they are sent. Short: a unary Write
+  /// waits for its slowest partition, so this is paid on every Write, while under load
+  /// batches fill anyway behind the requests in flight (ingest_bench: Write of 500 events
+  /// p50 ~4.5 ms at 1 ms against ~9 ms at 5 ms, and WriteStream no slower).
+  absl::Duration linger = absl::Milliseconds(1);
   /// A record not acknowledged within this time fails with UNAVAILABLE.
   absl::Duration delivery_timeout = absl::Seconds(10);
   /// Bound on records waiting in the local queue; beyond it Produce() fails with

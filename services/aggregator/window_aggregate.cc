@@ -7,24 +7,33 @@ namespace tidemark::aggregator {
 AggregateValues Aggregate(const WindowPoints& points) {
   AggregateValues a;
   if (points.empty()) return a;
-  a.min = a.max = points.begin()->second.value;
-  for (const auto& [time, p] : points) {
+  a.min = a.max = points.front().point.value;
+  for (const WindowPoints::Entry& e : points) {
     ++a.count;
-    a.sum += p.value;
-    a.min = std::min(a.min, p.value);
-    a.max = std::max(a.max, p.value);
+    a.sum += e.point.value;
+    a.min = std::min(a.min, e.point.value);
+    a.max = std::max(a.max, e.point.value);
   }
   a.avg = a.sum / static_cast<double>(a.count);
-  a.first = points.begin()->second.value;
-  a.last = points.rbegin()->second.value;
+  a.first = points.front().point.value;
+  a.last = points.back().point.value;
   return a;
 }
 
 bool ApplyPoint(WindowPoints& points, int64_t time_us, WindowPoint point) {
-  auto [it, inserted] = points.try_emplace(time_us, point);
-  if (inserted) return true;
-  if (point.version <= it->second.version) return false;
-  it->second = point;
+  std::vector<WindowPoints::Entry>& entries = points.entries_;
+  if (entries.empty() || entries.back().time_us < time_us) {
+    entries.push_back({time_us, point});
+    return true;
+  }
+  auto it = std::lower_bound(entries.begin(), entries.end(), time_us,
+                             [](const WindowPoints::Entry& e, int64_t t) { return e.time_us < t; });
+  if (it == entries.end() || it->time_us != time_us) {
+    entries.insert(it, {time_us, point});
+    return true;
+  }
+  if (point.version <= it->point.version) return false;
+  it->point = point;
   return true;
 }
 

@@ -1,9 +1,15 @@
 #include "services/aggregator/window_engine.h"
 
+#include <algorithm>
+#include <map>
+#include <optional>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/series/event_points.h"
+#include "common/series/series_key.h"
+#include "common/series/storable.h"
+#include "common/time/time_units.h"
 
 namespace tidemark::aggregator {
 namespace {
@@ -70,44 +76,71 @@ void PartitionWindows::Skip(int64_t offset, int64_t now_us) {
 void PartitionWindows::Process(int64_t offset, const v1::Event& event, int64_t now_us,
                                EngineOutput& out) {
   next_offset_ = offset + 1;
-  absl::StatusOr<std::vector<series::MappedPoint>> points =
-      series::EventToPoints(event, config_.future_clock_lead);
-  if (!points.ok()) {
+  // The mapping of series::EventToPoints (one point per measure in name order, the shared
+  // storable rule, the future-clock correction, version = client version or ingest time),
+  // without building a MappedPoint (a copy of the dimensions, its key and its value) per
+  // measure: every point of an event shares its time, version and dimensions, and the keys
+  // of a device's series are remembered (names_). window_engine_test checks that the series
+  // are those of EventToPoints.
+  absl::StatusOr<int64_t> event_us = time::ToMicros(event.time(), event.time_unit());
+  if (series::CheckStorable(event).has_value() || !event_us.ok()) {
     ++counters_.undecodable;
     if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
     return;
   }
+  const time::CorrectedTime t =
+      time::CorrectFutureClock(*event_us, event.ingest_time_us(), config_.future_clock_lead);
+  const int64_t version = event.has_version() ? event.version() : event.ingest_time_us();
+  measures_.clear();
+  for (const auto& [name, value] : event.measures()) measures_.emplace_back(name, &value);
+  std::sort(measures_.begin(), measures_.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  DeviceNames* names = nullptr;
   int64_t newest_uncorrected = INT64_MIN;
-  for (series::MappedPoint& p : *points) {
+  for (const auto& [name, value] : measures_) {
     // Every uncorrected point moves the watermark, whatever its type, but never beyond its
     // ingest time: an event cannot have happened after it arrived, so a clock that runs
     // ahead by less than the correction threshold cannot push the other devices' points
     // into lateness.
-    if (p.clock_corrected) {
+    if (t.corrected) {
       ++counters_.clock_corrected;
     } else {
-      newest_uncorrected = std::max(newest_uncorrected, std::min(p.time_us, p.ingest_time_us));
+      newest_uncorrected = std::max(newest_uncorrected, std::min(t.time_us, event.ingest_time_us()));
     }
-    double value = 0;
-    if (!NumericValue(p.value, value)) {
+    double numeric = 0;
+    if (!NumericValue(*value, numeric)) {
       ++counters_.non_numeric;
       continue;
     }
-    std::shared_ptr<const v1::Series>& series = series_[p.series_id];
-    if (!series) {
+    if (names == nullptr) names = &NamesOf(event);
+    auto [named, new_name] = names->numeric_series.try_emplace(name);
+    if (new_name) {
+      // CanonicalKey(name, {}) is the escaped name followed by "{}".
+      named->second.canonical_key = series::CanonicalKey(name, {});
+      named->second.canonical_key.resize(named->second.canonical_key.size() - 2);
+      named->second.canonical_key += names->dimensions_key;
+      named->second.series_id = series::SeriesId(named->second.canonical_key);
+    }
+    const std::string& key = named->second.canonical_key;
+    const int64_t series_id = named->second.series_id;
+    auto [it, created] = series_.try_emplace(series_id);
+    SeriesState& state = it->second;
+    if (created) {
       auto s = std::make_shared<v1::Series>();
-      s->set_series_id(p.series_id);
-      s->set_measure_name(p.measure_name);
-      s->set_canonical_key(p.canonical_key);
-      for (const auto& [k, v] : p.dimensions) (*s->mutable_dimensions())[k] = v;
-      series = std::move(s);
-    } else if (series->canonical_key() != p.canonical_key) {
+      s->set_series_id(series_id);
+      s->set_measure_name(std::string(name));
+      s->set_canonical_key(key);
+      for (const auto& [k, v] : names->dimensions) (*s->mutable_dimensions())[k] = v;
+      state.series = std::move(s);
+      state.current.resize(sizes_us_.size());
+    } else if (state.series->canonical_key() != key) {
       // Another series with the same id: the writer refuses its points, so it is not counted.
       ++counters_.series_collisions;
       continue;
     }
     ++counters_.points;
-    AddPoint(offset, series, p.time_us, {value, p.version}, p.value, out);
+    AddPoint(offset, state, t.time_us, {numeric, version}, *value, out);
   }
   if (newest_uncorrected != INT64_MIN || last_progress_wall_us_ == INT64_MIN) {
     last_progress_wall_us_ = now_us;
@@ -121,12 +154,36 @@ void PartitionWindows::Process(int64_t offset, const v1::Event& event, int64_t n
   if (candidate > watermark_us_) AdvanceWatermark(candidate, offset, out);
 }
 
-void PartitionWindows::AddPoint(int64_t offset, const std::shared_ptr<const v1::Series>& series,
-                                int64_t time_us, const WindowPoint& point,
-                                const v1::MeasureValue& raw_value, EngineOutput& out) {
+PartitionWindows::DeviceNames& PartitionWindows::NamesOf(const v1::Event& event) {
+  auto it = names_.find(event.device_id());
+  if (it != names_.end()) {
+    DeviceNames& known = it->second;
+    bool same = known.event_dimensions.size() == static_cast<size_t>(event.dimensions_size());
+    for (auto d = event.dimensions().begin(); same && d != event.dimensions().end(); ++d) {
+      auto k = known.event_dimensions.find(d->first);
+      same = k != known.event_dimensions.end() && k->second == d->second;
+    }
+    if (same) return known;
+    names_.erase(it);
+  }
+  // Bounded by the series tracked; a memo, so forgetting changes no result.
+  if (names_.size() > 2 * series_.size() + 1024) names_.clear();
+  DeviceNames& n = names_[event.device_id()];
+  n.event_dimensions.insert(event.dimensions().begin(), event.dimensions().end());
+  n.dimensions = n.event_dimensions;
+  n.dimensions[std::string(series::kDeviceIdDimension)] = event.device_id();
+  n.dimensions_key = series::CanonicalKey("", n.dimensions);
+  return n;
+}
+
+void PartitionWindows::AddPoint(int64_t offset, SeriesState& state, int64_t time_us,
+                                const WindowPoint& point, const v1::MeasureValue& raw_value,
+                                EngineOutput& out) {
+  const std::shared_ptr<const v1::Series>& series = state.series;
   const int64_t lateness = absl::ToInt64Microseconds(config_.allowed_lateness);
   v1::LatePoint* late = nullptr;
-  for (int64_t size : sizes_us_) {
+  for (size_t i = 0; i < sizes_us_.size(); ++i) {
+    const int64_t size = sizes_us_[i];
     const int64_t start = FloorTo(time_us, size);
     const int64_t end = start + size;
     if (watermark_us_ != INT64_MIN && end + lateness <= watermark_us_) {
@@ -150,15 +207,20 @@ void PartitionWindows::AddPoint(int64_t offset, const std::shared_ptr<const v1::
       continue;
     }
     const Key key{series->series_id(), size, start};
-    auto [it, created] = windows_.try_emplace(key);
-    Window& w = it->second;
-    if (created) {
-      w.series = series;
-      w.first_offset = offset;
-      ++counters_.windows_opened;
-      by_eviction_.insert({end + lateness, key});
-      if (watermark_us_ == INT64_MIN || end > watermark_us_) by_end_.insert({end, key});
+    SeriesState::Current& current = state.current[i];
+    if (current.start_us != start || current.window == nullptr) {
+      auto [it, created] = windows_.try_emplace(key);
+      Window& w = it->second;
+      if (created) {
+        w.series = series;
+        w.first_offset = offset;
+        ++counters_.windows_opened;
+        by_eviction_.push({end + lateness, key});
+        if (watermark_us_ == INT64_MIN || end > watermark_us_) by_end_.push({end, key});
+      }
+      current = {start, &w};
     }
+    Window& w = *current.window;
     const bool closed = watermark_us_ != INT64_MIN && end <= watermark_us_;
     if (closed) ++counters_.late_within_lateness;
     if (ApplyPoint(w.points, time_us, point) && closed) Emit(key, w, offset, out);
@@ -168,19 +230,24 @@ void PartitionWindows::AddPoint(int64_t offset, const std::shared_ptr<const v1::
 void PartitionWindows::AdvanceWatermark(int64_t watermark_us, int64_t version_offset,
                                         EngineOutput& out) {
   watermark_us_ = watermark_us;
-  while (!by_end_.empty() && by_end_.begin()->first <= watermark_us_) {
-    const Key key = by_end_.begin()->second;
-    by_end_.erase(by_end_.begin());
+  while (!by_end_.empty() && by_end_.top().first <= watermark_us_) {
+    const Key key = by_end_.top().second;
+    by_end_.pop();
     Emit(key, windows_.at(key), version_offset, out);
   }
-  while (!by_eviction_.empty() && by_eviction_.begin()->first <= watermark_us_) {
-    const int64_t series_id = by_eviction_.begin()->second.series_id;
-    windows_.erase(by_eviction_.begin()->second);
-    by_eviction_.erase(by_eviction_.begin());
-    // A series no live window refers to is forgotten, so quiet series cost no memory.
-    if (auto it = series_.find(series_id); it != series_.end() && it->second.use_count() == 1) {
-      series_.erase(it);
+  while (!by_eviction_.empty() && by_eviction_.top().first <= watermark_us_) {
+    const Key key = by_eviction_.top().second;
+    by_eviction_.pop();
+    auto window = windows_.find(key);
+    auto it = series_.find(key.series_id);
+    if (it != series_.end()) {
+      for (SeriesState::Current& c : it->second.current) {
+        if (c.window == &window->second) c = {};
+      }
     }
+    windows_.erase(window);
+    // A series no live window refers to is forgotten, so quiet series cost no memory.
+    if (it != series_.end() && it->second.series.use_count() == 1) series_.erase(it);
   }
 }
 

@@ -1,10 +1,12 @@
 #include "services/aggregator/window_engine.h"
 
+#include <map>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 
 #include "common/series/event_points.h"
+#include "common/time/time_units.h"
 #include "gtest/gtest.h"
 
 namespace tidemark::aggregator {
@@ -223,7 +225,7 @@ struct StoreModel {
     WindowPoints points;
     for (auto it = raw.lower_bound({series_id, start});
          it != raw.end() && it->first.first == series_id && it->first.second < start + size; ++it) {
-      points[it->first.second] = it->second;
+      ApplyPoint(points, it->first.second, it->second);
     }
     return points;
   }
@@ -429,6 +431,63 @@ TEST(WindowEngine, QuietSeriesAreForgottenWithTheirWindows) {
   // Only d0 goes on; the other 99 series' windows close and are evicted after the lateness.
   for (int s = 2; s < 60; ++s) d.Send(At(kBase + s * kS, 1.0, "d0"));
   EXPECT_EQ(d.windows().tracked_series(), 1u);
+}
+
+// The engine maps events to series itself, remembering each device's keys; its series must
+// be exactly those of the shared mapping, whatever the names hold and however a device's
+// dimensions change from one event to the next.
+TEST(WindowEngine, SeriesAreThoseOfTheSharedMapping) {
+  std::vector<v1::Event> events;
+  auto add = [&](const std::string& device, std::map<std::string, std::string> dims,
+                 std::map<std::string, double> measures, int64_t s) {
+    v1::Event& e = events.emplace_back(At(kBase + s * kS, 0, device));
+    e.clear_measures();
+    for (const auto& [k, v] : dims) (*e.mutable_dimensions())[k] = v;
+    for (const auto& [k, v] : measures) (*e.mutable_measures())[k].set_double_value(v);
+    (*e.mutable_measures())["flag"].set_bool_value(true);  // not windowed
+  };
+  add("d1", {}, {{"temp", 1}, {"hum", 2}}, 1);
+  add("d1", {{"site", "a"}}, {{"temp", 3}}, 2);  // same device, new dimensions
+  add("d1", {{"site", "b"}}, {{"temp", 4}}, 3);
+  add("d1", {{"site", "a"}}, {{"temp", 5}, {"m{x}=\\,\"", 6}}, 4);
+  add("d\"2", {{"k=\"{}", "v\\\""}, {"device_id", "override"}}, {{"a,b", 7}}, 5);
+  add("d1", {}, {{"temp", 8}}, 6);
+  add("d3", {{"z", "1"}, {"a", "2"}}, {{"x", 9}, {"b", 10}}, 7);
+  add("d3", {{"a", "2"}, {"z", "1"}}, {{"b", 11}}, 8);
+
+  std::map<int64_t, v1::Series> want;
+  for (const v1::Event& e : events) {
+    absl::StatusOr<std::vector<series::MappedPoint>> points =
+        series::EventToPoints(e, time::kDefaultFutureClockLead);
+    ASSERT_TRUE(points.ok());
+    for (const series::MappedPoint& p : *points) {
+      if (p.value.value_case() != v1::MeasureValue::kDoubleValue) continue;
+      v1::Series& s = want[p.series_id];
+      s.set_series_id(p.series_id);
+      s.set_measure_name(p.measure_name);
+      s.set_canonical_key(p.canonical_key);
+      for (const auto& [k, v] : p.dimensions) (*s.mutable_dimensions())[k] = v;
+    }
+  }
+  Driver d;
+  for (const v1::Event& e : events) d.Send(e);
+  EngineOutput out;
+  d.windows().AdvanceIfIdle(kBase + 3600 * kS, out);
+  std::map<int64_t, v1::Series> got;
+  for (const v1::WindowAggregate& a : out.emissions) got[a.series().series_id()] = a.series();
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [id, s] : want) {
+    ASSERT_TRUE(got.count(id)) << s.canonical_key();
+    const v1::Series& g = got[id];
+    EXPECT_EQ(g.measure_name(), s.measure_name()) << s.canonical_key();
+    EXPECT_EQ(g.canonical_key(), s.canonical_key());
+    using Dims = std::map<std::string, std::string>;
+    EXPECT_EQ(Dims(g.dimensions().begin(), g.dimensions().end()),
+              Dims(s.dimensions().begin(), s.dimensions().end()))
+        << s.canonical_key();
+  }
+  EXPECT_EQ(d.windows().counters().points, 11);
+  EXPECT_EQ(d.windows().counters().non_numeric, 8);
 }
 
 }  // namespace

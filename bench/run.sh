@@ -10,3 +10,4 @@ build/bench/aggregator_bench
 build/bench/freshness_bench
 build/bench/query_bench
 build/bench/archive_bench
+build/bench/pipeline_bench

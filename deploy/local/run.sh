@@ -80,21 +80,29 @@ api_security=(--tls_cert_file="$certs/server.pem" --tls_key_file="$certs/server-
               --credentials_file="$state/credentials")
 export TIDEMARK_TLS_CA_FILE="$certs/ca.pem"  # the CLI's and the simulator's trust
 
-writer_dsn="host=127.0.0.1 port=$pg_port user=tidemark dbname=tidemark"
+# The writer logs in as tidemark_writer (owns the database, not a superuser), query as
+# tidemark_query (read-only): the roles deploy/postgres/init-roles.sh makes for compose, with
+# passwords in .local/secrets (this cluster trusts loopback, so they are not checked here).
+pg_owner="$("$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U tidemark -d tidemark -qAt -c \
+  "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'schema_migrations'")"
+if [ -n "$pg_owner" ] && [ "$pg_owner" != tidemark_writer ]; then
+  echo "the local store in $pgdata was made by a superuser writer; remove it (development data)" \
+    "or reassign its tables to tidemark_writer (docs/security.md)" >&2
+  false
+fi
+mkdir -p "$state/secrets"
+for role in writer query; do
+  [ -s "$state/secrets/$role" ] || (umask 077; openssl rand -hex 24 > "$state/secrets/$role")
+done
+PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=tidemark TIDEMARK_DB=tidemark \
+  TIDEMARK_WRITER_PASSWORD_FILE="$state/secrets/writer" \
+  TIDEMARK_QUERY_PASSWORD_FILE="$state/secrets/query" deploy/postgres/init-roles.sh
+
+writer_dsn="host=127.0.0.1 port=$pg_port user=tidemark_writer dbname=tidemark"
 # Metrics on fixed loopback ports (deploy/local/prometheus.yml scrapes them).
 export TIDEMARK_METRICS_HOST=127.0.0.1
-TIDEMARK_PG_DSN="$writer_dsn" start timestream-writer \
-  "$bin/services/timestream-writer/timestream-writer" --metrics_port=9121
-# The writer owns the schema; the query service connects as a login of the read-only role.
-for _ in $(seq 100); do
-  "$pg_bin/psql" "$writer_dsn" -qAt -c "SELECT 1 FROM pg_roles WHERE rolname = 'tidemark_reader'" \
-    2>/dev/null | grep -q 1 && break
-  sleep 0.1
-done
-"$pg_bin/psql" "$writer_dsn" -q -c "DO \$\$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tidemark_query') THEN
-    CREATE ROLE tidemark_query LOGIN IN ROLE tidemark_reader;
-  END IF; END \$\$;"
+TIDEMARK_PG_DSN="$writer_dsn" TIDEMARK_PG_PASSWORD_FILE="$state/secrets/writer" \
+  start timestream-writer "$bin/services/timestream-writer/timestream-writer" --metrics_port=9121
 
 start aggregator "$bin/services/aggregator/aggregator" --windows="${TIDEMARK_LOCAL_WINDOWS:-1m,5m}" \
   --metrics_port=9122
@@ -110,7 +118,7 @@ for i in $(seq 0 $((ingest_replicas - 1))); do
 done
 for i in $(seq 0 $((query_replicas - 1))); do
   TIDEMARK_PG_DSN="host=127.0.0.1 port=$pg_port user=tidemark_query dbname=tidemark" \
-    start "query-$i" "$bin/services/query/query" --listen="127.0.0.1:$((50071 + i))" \
+    TIDEMARK_PG_PASSWORD_FILE="$state/secrets/query" start "query-$i" "$bin/services/query/query" --listen="127.0.0.1:$((50071 + i))" \
     --metrics_port=$((9111 + i)) "${api_security[@]}"
   query_servers="$query_servers server 127.0.0.1:$((50071 + i)) max_fails=1 fail_timeout=5s;"
 done

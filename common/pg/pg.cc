@@ -280,15 +280,42 @@ absl::Status FromSqlState(absl::string_view state, absl::string_view what) {
   return absl::InternalError(absl::StrCat("PostgreSQL error ", state, ": ", what));
 }
 
+namespace {
+
+// The SQLSTATE class an error stands for when libpqxx 6.4 left sqlstate() empty: it throws
+// its specific classes (unique_violation, insufficient_privilege, ...) without the code, so
+// the exception's type is all that is left of it. Empty when the type says nothing.
+std::string SqlStateOfType(const std::exception& e) {
+  auto is = [&e](auto* type) { return dynamic_cast<decltype(type)>(&e) != nullptr; };
+  if (is(static_cast<const pqxx::feature_not_supported*>(nullptr))) return "0A000";
+  if (is(static_cast<const pqxx::data_exception*>(nullptr))) return "22000";
+  // "no partition of relation" is a check violation that FromSqlState retries by its message.
+  if (is(static_cast<const pqxx::check_violation*>(nullptr))) return "23514";
+  if (is(static_cast<const pqxx::integrity_constraint_violation*>(nullptr))) return "23000";
+  if (is(static_cast<const pqxx::insufficient_privilege*>(nullptr))) return "42501";
+  if (is(static_cast<const pqxx::syntax_error*>(nullptr))) return "42601";
+  if (is(static_cast<const pqxx::insufficient_resources*>(nullptr))) return "53000";
+  if (is(static_cast<const pqxx::plpgsql_error*>(nullptr))) return "P0000";
+  return "";
+}
+
+}  // namespace
+
 absl::Status FromException(const std::exception& e) {
-  if (dynamic_cast<const pqxx::in_doubt_error*>(&e)) {
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) ||
+      dynamic_cast<const pqxx::statement_completion_unknown*>(&e)) {
     return absl::UnknownError(absl::StrCat("PostgreSQL commit in doubt: ", e.what()));
   }
   if (dynamic_cast<const pqxx::broken_connection*>(&e)) {
     return absl::UnavailableError(absl::StrCat("PostgreSQL unreachable: ", e.what()));
   }
+  // In libpqxx 6.4 these derive from failure, not sql_error, and carry no SQLSTATE.
+  if (dynamic_cast<const pqxx::transaction_rollback*>(&e)) {
+    return FromSqlState("40000", e.what());
+  }
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
-    return FromSqlState(sql->sqlstate(), e.what());
+    const std::string state = sql->sqlstate().empty() ? SqlStateOfType(e) : sql->sqlstate();
+    return FromSqlState(state, e.what());
   }
   return absl::InternalError(absl::StrCat("PostgreSQL client error: ", e.what()));
 }

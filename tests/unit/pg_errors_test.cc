@@ -1,12 +1,37 @@
 #include "common/pg/pg.h"
 
 #include "gtest/gtest.h"
+#include "pqxx/except"
 
 namespace tidemark::pg {
 namespace {
 
 absl::StatusCode CodeOf(const char* state, const char* what = "error") {
   return FromSqlState(state, what).code();
+}
+
+// libpqxx 6.4 throws its specific classes without the SQLSTATE, and its rollbacks outside
+// sql_error: the type must classify them as the code would.
+TEST(PgErrors, ExceptionsWithoutTheirSqlStateAreClassifiedByType) {
+  EXPECT_EQ(FromException(pqxx::unique_violation("duplicate key")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FromException(pqxx::data_exception("bad value")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FromException(pqxx::check_violation(
+                              "ERROR:  no partition of relation \"points\" found for row"))
+                .code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(FromException(pqxx::serialization_failure("could not serialize")).code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(FromException(pqxx::deadlock_detected("deadlock")).code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(FromException(pqxx::statement_completion_unknown("lost")).code(),
+            absl::StatusCode::kUnknown);
+  EXPECT_EQ(FromException(pqxx::insufficient_privilege("permission denied")).code(),
+            FromSqlState("42501", "permission denied").code());
+  EXPECT_EQ(FromException(pqxx::out_of_memory("oom")).code(), absl::StatusCode::kUnavailable);
+  // A code, when present, decides.
+  EXPECT_EQ(FromException(pqxx::sql_error("x", "", "40001")).code(), absl::StatusCode::kAborted);
 }
 
 TEST(PgErrors, AMissingPartitionIsRetriedNeverBlamedOnTheData) {

@@ -234,6 +234,8 @@ struct StepResult {
   double final_max_lag = 0;
   double windows_open = 0;  // the aggregator's, at the end of the load
   double generator_cores = 0;  // this process: the load generator and the sampling
+  double wal_bytes = 0;        // PostgreSQL WAL written during the load
+  int64_t acknowledged = 0;    // events acknowledged during the load
   std::string db;
   std::vector<std::pair<std::string, Memory>> memory;
   std::vector<std::pair<std::string, double>> cpu_s;
@@ -302,6 +304,8 @@ StepResult RunStep(testing::PgCluster& pg, int rate) {
   const absl::Duration duration = absl::GetFlag(FLAGS_step_duration);
   const int postmaster = PostmasterPid(pg);
   const std::vector<std::pair<std::string, double>> cpu_before = CpuOf(services, postmaster);
+  // WAL written by the whole cluster during the step (points, aggregates, progress, repairs).
+  const absl::StatusOr<std::string> wal_before = pg.Psql("postgres", "SELECT pg_current_wal_lsn()");
   const double self_before = bench::CpuSeconds(getpid());
   const absl::Time start = absl::Now();
   gen.Start();
@@ -312,6 +316,7 @@ StepResult RunStep(testing::PgCluster& pg, int rate) {
   }
   r.achieved = static_cast<double>(gen.acknowledged()) / absl::ToDoubleSeconds(duration);
   r.memory = MemoryOf(services);
+  r.acknowledged = gen.acknowledged();
   r.generator_cores =
       (bench::CpuSeconds(getpid()) - self_before) / absl::ToDoubleSeconds(absl::Now() - start);
   r.windows_open =
@@ -321,6 +326,11 @@ StepResult RunStep(testing::PgCluster& pg, int rate) {
     r.cpu_s.emplace_back(cpu_after[i].first, cpu_after[i].second - cpu_before[i].second);
   }
   gen.Stop();
+  if (wal_before.ok()) {
+    auto wal = pg.Psql("postgres", absl::StrCat("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '",
+                                                *wal_before, "')::bigint"));
+    if (wal.ok()) (void)absl::SimpleAtod(*wal, &r.wal_bytes);
+  }
 
   // Sustained: the generator got (nearly) its rate acknowledged, and in the second half no
   // consumer's backlog exceeds --max_lag seconds of input or grows by more than 2% of it.
@@ -503,6 +513,17 @@ double CopyBaseline(testing::PgCluster& pg, const std::string& db, int64_t& rows
   auto count = pg.Psql(target, "SELECT count(*) FROM points");
   bench::Must(count.status());
   (void)absl::SimpleAtoi(*count, &rows);
+  // Disk per stored point (table and primary key), for sizing.
+  auto bytes = pg.Psql(target,
+                       "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
+                       " WHERE inhparent = 'points'::regclass");
+  int64_t total_bytes = 0;
+  if (bytes.ok() && absl::SimpleAtoi(*bytes, &total_bytes) && rows > 0) {
+    bench::Report("pipeline.txt", absl::StrFormat("points on disk: %d bytes for %d rows = %.0f "
+                                                  "bytes per point",
+                                                  total_bytes, rows,
+                                                  static_cast<double>(total_bytes) / rows));
+  }
   std::filesystem::remove_all(dir);
   return static_cast<double>(rows) / seconds;
 }
@@ -557,6 +578,10 @@ int main(int argc, char** argv) {
     bench::Report("pipeline.txt", absl::StrCat("  cores used at ", rate, "/s: ",
                                                CpuLine(r.cpu_s, step_s), " (load generator ",
                                                absl::StrFormat("%.2f", r.generator_cores), ")"));
+    bench::Report("pipeline.txt",
+                  absl::StrFormat("  WAL at %d/s: %.1f MB/s, %.0f bytes per acknowledged measure",
+                                  rate, r.wal_bytes / step_s / 1e6,
+                                  r.wal_bytes / (2.0 * std::max<int64_t>(1, r.acknowledged))));
     if (!r.sustained) break;
     best = std::move(r);
   }

@@ -5,6 +5,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "common/series/series_key.h"
 #include "common/series/storable.h"
 #include "common/time/time_units.h"
@@ -128,12 +131,25 @@ std::optional<Rejection> CheckPermission(const v1::Event& event,
   return std::nullopt;
 }
 
+void AppendStamp(int64_t ingest_time_us, std::string& serialized_event) {
+  google::protobuf::io::StringOutputStream stream(&serialized_event);
+  google::protobuf::io::CodedOutputStream out(&stream);
+  out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+      v1::Event::kIngestTimeUsFieldNumber,
+      google::protobuf::internal::WireFormatLite::WIRETYPE_VARINT));
+  out.WriteVarint64(static_cast<uint64_t>(ingest_time_us));
+  // Only archive replay may keep an event out of the lake: whatever a client sent is reset.
+  out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+      v1::Event::kReplayedFieldNumber,
+      google::protobuf::internal::WireFormatLite::WIRETYPE_VARINT));
+  out.WriteVarint32(0);
+}
+
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
                             int64_t now_us, int first_index, const ValidationLimits& limits,
                             const WritePermission& permission) {
   PreparedBatch batch;
   batch.accepted.reserve(events.size());
-  v1::Event stamped;
   for (int i = 0; i < events.size(); ++i) {
     const v1::Event& event = events[i];
     std::optional<Rejection> r = ValidateEvent(event, now_us, limits);
@@ -145,12 +161,10 @@ PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>&
       rec.set_message(std::move(r->message));
       continue;
     }
-    stamped = event;
-    stamped.set_ingest_time_us(now_us);
-    stamped.clear_replayed();  // only archive replay may keep an event out of the lake
     AcceptedRecord& out = batch.accepted.emplace_back();
     out.key = event.device_id();
-    stamped.SerializeToString(&out.value);
+    event.SerializeToString(&out.value);
+    AppendStamp(now_us, out.value);
   }
   return batch;
 }

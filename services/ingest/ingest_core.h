@@ -61,6 +61,11 @@ struct PreparedBatch {
   std::vector<v1::RejectedRecord> rejected;
 };
 
+/// Stamps an event's encoding with its ingest time and replayed=false by appending the two
+/// fields: a scalar field that occurs again replaces the earlier value when the record is
+/// parsed (protobuf's merge rule), so no copy of the event is needed.
+void AppendStamp(int64_t ingest_time_us, std::string& serialized_event);
+
 /// Validates and stamps a request's events. `first_index` offsets the reported indexes
 /// (a stream's later messages continue its numbering). Pure: no I/O.
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,

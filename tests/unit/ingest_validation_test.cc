@@ -155,6 +155,25 @@ TEST(PrepareEvents, StampsIngestTimeAndIndexesRejections) {
   EXPECT_EQ(b.accepted[0].key, "d1");
 }
 
+TEST(PrepareEvents, TheStampReplacesWhatAClientSentAndKeepsTheRest) {
+  google::protobuf::RepeatedPtrField<v1::Event> events;
+  v1::Event forged = Valid();
+  forged.set_ingest_time_us(1);  // a client may not choose its own ingest time
+  forged.set_replayed(true);     // nor keep its event out of the lake
+  forged.set_version(7);
+  *events.Add() = forged;
+  PreparedBatch b = PrepareEvents(events, kNowUs, 0, {});
+  ASSERT_EQ(b.accepted.size(), 1u);
+  v1::Event stored;
+  ASSERT_TRUE(stored.ParseFromString(b.accepted[0].value));
+  EXPECT_EQ(stored.ingest_time_us(), kNowUs);
+  EXPECT_FALSE(stored.replayed());
+  v1::Event expected = forged;
+  expected.set_ingest_time_us(kNowUs);
+  expected.set_replayed(false);
+  EXPECT_EQ(stored.SerializeAsString(), expected.SerializeAsString());
+}
+
 TEST(RequestShape, EmptyAndOversizedRequestsAreWhollyWrong) {
   ValidationLimits limits;
   limits.max_events_per_request = 5;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -277,12 +278,24 @@ TEST(Roles, ConcurrentWritersOnAnEmptyDatabaseApplyEachMigrationOnce) {
     const std::string db = BootstrappedDatabase();
     std::vector<std::future<absl::Status>> replicas;
     for (int i = 0; i < 4; ++i) {
+      // Each retries a failed Open as the writer's start-up does; a failure is printed, so
+      // that a race that costs a retry stays visible.
       replicas.push_back(std::async(std::launch::async, [&db] {
         writer::PointStore store(WriterDsn(db), absl::Hours(48));
-        return store.Open(*Logger());
+        absl::Status s;
+        for (int attempt = 0; attempt < 5; ++attempt) {
+          s = store.Open(*Logger());
+          if (s.ok()) break;
+          std::cerr << "Open failed, retrying as the writer does: " << s << "\n";
+          absl::SleepFor(absl::Milliseconds(200));
+        }
+        return s;
       }));
     }
-    for (auto& r : replicas) EXPECT_TRUE(r.get().ok());
+    for (auto& r : replicas) {
+      const absl::Status s = r.get();
+      EXPECT_TRUE(s.ok()) << s;
+    }
     EXPECT_EQ(Query(db, "SELECT count(*) || ':' || count(DISTINCT version) FROM schema_migrations"),
               "5:5");
   }

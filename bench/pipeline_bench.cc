@@ -45,12 +45,16 @@
 #include "tests/support/process.h"
 #include "tests/support/stack.h"
 
-ABSL_FLAG(std::string, rates, "5000,10000,15000,20000,25000,30000",
+ABSL_FLAG(std::string, rates, "10000,15000,20000,25000,30000,35000,40000",
           "Events/s of the throughput steps, ascending; the first one not sustained ends them");
 ABSL_FLAG(absl::Duration, step_duration, absl::Seconds(60), "Load time of each step");
 ABSL_FLAG(absl::Duration, freshness_duration, absl::Seconds(30),
           "Probe time of the freshness run at half the highest sustained rate");
 ABSL_FLAG(int, devices, 1000, "Devices the load generator spreads events over");
+ABSL_FLAG(int, measures_per_event, 4,
+          "Measures per event (at least 2: seq and temperature, then m1, m2, ...); the "
+          "capacity model's devices send 4");
+ABSL_FLAG(int, senders, 4, "Load generator threads, each with one synchronous Write at a time");
 ABSL_FLAG(double, max_lag, 2.0,
           "Seconds of input a consumer may have outstanding at a sustained rate");
 ABSL_FLAG(int, percent_late, 1,
@@ -245,8 +249,10 @@ testing::LoadOptions Load(int rate) {
   testing::LoadOptions o;
   o.devices = absl::GetFlag(FLAGS_devices);
   o.events_per_second = rate;
-  // About ten Writes a second: one generator thread waits for each answer.
-  o.batch_size = std::clamp(rate / 10, 25, 5000);
+  o.senders = absl::GetFlag(FLAGS_senders);
+  o.extra_measures = absl::GetFlag(FLAGS_measures_per_event) - 2;
+  // About ten Writes a second per sender: each waits for its answer.
+  o.batch_size = std::clamp(rate / 10 / std::max(1, o.senders), 25, 5000);
   o.percent_within_lateness = absl::GetFlag(FLAGS_percent_late);
   o.percent_beyond_lateness = absl::GetFlag(FLAGS_percent_beyond_lateness);
   return o;
@@ -554,6 +560,9 @@ std::string LoadAverage() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_measures_per_event) < 2) {
+    bench::Must(absl::InvalidArgumentError("--measures_per_event: at least 2"));
+  }
   std::vector<int> rates;
   for (absl::string_view r : absl::StrSplit(absl::GetFlag(FLAGS_rates), ',')) {
     int rate = 0;
@@ -566,7 +575,11 @@ int main(int argc, char** argv) {
   bench::Must(cluster.status());
   testing::PgCluster& pg = **cluster;
   const double step_s = absl::ToDoubleSeconds(absl::GetFlag(FLAGS_step_duration));
-  bench::Report("pipeline.txt", absl::StrCat("start; load average ", LoadAverage()));
+  bench::Report("pipeline.txt",
+                absl::StrCat("start; ", absl::GetFlag(FLAGS_measures_per_event),
+                             " measures per event, ", absl::GetFlag(FLAGS_devices), " devices, ",
+                             absl::GetFlag(FLAGS_senders), " senders; load average ",
+                             LoadAverage()));
 
   // 1. Throughput steps.
   std::optional<StepResult> best;
@@ -581,14 +594,14 @@ int main(int argc, char** argv) {
     bench::Report("pipeline.txt",
                   absl::StrFormat("  WAL at %d/s: %.1f MB/s, %.0f bytes per acknowledged measure",
                                   rate, r.wal_bytes / step_s / 1e6,
-                                  r.wal_bytes / (2.0 * std::max<int64_t>(1, r.acknowledged))));
+                                  r.wal_bytes / (absl::GetFlag(FLAGS_measures_per_event) *
+                                                 std::max<double>(1, r.acknowledged))));
     if (!r.sustained) break;
     best = std::move(r);
   }
   if (!best) bench::Must(absl::ResourceExhaustedError("not even the lowest rate was sustained"));
-  // Two measures per generated event (seq, temperature).
   const double events_s = best->achieved;
-  const double measures_s = 2 * events_s;
+  const double measures_s = absl::GetFlag(FLAGS_measures_per_event) * events_s;
 
   // 2. Freshness at half that rate, on a fresh stack.
   Freshness fresh;

@@ -19,6 +19,12 @@ struct LoadOptions {
   int devices = 30;
   int events_per_second = 500;
   int batch_size = 25;
+  /// Threads sending concurrently, each with its own share of the devices and of the rate
+  /// (one synchronous Write at a time each).
+  int senders = 1;
+  /// Measures per event besides `seq` and `temperature`: `m1`, `m2`, ... (doubles derived
+  /// from `seq`, so that Check can verify each stored value).
+  int extra_measures = 0;
   /// Percent of events sent `beyond_by` late (past the aggregator's lateness: repairs).
   int percent_beyond_lateness = 10;
   absl::Duration beyond_by = absl::Seconds(15);
@@ -40,16 +46,19 @@ struct StoreCheck {
   int64_t unexpected = 0;    // stored, never sent
   int64_t wrong_value = 0;   // stored with another event's value
   int64_t temperature_stored = -1;  // the events' second measure, one point per stored event
+  int64_t extra_stored = 0;         // points of m1, m2, ...: extra_measures per stored event
+  int64_t extra_expected = 0;
   bool Exact() const {
     return acknowledged > 0 && missing == 0 && unexpected == 0 && wrong_value == 0 &&
-           temperature_stored == stored;
+           temperature_stored == stored && extra_stored == extra_expected;
   }
   std::string ToString() const;
 };
 
-/// Sends events over ingest's Write at a steady rate from its own thread and remembers every
-/// one by (device, time): each event carries a unique `seq` (int64) and a `temperature`
-/// (double), so two points per event. Times are unique per device.
+/// Sends events over ingest's Write at a steady rate from its own threads and remembers every
+/// one by (device, time): each event carries a unique `seq` (int64), a `temperature` (double)
+/// and `extra_measures` more doubles. Times are unique per device; each device belongs to one
+/// sender thread.
 class LoadGenerator final {
  public:
   LoadGenerator(v1::IngestService::Stub& ingest, LoadOptions options);
@@ -77,17 +86,26 @@ class LoadGenerator final {
     int64_t time_us;
     int64_t seq;
   };
-  void Run();
+  /// What one sender thread owns.
+  struct Sender {
+    int index = 0;
+    int64_t next_seq = 0;
+    std::map<std::string, std::set<int64_t>> used_ms;
+  };
+  void Run(Sender& sender);
   /// Sends one request; records its events as acknowledged or uncertain.
   void Send(const v1::WriteRequest& req);
-  int64_t UniqueTimeMs(const std::string& device, int64_t ms);
+  /// Sets the event's measures from its sequence number.
+  void SetMeasures(v1::Event& e, int64_t seq, double temperature) const;
+  static int64_t UniqueTimeMs(Sender& sender, const std::string& device, int64_t ms);
 
   v1::IngestService::Stub& ingest_;
   const LoadOptions options_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
-  int64_t next_seq_ = 1;                                  // sender thread only
-  std::map<std::string, std::set<int64_t>> used_ms_;      // sender thread only
+  // Sender i draws devices i, i + senders, ... and sequence numbers i + 1 + k * senders;
+  // SendMinutesLate uses sender 0 while no thread runs.
+  std::vector<Sender> senders_;
   mutable absl::Mutex mu_;
   // (device, time_us) -> seq
   std::map<std::pair<std::string, int64_t>, int64_t> acked_ ABSL_GUARDED_BY(mu_);

@@ -33,11 +33,26 @@ BatchLoop::BatchLoop(const BatchLoopConfig& config, BatchSink& sink, Producer& r
       metrics_(metrics),
       logger_(std::move(logger)) {}
 
+namespace {
+
+std::vector<const Message*> Pointers(const std::vector<Message>& records, size_t n) {
+  std::vector<const Message*> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(&records[i]);
+  return out;
+}
+
+}  // namespace
+
 void BatchLoop::OnAssigned(const std::vector<AssignedPartition>& partitions) {
+  // The sink hears of rebalances only while it stores nothing.
+  if (in_flight_) in_flight_->stored.wait();
   sink_.OnAssigned(partitions);
 }
 
 void BatchLoop::OnRevoked(const std::vector<TopicPartition>& partitions) {
+  if (in_flight_) in_flight_->stored.wait();
+  ++pending_revision_;
   // Uncommitted records of a revoked partition are the next owner's to write.
   auto revoked = [&](const Message& m) {
     return std::any_of(partitions.begin(), partitions.end(), [&](const auto& tp) {
@@ -57,6 +72,8 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
   absl::Time next_maintenance = absl::Now();
   while (!stop.load()) {
     if (absl::Now() >= next_maintenance) {
+      // Maintenance shares the sink's store with the batch in flight.
+      if (absl::Status s = FinishInFlight(consumer, stop).status(); !s.ok()) return s;
       if (absl::Status s = sink_.Maintain(); s.ok()) {
         next_maintenance = absl::Now() + config_.maintenance_interval;
       } else {
@@ -68,6 +85,8 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
     if (!pending_.empty()) {
       wait = std::max(absl::ZeroDuration(), batch_started_ + config_.batch_max_age - absl::Now());
     }
+    // A stored batch in flight is committed soon after its store answers.
+    if (in_flight_) wait = std::min(wait, absl::Milliseconds(5));
     // pending_ may already exceed the batch size with records polled while backing off.
     const size_t room = pending_.size() < config_.batch_max_records
                             ? config_.batch_max_records - pending_.size()
@@ -80,13 +99,19 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
       pending_bytes_ += m.value().size();
       pending_.push_back(std::move(m));
     }
+    if (in_flight_ &&
+        in_flight_->stored.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      if (absl::Status s = FinishInFlight(consumer, stop).status(); !s.ok()) return s;
+    }
     if (!pending_.empty() && (pending_.size() >= config_.batch_max_records ||
                               pending_bytes_ >= config_.batch_max_bytes ||
                               absl::Now() >= batch_started_ + config_.batch_max_age)) {
-      if (absl::Status s = Flush(consumer, stop); !s.ok()) return s;
+      absl::Status s = config_.overlap_store ? FlushOverlapped(consumer, stop) : Flush(consumer, stop);
+      if (!s.ok()) return s;
     }
   }
   // Shutting down: write what is held, if the store lets us, and commit it.
+  if (absl::Status s = FinishInFlight(consumer, stop).status(); !s.ok()) return s;
   if (!pending_.empty()) return Flush(consumer, stop);
   return absl::OkStatus();
 }
@@ -184,22 +209,32 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
     WaitPolling(consumer, delay);
   }
 
-  // 2. Snapshot what the stored records need before polling again (a rebalance may
-  //    change pending_): their rejections and the offsets to commit.
-  const size_t stored_count = pending_.size();
+  // 2. What was stored leaves pending_ before polling again (a rebalance may change it).
+  std::vector<Message> stored_records;
+  stored_records.swap(pending_);
+  pending_bytes_ = 0;
+  ++pending_revision_;
+  revoked_.clear();
+  absl::Status s = PublishAndCommit(consumer, stop, stored_records, rejections, paused);
+  if (!pending_.empty()) batch_started_ = absl::Now();
+  metrics_.batch_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return s;
+}
+
+absl::Status BatchLoop::PublishAndCommit(Consumer& consumer, const std::atomic<bool>& stop,
+                                         const std::vector<Message>& records,
+                                         const std::vector<RecordRejection>& rejections,
+                                         bool& paused) {
   std::vector<std::pair<std::string, std::string>> rejected_records;
   for (const RecordRejection& r : rejections) {
-    rejected_records.emplace_back(std::string(pending_[r.source].key()), RejectedRecord(r));
+    const Message& m = records[r.source];
+    rejected_records.emplace_back(std::string(m.key()), RejectedRecord(r, m));
   }
   std::map<TopicPartition, int64_t> next_offsets;
-  revoked_.clear();
-  for (size_t i = 0; i < stored_count; ++i) {
-    const Message& m = pending_[i];
+  for (const Message& m : records) {
     int64_t& next = next_offsets[{std::string(m.topic()), m.partition()}];
     next = std::max(next, m.offset() + 1);
   }
-  pending_.clear();
-  pending_bytes_ = 0;
 
   // 3. Rejections are made durable before the offsets that produced them are committed.
   retry::Backoff publish_backoff(
@@ -208,14 +243,20 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
     absl::Status published = PublishRejections(rejected_records);
     if (published.ok()) break;
     logger_->warn("msg=\"cannot publish rejections; retrying\" error=\"{}\"", published.message());
-    pause();
+    if (!paused) {
+      if (absl::Status s = consumer.PauseAll(); !s.ok()) {
+        logger_->warn("msg=\"cannot pause\" error=\"{}\"", s.message());
+      }
+      paused = true;
+    }
     if (stop.load()) return absl::OkStatus();
     WaitPolling(consumer, publish_backoff.Next());
   }
   metrics_.rejected.Add(rejected_records.size());
 
-  // 4. Commit. A failure loses nothing: the records are replayed, and the versioned upsert
-  //    makes the replay a no-op.
+  // 4. Commit, leaving out partitions revoked since the batch was taken (their next owner may
+  //    already be redoing them). A failure loses nothing: the records are replayed, and the
+  //    versioned upsert makes the replay a no-op.
   for (const TopicPartition& tp : revoked_) next_offsets.erase(tp);
   if (absl::Status s = consumer.Commit(next_offsets); !s.ok()) {
     logger_->warn("msg=\"offset commit failed; records will be replayed\" error=\"{}\"",
@@ -228,14 +269,80 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
       logger_->warn("msg=\"cannot resume\" error=\"{}\"", s.message());
     }
     logger_->info("msg=\"store reachable again; consumption resumed\"");
+    paused = false;
   }
-  if (!pending_.empty()) batch_started_ = absl::Now();
-  metrics_.batch_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   return absl::OkStatus();
 }
 
-std::string BatchLoop::RejectedRecord(const RecordRejection& r) const {
-  const Message& m = pending_[r.source];
+absl::Status BatchLoop::FlushOverlapped(Consumer& consumer, const std::atomic<bool>& stop) {
+  // 1. Prepare this batch while the previous one is being stored.
+  size_t n = pending_.size();
+  std::unique_ptr<PreparedBatch> prepared = sink_.Prepare(Pointers(pending_, n));
+  const uint64_t revision = pending_revision_;
+  // 2. Finish the previous one.
+  absl::StatusOr<bool> retried = FinishInFlight(consumer, stop);
+  if (!retried.ok()) return retried.status();
+  if (*retried) return absl::OkStatus();  // its store failed, and Flush stored this batch too
+  if (pending_revision_ != revision) {
+    // A rebalance took records of revoked partitions out: prepare afresh in the store call.
+    prepared = nullptr;
+    n = pending_.size();
+  }
+  if (n == 0) return absl::OkStatus();
+  // 3. Store it on a thread of its own; records polled meanwhile form the next batch.
+  InFlight& f = in_flight_.emplace();
+  f.records.assign(std::make_move_iterator(pending_.begin()),
+                   std::make_move_iterator(pending_.begin() + static_cast<std::ptrdiff_t>(n)));
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+  ++pending_revision_;
+  pending_bytes_ = 0;
+  for (const Message& m : pending_) pending_bytes_ += m.value().size();
+  if (!pending_.empty()) batch_started_ = absl::Now();
+  revoked_.clear();
+  f.started = absl::Now();
+  f.stored = std::async(std::launch::async,
+                        [this, records = Pointers(f.records, n),
+                         prepared = std::move(prepared)]() mutable {
+                          return sink_.WritePrepared(records, std::move(prepared));
+                        });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> BatchLoop::FinishInFlight(Consumer& consumer, const std::atomic<bool>& stop) {
+  if (!in_flight_) return false;
+  absl::StatusOr<std::vector<RecordRejection>> stored = in_flight_->stored.get();
+  InFlight done = std::move(*in_flight_);
+  in_flight_.reset();
+  if (!stored.ok()) {
+    // Its transaction rolled back. It is stored again with the records after it, in order, the
+    // way Flush retries and isolates refused records; records of partitions revoked meanwhile
+    // are the next owner's.
+    std::vector<Message> retry;
+    for (Message& m : done.records) {
+      if (!revoked_.contains({std::string(m.topic()), m.partition()})) retry.push_back(std::move(m));
+    }
+    for (Message& m : pending_) retry.push_back(std::move(m));
+    pending_ = std::move(retry);
+    ++pending_revision_;
+    pending_bytes_ = 0;
+    for (const Message& m : pending_) pending_bytes_ += m.value().size();
+    if (pending_.empty()) return true;
+    if (stored.status().code() != absl::StatusCode::kInvalidArgument) {
+      logger_->warn("msg=\"store write failed; retrying\" loop={} error=\"{}\"", config_.name,
+                    stored.status().message());
+    }
+    if (absl::Status s = Flush(consumer, stop); !s.ok()) return s;
+    return true;
+  }
+  metrics_.records.Add(done.records.size());
+  bool paused = false;
+  absl::Status s = PublishAndCommit(consumer, stop, done.records, *stored, paused);
+  metrics_.batch_latency.Observe(absl::ToDoubleSeconds(absl::Now() - done.started));
+  if (!s.ok()) return s;
+  return false;
+}
+
+std::string BatchLoop::RejectedRecord(const RecordRejection& r, const Message& m) const {
   v1::RejectedEvent out;
   out.set_service(config_.service);
   out.set_reason(r.reason);

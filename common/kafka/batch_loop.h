@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <future>
 #include <map>
 #include <set>
 #include <memory>
@@ -30,10 +31,28 @@ struct RecordRejection {
   std::optional<int64_t> existing_version;
 };
 
+/// What a BatchSink works out from a batch's records before it needs the store.
+class PreparedBatch {
+ public:
+  virtual ~PreparedBatch() = default;
+};
+
 /// Where a BatchLoop makes its records durable.
 class BatchSink {
  public:
   virtual ~BatchSink() = default;
+  /// With BatchLoopConfig::overlap_store: the work on `records` that needs no store (decoding),
+  /// done while the previous batch is still being stored. Runs on the loop's thread, possibly
+  /// while WritePrepared of the previous batch runs on another; the default prepares nothing.
+  virtual std::unique_ptr<PreparedBatch> Prepare(const std::vector<const Message*>& records) {
+    return nullptr;
+  }
+  /// Write, given what Prepare returned for the same records. With overlap_store it runs on a
+  /// thread of its own, alongside the loop's Prepare of the next batch and no other call.
+  virtual absl::StatusOr<std::vector<RecordRejection>> WritePrepared(
+      const std::vector<const Message*>& records, std::unique_ptr<PreparedBatch> prepared) {
+    return Write(records);
+  }
   /// Stores `records` in one transaction and returns the records (or points of records) it
   /// refused, by index into `records`. INVALID_ARGUMENT means the store refused some value:
   /// the loop then halves the batch until the refused records are alone and rejects only
@@ -65,6 +84,10 @@ struct BatchLoopConfig {
   absl::Duration retry_initial_backoff = absl::Milliseconds(100);
   absl::Duration retry_max_backoff = absl::Seconds(5);
   absl::Duration maintenance_interval = absl::Minutes(10);
+  /// Store each batch on a thread of its own while the loop polls and prepares the next one.
+  /// The order is kept: a batch is stored only after the previous one is stored and its
+  /// offsets committed, and its own offsets only after it is stored.
+  bool overlap_store = false;
 };
 
 struct BatchLoopMetrics {
@@ -95,12 +118,24 @@ class BatchLoop final : public PartitionListener {
  private:
   /// Writes `pending_` durably and commits its offsets; retries until done or stopped.
   absl::Status Flush(Consumer& consumer, const std::atomic<bool>& stop);
+  /// overlap_store: prepares `pending_`, finishes the batch in flight, then starts storing
+  /// `pending_` on a thread of its own.
+  absl::Status FlushOverlapped(Consumer& consumer, const std::atomic<bool>& stop);
+  /// Waits for the batch in flight, if any, and commits it; if its store failed, its records
+  /// go back before `pending_` and Flush retries them all.
+  /// Returns whether it did so (the store failed).
+  absl::StatusOr<bool> FinishInFlight(Consumer& consumer, const std::atomic<bool>& stop);
+  /// Publishes the rejections of `records` (stored) and commits their offsets, leaving out
+  /// partitions in `revoked_`. `paused`: whether the consumer is paused (resumed at the end).
+  absl::Status PublishAndCommit(Consumer& consumer, const std::atomic<bool>& stop,
+                                const std::vector<Message>& records,
+                                const std::vector<RecordRejection>& rejections, bool& paused);
   absl::StatusOr<std::vector<RecordRejection>> StoreRecords(const std::vector<size_t>& sources);
   /// StoreRecords, isolating records the store refuses (INVALID_ARGUMENT) by halving; fails
   /// only with a retriable error.
   absl::StatusOr<std::vector<RecordRejection>> StoreIsolating(const std::vector<size_t>& sources);
-  /// The tidemark.rejected record for a rejection of pending_[r.source].
-  std::string RejectedRecord(const RecordRejection& r) const;
+  /// The tidemark.rejected record for a rejection of `m`.
+  std::string RejectedRecord(const RecordRejection& r, const Message& m) const;
   /// Produces (key, value) records and waits until Kafka acknowledged them.
   absl::Status PublishRejections(const std::vector<std::pair<std::string, std::string>>& records);
   /// Waits `delay` (from a retry::Backoff) while polling the paused consumer.
@@ -113,9 +148,18 @@ class BatchLoop final : public PartitionListener {
   std::shared_ptr<spdlog::logger> logger_;
   std::vector<Message> pending_;
   size_t pending_bytes_ = 0;
+  /// Changes whenever records leave pending_ other than by polling (a rebalance, a flush).
+  uint64_t pending_revision_ = 0;
   /// Partitions revoked since the current flush snapshotted its offsets.
   std::set<TopicPartition> revoked_;
   absl::Time batch_started_;
+  /// overlap_store: the batch being stored on its own thread.
+  struct InFlight {
+    std::vector<Message> records;
+    std::future<absl::StatusOr<std::vector<RecordRejection>>> stored;
+    absl::Time started;
+  };
+  std::optional<InFlight> in_flight_;
 };
 
 }  // namespace tidemark::kafka

@@ -145,6 +145,8 @@ int Run(int argc, char** argv) {
     cfg.rejected_topic = absl::GetFlag(FLAGS_rejected_topic);
     cfg.batch_max_records = static_cast<size_t>(absl::GetFlag(FLAGS_batch_max_records));
     cfg.batch_max_age = absl::GetFlag(FLAGS_batch_max_age);
+    // Raw batches are decoded while the previous one is stored.
+    cfg.overlap_store = spec.sink == &raw_sink;
     r->metrics = std::make_unique<kafka::BatchLoopMetrics>(registry, "tidemark_writer", spec.name);
     r->loop =
         std::make_unique<kafka::BatchLoop>(cfg, *spec.sink, **producer, *r->metrics, logger);

@@ -26,6 +26,16 @@ constexpr int64_t kPostgresEpochUs = 946'684'800'000'000;
 
 constexpr const char* kCopyPoints = "COPY staging_points FROM STDIN (FORMAT binary)";
 
+// A batch whose keys are all new goes straight into the table: COPY inserts rows in bulk
+// (heap_multi_insert, batched WAL), where the upsert inserts and logs them one by one.
+constexpr const char* kCopyPointsDirect =
+    "COPY points (series_id, time, value_double, value_int, value_bool, value_string, version,"
+    " ingested_at) FROM STDIN (FORMAT binary)";
+
+// After a batch met stored keys, the next ones are likely to as well (a replay, a backfill):
+// they go through the upsert for a while before the direct COPY is tried again.
+constexpr int kUpsertBatchesAfterConflict = 8;
+
 // Staged rows carry timestamps already, so the upsert moves them without an expression per row.
 constexpr const char* kUpsertPoints =
     "INSERT INTO points (series_id, time, value_double, value_int, value_bool, value_string,"
@@ -91,7 +101,7 @@ class BinaryCopy final {
   }
   void TimestampUs(int64_t unix_us) { Int8(unix_us - kPostgresEpochUs); }
   /// The data with its trailer; the buffer is spent.
-  const std::string& Finish() {
+  std::string& Finish() {
     Put16(0xffff);
     return buf_;
   }
@@ -153,17 +163,39 @@ std::string IntArray(const std::vector<Int>& v) {
   return out + "}";
 }
 
+/// The points in binary COPY format: for the points table, or with the batch index of each
+/// point first for the staging table.
+std::string EncodePoints(const std::vector<const StagedPoint*>& points, bool with_source) {
+  BinaryCopy copy(points.size());
+  for (const StagedPoint* point : points) {
+    const StagedPoint& p = *point;
+    copy.Row(with_source ? 9 : 8);
+    if (with_source) copy.Int4(static_cast<int32_t>(p.source));
+    copy.Int8(p.series_id);
+    copy.TimestampUs(p.time_us);
+    const v1::MeasureValue::ValueCase type = p.value.value_case();
+    type == v1::MeasureValue::kDoubleValue ? copy.Float8(p.value.double_value()) : copy.Null();
+    type == v1::MeasureValue::kInt64Value ? copy.Int8(p.value.int64_value()) : copy.Null();
+    type == v1::MeasureValue::kBoolValue ? copy.Bool(p.value.bool_value()) : copy.Null();
+    type == v1::MeasureValue::kStringValue ? copy.Text(p.value.string_value()) : copy.Null();
+    copy.Int8(p.version);
+    copy.TimestampUs(p.ingest_time_us);
+  }
+  return std::move(copy.Finish());
+}
+
 size_t KeyHash(const std::string& canonical_key) {
   return absl::Hash<absl::string_view>()(canonical_key);
 }
 
 }  // namespace
 
-PointStore::PointStore(std::string dsn, absl::Duration partitions_ahead)
-    : dsn_(std::move(dsn)), partitions_ahead_(partitions_ahead) {}
+PointStore::PointStore(std::string dsn, absl::Duration partitions_ahead, bool try_direct_copy)
+    : dsn_(std::move(dsn)), partitions_ahead_(partitions_ahead), try_direct_copy_(try_direct_copy) {}
 
 void PointStore::Reset() {
   conn_.reset();
+  upsert_batches_left_ = 0;
   known_series_.clear();
   partitions_.Forget();
 }
@@ -253,37 +285,41 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
     }
     batch.DropSeries(colliding, "series id collides with a different stored series");
 
-    // 2. The points, by binary COPY, with NULL in the value columns a point does not use.
+    // 2. The points by binary COPY, with NULL in the value columns a point does not use: into
+    //    the table when no key is stored yet (a unique violation says otherwise and is rolled
+    //    back to the savepoint), else into the staging table for the versioned upsert.
     const std::vector<StagedPoint>& points = batch.points();
-    {
-      // In key order, so that the upsert walks the primary key's leaf pages in order instead
-      // of jumping between series on every row.
-      std::vector<const StagedPoint*> ordered;
-      ordered.reserve(points.size());
-      for (const StagedPoint& p : points) ordered.push_back(&p);
-      std::sort(ordered.begin(), ordered.end(), [](const StagedPoint* a, const StagedPoint* b) {
-        return std::tie(a->series_id, a->time_us) < std::tie(b->series_id, b->time_us);
-      });
-      BinaryCopy copy(points.size());
-      for (const StagedPoint* point : ordered) {
-        const StagedPoint& p = *point;
-        copy.Row(9);
-        copy.Int4(static_cast<int32_t>(p.source));
-        copy.Int8(p.series_id);
-        copy.TimestampUs(p.time_us);
-        const v1::MeasureValue::ValueCase type = p.value.value_case();
-        type == v1::MeasureValue::kDoubleValue ? copy.Float8(p.value.double_value()) : copy.Null();
-        type == v1::MeasureValue::kInt64Value ? copy.Int8(p.value.int64_value()) : copy.Null();
-        type == v1::MeasureValue::kBoolValue ? copy.Bool(p.value.bool_value()) : copy.Null();
-        type == v1::MeasureValue::kStringValue ? copy.Text(p.value.string_value()) : copy.Null();
-        copy.Int8(p.version);
-        copy.TimestampUs(p.ingest_time_us);
+    // In key order, so that inserts walk the primary key's leaf pages in order instead of
+    // jumping between series on every row.
+    std::vector<const StagedPoint*> ordered;
+    ordered.reserve(points.size());
+    for (const StagedPoint& p : points) ordered.push_back(&p);
+    std::sort(ordered.begin(), ordered.end(), [](const StagedPoint* a, const StagedPoint* b) {
+      return std::tie(a->series_id, a->time_us) < std::tie(b->series_id, b->time_us);
+    });
+    const bool try_copy = try_direct_copy_ && upsert_batches_left_ == 0;
+    if (upsert_batches_left_ > 0) --upsert_batches_left_;
+    if (try_copy) {
+      tx.exec0("SAVEPOINT direct_copy");
+      try {
+        CopyBinary(tx, kCopyPointsDirect, EncodePoints(ordered, /*with_source=*/false));
+        outcome.direct_copy = true;
+      } catch (const pqxx::sql_error& e) {
+        if (e.sqlstate() != "23505") throw;  // only a stored key sends the batch to the upsert
+        upsert_batches_left_ = kUpsertBatchesAfterConflict;
       }
-      CopyBinary(tx, kCopyPoints, copy.Finish());
+      // Back in the transaction itself either way: the classification below tells this
+      // transaction's rows by their xmin, which must not be a subtransaction's.
+      if (!outcome.direct_copy) tx.exec0("ROLLBACK TO SAVEPOINT direct_copy");
+      tx.exec0("RELEASE SAVEPOINT direct_copy");
+    }
+    if (outcome.direct_copy) {
+      outcome.upserted = static_cast<int64_t>(points.size());
+    } else {
+      CopyBinary(tx, kCopyPoints, EncodePoints(ordered, /*with_source=*/true));
     }
     // 3. One versioned upsert for the whole batch, and the progress of each topic.
-    const pqxx::result upserted = tx.exec(kUpsertPoints);
-    outcome.upserted = upserted.affected_rows();
+    if (!outcome.direct_copy) outcome.upserted = tx.exec(kUpsertPoints).affected_rows();
     std::map<std::string, std::pair<std::vector<int32_t>, std::vector<int64_t>>> by_topic;
     for (const auto& [tp, next_offset] : progress) {
       auto& [partitions, offsets] = by_topic[tp.first];
@@ -297,7 +333,7 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
     //    duplicates, late corrections) compare them with the stored rows this transaction
     //    did not write, which are still as they were before the batch.
     absl::flat_hash_map<std::pair<int64_t, int64_t>, int64_t> conflict_version;
-    if (outcome.upserted < static_cast<int64_t>(points.size())) {
+    if (!outcome.direct_copy && outcome.upserted < static_cast<int64_t>(points.size())) {
       for (const pqxx::row& row : tx.exec(kClassifyPoints)) {
         if (row[3].as<bool>()) {
           ++outcome.stale;

@@ -27,18 +27,22 @@ struct WriteOutcome {
   int64_t unchanged = 0;
   /// Points with the stored version but a different value: rejected.
   std::vector<PointRejection> conflicts;
+  /// The batch met no stored key and was copied straight into the table.
+  bool direct_copy = false;
 };
 
 /// The raw-point store in PostgreSQL. Not thread-safe: one writer loop owns it.
 class PointStore final {
  public:
-  PointStore(std::string dsn, absl::Duration partitions_ahead);
+  /// `try_direct_copy` false sends every batch through the upsert (benchmarks compare both).
+  PointStore(std::string dsn, absl::Duration partitions_ahead, bool try_direct_copy = true);
 
   /// Connects if needed and applies the schema migrations.
   absl::Status Open(spdlog::logger& logger);
 
   /// Writes a batch in one transaction: series first (dropping colliding series from the
-  /// batch), then the points by COPY into a staging table and one versioned upsert. Any
+  /// batch), then the points by COPY straight into the table when none of their keys is
+  /// stored, else by COPY into a staging table and one versioned upsert. Any
   /// failure rolls back everything and leaves the connection to be reopened; the call is
   /// idempotent, so the same batch may be written again after any error.
   /// `progress` (topic, partition) -> next offset is recorded in the same transaction, so
@@ -62,6 +66,10 @@ class PointStore final {
   /// so that a different key with a known id is caught in every batch, not only the first.
   absl::flat_hash_map<int64_t, size_t> known_series_;
   DailyPartitions partitions_{"points"};
+  /// Batches still to go through the upsert, without trying the direct COPY, after one met
+  /// stored keys.
+  int upsert_batches_left_ = 0;
+  bool try_direct_copy_;
 };
 
 }  // namespace tidemark::writer

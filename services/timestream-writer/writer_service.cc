@@ -22,24 +22,59 @@ RawPointSink::RawPointSink(PointStore& store, absl::Duration future_clock_lead,
       unchanged_(r.AddCounter("tidemark_writer_points_unchanged_total",
                               "Points identical to the stored one (replays, duplicates)")),
       clock_corrected_(r.AddCounter("tidemark_writer_clock_corrected_total",
-                                    "Points stored at their ingest time (clock out of sync)")) {}
+                                    "Points stored at their ingest time (clock out of sync)")),
+      direct_batches_(r.AddCounter("tidemark_writer_point_batches_total",
+                                   "Batches of points stored, by how: copied straight into the "
+                                   "table (no key stored yet) or through the versioned upsert",
+                                   "path=\"copy\"")),
+      upsert_batches_(r.AddCounter("tidemark_writer_point_batches_total",
+                                   "Batches of points stored, by how: copied straight into the "
+                                   "table (no key stored yet) or through the versioned upsert",
+                                   "path=\"upsert\"")) {}
+
+namespace {
+
+/// A raw batch decoded ahead of its store.
+struct DecodedBatch final : kafka::PreparedBatch {
+  DecodedBatch(absl::Duration future_clock_lead, int64_t horizon_us)
+      : batch(future_clock_lead, horizon_us) {}
+  BatchBuilder batch;
+  std::map<std::pair<std::string, int32_t>, int64_t> progress;
+};
+
+}  // namespace
+
+std::unique_ptr<kafka::PreparedBatch> RawPointSink::Prepare(
+    const std::vector<const kafka::Message*>& records) {
+  const int64_t horizon = time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(retention_);
+  auto decoded = std::make_unique<DecodedBatch>(future_clock_lead_, horizon);
+  for (size_t i = 0; i < records.size(); ++i) {
+    decoded->batch.Add(i, records[i]->value());
+    int64_t& next =
+        decoded->progress[{std::string(records[i]->topic()), records[i]->partition()}];
+    next = std::max(next, records[i]->offset() + 1);
+  }
+  return decoded;
+}
 
 absl::StatusOr<std::vector<PointRejection>> RawPointSink::Write(
     const std::vector<const kafka::Message*>& records) {
-  const int64_t horizon = time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(retention_);
-  BatchBuilder batch(future_clock_lead_, horizon);
-  std::map<std::pair<std::string, int32_t>, int64_t> progress;
-  for (size_t i = 0; i < records.size(); ++i) {
-    batch.Add(i, records[i]->value());
-    int64_t& next = progress[{std::string(records[i]->topic()), records[i]->partition()}];
-    next = std::max(next, records[i]->offset() + 1);
-  }
-  absl::StatusOr<WriteOutcome> outcome = store_.Write(batch, progress);
+  return WritePrepared(records, Prepare(records));
+}
+
+absl::StatusOr<std::vector<PointRejection>> RawPointSink::WritePrepared(
+    const std::vector<const kafka::Message*>& records,
+    std::unique_ptr<kafka::PreparedBatch> prepared) {
+  if (prepared == nullptr) prepared = Prepare(records);
+  auto& decoded = static_cast<DecodedBatch&>(*prepared);
+  BatchBuilder& batch = decoded.batch;
+  absl::StatusOr<WriteOutcome> outcome = store_.Write(batch, decoded.progress);
   if (!outcome.ok()) return outcome.status();
   upserted_.Add(outcome->upserted);
   stale_.Add(outcome->stale + batch.counters().stale);
   unchanged_.Add(outcome->unchanged + batch.counters().duplicates);
   clock_corrected_.Add(batch.counters().clock_corrected);
+  (outcome->direct_copy ? direct_batches_ : upsert_batches_).Add();
   std::vector<PointRejection> rejections = std::move(batch.rejections());
   for (PointRejection& r : outcome->conflicts) rejections.push_back(std::move(r));
   return rejections;

@@ -21,6 +21,12 @@ class RawPointSink final : public kafka::BatchSink {
                metrics::Registry& registry);
   absl::StatusOr<std::vector<PointRejection>> Write(
       const std::vector<const kafka::Message*>& records) override;
+  /// Decodes the records into a batch of series and points (no store needed).
+  std::unique_ptr<kafka::PreparedBatch> Prepare(
+      const std::vector<const kafka::Message*>& records) override;
+  absl::StatusOr<std::vector<PointRejection>> WritePrepared(
+      const std::vector<const kafka::Message*>& records,
+      std::unique_ptr<kafka::PreparedBatch> prepared) override;
   absl::Status Maintain() override;
   uint64_t upserted() const { return upserted_.Value(); }
   uint64_t unchanged() const { return unchanged_.Value(); }
@@ -33,6 +39,8 @@ class RawPointSink final : public kafka::BatchSink {
   metrics::Counter& stale_;
   metrics::Counter& unchanged_;
   metrics::Counter& clock_corrected_;
+  metrics::Counter& direct_batches_;
+  metrics::Counter& upsert_batches_;
 };
 
 /// Window aggregates from the aggregator -> aggregates.

@@ -74,7 +74,10 @@ std::optional<Problem> CheckStorableContent(const v1::Event& event) {
   if (auto p = CheckText("device_id", event.device_id())) return p;
   for (const auto& [name, value] : event.dimensions()) {
     if (auto p = CheckText("a dimension name", name)) return p;
-    if (auto p = CheckText(absl::StrCat("the value of dimension \"", name, "\""), value)) return p;
+    // The message is built only for a bad value: this runs for every dimension of every event.
+    if (!IsStorableText(value)) {
+      return CheckText(absl::StrCat("the value of dimension \"", name, "\""), value);
+    }
   }
   for (const auto& [name, value] : event.measures()) {
     if (auto p = CheckText("a measure name", name)) return p;
@@ -90,9 +93,8 @@ std::optional<Problem> CheckStorableContent(const v1::Event& event) {
         }
         break;
       case v1::MeasureValue::kStringValue:
-        if (auto p = CheckText(absl::StrCat("string measure \"", name, "\""),
-                               value.string_value())) {
-          return p;
+        if (!IsStorableText(value.string_value())) {
+          return CheckText(absl::StrCat("string measure \"", name, "\""), value.string_value());
         }
         break;
       case v1::MeasureValue::kInt64Value:

@@ -5,8 +5,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
 #include "common/series/series_key.h"
 #include "common/series/storable.h"
@@ -24,10 +22,22 @@ Rejection Reject(RejectReason reason, std::string message) {
 // Names that collide with the columns of the narrow view (DESIGN §5) or with the
 // dimension Tidemark derives from the device id.
 bool IsReserved(absl::string_view name) {
-  const std::string lower = absl::AsciiStrToLower(name);
-  return lower == "time" || lower == "measure_name" || lower == "measure_value" ||
-         lower == series::kDeviceIdDimension || absl::StartsWith(lower, "measure_value::") ||
-         absl::StartsWith(lower, "ts_") || absl::StartsWith(lower, "tidemark_");
+  return absl::EqualsIgnoreCase(name, "time") || absl::EqualsIgnoreCase(name, "measure_name") ||
+         absl::EqualsIgnoreCase(name, "measure_value") ||
+         absl::EqualsIgnoreCase(name, series::kDeviceIdDimension) ||
+         absl::StartsWithIgnoreCase(name, "measure_value::") ||
+         absl::StartsWithIgnoreCase(name, "ts_") || absl::StartsWithIgnoreCase(name, "tidemark_");
+}
+
+// The stamp's two fields: tags of at most 2 bytes, a varint of at most 10, and a 1-byte 0.
+constexpr size_t kMaxStampBytes = 15;
+
+uint8_t* WriteStamp(int64_t ingest_time_us, uint8_t* out) {
+  using google::protobuf::internal::WireFormatLite;
+  out = WireFormatLite::WriteUInt64ToArray(v1::Event::kIngestTimeUsFieldNumber,
+                                           static_cast<uint64_t>(ingest_time_us), out);
+  // Only archive replay may keep an event out of the lake: whatever a client sent is reset.
+  return WireFormatLite::WriteBoolToArray(v1::Event::kReplayedFieldNumber, false, out);
 }
 
 // At most `bytes` of valid UTF-8 `text`, cut at a character boundary.
@@ -58,8 +68,12 @@ std::optional<Rejection> CheckName(absl::string_view kind, absl::string_view nam
 
 std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
                                        const ValidationLimits& limits) {
-  if (const size_t bytes = event.ByteSizeLong();
-      bytes > static_cast<size_t>(limits.max_event_bytes)) {
+  return ValidateEvent(event, event.ByteSizeLong(), now_us, limits);
+}
+
+std::optional<Rejection> ValidateEvent(const v1::Event& event, size_t encoded_bytes,
+                                       int64_t now_us, const ValidationLimits& limits) {
+  if (const size_t bytes = encoded_bytes; bytes > static_cast<size_t>(limits.max_event_bytes)) {
     return Reject(
         v1::REJECT_REASON_PAYLOAD_TOO_LARGE,
         absl::StrCat("event is ", bytes, " bytes; the limit is ", limits.max_event_bytes));
@@ -132,17 +146,10 @@ std::optional<Rejection> CheckPermission(const v1::Event& event,
 }
 
 void AppendStamp(int64_t ingest_time_us, std::string& serialized_event) {
-  google::protobuf::io::StringOutputStream stream(&serialized_event);
-  google::protobuf::io::CodedOutputStream out(&stream);
-  out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
-      v1::Event::kIngestTimeUsFieldNumber,
-      google::protobuf::internal::WireFormatLite::WIRETYPE_VARINT));
-  out.WriteVarint64(static_cast<uint64_t>(ingest_time_us));
-  // Only archive replay may keep an event out of the lake: whatever a client sent is reset.
-  out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
-      v1::Event::kReplayedFieldNumber,
-      google::protobuf::internal::WireFormatLite::WIRETYPE_VARINT));
-  out.WriteVarint32(0);
+  const size_t size = serialized_event.size();
+  serialized_event.resize(size + kMaxStampBytes);
+  auto* begin = reinterpret_cast<uint8_t*>(serialized_event.data());
+  serialized_event.resize(static_cast<size_t>(WriteStamp(ingest_time_us, begin + size) - begin));
 }
 
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
@@ -152,7 +159,9 @@ PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>&
   batch.accepted.reserve(events.size());
   for (int i = 0; i < events.size(); ++i) {
     const v1::Event& event = events[i];
-    std::optional<Rejection> r = ValidateEvent(event, now_us, limits);
+    // One walk of the event for its size, which the encoding below reuses (cached sizes).
+    const size_t bytes = event.ByteSizeLong();
+    std::optional<Rejection> r = ValidateEvent(event, bytes, now_us, limits);
     if (!r) r = CheckPermission(event, permission);
     if (r) {
       v1::RejectedRecord& rec = batch.rejected.emplace_back();
@@ -163,8 +172,11 @@ PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>&
     }
     AcceptedRecord& out = batch.accepted.emplace_back();
     out.key = event.device_id();
-    event.SerializeToString(&out.value);
-    AppendStamp(now_us, out.value);
+    // The client's encoding, then the stamp, in one buffer sized once.
+    out.value.resize(bytes + kMaxStampBytes);
+    auto* begin = reinterpret_cast<uint8_t*>(out.value.data());
+    uint8_t* end = event.SerializeWithCachedSizesToArray(begin);
+    out.value.resize(static_cast<size_t>(WriteStamp(now_us, end) - begin));
   }
   return batch;
 }

@@ -36,6 +36,9 @@ struct Rejection {
 };
 std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
                                        const ValidationLimits& limits);
+/// The same, with the event's encoded size already known (ByteSizeLong walks the event).
+std::optional<Rejection> ValidateEvent(const v1::Event& event, size_t encoded_bytes,
+                                       int64_t now_us, const ValidationLimits& limits);
 
 /// What the caller's credentials let it write: devices whose id starts with one of
 /// `device_prefixes` ("" is every device), and client versions only with

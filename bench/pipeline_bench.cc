@@ -352,7 +352,13 @@ StepResult RunStep(testing::PgCluster& pg, int rate) {
                  (second_half.back().at_s - second_half.front().at_s);
   }
   double worst = 0;
-  for (const LagSample& s : second_half) worst = std::max(worst, s.Max());
+  LagSample worst_each;  // the worst of each consumer, to say which one fell behind
+  for (const LagSample& s : second_half) {
+    worst = std::max(worst, s.Max());
+    worst_each.writer = std::max(worst_each.writer, s.writer);
+    worst_each.aggregator = std::max(worst_each.aggregator, s.aggregator);
+    worst_each.archive = std::max(worst_each.archive, s.archive);
+  }
   const double slope = std::max({Slope(second_half, [](const LagSample& s) { return s.writer; }),
                                  Slope(second_half, [](const LagSample& s) { return s.aggregator; }),
                                  Slope(second_half, [](const LagSample& s) { return s.archive; })});
@@ -371,12 +377,13 @@ StepResult RunStep(testing::PgCluster& pg, int rate) {
   }
   bench::Report("pipeline.txt",
                 absl::StrFormat("step %d events/s for %s: acknowledged %.0f/s, lag at end (writer "
-                                "%.0f, aggregator %.0f, archive %.0f), worst in 2nd half %.0f, "
-                                "trend %.0f records/s: %s",
+                                "%.0f, aggregator %.0f, archive %.0f), worst in 2nd half (writer "
+                                "%.0f, aggregator %.0f, archive %.0f), trend %.0f records/s: %s",
                                 rate, absl::FormatDuration(duration), r.achieved,
                                 samples.empty() ? -1 : samples.back().writer,
                                 samples.empty() ? -1 : samples.back().aggregator,
-                                samples.empty() ? -1 : samples.back().archive, worst, slope,
+                                samples.empty() ? -1 : samples.back().archive, worst_each.writer,
+                                worst_each.aggregator, worst_each.archive, slope,
                                 r.sustained ? "sustained" : "NOT sustained: " + r.why));
   if (r.sustained) DrainAndVerify(*stack, services, gen, absl::StrCat("step ", rate, "/s"));
   return r;

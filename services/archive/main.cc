@@ -151,6 +151,9 @@ int Run(int argc, char** argv) {
   cfg.batch_max_records = static_cast<size_t>(absl::GetFlag(FLAGS_batch_max_records));
   cfg.batch_max_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_batch_max_bytes));
   cfg.batch_max_age = absl::GetFlag(FLAGS_batch_max_age);
+  // Consumption goes on while a batch is compressed and uploaded (seconds for a large one),
+  // instead of the lag jumping by that much input at every file; two batches are then held.
+  cfg.overlap_store = true;
   kafka::BatchLoopMetrics loop_metrics(registry, "tidemark_archive", "raw");
   kafka::BatchLoop loop(cfg, sink, **producer, loop_metrics, logger);
   auto consumer = kafka::Consumer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),

@@ -384,6 +384,49 @@ TEST(WriterLoop, RejectionsArePublishedAndTheRestLands) {
   EXPECT_EQ(original.measures().at("temperature").double_value(), 2.0);
 }
 
+// Partitions move between two writers while batches are in flight (each stored on its own
+// thread while the next is decoded): a second writer joins mid-stream, then the first leaves.
+TEST(WriterLoop, RebalancesMidStreamLoseNothing) {
+  const std::string db = NewDatabase();
+  ASSERT_TRUE(broker->CreateTopic("raw_rebalance", 4).ok());
+  constexpr int kPerBatch = 200, kMaxBatches = 400;  // 100 ms apart: 40 s at most
+  const int64_t base = NowUs() - 1'800'000'000;
+  std::atomic<bool> stop_producing{false};
+  std::atomic<int> produced{0};
+  auto first = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group");
+  // Produces until told, so that both rebalances happen while records still arrive.
+  std::thread producer([&] {
+    for (int b = 0; b < kMaxBatches && !stop_producing.load(); ++b) {
+      std::vector<v1::Event> events;
+      for (int i = 0; i < kPerBatch; ++i) {
+        const int n = b * kPerBatch + i;
+        events.push_back(MakeEvent(absl::StrCat("dev-", n % 40), base + n * 1000, n));
+      }
+      Produce("raw_rebalance", events);
+      produced += kPerBatch;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  EXPECT_TRUE(WaitFor([&] { return first->metrics().records.Value() > 0; }, absl::Seconds(30)));
+  auto second = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group");
+  EXPECT_TRUE(WaitFor([&] { return second->metrics().records.Value() > 0; }, absl::Seconds(30)));
+  first.reset();  // its partitions go to the second writer
+  const uint64_t before = second->metrics().records.Value();
+  EXPECT_TRUE(WaitFor([&] { return second->metrics().records.Value() > before + 2 * kPerBatch; },
+                      absl::Seconds(30)));
+  stop_producing = true;
+  producer.join();
+  const int n = produced.load();
+  EXPECT_TRUE(WaitFor(
+      [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
+      absl::Seconds(60)))
+      << Query(db, "SELECT count(*) FROM points") << " points of " << 2 * n;
+  second.reset();
+  EXPECT_EQ(
+      Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
+      absl::StrCat(static_cast<int64_t>(n) * (n - 1) / 2));
+}
+
 TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
   const std::string db = NewDatabase();
   ASSERT_TRUE(broker->CreateTopic("raw_crash", 4).ok());

@@ -40,7 +40,7 @@ void LoadGenerator::Stop() {
 }
 
 int64_t LoadGenerator::UniqueTimeMs(Sender& sender, const std::string& device, int64_t ms) {
-  std::set<int64_t>& used = sender.used_ms[device];
+  absl::flat_hash_set<int64_t>& used = sender.used_ms[device];
   while (!used.insert(ms).second) --ms;
   return ms;
 }
@@ -156,7 +156,7 @@ absl::Duration LoadGenerator::slowest_write() const {
 
 StoreCheck LoadGenerator::Check(const std::string& dsn) const {
   StoreCheck c;
-  std::map<std::pair<std::string, int64_t>, int64_t> stored;
+  absl::flat_hash_map<std::pair<std::string, int64_t>, int64_t> stored;
   try {
     pqxx::connection conn(dsn);
     pqxx::read_transaction tx(conn);

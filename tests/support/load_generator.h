@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "tidemark/v1/ingest.grpc.pb.h"
@@ -90,7 +92,7 @@ class LoadGenerator final {
   struct Sender {
     int index = 0;
     int64_t next_seq = 0;
-    std::map<std::string, std::set<int64_t>> used_ms;
+    absl::flat_hash_map<std::string, absl::flat_hash_set<int64_t>> used_ms;
   };
   void Run(Sender& sender);
   /// Sends one request; records its events as acknowledged or uncertain.
@@ -107,9 +109,9 @@ class LoadGenerator final {
   // SendMinutesLate uses sender 0 while no thread runs.
   std::vector<Sender> senders_;
   mutable absl::Mutex mu_;
-  // (device, time_us) -> seq
-  std::map<std::pair<std::string, int64_t>, int64_t> acked_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, int64_t>, int64_t> uncertain_ ABSL_GUARDED_BY(mu_);
+  // (device, time_us) -> seq; hash maps, since the generator shares the machine it measures.
+  absl::flat_hash_map<std::pair<std::string, int64_t>, int64_t> acked_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::pair<std::string, int64_t>, int64_t> uncertain_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Time> failed_sent_at_ ABSL_GUARDED_BY(mu_);
   absl::Duration slowest_write_ ABSL_GUARDED_BY(mu_);
 };

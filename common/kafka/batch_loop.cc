@@ -317,6 +317,7 @@ absl::StatusOr<bool> BatchLoop::FinishInFlight(Consumer& consumer, const std::at
     // Its transaction rolled back. It is stored again with the records after it, in order, the
     // way Flush retries and isolates refused records; records of partitions revoked meanwhile
     // are the next owner's.
+    metrics_.store_retries.Add();
     std::vector<Message> retry;
     for (Message& m : done.records) {
       if (!revoked_.contains({std::string(m.topic()), m.partition()})) retry.push_back(std::move(m));

@@ -393,7 +393,7 @@ TEST(WriterLoop, RebalancesMidStreamLoseNothing) {
   const int64_t base = NowUs() - 1'800'000'000;
   std::atomic<bool> stop_producing{false};
   std::atomic<int> produced{0};
-  auto first = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group");
+  auto first = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group-rebalance");
   // Produces until told, so that both rebalances happen while records still arrive.
   std::thread producer([&] {
     for (int b = 0; b < kMaxBatches && !stop_producing.load(); ++b) {
@@ -408,7 +408,7 @@ TEST(WriterLoop, RebalancesMidStreamLoseNothing) {
     }
   });
   EXPECT_TRUE(WaitFor([&] { return first->metrics().records.Value() > 0; }, absl::Seconds(30)));
-  auto second = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group");
+  auto second = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group-rebalance");
   EXPECT_TRUE(WaitFor([&] { return second->metrics().records.Value() > 0; }, absl::Seconds(30)));
   first.reset();  // its partitions go to the second writer
   const uint64_t before = second->metrics().records.Value();
@@ -430,37 +430,46 @@ TEST(WriterLoop, RebalancesMidStreamLoseNothing) {
 TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
   const std::string db = NewDatabase();
   ASSERT_TRUE(broker->CreateTopic("raw_crash", 4).ok());
-  const int kBatches = 20, kPerBatch = 250;
+  constexpr int kPerBatch = 250, kMaxBatches = 400;  // 100 ms apart: 40 s at most
   const int64_t base = NowUs() - 1'800'000'000;
+  std::atomic<bool> stop_producing{false};
+  std::atomic<int> produced{0};
   {
     RunningWriter writer(pg->Dsn(db), "raw_crash", "group");
+    // Records keep arriving until after the outage, however long the group takes to form.
     std::thread producer([&] {
-      for (int b = 0; b < kBatches; ++b) {
+      for (int b = 0; b < kMaxBatches && !stop_producing.load(); ++b) {
         std::vector<v1::Event> events;
         for (int i = 0; i < kPerBatch; ++i) {
           const int n = b * kPerBatch + i;
           events.push_back(MakeEvent(absl::StrCat("dev-", n % 25), base + n * 1000, n));
         }
         Produce("raw_crash", events);
+        produced += kPerBatch;
         absl::SleepFor(absl::Milliseconds(100));
       }
     });
-    ASSERT_TRUE(WaitFor([&] { return writer.metrics().records.Value() > 0; }, absl::Seconds(30)));
-    ASSERT_TRUE(pg->StopImmediate().ok());
+    EXPECT_TRUE(WaitFor([&] { return writer.metrics().records.Value() > 0; }, absl::Seconds(30)));
+    EXPECT_TRUE(pg->StopImmediate().ok());
     absl::SleepFor(absl::Seconds(2));
-    ASSERT_TRUE(pg->StartAgain().ok());
+    EXPECT_TRUE(pg->StartAgain().ok());
+    const uint64_t after_outage = writer.metrics().records.Value();
+    EXPECT_TRUE(WaitFor([&] { return writer.metrics().records.Value() > after_outage; },
+                        absl::Seconds(30)));
+    stop_producing = true;
     producer.join();
+    const int n = produced.load();
     EXPECT_TRUE(WaitFor(
-        [&] {
-          return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * kBatches * kPerBatch);
-        },
-        absl::Seconds(90)));
+        [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
+        absl::Seconds(90)))
+        << Query(db, "SELECT count(*) FROM points") << " points of " << 2 * n;
     EXPECT_GT(writer.metrics().store_retries.Value(), 0u) << "the outage was not noticed";
   }
   EXPECT_EQ(Query(db, "SELECT count(DISTINCT series_id) FROM points"), "50");
+  const int64_t n = produced.load();
   EXPECT_EQ(
       Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
-      absl::StrCat(static_cast<int64_t>(kBatches * kPerBatch) * (kBatches * kPerBatch - 1) / 2));
+      absl::StrCat(n * (n - 1) / 2));
 }
 
 // The development broker keeps 5 MiB per partition and drops older batches silently. A

@@ -172,11 +172,11 @@ PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>&
     }
     AcceptedRecord& out = batch.accepted.emplace_back();
     out.key = event.device_id();
-    // The client's encoding, then the stamp, in one buffer sized once.
-    out.value.resize(bytes + kMaxStampBytes);
-    auto* begin = reinterpret_cast<uint8_t*>(out.value.data());
-    uint8_t* end = event.SerializeWithCachedSizesToArray(begin);
-    out.value.resize(static_cast<size_t>(WriteStamp(now_us, end) - begin));
+    // The client's encoding, then the stamp, in one buffer allocated once.
+    out.value.reserve(bytes + kMaxStampBytes);
+    out.value.resize(bytes);
+    event.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.value.data()));
+    AppendStamp(now_us, out.value);
   }
   return batch;
 }

@@ -10,6 +10,10 @@
 
 namespace tidemark::writer {
 
+constexpr const char* kPointBatchesHelp =
+    "Batches of points stored, by how: copied straight into the table (no key stored yet) or "
+    "through the versioned upsert";
+
 RawPointSink::RawPointSink(PointStore& store, absl::Duration future_clock_lead,
                            absl::Duration retention, metrics::Registry& r)
     : store_(store),
@@ -23,13 +27,9 @@ RawPointSink::RawPointSink(PointStore& store, absl::Duration future_clock_lead,
                               "Points identical to the stored one (replays, duplicates)")),
       clock_corrected_(r.AddCounter("tidemark_writer_clock_corrected_total",
                                     "Points stored at their ingest time (clock out of sync)")),
-      direct_batches_(r.AddCounter("tidemark_writer_point_batches_total",
-                                   "Batches of points stored, by how: copied straight into the "
-                                   "table (no key stored yet) or through the versioned upsert",
-                                   "path=\"copy\"")),
-      upsert_batches_(r.AddCounter("tidemark_writer_point_batches_total",
-                                   "Batches of points stored, by how: copied straight into the "
-                                   "table (no key stored yet) or through the versioned upsert",
+      direct_batches_(
+          r.AddCounter("tidemark_writer_point_batches_total", kPointBatchesHelp, "path=\"copy\"")),
+      upsert_batches_(r.AddCounter("tidemark_writer_point_batches_total", kPointBatchesHelp,
                                    "path=\"upsert\"")) {}
 
 namespace {

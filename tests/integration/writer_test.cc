@@ -312,6 +312,38 @@ std::vector<v1::Event> Events(int count, int devices, int64_t base_us) {
   return out;
 }
 
+/// Produces `per_batch` events every 100 ms to `topic` on a thread of its own, event n of
+/// device dev-(n % devices) with value n, until stopped or `max_batches` are out, so that a
+/// fault happens while records still arrive however long a consumer group takes to form.
+class SteadyProducer {
+ public:
+  SteadyProducer(std::string topic, int per_batch, int max_batches, int devices, int64_t base_us)
+      : thread_([=, this] {
+          for (int b = 0; b < max_batches && !stop_.load(); ++b) {
+            std::vector<v1::Event> events;
+            for (int i = 0; i < per_batch; ++i) {
+              const int n = b * per_batch + i;
+              events.push_back(MakeEvent(absl::StrCat("dev-", n % devices), base_us + n * 1000, n));
+            }
+            Produce(topic, events);
+            produced_ += per_batch;
+            absl::SleepFor(absl::Milliseconds(100));
+          }
+        }) {}
+  ~SteadyProducer() { Stop(); }
+  /// Stops producing; returns how many events were produced (values 0 .. n-1).
+  int Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return produced_.load();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> produced_{0};
+  std::thread thread_;
+};
+
 constexpr const char* kFingerprint =
     "SELECT count(*) || ':' || md5(string_agg(series_id || '/' || time || '/' ||"
     " coalesce(value_double::text, value_bool::text) || '/' || version || '/' || ingested_at,"
@@ -389,42 +421,21 @@ TEST(WriterLoop, RejectionsArePublishedAndTheRestLands) {
 TEST(WriterLoop, RebalancesMidStreamLoseNothing) {
   const std::string db = NewDatabase();
   ASSERT_TRUE(broker->CreateTopic("raw_rebalance", 4).ok());
-  // 500 events/s for at most 4 minutes: within what the development broker keeps.
-  constexpr int kPerBatch = 50, kMaxBatches = 2400;
-  const int64_t base = NowUs() - 1'800'000'000;
-  std::atomic<bool> stop_producing{false};
-  std::atomic<int> produced{0};
+  constexpr int kPerBatch = 50;
   auto first = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group-rebalance");
   std::unique_ptr<RunningWriter> second;
-  // Produces until told, so that both rebalances happen while records still arrive.
-  std::thread producer([&] {
-    for (int b = 0; b < kMaxBatches && !stop_producing.load(); ++b) {
-      std::vector<v1::Event> events;
-      for (int i = 0; i < kPerBatch; ++i) {
-        const int n = b * kPerBatch + i;
-        events.push_back(MakeEvent(absl::StrCat("dev-", n % 40), base + n * 1000, n));
-      }
-      Produce("raw_rebalance", events);
-      produced += kPerBatch;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  });
+  // 500 events/s for at most 4 minutes: within what the development broker keeps.
+  SteadyProducer producer("raw_rebalance", kPerBatch, 2400, 40, NowUs() - 1'800'000'000);
   // The development broker takes about 9 s per rebalance round and a join needs two or three.
-  [&] {
-    ASSERT_TRUE(WaitFor([&] { return first->metrics().records.Value() > 0; }, absl::Seconds(90)));
-    second = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group-rebalance");
-    ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > 0; }, absl::Seconds(90)))
-        << "the second writer got no partition";
-    first.reset();  // its partitions go to the second writer
-    const uint64_t before = second->metrics().records.Value();
-    ASSERT_TRUE(WaitFor(
-        [&] { return second->metrics().records.Value() > before + 4 * kPerBatch; },
-        absl::Seconds(90)));
-  }();
-  stop_producing = true;
-  producer.join();
-  if (HasFatalFailure()) return;
-  const int n = produced.load();
+  ASSERT_TRUE(WaitFor([&] { return first->metrics().records.Value() > 0; }, absl::Seconds(90)));
+  second = std::make_unique<RunningWriter>(pg->Dsn(db), "raw_rebalance", "group-rebalance");
+  ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > 0; }, absl::Seconds(90)))
+      << "the second writer got no partition";
+  first.reset();  // its partitions go to the second writer
+  const uint64_t before = second->metrics().records.Value();
+  ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > before + 4 * kPerBatch; },
+                      absl::Seconds(90)));
+  const int n = producer.Stop();
   EXPECT_TRUE(WaitFor(
       [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
       absl::Seconds(60)))
@@ -438,25 +449,10 @@ TEST(WriterLoop, RebalancesMidStreamLoseNothing) {
 TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
   const std::string db = NewDatabase();
   ASSERT_TRUE(broker->CreateTopic("raw_crash", 4).ok());
-  constexpr int kPerBatch = 250, kMaxBatches = 400;  // 100 ms apart: 40 s at most
-  const int64_t base = NowUs() - 1'800'000'000;
-  std::atomic<bool> stop_producing{false};
-  std::atomic<int> produced{0};
+  int n = 0;
   {
     RunningWriter writer(pg->Dsn(db), "raw_crash", "group");
-    // Records keep arriving until after the outage, however long the group takes to form.
-    std::thread producer([&] {
-      for (int b = 0; b < kMaxBatches && !stop_producing.load(); ++b) {
-        std::vector<v1::Event> events;
-        for (int i = 0; i < kPerBatch; ++i) {
-          const int n = b * kPerBatch + i;
-          events.push_back(MakeEvent(absl::StrCat("dev-", n % 25), base + n * 1000, n));
-        }
-        Produce("raw_crash", events);
-        produced += kPerBatch;
-        absl::SleepFor(absl::Milliseconds(100));
-      }
-    });
+    SteadyProducer producer("raw_crash", 250, 400, 25, NowUs() - 1'800'000'000);
     EXPECT_TRUE(WaitFor([&] { return writer.metrics().records.Value() > 0; }, absl::Seconds(30)));
     EXPECT_TRUE(pg->StopImmediate().ok());
     absl::SleepFor(absl::Seconds(2));
@@ -464,9 +460,7 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
     const uint64_t after_outage = writer.metrics().records.Value();
     EXPECT_TRUE(WaitFor([&] { return writer.metrics().records.Value() > after_outage; },
                         absl::Seconds(30)));
-    stop_producing = true;
-    producer.join();
-    const int n = produced.load();
+    n = producer.Stop();
     EXPECT_TRUE(WaitFor(
         [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
         absl::Seconds(90)))
@@ -474,10 +468,9 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
     EXPECT_GT(writer.metrics().store_retries.Value(), 0u) << "the outage was not noticed";
   }
   EXPECT_EQ(Query(db, "SELECT count(DISTINCT series_id) FROM points"), "50");
-  const int64_t n = produced.load();
   EXPECT_EQ(
       Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
-      absl::StrCat(n * (n - 1) / 2));
+      absl::StrCat(static_cast<int64_t>(n) * (n - 1) / 2));
 }
 
 // The development broker keeps 5 MiB per partition and drops older batches silently. A

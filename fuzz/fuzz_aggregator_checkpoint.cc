@@ -175,7 +175,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       absl::StatusOr<Checkpoint> decoded = Checkpoint::Decode(cp.offset, cp.Encode());
       TIDEMARK_FUZZ_CHECK(decoded.ok() && Same(*decoded, cp),
                           "a checkpoint survives its commit metadata: " + cp.Encode());
-      for (const v1::WindowAggregate& a : outputs[0].emissions) {
+      for (const aggregator::Emission& emission : outputs[0].emissions) {
+        const v1::WindowAggregate a = emission.ToProto();
         CheckAggregate(a);
         const auto key = std::make_tuple(a.series().series_id(), a.window_size_us(),
                                          a.window_start_us());
@@ -230,7 +231,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                      e.size()));
     for (size_t j = 0; j < e.size(); ++j) {
       std::string diff;
-      TIDEMARK_FUZZ_CHECK(SameMessage(a[j], e[j], &diff),
+      TIDEMARK_FUZZ_CHECK(SameMessage(a[j].ToProto(), e[j].ToProto(), &diff),
                           absl::StrCat("after a restart at step ", k, ", step ", k + i,
                                        " emits a different aggregate: ", diff));
     }

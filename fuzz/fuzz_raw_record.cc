@@ -2,7 +2,8 @@
 // shared event -> points mapping the aggregator windows with.
 // Input: up to eight Kafka record values (serialized events, or anything a producer wrote).
 //
-// Properties: the writer refuses every record the aggregator cannot decode or map, and never
+// Properties: the consumers' in-place decoder (series::EventView) accepts exactly the records
+// protobuf parses, with the same values; the writer refuses every record the aggregator cannot decode or map, and never
 // calls undecodable one that the aggregator windows; the mapping is deterministic and
 // independent of the wire order of map entries; a series id is the hash of its canonical key,
 // and one canonical key names one measure of one dimension set; a batch stages each
@@ -20,8 +21,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/series/event_points.h"
 #include "common/series/series_key.h"
+#include "common/series/event_view.h"
 #include "fuzz/fuzz_support.h"
 #include "services/timestream-writer/writer_core.h"
+#include "tests/support/event_view_check.h"
 
 namespace tidemark::fuzz {
 namespace {
@@ -59,9 +62,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // What the aggregator makes of each record.
   std::vector<bool> decodable(records.size(), false);
   std::map<std::string, std::pair<std::string, std::map<std::string, std::string>>> keys;
+  series::EventView view;
   for (size_t i = 0; i < records.size(); ++i) {
     v1::Event event;
-    if (!event.ParseFromArray(records[i].data(), static_cast<int>(records[i].size()))) continue;
+    const bool parsed =
+        event.ParseFromArray(records[i].data(), static_cast<int>(records[i].size()));
+    TIDEMARK_FUZZ_CHECK(view.Parse(records[i]) == parsed,
+                        "the in-place decoder accepts exactly what protobuf parses");
+    if (!parsed) continue;
+    const std::string difference = testing::EventViewDifference(view, event);
+    TIDEMARK_FUZZ_CHECK(difference.empty(), "the in-place decoder reads another " + difference);
     absl::StatusOr<std::vector<series::MappedPoint>> points = series::EventToPoints(event, kLead);
     if (!points.ok()) continue;
     decodable[i] = true;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/series/event_view.h"
 
 namespace tidemark::series {
 namespace {
@@ -15,6 +16,61 @@ std::optional<Problem> CheckText(absl::string_view what, absl::string_view text)
   if (IsStorableText(text)) return std::nullopt;
   return Bad(v1::REJECT_REASON_INVALID_TEXT,
              absl::StrCat(what, " is not valid UTF-8 or contains a NUL character"));
+}
+
+// One rule for both forms of an event: the message, and the view the consumers of
+// tidemark.raw decode records into. They have the same accessors.
+template <typename EventForm>
+std::optional<Problem> CheckContent(const EventForm& event) {
+  if (event.device_id().empty()) {
+    return Bad(v1::REJECT_REASON_MISSING_DEVICE_ID, "device_id is missing or empty");
+  }
+  if (event.time() == 0) return Bad(v1::REJECT_REASON_MISSING_TIME, "time is missing");
+  if (auto p = CheckText("device_id", event.device_id())) return p;
+  for (const auto& [name, value] : event.dimensions()) {
+    if (auto p = CheckText("a dimension name", name)) return p;
+    // The message is built only for a bad value: this runs for every dimension of every event.
+    if (!IsStorableText(value)) {
+      return CheckText(absl::StrCat("the value of dimension \"", name, "\""), value);
+    }
+  }
+  for (const auto& [name, value] : event.measures()) {
+    if (auto p = CheckText("a measure name", name)) return p;
+    switch (value.value_case()) {
+      case v1::MeasureValue::kDoubleValue:
+        if (!std::isfinite(value.double_value())) {
+          return Bad(v1::REJECT_REASON_NON_FINITE_NUMBER,
+                     absl::StrCat("measure \"", name, "\" is not a finite number"));
+        }
+        if (std::fabs(value.double_value()) > kMaxMagnitude) {
+          return Bad(v1::REJECT_REASON_NUMBER_OUT_OF_RANGE,
+                     absl::StrCat("measure \"", name, "\" is beyond +/-1e290"));
+        }
+        break;
+      case v1::MeasureValue::kStringValue:
+        if (!IsStorableText(value.string_value())) {
+          return CheckText(absl::StrCat("string measure \"", name, "\""), value.string_value());
+        }
+        break;
+      case v1::MeasureValue::kInt64Value:
+      case v1::MeasureValue::kBoolValue:
+        break;
+      case v1::MeasureValue::VALUE_NOT_SET:
+        return Bad(v1::REJECT_REASON_NO_MEASURES,
+                   absl::StrCat("measure \"", name, "\" has no value"));
+    }
+  }
+  if (event.measures().empty()) return Bad(v1::REJECT_REASON_NO_MEASURES, "event has no measures");
+  return std::nullopt;
+}
+
+template <typename EventForm>
+std::optional<Problem> CheckStamped(const EventForm& event) {
+  if (auto p = CheckContent(event)) return p;
+  if (event.ingest_time_us() <= 0) {
+    return Bad(v1::REJECT_REASON_UNDECODABLE, "event has no ingest time: it did not pass ingest");
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -58,54 +114,10 @@ bool IsStorableText(absl::string_view text) {
   return true;
 }
 
-std::optional<Problem> CheckStorable(const v1::Event& event) {
-  if (auto p = CheckStorableContent(event)) return p;
-  if (event.ingest_time_us() <= 0) {
-    return Bad(v1::REJECT_REASON_UNDECODABLE, "event has no ingest time: it did not pass ingest");
-  }
-  return std::nullopt;
-}
+std::optional<Problem> CheckStorable(const v1::Event& event) { return CheckStamped(event); }
 
-std::optional<Problem> CheckStorableContent(const v1::Event& event) {
-  if (event.device_id().empty()) {
-    return Bad(v1::REJECT_REASON_MISSING_DEVICE_ID, "device_id is missing or empty");
-  }
-  if (event.time() == 0) return Bad(v1::REJECT_REASON_MISSING_TIME, "time is missing");
-  if (auto p = CheckText("device_id", event.device_id())) return p;
-  for (const auto& [name, value] : event.dimensions()) {
-    if (auto p = CheckText("a dimension name", name)) return p;
-    // The message is built only for a bad value: this runs for every dimension of every event.
-    if (!IsStorableText(value)) {
-      return CheckText(absl::StrCat("the value of dimension \"", name, "\""), value);
-    }
-  }
-  for (const auto& [name, value] : event.measures()) {
-    if (auto p = CheckText("a measure name", name)) return p;
-    switch (value.value_case()) {
-      case v1::MeasureValue::kDoubleValue:
-        if (!std::isfinite(value.double_value())) {
-          return Bad(v1::REJECT_REASON_NON_FINITE_NUMBER,
-                     absl::StrCat("measure \"", name, "\" is not a finite number"));
-        }
-        if (std::fabs(value.double_value()) > kMaxMagnitude) {
-          return Bad(v1::REJECT_REASON_NUMBER_OUT_OF_RANGE,
-                     absl::StrCat("measure \"", name, "\" is beyond +/-1e290"));
-        }
-        break;
-      case v1::MeasureValue::kStringValue:
-        if (!IsStorableText(value.string_value())) {
-          return CheckText(absl::StrCat("string measure \"", name, "\""), value.string_value());
-        }
-        break;
-      case v1::MeasureValue::kInt64Value:
-      case v1::MeasureValue::kBoolValue:
-        break;
-      case v1::MeasureValue::VALUE_NOT_SET:
-        return Bad(v1::REJECT_REASON_NO_MEASURES, absl::StrCat("measure \"", name, "\" has no value"));
-    }
-  }
-  if (event.measures().empty()) return Bad(v1::REJECT_REASON_NO_MEASURES, "event has no measures");
-  return std::nullopt;
-}
+std::optional<Problem> CheckStorable(const EventView& event) { return CheckStamped(event); }
+
+std::optional<Problem> CheckStorableContent(const v1::Event& event) { return CheckContent(event); }
 
 }  // namespace tidemark::series

@@ -8,6 +8,8 @@
 
 namespace tidemark::series {
 
+class EventView;
+
 /// The largest magnitude a stored number may have. A sum of up to 10^18 such values stays
 /// finite, so neither the aggregator's double sums nor PostgreSQL's sum() over the points of
 /// any window or rollup bucket can overflow to infinity (which PostgreSQL refuses).
@@ -30,6 +32,7 @@ bool IsStorableText(absl::string_view text);
 /// reserved names, retention); downstream services refuse what fails this rule identically,
 /// so that no aggregate ever counts a point the store refused.
 std::optional<Problem> CheckStorable(const v1::Event& event);
+std::optional<Problem> CheckStorable(const EventView& event);
 
 /// CheckStorable without the ingest stamp, for ingest itself, which stamps accepted events.
 std::optional<Problem> CheckStorableContent(const v1::Event& event);

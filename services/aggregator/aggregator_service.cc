@@ -98,13 +98,13 @@ bool AggregatorLoop::Publish(EngineOutput& out, const std::atomic<bool>& stop) {
   // Keep only the last revision of each window from this round.
   absl::flat_hash_map<std::tuple<int64_t, int64_t, int64_t>, size_t> last;
   for (size_t i = 0; i < out.emissions.size(); ++i) {
-    const v1::WindowAggregate& a = out.emissions[i];
+    const Emission& a = out.emissions[i];
     last[{a.series().series_id(), a.window_size_us(), a.window_start_us()}] = i;
   }
   std::string value;
   for (const auto& [key, i] : last) {
-    const v1::WindowAggregate& a = out.emissions[i];
-    a.SerializeToString(&value);
+    const Emission& a = out.emissions[i];
+    a.ToProto().SerializeToString(&value);
     const std::string& device = a.series().dimensions().at(std::string(series::kDeviceIdDimension));
     if (!produce(config_.aggregates_topic, device, value)) return false;
   }
@@ -163,12 +163,11 @@ absl::Status AggregatorLoop::Run(kafka::Consumer& consumer, const std::atomic<bo
     EngineOutput out;
     std::map<PartitionWindows*, EngineCounters> before;
     for (auto& [tp, w] : partitions_) before[w.get()] = w->counters();
-    v1::Event event;
     for (const kafka::Message& m : *polled) {
       auto it = partitions_.find({std::string(m.topic()), m.partition()});
       if (it == partitions_.end()) continue;  // revoked while the batch was in flight
-      if (event.ParseFromArray(m.value().data(), static_cast<int>(m.value().size()))) {
-        it->second->Process(m.offset(), event, now_us, out);
+      if (event_.Parse(m.value())) {
+        it->second->Process(m.offset(), event_, now_us, out);
       } else {
         it->second->Skip(m.offset(), now_us);
       }

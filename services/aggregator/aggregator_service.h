@@ -70,6 +70,8 @@ class AggregatorLoop final : public kafka::PartitionListener {
   kafka::Consumer* consumer_ = nullptr;
   std::map<kafka::TopicPartition, std::unique_ptr<PartitionWindows>> partitions_;
   absl::Status fatal_;
+  /// Each record is decoded into this view, which after the first records does not allocate.
+  series::EventView event_;
   /// Set when outputs were left unpublished: nothing may be committed after that, not even
   /// when the consumer's close revokes the partitions.
   bool unpublished_ = false;

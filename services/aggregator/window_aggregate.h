@@ -30,6 +30,8 @@ class WindowPoints {
   std::vector<Entry>::const_iterator end() const { return entries_.end(); }
   const Entry& front() const { return entries_.front(); }
   const Entry& back() const { return entries_.back(); }
+  /// Room for `n` points, so that a window filled as the one before it was grows no more.
+  void reserve(size_t n) { entries_.reserve(n); }
 
  private:
   friend bool ApplyPoint(WindowPoints& points, int64_t time_us, WindowPoint point);

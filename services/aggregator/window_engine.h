@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/series/event_view.h"
 #include "services/aggregator/window_aggregate.h"
 #include "tidemark/v1/event.pb.h"
 
@@ -59,10 +60,45 @@ struct EngineCounters {
   int64_t series_collisions = 0;
 };
 
+/// One revision of a window's aggregate, read with the accessors of the v1::WindowAggregate
+/// it is produced as. The message, a copy of the series with its dimensions, is built only
+/// for the revisions a caller produces (ToProto): most are replaced by a later revision of
+/// the same window within the batch.
+class Emission {
+ public:
+  Emission(std::shared_ptr<const v1::Series> series, int64_t window_size_us,
+           int64_t window_start_us, const AggregateValues& values, int64_t version)
+      : series_(std::move(series)),
+        window_size_us_(window_size_us),
+        window_start_us_(window_start_us),
+        values_(values),
+        version_(version) {}
+
+  const v1::Series& series() const { return *series_; }
+  int64_t window_size_us() const { return window_size_us_; }
+  int64_t window_start_us() const { return window_start_us_; }
+  int64_t count() const { return values_.count; }
+  double sum() const { return values_.sum; }
+  double min() const { return values_.min; }
+  double max() const { return values_.max; }
+  double avg() const { return values_.avg; }
+  double first() const { return values_.first; }
+  double last() const { return values_.last; }
+  int64_t version() const { return version_; }
+  v1::WindowAggregate ToProto() const;
+
+ private:
+  std::shared_ptr<const v1::Series> series_;
+  int64_t window_size_us_;
+  int64_t window_start_us_;
+  AggregateValues values_;
+  int64_t version_;
+};
+
 /// What processing produced. Emissions of the same window may repeat with increasing
 /// versions; a caller may keep only the last of each before producing (coalescing).
 struct EngineOutput {
-  std::vector<v1::WindowAggregate> emissions;
+  std::vector<Emission> emissions;
   std::vector<v1::LatePoint> late;
 };
 
@@ -80,8 +116,10 @@ class PartitionWindows final {
   PartitionWindows(const WindowConfig& config, std::string raw_topic, int32_t partition,
                    const Checkpoint& restored);
 
-  /// Processes the raw record at `offset` (offsets increase). `now_us` is the wall clock,
-  /// used only to notice idleness.
+  /// Processes the raw record at `offset` (offsets increase), decoded. `now_us` is the wall
+  /// clock, used only to notice idleness.
+  void Process(int64_t offset, const series::EventView& event, int64_t now_us, EngineOutput& out);
+  /// The same for an event held as a message.
   void Process(int64_t offset, const v1::Event& event, int64_t now_us, EngineOutput& out);
   /// A record that is not an event: skipped, but consumed.
   void Skip(int64_t offset, int64_t now_us);
@@ -132,7 +170,7 @@ class PartitionWindows final {
                                           std::vector<std::pair<int64_t, Key>>, std::greater<>>;
 
   void AddPoint(int64_t offset, SeriesState& state, int64_t time_us, const WindowPoint& point,
-                const v1::MeasureValue& raw_value, EngineOutput& out);
+                const series::MeasureValueView& raw_value, EngineOutput& out);
   void AdvanceWatermark(int64_t watermark_us, int64_t version_offset, EngineOutput& out);
   void Emit(const Key& key, Window& w, int64_t version_offset, EngineOutput& out);
 
@@ -156,22 +194,29 @@ class PartitionWindows final {
   /// key and hashes none (aggregator_bench: a quarter of the engine's time went to building
   /// dimension maps and keys). Cleared when it outgrows the series tracked.
   struct DeviceNames {
-    /// The event's own dimensions, which with the device id determine every key below.
-    std::map<std::string, std::string> event_dimensions;
+    /// The event's own dimensions, sorted, which with the device id determine every key
+    /// below.
+    std::vector<std::pair<std::string, std::string>> event_dimensions;
     /// With device_id added: the series' dimensions.
     std::map<std::string, std::string> dimensions;
     /// `{k1="v1",...}`: series::CanonicalKey with an empty measure name.
     std::string dimensions_key;
     struct Named {
+      std::string measure_name;
       std::string canonical_key;
       int64_t series_id = 0;
     };
-    absl::flat_hash_map<std::string, Named> numeric_series;  // by measure name
+    /// Sorted by measure name, as an event's measures are: a device sends the same measures
+    /// each time, so each is found by walking both in step, without hashing its name.
+    std::vector<Named> numeric_series;
+    /// The series of `measure_name`, found from `from` on (the position after the event's
+    /// previous measure) and added when new.
+    Named& Find(absl::string_view measure_name, size_t& from);
   };
-  DeviceNames& NamesOf(const v1::Event& event);
+  DeviceNames& NamesOf(const series::EventView& event);
   absl::flat_hash_map<std::string, DeviceNames> names_;
-  /// Scratch space of Process, kept to reuse its allocations.
-  std::vector<std::pair<absl::string_view, const v1::MeasureValue*>> measures_;
+  /// The view Process(v1::Event) reads a message through, kept to reuse its allocations.
+  series::EventView message_view_;
   EngineCounters counters_;
 };
 

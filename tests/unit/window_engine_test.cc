@@ -61,7 +61,7 @@ TEST(WindowEngine, OnTimeWindowEmitsWhenTheWatermarkPassesItsEnd) {
   EXPECT_TRUE(d.Send(At(kBase + 11 * kS, 5.0)).emissions.empty());
   EngineOutput out = d.Send(At(kBase + 12 * kS, 7.0));  // offset 3, watermark 10 s
   ASSERT_EQ(out.emissions.size(), 1u);
-  const v1::WindowAggregate& a = out.emissions[0];
+  const Emission& a = out.emissions[0];
   EXPECT_EQ(a.window_start_us(), kBase);
   EXPECT_EQ(a.window_size_us(), 10 * kS);
   EXPECT_EQ(a.count(), 2);
@@ -333,7 +333,7 @@ void RunProperty(uint64_t seed, int restarts, std::vector<absl::Duration> sizes,
     }
     EngineOutput out;
     engine->Process(offset, e, e.ingest_time_us(), out);
-    for (const auto& a : out.emissions) store.Upsert(a);
+    for (const auto& a : out.emissions) store.Upsert(a.ToProto());
     for (const auto& l : out.late) store.Repair(l);
     ++offset;
     if (u(rng) < 0.3) committed = engine->CurrentCheckpoint();  // everything output is acked
@@ -345,7 +345,7 @@ void RunProperty(uint64_t seed, int restarts, std::vector<absl::Duration> sizes,
   }
   EngineOutput out;
   engine->AdvanceIfIdle(events.back().ingest_time_us() + 3600 * kS, out);
-  for (const auto& a : out.emissions) store.Upsert(a);
+  for (const auto& a : out.emissions) store.Upsert(a.ToProto());
   ExpectStoreMatchesBatch(store, config);
 }
 
@@ -474,7 +474,7 @@ TEST(WindowEngine, SeriesAreThoseOfTheSharedMapping) {
   EngineOutput out;
   d.windows().AdvanceIfIdle(kBase + 3600 * kS, out);
   std::map<int64_t, v1::Series> got;
-  for (const v1::WindowAggregate& a : out.emissions) got[a.series().series_id()] = a.series();
+  for (const Emission& a : out.emissions) got[a.series().series_id()] = a.series();
   ASSERT_EQ(got.size(), want.size());
   for (const auto& [id, s] : want) {
     ASSERT_TRUE(got.count(id)) << s.canonical_key();

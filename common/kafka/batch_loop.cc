@@ -106,7 +106,8 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
     if (!pending_.empty() && (pending_.size() >= config_.batch_max_records ||
                               pending_bytes_ >= config_.batch_max_bytes ||
                               absl::Now() >= batch_started_ + config_.batch_max_age)) {
-      absl::Status s = config_.overlap_store ? FlushOverlapped(consumer, stop) : Flush(consumer, stop);
+      absl::Status s =
+          config_.overlap_store ? FlushOverlapped(consumer, stop) : Flush(consumer, stop);
       if (!s.ok()) return s;
     }
   }
@@ -153,15 +154,14 @@ absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreIsolating(
   }
   if (sources.size() == 1) {
     return std::vector<RecordRejection>{{sources[0], v1::REJECT_REASON_STORE_ERROR,
-                                         std::string(stored.status().message()), "",
-                                         std::nullopt}};
+                                         std::string(stored.status().message()), "", std::nullopt}};
   }
   logger_->warn("msg=\"store refused part of a batch; halving it\" loop={} records={} error=\"{}\"",
                 config_.name, sources.size(), stored.status().message());
   const auto middle = sources.begin() + static_cast<std::ptrdiff_t>(sources.size() / 2);
   std::vector<RecordRejection> rejections;
-  for (std::vector<size_t> half : {std::vector<size_t>(sources.begin(), middle),
-                                   std::vector<size_t>(middle, sources.end())}) {
+  for (std::vector<size_t> half :
+       {std::vector<size_t>(sources.begin(), middle), std::vector<size_t>(middle, sources.end())}) {
     // In order, stopping at a retriable error, so the store never holds a later record of a
     // partition without the earlier ones.
     absl::StatusOr<std::vector<RecordRejection>> part = StoreIsolating(half);
@@ -284,9 +284,10 @@ absl::Status BatchLoop::FlushOverlapped(Consumer& consumer, const std::atomic<bo
   if (!retried.ok()) return retried.status();
   if (*retried) return absl::OkStatus();  // its store failed, and Flush stored this batch too
   if (pending_revision_ != revision) {
-    // A rebalance took records of revoked partitions out: prepare afresh in the store call.
-    prepared = nullptr;
+    // A rebalance took records of revoked partitions out: prepare afresh, here, as Prepare
+    // runs on this thread only.
     n = pending_.size();
+    prepared = n == 0 ? nullptr : sink_.Prepare(Pointers(pending_, n));
   }
   if (n == 0) return absl::OkStatus();
   // 3. Store it on a thread of its own; records polled meanwhile form the next batch.
@@ -300,11 +301,10 @@ absl::Status BatchLoop::FlushOverlapped(Consumer& consumer, const std::atomic<bo
   if (!pending_.empty()) batch_started_ = absl::Now();
   revoked_.clear();
   f.started = absl::Now();
-  f.stored = std::async(std::launch::async,
-                        [this, records = Pointers(f.records, n),
-                         prepared = std::move(prepared)]() mutable {
-                          return sink_.WritePrepared(records, std::move(prepared));
-                        });
+  f.stored = std::async(std::launch::async, [this, records = Pointers(f.records, n),
+                                             prepared = std::move(prepared)]() mutable {
+    return sink_.WritePrepared(records, std::move(prepared));
+  });
   return absl::OkStatus();
 }
 
@@ -320,7 +320,8 @@ absl::StatusOr<bool> BatchLoop::FinishInFlight(Consumer& consumer, const std::at
     metrics_.store_retries.Add();
     std::vector<Message> retry;
     for (Message& m : done.records) {
-      if (!revoked_.contains({std::string(m.topic()), m.partition()})) retry.push_back(std::move(m));
+      if (!revoked_.contains({std::string(m.topic()), m.partition()}))
+        retry.push_back(std::move(m));
     }
     for (Message& m : pending_) retry.push_back(std::move(m));
     pending_ = std::move(retry);
@@ -372,7 +373,8 @@ absl::Status BatchLoop::PublishRejections(
     std::atomic<rd_kafka_resp_err_t> failed{RD_KAFKA_RESP_ERR_NO_ERROR};
   } deliveries;
   for (const auto& [key, value] : records) {
-    if (absl::Status s = rejected_producer_.Produce(config_.rejected_topic, key, value, &deliveries);
+    if (absl::Status s =
+            rejected_producer_.Produce(config_.rejected_topic, key, value, &deliveries);
         !s.ok()) {
       // Records already queued still report to `deliveries`; wait for them before it goes.
       rejected_producer_.Flush(absl::Minutes(1)).IgnoreError();

@@ -42,8 +42,10 @@ class BatchSink {
  public:
   virtual ~BatchSink() = default;
   /// With BatchLoopConfig::overlap_store: the work on `records` that needs no store (decoding),
-  /// done while the previous batch is still being stored. Runs on the loop's thread, possibly
-  /// while WritePrepared of the previous batch runs on another; the default prepares nothing.
+  /// done while the previous batch is still being stored. Runs on the loop's thread only,
+  /// possibly while WritePrepared of the previous batch runs on another, so that a sink may
+  /// keep what it learns across batches (the writer's series names) without a lock. The
+  /// default prepares nothing.
   virtual std::unique_ptr<PreparedBatch> Prepare(const std::vector<const Message*>& records) {
     return nullptr;
   }

@@ -15,8 +15,8 @@ constexpr absl::string_view kValueSpecial = "\\\"";
 
 }  // namespace
 
-ValueKind KindOf(const v1::MeasureValue& value) {
-  switch (value.value_case()) {
+ValueKind KindOf(v1::MeasureValue::ValueCase value_case) {
+  switch (value_case) {
     case v1::MeasureValue::kBoolValue:
       return ValueKind::kBool;
     case v1::MeasureValue::kStringValue:

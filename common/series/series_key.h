@@ -17,7 +17,8 @@ inline constexpr absl::string_view kDeviceIdDimension = "device_id";
 /// doubles, and may replace each other), while a bool or string value of the same measure
 /// and dimensions is a different series and can never replace a number.
 enum class ValueKind { kNumeric, kBool, kString };
-ValueKind KindOf(const v1::MeasureValue& value);
+ValueKind KindOf(v1::MeasureValue::ValueCase value_case);
+inline ValueKind KindOf(const v1::MeasureValue& value) { return KindOf(value.value_case()); }
 
 /// The canonical key of a series: `measure{k1="v1",k2="v2"}` with keys sorted, followed by
 /// `:bool` or `:string` for those kinds. Names escape `\ " { } = ,` with a backslash and

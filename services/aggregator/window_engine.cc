@@ -114,7 +114,7 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
       time::CorrectFutureClock(*event_us, event.ingest_time_us(), config_.future_clock_lead);
   const int64_t version = event.has_version() ? event.version() : event.ingest_time_us();
 
-  DeviceNames* names = nullptr;
+  series::SeriesNames::Device* names = nullptr;
   size_t next_named = 0;
   int64_t newest_uncorrected = INT64_MIN;
   for (const auto& [name, value] : event.measures()) {  // sorted by name
@@ -133,8 +133,10 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
       ++counters_.non_numeric;
       continue;
     }
-    if (names == nullptr) names = &NamesOf(event);
-    const DeviceNames::Named& named = names->Find(name, next_named);
+    // Bounded by the series tracked.
+    if (names == nullptr) names = &names_.Of(event, 2 * series_.size() + 1024);
+    const series::SeriesNames::Named& named =
+        names->Find(name, series::ValueKind::kNumeric, next_named);
     const std::string& key = named.canonical_key;
     const int64_t series_id = named.series_id;
     auto [it, created] = series_.try_emplace(series_id);
@@ -144,7 +146,7 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
       s->set_series_id(series_id);
       s->set_measure_name(std::string(name));
       s->set_canonical_key(key);
-      for (const auto& [k, v] : names->dimensions) (*s->mutable_dimensions())[k] = v;
+      for (const auto& [k, v] : names->dimensions()) (*s->mutable_dimensions())[k] = v;
       state.series = std::move(s);
       state.current.resize(sizes_us_.size());
     } else if (state.series->canonical_key() != key) {
@@ -165,47 +167,6 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
   const int64_t candidate =
       SaturatingSub(max_event_us_, absl::ToInt64Microseconds(config_.out_of_orderness));
   if (candidate > watermark_us_) AdvanceWatermark(candidate, offset, out);
-}
-
-PartitionWindows::DeviceNames& PartitionWindows::NamesOf(const series::EventView& event) {
-  auto it = names_.find(event.device_id());
-  if (it != names_.end()) {
-    DeviceNames& known = it->second;
-    // Both sorted by name, each name once.
-    if (std::equal(known.event_dimensions.begin(), known.event_dimensions.end(),
-                   event.dimensions().begin(), event.dimensions().end(),
-                   [](const auto& a, const auto& b) {
-                     return a.first == b.first && a.second == b.second;
-                   })) {
-      return known;
-    }
-    names_.erase(it);
-  }
-  // Bounded by the series tracked; a memo, so forgetting changes no result.
-  if (names_.size() > 2 * series_.size() + 1024) names_.clear();
-  DeviceNames& n = names_[std::string(event.device_id())];
-  for (const auto& [name, value] : event.dimensions()) n.event_dimensions.emplace_back(name, value);
-  n.dimensions.insert(n.event_dimensions.begin(), n.event_dimensions.end());
-  n.dimensions[std::string(series::kDeviceIdDimension)] = std::string(event.device_id());
-  n.dimensions_key = series::CanonicalKey("", n.dimensions);
-  return n;
-}
-
-PartitionWindows::DeviceNames::Named& PartitionWindows::DeviceNames::Find(
-    absl::string_view measure_name, size_t& from) {
-  while (from < numeric_series.size() && numeric_series[from].measure_name < measure_name) ++from;
-  if (from < numeric_series.size() && numeric_series[from].measure_name == measure_name) {
-    return numeric_series[from++];
-  }
-  Named& named = *numeric_series.emplace(numeric_series.begin() + static_cast<ptrdiff_t>(from));
-  ++from;
-  named.measure_name = std::string(measure_name);
-  // CanonicalKey(name, {}) is the escaped name followed by "{}".
-  named.canonical_key = series::CanonicalKey(measure_name, {});
-  named.canonical_key.resize(named.canonical_key.size() - 2);
-  named.canonical_key += dimensions_key;
-  named.series_id = series::SeriesId(named.canonical_key);
-  return named;
 }
 
 void PartitionWindows::AddPoint(int64_t offset, SeriesState& state, int64_t time_us,

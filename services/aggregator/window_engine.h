@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/series/event_view.h"
+#include "common/series/series_names.h"
 #include "services/aggregator/window_aggregate.h"
 #include "tidemark/v1/event.pb.h"
 
@@ -189,32 +190,9 @@ class PartitionWindows final {
   WindowQueue by_end_;
   WindowQueue by_eviction_;
   absl::flat_hash_map<int64_t, SeriesState> series_;
-  /// The canonical keys and ids of the series of recent devices: a memo of a pure function
-  /// of (device id, dimensions, measure name), so that an event of a known device builds no
-  /// key and hashes none (aggregator_bench: a quarter of the engine's time went to building
-  /// dimension maps and keys). Cleared when it outgrows the series tracked.
-  struct DeviceNames {
-    /// The event's own dimensions, sorted, which with the device id determine every key
-    /// below.
-    std::vector<std::pair<std::string, std::string>> event_dimensions;
-    /// With device_id added: the series' dimensions.
-    std::map<std::string, std::string> dimensions;
-    /// `{k1="v1",...}`: series::CanonicalKey with an empty measure name.
-    std::string dimensions_key;
-    struct Named {
-      std::string measure_name;
-      std::string canonical_key;
-      int64_t series_id = 0;
-    };
-    /// Sorted by measure name, as an event's measures are: a device sends the same measures
-    /// each time, so each is found by walking both in step, without hashing its name.
-    std::vector<Named> numeric_series;
-    /// The series of `measure_name`, found from `from` on (the position after the event's
-    /// previous measure) and added when new.
-    Named& Find(absl::string_view measure_name, size_t& from);
-  };
-  DeviceNames& NamesOf(const series::EventView& event);
-  absl::flat_hash_map<std::string, DeviceNames> names_;
+  /// The canonical keys and ids of the series of recent devices, bounded by the series
+  /// tracked.
+  series::SeriesNames names_;
   /// The view Process(v1::Event) reads a message through, kept to reuse its allocations.
   series::EventView message_view_;
   EngineCounters counters_;

@@ -24,53 +24,74 @@ bool SameValue(const v1::MeasureValue& a, const v1::MeasureValue& b) {
   return false;
 }
 
-BatchBuilder::BatchBuilder(absl::Duration future_clock_lead, int64_t retention_horizon_us)
-    : future_clock_lead_(future_clock_lead), retention_horizon_us_(retention_horizon_us) {}
+BatchBuilder::BatchBuilder(absl::Duration future_clock_lead, int64_t retention_horizon_us,
+                           series::SeriesNames* names)
+    : future_clock_lead_(future_clock_lead),
+      retention_horizon_us_(retention_horizon_us),
+      names_(names != nullptr ? *names : own_names_) {}
 
 void BatchBuilder::Add(size_t source, absl::string_view record_value) {
-  v1::Event event;
-  if (!event.ParseFromArray(record_value.data(), static_cast<int>(record_value.size()))) {
+  // The mapping of series::EventToPoints (one point per measure in name order, the shared
+  // storable rule, the future-clock correction, version = client version or ingest time),
+  // reading the record in place and the series' names from the memo. writer_core_test checks
+  // that the points are those of EventToPoints.
+  if (!event_.Parse(record_value)) {
     rejections_.push_back({source, v1::REJECT_REASON_UNDECODABLE,
                            "record is not a tidemark.v1.Event", "", std::nullopt});
     return;
   }
-  if (std::optional<series::Problem> problem = series::CheckStorable(event)) {
+  if (std::optional<series::Problem> problem = series::CheckStorable(event_)) {
     rejections_.push_back({source, problem->reason, std::move(problem->message), "", std::nullopt});
     return;
   }
-  absl::StatusOr<std::vector<series::MappedPoint>> points =
-      series::EventToPoints(event, future_clock_lead_);
-  if (!points.ok()) {
+  absl::StatusOr<int64_t> event_us = time::ToMicros(event_.time(), event_.time_unit());
+  if (!event_us.ok()) {
     rejections_.push_back({source, v1::REJECT_REASON_UNDECODABLE,
-                           std::string(points.status().message()), "", std::nullopt});
+                           std::string(event_us.status().message()), "", std::nullopt});
     return;
   }
-  for (series::MappedPoint& p : *points) AddPoint(source, std::move(p));
+  const time::CorrectedTime t =
+      time::CorrectFutureClock(*event_us, event_.ingest_time_us(), future_clock_lead_);
+  const int64_t version = event_.has_version() ? event_.version() : event_.ingest_time_us();
+  // Bounded well above any batch's devices, so that a fleet's names are built once.
+  series::SeriesNames::Device& device = names_.Of(event_, 1 << 20);
+  size_t next = 0;
+  for (const auto& [name, value] : event_.measures()) {  // sorted by name
+    AddPoint(source, device, device.Find(name, series::KindOf(value.value_case()), next), value, t,
+             version);
+  }
 }
 
-void BatchBuilder::AddPoint(size_t source, series::MappedPoint p) {
-  if (p.time_us < retention_horizon_us_) {
+void BatchBuilder::AddPoint(size_t source, const series::SeriesNames::Device& device,
+                            const series::SeriesNames::Named& named,
+                            const series::MeasureValueView& value, const time::CorrectedTime& t,
+                            int64_t version) {
+  if (t.time_us < retention_horizon_us_) {
     rejections_.push_back({source, v1::REJECT_REASON_TIME_BEFORE_RETENTION,
-                           "point is older than the raw retention", p.measure_name, std::nullopt});
+                           "point is older than the raw retention", named.measure_name,
+                           std::nullopt});
     return;
   }
-  if (p.clock_corrected) ++counters_.clock_corrected;
-  auto [series_it, new_series] = series_.try_emplace(p.series_id);
+  if (t.corrected) ++counters_.clock_corrected;
+  auto [series_it, new_series] = series_.try_emplace(named.series_id);
   if (new_series) {
     SeriesRow& row = series_it->second;
-    row.series_id = p.series_id;
-    row.canonical_key = p.canonical_key;
-    row.measure_name = p.measure_name;
-    row.device_id = p.dimensions[std::string(series::kDeviceIdDimension)];
-    row.dimensions_json = nlohmann::json(p.dimensions).dump();
-  } else if (series_it->second.canonical_key != p.canonical_key) {
+    row.series_id = named.series_id;
+    row.canonical_key = named.canonical_key;
+    row.measure_name = named.measure_name;
+    row.device_id = std::string(event_.device_id());
+    row.dimensions_json = nlohmann::json(device.dimensions()).dump();
+  } else if (series_it->second.canonical_key != named.canonical_key) {
     rejections_.push_back({source, v1::REJECT_REASON_SERIES_COLLISION,
-                           absl::StrCat("series id ", p.series_id, " of ", p.canonical_key,
+                           absl::StrCat("series id ", named.series_id, " of ", named.canonical_key,
                                         " is already used by ", series_it->second.canonical_key),
-                           p.measure_name, std::nullopt});
+                           named.measure_name, std::nullopt});
     return;
   }
 
+  StagedPoint p{source, named.series_id, named.measure_name,     t.time_us,
+                {},     version,         event_.ingest_time_us()};
+  value.CopyTo(p.value);
   auto [it, inserted] = index_.try_emplace(Key{p.series_id, p.time_us}, points_.size());
   if (!inserted) {
     StagedPoint& existing = points_[it->second];
@@ -90,12 +111,10 @@ void BatchBuilder::AddPoint(size_t source, series::MappedPoint p) {
       return;
     }
     ++counters_.stale;
-    existing = StagedPoint{source,  p.series_id, std::move(p.measure_name), p.time_us,
-                           p.value, p.version,   p.ingest_time_us};
+    existing = std::move(p);
     return;
   }
-  points_.push_back(StagedPoint{source, p.series_id, std::move(p.measure_name), p.time_us,
-                                std::move(p.value), p.version, p.ingest_time_us});
+  points_.push_back(std::move(p));
 }
 
 std::vector<SeriesRow> BatchBuilder::series() const {

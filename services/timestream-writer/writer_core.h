@@ -10,6 +10,9 @@
 #include "absl/time/time.h"
 #include "common/kafka/batch_loop.h"
 #include "common/series/event_points.h"
+#include "common/series/event_view.h"
+#include "common/series/series_names.h"
+#include "common/time/time_units.h"
 #include "tidemark/v1/event.pb.h"
 
 namespace tidemark::writer {
@@ -59,7 +62,10 @@ bool SameValue(const v1::MeasureValue& a, const v1::MeasureValue& b);
 /// record in offset order wins a conflict, so replays decide the same way.
 class BatchBuilder final {
  public:
-  BatchBuilder(absl::Duration future_clock_lead, int64_t retention_horizon_us);
+  /// `names` remembers series names across the batches of one caller (one batch is built
+  /// at a time with it); a builder given none keeps its own.
+  BatchBuilder(absl::Duration future_clock_lead, int64_t retention_horizon_us,
+               series::SeriesNames* names = nullptr);
 
   /// Adds the record at batch position `source`.
   void Add(size_t source, absl::string_view record_value);
@@ -82,10 +88,17 @@ class BatchBuilder final {
       return H::combine(std::move(h), k.series_id, k.time_us);
     }
   };
-  void AddPoint(size_t source, series::MappedPoint p);
+  /// One point of the event in event_, which has passed the storable check.
+  void AddPoint(size_t source, const series::SeriesNames::Device& device,
+                const series::SeriesNames::Named& named, const series::MeasureValueView& value,
+                const time::CorrectedTime& t, int64_t version);
 
   absl::Duration future_clock_lead_;
   int64_t retention_horizon_us_;
+  series::SeriesNames own_names_;
+  series::SeriesNames& names_;
+  /// The record being added, decoded in place.
+  series::EventView event_;
   std::vector<StagedPoint> points_;
   absl::flat_hash_map<Key, size_t> index_;
   absl::flat_hash_map<int64_t, SeriesRow> series_;

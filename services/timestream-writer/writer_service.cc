@@ -36,8 +36,8 @@ namespace {
 
 /// A raw batch decoded ahead of its store.
 struct DecodedBatch final : kafka::PreparedBatch {
-  DecodedBatch(absl::Duration future_clock_lead, int64_t horizon_us)
-      : batch(future_clock_lead, horizon_us) {}
+  DecodedBatch(absl::Duration future_clock_lead, int64_t horizon_us, series::SeriesNames& names)
+      : batch(future_clock_lead, horizon_us, &names) {}
   BatchBuilder batch;
   std::map<std::pair<std::string, int32_t>, int64_t> progress;
 };
@@ -47,7 +47,7 @@ struct DecodedBatch final : kafka::PreparedBatch {
 std::unique_ptr<kafka::PreparedBatch> RawPointSink::Prepare(
     const std::vector<const kafka::Message*>& records) {
   const int64_t horizon = time::ToMicros(absl::Now()) - absl::ToInt64Microseconds(retention_);
-  auto decoded = std::make_unique<DecodedBatch>(future_clock_lead_, horizon);
+  auto decoded = std::make_unique<DecodedBatch>(future_clock_lead_, horizon, names_);
   for (size_t i = 0; i < records.size(); ++i) {
     decoded->batch.Add(i, records[i]->value());
     int64_t& next =

@@ -41,6 +41,8 @@ class RawPointSink final : public kafka::BatchSink {
   metrics::Counter& clock_corrected_;
   metrics::Counter& direct_batches_;
   metrics::Counter& upsert_batches_;
+  /// Used by Prepare only, which runs on the loop's thread.
+  series::SeriesNames names_;
 };
 
 /// Window aggregates from the aggregator -> aggregates.

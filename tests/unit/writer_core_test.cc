@@ -1,8 +1,8 @@
 #include "services/timestream-writer/writer_core.h"
 
-#include "services/timestream-writer/incarnation.h"
-
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "services/timestream-writer/incarnation.h"
 
 namespace tidemark::writer {
 namespace {
@@ -84,6 +84,73 @@ TEST(BatchBuilder, DropSeriesRejectsItsPoints) {
   ASSERT_EQ(b.rejections().size(), 1u);
   EXPECT_EQ(b.rejections()[0].reason, v1::REJECT_REASON_SERIES_COLLISION);
   EXPECT_EQ(b.series().size(), 2u);
+}
+
+TEST(BatchBuilder, PointsAndSeriesAreThoseOfTheSharedMapping) {
+  // Events whose names the memo must tell apart: a device that changes its dimensions and
+  // back, a measure that changes kind, names and values that need escaping, a device_id
+  // dimension, dimensions and measures in any order; built in two batches that share the
+  // memo, as the writer's batches do.
+  std::vector<v1::Event> events;
+  auto add = [&](const std::string& device, std::map<std::string, std::string> dims,
+                 std::map<std::string, v1::MeasureValue> measures, int64_t s) {
+    v1::Event& e = events.emplace_back();
+    e.set_device_id(device);
+    e.set_time(1'700'000'000'000 + s * 1000);
+    e.set_ingest_time_us(1'700'000'000'000'000 + s * 1'000'000 + (s % 2) * 3'600'000'000);
+    if (s % 3 == 0) e.set_version(s);
+    for (const auto& [k, v] : dims) (*e.mutable_dimensions())[k] = v;
+    for (const auto& [k, v] : measures) (*e.mutable_measures())[k] = v;
+  };
+  v1::MeasureValue number, count, on, text;
+  number.set_double_value(1.5);
+  count.set_int64_value(-7);
+  on.set_bool_value(true);
+  text.set_string_value("ok");
+  add("d1", {}, {{"temp", number}, {"hum", count}}, 1);
+  add("d1", {{"site", "a"}}, {{"temp", number}}, 2);
+  add("d1", {{"site", "b"}}, {{"temp", on}, {"state", text}}, 3);
+  add("d1", {{"site", "a"}}, {{"temp", text}, {"m{x}=\\,\"", number}}, 4);
+  add("d\"2", {{"k=\"{}", "v\\\""}, {"device_id", "override"}}, {{"a,b", count}}, 5);
+  add("d1", {}, {{"temp", number}, {"hum", on}}, 6);
+  add("d3", {{"z", "1"}, {"a", "2"}}, {{"x", number}, {"b", text}}, 7);
+  add("d3", {{"a", "2"}, {"z", "1"}}, {{"b", number}}, 8);
+
+  series::SeriesNames names;
+  for (size_t half : {size_t{0}, events.size() / 2}) {
+    BatchBuilder b(absl::Minutes(15), 0, &names);
+    std::vector<std::string> records;
+    for (size_t i = half; i < half + events.size() / 2; ++i) {
+      records.push_back(events[i].SerializeAsString());
+    }
+    for (size_t i = 0; i < records.size(); ++i) b.Add(i, records[i]);
+    ASSERT_TRUE(b.rejections().empty());
+    std::map<int64_t, SeriesRow> rows;
+    for (const SeriesRow& r : b.series()) rows[r.series_id] = r;
+    size_t next = 0;
+    for (size_t i = 0; i < records.size(); ++i) {
+      absl::StatusOr<std::vector<series::MappedPoint>> want =
+          series::EventToPoints(events[half + i], absl::Minutes(15));
+      ASSERT_TRUE(want.ok());
+      for (const series::MappedPoint& p : *want) {
+        ASSERT_LT(next, b.points().size());
+        const StagedPoint& got = b.points()[next++];
+        EXPECT_EQ(got.source, i);
+        EXPECT_EQ(got.series_id, p.series_id) << p.canonical_key;
+        EXPECT_EQ(got.measure_name, p.measure_name);
+        EXPECT_EQ(got.time_us, p.time_us);
+        EXPECT_TRUE(SameValue(got.value, p.value)) << p.canonical_key;
+        EXPECT_EQ(got.version, p.version);
+        EXPECT_EQ(got.ingest_time_us, p.ingest_time_us);
+        const SeriesRow& row = rows[p.series_id];
+        EXPECT_EQ(row.canonical_key, p.canonical_key);
+        EXPECT_EQ(row.measure_name, p.measure_name);
+        EXPECT_EQ(row.device_id, p.dimensions.at("device_id"));
+        EXPECT_EQ(row.dimensions_json, nlohmann::json(p.dimensions).dump());
+      }
+    }
+    EXPECT_EQ(next, b.points().size());
+  }
 }
 
 TEST(SameValue, ComparesTypeAndValue) {

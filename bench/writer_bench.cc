@@ -71,9 +71,10 @@ int main() {
     Must(store.Open(*logger));
     const absl::Time start = absl::Now();
     absl::Duration decoding;
+    series::SeriesNames names;  // kept across batches, as RawPointSink keeps it
     for (int b = 0; b < kEvents; b += kBatch) {
       const absl::Time build_start = absl::Now();
-      writer::BatchBuilder batch(absl::Minutes(15), 0);
+      writer::BatchBuilder batch(absl::Minutes(15), 0, &names);
       for (int i = b; i < std::min(kEvents, b + kBatch); ++i) batch.Add(i - b, events[i]);
       decoding += absl::Now() - build_start;
       Must(store.Write(batch, {}).status());

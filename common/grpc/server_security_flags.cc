@@ -33,4 +33,13 @@ absl::StatusOr<ServerSecurity> ServerSecurityFromFlags() {
   return s;
 }
 
+absl::StatusOr<ServerAccess> ServerAccessFromFlags(std::shared_ptr<spdlog::logger> logger) {
+  absl::StatusOr<ServerSecurity> security = ServerSecurityFromFlags();
+  if (!security.ok()) return security.status();
+  absl::StatusOr<std::unique_ptr<auth::Authenticator>> authenticator =
+      AuthenticatorFor(*security, std::move(logger));
+  if (!authenticator.ok()) return authenticator.status();
+  return ServerAccess{*std::move(security), *std::move(authenticator)};
+}
+
 }  // namespace tidemark::grpcutil

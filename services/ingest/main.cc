@@ -69,14 +69,9 @@ int Run(int argc, char** argv) {
     return 2;
   }
 
-  absl::StatusOr<grpcutil::ServerSecurity> security = grpcutil::ServerSecurityFromFlags();
-  if (!security.ok()) {
-    logger->critical("msg=\"{}\"", security.status().message());
-    return 2;
-  }
-  auto authenticator = grpcutil::AuthenticatorFor(*security, logger);
-  if (!authenticator.ok()) {
-    logger->critical("msg=\"{}\"", authenticator.status().message());
+  absl::StatusOr<grpcutil::ServerAccess> access = grpcutil::ServerAccessFromFlags(logger);
+  if (!access.ok()) {
+    logger->critical("msg=\"{}\"", access.status().message());
     return 2;
   }
 
@@ -91,18 +86,19 @@ int Run(int argc, char** argv) {
     logger->critical("msg=\"{}\"", producer.status().message());
     return 2;
   }
-  ingest::IngestServiceImpl service(*cfg, **producer, metrics, **authenticator, logger);
+  ingest::IngestServiceImpl service(*cfg, **producer, metrics, *access->authenticator, logger);
   logger->info("msg=\"producing\" brokers={} topic={}", producer_config.brokers, cfg->raw_topic);
-  return grpcutil::ServeUntilShutdown(shutdown, registry, {&service},
-                                      {.listen_address = absl::GetFlag(FLAGS_listen),
-                                       .metrics_host = absl::GetFlag(FLAGS_metrics_host),
-                                       .metrics_port = absl::GetFlag(FLAGS_metrics_port),
-                                       .shutdown_grace = absl::GetFlag(FLAGS_delivery_timeout),
-                                       // Ingest cannot acknowledge a write without Kafka.
-                                       .health = [&producer = **producer] { return producer.Health(); },
-                                       .health_service_names = {v1::IngestService::service_full_name()},
-                                       .security = *security},
-                                      *logger);
+  return grpcutil::ServeUntilShutdown(
+      shutdown, registry, {&service},
+      {.listen_address = absl::GetFlag(FLAGS_listen),
+       .metrics_host = absl::GetFlag(FLAGS_metrics_host),
+       .metrics_port = absl::GetFlag(FLAGS_metrics_port),
+       .shutdown_grace = absl::GetFlag(FLAGS_delivery_timeout),
+       // Ingest cannot acknowledge a write without Kafka.
+       .health = [&producer = **producer] { return producer.Health(); },
+       .health_service_names = {v1::IngestService::service_full_name()},
+       .security = access->security},
+      *logger);
 }
 
 }  // namespace

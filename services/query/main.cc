@@ -54,29 +54,25 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
-  absl::StatusOr<grpcutil::ServerSecurity> security = grpcutil::ServerSecurityFromFlags();
-  if (!security.ok()) {
-    logger->critical("msg=\"{}\"", security.status().message());
-    return 2;
-  }
-  auto authenticator = grpcutil::AuthenticatorFor(*security, logger);
-  if (!authenticator.ok()) {
-    logger->critical("msg=\"{}\"", authenticator.status().message());
+  absl::StatusOr<grpcutil::ServerAccess> access = grpcutil::ServerAccessFromFlags(logger);
+  if (!access.ok()) {
+    logger->critical("msg=\"{}\"", access.status().message());
     return 2;
   }
   metrics::Registry registry;
   query::QueryMetrics metrics(registry);
-  query::QueryServiceImpl service(cfg, metrics, **authenticator, logger);
+  query::QueryServiceImpl service(cfg, metrics, *access->authenticator, logger);
   pg::HealthProbe probe(cfg.pg_dsn);
-  return grpcutil::ServeUntilShutdown(shutdown, registry, {&service},
-                                      {.listen_address = absl::GetFlag(FLAGS_listen),
-                                       .metrics_host = absl::GetFlag(FLAGS_metrics_host),
-                                       .metrics_port = absl::GetFlag(FLAGS_metrics_port),
-                                       // Every query reads PostgreSQL.
-                                       .health = [&probe] { return probe.Check(); },
-                                       .health_service_names = {v1::QueryService::service_full_name()},
-                                       .security = *security},
-                                      *logger);
+  return grpcutil::ServeUntilShutdown(
+      shutdown, registry, {&service},
+      {.listen_address = absl::GetFlag(FLAGS_listen),
+       .metrics_host = absl::GetFlag(FLAGS_metrics_host),
+       .metrics_port = absl::GetFlag(FLAGS_metrics_port),
+       // Every query reads PostgreSQL.
+       .health = [&probe] { return probe.Check(); },
+       .health_service_names = {v1::QueryService::service_full_name()},
+       .security = access->security},
+      *logger);
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "common/time/time_units.h"
@@ -36,9 +36,15 @@ const char* UnitName(v1::TimeUnit unit) {
 }  // namespace
 
 std::string HourPartition(int64_t time_us) {
-  const absl::CivilHour hour = absl::ToCivilHour(absl::FromUnixMicros(time_us), absl::UTCTimeZone());
+  const absl::CivilHour hour =
+      absl::ToCivilHour(absl::FromUnixMicros(time_us), absl::UTCTimeZone());
   return absl::StrFormat("year=%04d/month=%02d/day=%02d/hour=%02d", hour.year(), hour.month(),
                          hour.day(), hour.hour());
+}
+
+absl::StatusOr<int64_t> PartitionInstant(const series::EventView& event, PartitionTime by) {
+  if (by == PartitionTime::kArrival) return event.ingest_time_us();
+  return time::ToMicros(event.time(), event.time_unit());
 }
 
 absl::StatusOr<int64_t> PartitionInstant(const v1::Event& event, PartitionTime by) {
@@ -88,11 +94,21 @@ void AppendString(std::string& out, absl::string_view s) {
     }
     if (c < 0x80) {
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
         default:
           out += "\\u00";
           out += kHex[c >> 4];
@@ -184,8 +200,14 @@ void AppendKey(std::string& out, absl::string_view key) {
 }  // namespace
 
 std::string EventToJsonLine(const v1::Event& event, const Origin& origin) {
+  series::EventView view;
+  view.Assign(event);
+  return EventToJsonLine(view, origin);
+}
+
+std::string EventToJsonLine(const series::EventView& event, const Origin& origin) {
   std::string out;
-  out.reserve(256 + 48 * (event.measures_size() + event.dimensions_size()));
+  out.reserve(256 + 48 * (event.measures().size() + event.dimensions().size()));
   out += '{';
   AppendKey(out, "device_id");
   AppendString(out, event.device_id());
@@ -195,24 +217,19 @@ std::string EventToJsonLine(const v1::Event& event, const Origin& origin) {
     out += ",\"event_time\":";
     AppendRfc3339(out, *us);
   }
-  // Keys in sorted order, so that the same event always gives the same bytes.
+  // Keys in sorted order (as the view holds them), so that the same event always gives the
+  // same bytes.
   out += ",\"dimensions\":{";
-  std::vector<const std::string*> keys;
-  for (const auto& [k, v] : event.dimensions()) keys.push_back(&k);
-  std::sort(keys.begin(), keys.end(), [](auto* a, auto* b) { return *a < *b; });
-  for (size_t i = 0; i < keys.size(); ++i) {
+  for (size_t i = 0; i < event.dimensions().size(); ++i) {
     if (i > 0) out += ',';
-    AppendKey(out, *keys[i]);
-    AppendString(out, event.dimensions().at(*keys[i]));
+    AppendKey(out, event.dimensions()[i].first);
+    AppendString(out, event.dimensions()[i].second);
   }
   out += "},\"measures\":{";
-  keys.clear();
-  for (const auto& [k, v] : event.measures()) keys.push_back(&k);
-  std::sort(keys.begin(), keys.end(), [](auto* a, auto* b) { return *a < *b; });
-  for (size_t i = 0; i < keys.size(); ++i) {
+  for (size_t i = 0; i < event.measures().size(); ++i) {
     if (i > 0) out += ',';
-    AppendKey(out, *keys[i]);
-    const v1::MeasureValue& v = event.measures().at(*keys[i]);
+    const auto& [name, v] = event.measures()[i];
+    AppendKey(out, name);
     switch (v.value_case()) {
       case v1::MeasureValue::kDoubleValue:
         AppendDouble(out, v.double_value());
@@ -236,8 +253,7 @@ std::string EventToJsonLine(const v1::Event& event, const Origin& origin) {
   AppendRfc3339(out, event.ingest_time_us());
   out += ",\"kafka\":{\"topic\":";
   AppendString(out, origin.topic);
-  absl::StrAppend(&out, ",\"partition\":", origin.partition, ",\"offset\":", origin.offset,
-                  "}}");
+  absl::StrAppend(&out, ",\"partition\":", origin.partition, ",\"offset\":", origin.offset, "}}");
   return out;
 }
 
@@ -391,10 +407,11 @@ absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed
   if (committed_offset > batch.last_offset) return Resume::kKeepFiles;
   if (committed_offset <= batch.first_offset) return Resume::kDeleteFiles;
   return absl::FailedPreconditionError(absl::StrCat(
-      "partition ", batch.topic, "/", batch.partition, " is committed at offset ",
-      committed_offset, ", inside the archived batch ", batch.first_offset, "-",
-      batch.last_offset, ": the group's offsets were moved by hand; move them to a batch "
-      "boundary (", batch.first_offset, " or ", batch.last_offset + 1, ")"));
+      "partition ", batch.topic, "/", batch.partition, " is committed at offset ", committed_offset,
+      ", inside the archived batch ", batch.first_offset, "-", batch.last_offset,
+      ": the group's offsets were moved by hand; move them to a batch "
+      "boundary (",
+      batch.first_offset, " or ", batch.last_offset + 1, ")"));
 }
 
 }  // namespace tidemark::archive

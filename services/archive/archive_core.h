@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/series/event_view.h"
 #include "tidemark/v1/event.pb.h"
 
 namespace tidemark::archive {
@@ -23,7 +24,8 @@ enum class PartitionTime {
 /// "year=2026/month=11/day=22/hour=02": the hour of `time_us` in UTC, Hive-style.
 std::string HourPartition(int64_t time_us);
 
-/// The microsecond instant an event is partitioned by.
+/// The microsecond instant an event is partitioned by (of a decoded record, or a message).
+absl::StatusOr<int64_t> PartitionInstant(const series::EventView& event, PartitionTime by);
 absl::StatusOr<int64_t> PartitionInstant(const v1::Event& event, PartitionTime by);
 
 /// A lake file holds the events of one Kafka partition's offsets [first, last] that fall in
@@ -49,7 +51,9 @@ struct Origin {
 
 /// One JSON line for an event, with every field as sent (time in its unit, no clock
 /// correction), an RFC 3339 `event_time` for queries, and its origin. Numbers keep their
-/// type: int64 measures as JSON integers, doubles always with a fraction or exponent.
+/// type: int64 measures as JSON integers, doubles always with a fraction or exponent. A
+/// decoded record and the message it decodes to give the same bytes.
+std::string EventToJsonLine(const series::EventView& event, const Origin& origin);
 std::string EventToJsonLine(const v1::Event& event, const Origin& origin);
 
 /// The event of a JSON line written by EventToJsonLine (for replay).

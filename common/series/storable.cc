@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/series/event_view.h"
+#include "common/time/time_units.h"
 
 namespace tidemark::series {
 namespace {
@@ -69,6 +70,9 @@ std::optional<Problem> CheckStamped(const EventForm& event) {
   if (auto p = CheckContent(event)) return p;
   if (event.ingest_time_us() <= 0) {
     return Bad(v1::REJECT_REASON_UNDECODABLE, "event has no ingest time: it did not pass ingest");
+  }
+  if (event.ingest_time_us() > time::kMaxTimeMagnitudeUs) {
+    return Bad(v1::REJECT_REASON_UNDECODABLE, "ingest time is not a time: it did not pass ingest");
   }
   return std::nullopt;
 }

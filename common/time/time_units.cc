@@ -36,8 +36,10 @@ absl::StatusOr<int64_t> ToMicros(int64_t value, v1::TimeUnit unit) {
   const int64_t factor = MicrosPerUnit(unit);
   if (factor == 0) return absl::InvalidArgumentError(absl::StrCat("unknown time unit ", unit));
   int64_t out = 0;
-  if (__builtin_mul_overflow(value, factor, &out)) {
-    return absl::OutOfRangeError(absl::StrCat("time ", value, " overflows microseconds"));
+  if (__builtin_mul_overflow(value, factor, &out) || out > kMaxTimeMagnitudeUs ||
+      out < -kMaxTimeMagnitudeUs) {
+    return absl::OutOfRangeError(
+        absl::StrCat("time ", value, " is more than 146,000 years from 1970"));
   }
   return out;
 }
@@ -48,8 +50,8 @@ absl::StatusOr<int64_t> FractionalToMicros(double value, v1::TimeUnit unit) {
       unit == v1::TIME_UNIT_NANOSECONDS ? 1e-3 : static_cast<double>(MicrosPerUnit(unit));
   if (factor == 0) return absl::InvalidArgumentError(absl::StrCat("unknown time unit ", unit));
   const double micros = std::round(value * factor);
-  if (micros >= 9.2e18 || micros <= -9.2e18) {
-    return absl::OutOfRangeError("time overflows microseconds");
+  if (!(std::abs(micros) <= static_cast<double>(kMaxTimeMagnitudeUs))) {
+    return absl::OutOfRangeError("time is more than 146,000 years from 1970");
   }
   return static_cast<int64_t>(micros);
 }

@@ -9,9 +9,13 @@
 
 namespace tidemark::time {
 
+/// No time Tidemark handles is further than this from 1970 (2^62 microseconds, about 146,000
+/// years): within it, window ends, lateness and clock leads are sums that cannot overflow.
+inline constexpr int64_t kMaxTimeMagnitudeUs = int64_t{1} << 62;
+
 /// Converts `value` in `unit` to microseconds since the epoch. Unspecified means
 /// milliseconds. Nanoseconds are truncated toward negative infinity.
-/// Fails with OutOfRange when the result does not fit in int64 microseconds.
+/// Fails with OutOfRange when the result is further than kMaxTimeMagnitudeUs from 1970.
 absl::StatusOr<int64_t> ToMicros(int64_t value, v1::TimeUnit unit);
 
 /// Converts a fractional value in `unit` (as JSON devices send "1609757175225.499" ms)

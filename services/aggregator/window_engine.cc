@@ -32,9 +32,10 @@ bool NumericValue(const series::MeasureValueView& v, double& out) {
   }
 }
 
+// a - b for b >= 0, held at INT64_MIN ("no time yet") instead of overflowing: a checkpoint
+// may carry any instant.
 int64_t SaturatingSub(int64_t a, int64_t b) {
-  if (a == INT64_MIN) return INT64_MIN;
-  return a - b;
+  return a < INT64_MIN + b ? INT64_MIN : a - b;
 }
 
 }  // namespace

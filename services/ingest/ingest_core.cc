@@ -86,8 +86,10 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, size_t encoded_by
   if (static_cast<int>(event.device_id().size()) > limits.max_value_bytes) {
     return Reject(v1::REJECT_REASON_NAME_TOO_LONG, "device_id is too long");
   }
+  // A time beyond what Tidemark handles is too far ahead, or too far back, like any other.
   absl::StatusOr<int64_t> time_us = time::ToMicros(event.time(), event.time_unit());
-  if (!time_us.ok() || *time_us > now_us + absl::ToInt64Microseconds(limits.max_future)) {
+  if (!time_us.ok()) time_us = event.time() < 0 ? INT64_MIN : INT64_MAX;
+  if (*time_us > now_us + absl::ToInt64Microseconds(limits.max_future)) {
     return Reject(v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE,
                   absl::StrCat("time is more than ", absl::FormatDuration(limits.max_future),
                                " ahead of the ingest time; too far to correct"));

@@ -42,6 +42,13 @@ TEST(Validation, EachRejectionReason) {
   e.set_time((kNowUs + absl::ToInt64Microseconds(absl::Hours(25))) / 1000);
   EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE);
 
+  // Times no unit can bring within Tidemark's range: too far back, or too far ahead.
+  e = Valid();
+  e.set_time(INT64_MIN + 1);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_TIME_BEFORE_RETENTION);
+  e.set_time(INT64_MAX);
+  EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE);
+
   e = Valid();
   e.clear_measures();
   EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_NO_MEASURES);

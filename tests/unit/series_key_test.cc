@@ -70,6 +70,8 @@ TEST(Storable, DownstreamRefusesWhatIngestWouldNotHaveAccepted) {
   e.set_time(1000);
   (*e.mutable_measures())["m"].set_double_value(1);
   EXPECT_EQ(CheckStorable(e)->reason, v1::REJECT_REASON_UNDECODABLE) << "no ingest stamp";
+  e.set_ingest_time_us(INT64_MAX);
+  EXPECT_EQ(CheckStorable(e)->reason, v1::REJECT_REASON_UNDECODABLE) << "stamp not a time";
   e.set_ingest_time_us(2'000'000);
   EXPECT_FALSE(CheckStorable(e).has_value());
   EXPECT_TRUE(EventToPoints(e, absl::Minutes(15)).ok());

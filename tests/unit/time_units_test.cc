@@ -23,6 +23,18 @@ TEST(TimeUnits, OverflowIsAnError) {
             absl::StatusCode::kOutOfRange);
 }
 
+TEST(TimeUnits, TimesFurtherThanTheBoundFromNineteenSeventyAreErrors) {
+  EXPECT_EQ(*ToMicros(kMaxTimeMagnitudeUs, v1::TIME_UNIT_MICROSECONDS), kMaxTimeMagnitudeUs);
+  EXPECT_EQ(*ToMicros(-kMaxTimeMagnitudeUs, v1::TIME_UNIT_MICROSECONDS), -kMaxTimeMagnitudeUs);
+  EXPECT_EQ(ToMicros(kMaxTimeMagnitudeUs + 1, v1::TIME_UNIT_MICROSECONDS).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(ToMicros(-kMaxTimeMagnitudeUs - 1, v1::TIME_UNIT_MICROSECONDS).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_FALSE(ToMicros(INT64_MIN + 1, v1::TIME_UNIT_MICROSECONDS).ok());
+  EXPECT_FALSE(FractionalToMicros(-1e18 * 5, v1::TIME_UNIT_MICROSECONDS).ok());
+  EXPECT_TRUE(FractionalToMicros(-1e18 * 4, v1::TIME_UNIT_MICROSECONDS).ok());
+}
+
 TEST(TimeUnits, FractionalMillisecondsKeepMicrosecondPrecision) {
   // The reference simulator's "Time": 1609757175225.499
   EXPECT_EQ(*FractionalToMicros(1609757175225.499, v1::TIME_UNIT_MILLISECONDS), 1609757175225499);

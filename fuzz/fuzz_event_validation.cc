@@ -95,6 +95,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       ingest::PrepareEvents(events, fuzz::kNowUs, /*first_index=*/7, limits);
   TIDEMARK_FUZZ_CHECK(batch.accepted.size() + batch.rejected.size() == 1,
                       "each event is either accepted or rejected");
+  // Write and WriteStream prepare the event from its bytes: the same decision, the same
+  // record once decoded.
+  const ingest::PreparedBatch from_bytes = ingest::PrepareEncodedEvents(
+      {absl::string_view(reinterpret_cast<const char*>(data), size)}, fuzz::kNowUs, 7, limits);
+  TIDEMARK_FUZZ_CHECK(from_bytes.accepted.size() == batch.accepted.size() &&
+                          (batch.rejected.empty() ||
+                           from_bytes.rejected[0].reason() == batch.rejected[0].reason()),
+                      "the bytes path decides as the message path does");
+  if (!batch.accepted.empty()) {
+    v1::Event a, b;
+    std::string diff;
+    TIDEMARK_FUZZ_CHECK(a.ParseFromString(batch.accepted[0].value) &&
+                            b.ParseFromString(from_bytes.accepted[0].value) &&
+                            fuzz::SameMessage(a, b, &diff) &&
+                            from_bytes.accepted[0].key == batch.accepted[0].key,
+                        absl::StrCat("the bytes path stores the same record: ", diff));
+  }
   if (rejection.has_value()) {
     TIDEMARK_FUZZ_CHECK(batch.rejected.size() == 1, "a rejected event is reported");
     const v1::RejectedRecord& r = batch.rejected[0];

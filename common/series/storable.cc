@@ -124,4 +124,6 @@ std::optional<Problem> CheckStorable(const EventView& event) { return CheckStamp
 
 std::optional<Problem> CheckStorableContent(const v1::Event& event) { return CheckContent(event); }
 
+std::optional<Problem> CheckStorableContent(const EventView& event) { return CheckContent(event); }
+
 }  // namespace tidemark::series

@@ -36,5 +36,6 @@ std::optional<Problem> CheckStorable(const EventView& event);
 
 /// CheckStorable without the ingest stamp, for ingest itself, which stamps accepted events.
 std::optional<Problem> CheckStorableContent(const v1::Event& event);
+std::optional<Problem> CheckStorableContent(const EventView& event);
 
 }  // namespace tidemark::series

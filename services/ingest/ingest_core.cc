@@ -5,10 +5,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/wire_format_lite.h"
 #include "common/series/series_key.h"
 #include "common/series/storable.h"
 #include "common/time/time_units.h"
+#include "google/protobuf/wire_format_lite.h"
 
 namespace tidemark::ingest {
 namespace {
@@ -68,10 +68,12 @@ std::optional<Rejection> CheckName(absl::string_view kind, absl::string_view nam
 
 std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
                                        const ValidationLimits& limits) {
-  return ValidateEvent(event, event.ByteSizeLong(), now_us, limits);
+  series::EventView view;
+  view.Assign(event);
+  return ValidateEvent(view, event.ByteSizeLong(), now_us, limits);
 }
 
-std::optional<Rejection> ValidateEvent(const v1::Event& event, size_t encoded_bytes,
+std::optional<Rejection> ValidateEvent(const series::EventView& event, size_t encoded_bytes,
                                        int64_t now_us, const ValidationLimits& limits) {
   if (const size_t bytes = encoded_bytes; bytes > static_cast<size_t>(limits.max_event_bytes)) {
     return Reject(
@@ -99,15 +101,15 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, size_t encoded_by
                   absl::StrCat("time is more than ", absl::FormatDuration(limits.retention),
                                " before the ingest time, beyond the raw retention"));
   }
-  if (event.measures_size() > limits.max_measures) {
+  if (static_cast<int>(event.measures().size()) > limits.max_measures) {
     return Reject(v1::REJECT_REASON_TOO_MANY_MEASURES,
-                  absl::StrCat("event has ", event.measures_size(), " measures; the limit is ",
+                  absl::StrCat("event has ", event.measures().size(), " measures; the limit is ",
                                limits.max_measures));
   }
-  if (event.dimensions_size() > limits.max_dimensions) {
+  if (static_cast<int>(event.dimensions().size()) > limits.max_dimensions) {
     return Reject(v1::REJECT_REASON_TOO_MANY_DIMENSIONS,
-                  absl::StrCat("event has ", event.dimensions_size(), " dimensions; the limit is ",
-                               limits.max_dimensions));
+                  absl::StrCat("event has ", event.dimensions().size(),
+                               " dimensions; the limit is ", limits.max_dimensions));
   }
   for (const auto& [name, value] : event.dimensions()) {
     if (auto r = CheckName("dimension", name, limits)) return r;
@@ -127,7 +129,7 @@ std::optional<Rejection> ValidateEvent(const v1::Event& event, size_t encoded_by
   return std::nullopt;
 }
 
-std::optional<Rejection> CheckPermission(const v1::Event& event,
+std::optional<Rejection> CheckPermission(const series::EventView& event,
                                          const WritePermission& permission) {
   bool device_allowed = false;
   for (const std::string& prefix : permission.device_prefixes) {
@@ -154,33 +156,89 @@ void AppendStamp(int64_t ingest_time_us, std::string& serialized_event) {
   serialized_event.resize(static_cast<size_t>(WriteStamp(ingest_time_us, begin + size) - begin));
 }
 
-PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t now_us, int first_index, const ValidationLimits& limits,
-                            const WritePermission& permission) {
+bool EncodedRequest::Parse(absl::string_view wire) {
+  events_.clear();
+  const auto* p = reinterpret_cast<const uint8_t*>(wire.data());
+  const uint8_t* const end = p + wire.size();
+  // A varint of at most 10 bytes; false when it runs past the end or is longer.
+  auto varint = [&](uint64_t& out) {
+    out = 0;
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+      const uint8_t b = *p++;
+      out |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if ((b & 0x80) == 0) return true;
+    }
+    return false;
+  };
+  while (p < end) {
+    uint64_t tag = 0, n = 0;
+    if (!varint(tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1FFFFFFF) return false;
+    switch (tag & 7) {
+      case 0:  // varint
+        if (!varint(n)) return false;
+        break;
+      case 1:  // fixed64
+        if (end - p < 8) return false;
+        p += 8;
+        break;
+      case 5:  // fixed32
+        if (end - p < 4) return false;
+        p += 4;
+        break;
+      case 2:  // length-delimited: an event (field 1), or an unknown field
+        if (!varint(n) || n > static_cast<uint64_t>(end - p) || n > INT32_MAX) return false;
+        if (tag >> 3 == v1::WriteRequest::kEventsFieldNumber) {
+          events_.emplace_back(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+        }
+        p += n;
+        break;
+      default:  // groups (no client of this API sends them), or no wire type at all
+        return false;
+    }
+  }
+  return true;
+}
+
+PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events, int64_t now_us,
+                                   int first_index, const ValidationLimits& limits,
+                                   const WritePermission& permission) {
   PreparedBatch batch;
   batch.accepted.reserve(events.size());
-  for (int i = 0; i < events.size(); ++i) {
-    const v1::Event& event = events[i];
-    // One walk of the event for its size, which the encoding below reuses (cached sizes).
-    const size_t bytes = event.ByteSizeLong();
-    std::optional<Rejection> r = ValidateEvent(event, bytes, now_us, limits);
+  series::EventView event;  // reused: after the first events, decoding allocates nothing
+  for (size_t i = 0; i < events.size(); ++i) {
+    const absl::string_view wire = events[i];
+    std::optional<Rejection> r;
+    if (!event.Parse(wire)) {
+      r = Reject(v1::REJECT_REASON_UNDECODABLE,
+                 "event is not a tidemark.v1.Event encoding (protobuf cannot decode it)");
+    }
+    if (!r) r = ValidateEvent(event, wire.size(), now_us, limits);
     if (!r) r = CheckPermission(event, permission);
     if (r) {
       v1::RejectedRecord& rec = batch.rejected.emplace_back();
-      rec.set_index(first_index + i);
+      rec.set_index(first_index + static_cast<int>(i));
       rec.set_reason(r->reason);
       rec.set_message(std::move(r->message));
       continue;
     }
     AcceptedRecord& out = batch.accepted.emplace_back();
-    out.key = event.device_id();
+    out.key = std::string(event.device_id());
     // The client's encoding, then the stamp, in one buffer allocated once.
-    out.value.reserve(bytes + kMaxStampBytes);
-    out.value.resize(bytes);
-    event.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.value.data()));
+    out.value.reserve(wire.size() + kMaxStampBytes);
+    out.value.assign(wire.data(), wire.size());
     AppendStamp(now_us, out.value);
   }
   return batch;
+}
+
+PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
+                            int64_t now_us, int first_index, const ValidationLimits& limits,
+                            const WritePermission& permission) {
+  std::vector<std::string> encoded;
+  encoded.reserve(events.size());
+  for (const v1::Event& e : events) encoded.push_back(e.SerializeAsString());
+  return PrepareEncodedEvents(std::vector<absl::string_view>(encoded.begin(), encoded.end()),
+                              now_us, first_index, limits, permission);
 }
 
 absl::Status ValidateRequestShape(int event_count, const ValidationLimits& limits) {

@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/series/event_view.h"
 #include "google/protobuf/repeated_field.h"
 #include "tidemark/v1/event.pb.h"
 #include "tidemark/v1/ingest.pb.h"
@@ -34,11 +36,12 @@ struct Rejection {
   v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;
   std::string message;
 };
+/// Checks an event as received: decoded in place (`encoded_bytes` is the size of its
+/// encoding), or as a message.
+std::optional<Rejection> ValidateEvent(const series::EventView& event, size_t encoded_bytes,
+                                       int64_t now_us, const ValidationLimits& limits);
 std::optional<Rejection> ValidateEvent(const v1::Event& event, int64_t now_us,
                                        const ValidationLimits& limits);
-/// The same, with the event's encoded size already known (ByteSizeLong walks the event).
-std::optional<Rejection> ValidateEvent(const v1::Event& event, size_t encoded_bytes,
-                                       int64_t now_us, const ValidationLimits& limits);
 
 /// What the caller's credentials let it write: devices whose id starts with one of
 /// `device_prefixes` ("" is every device), and client versions only with
@@ -49,7 +52,7 @@ struct WritePermission {
   std::vector<std::string> device_prefixes = {""};
   bool explicit_versions = true;
 };
-std::optional<Rejection> CheckPermission(const v1::Event& event,
+std::optional<Rejection> CheckPermission(const series::EventView& event,
                                          const WritePermission& permission);
 
 /// One accepted event ready for tidemark.raw.
@@ -69,8 +72,30 @@ struct PreparedBatch {
 /// parsed (protobuf's merge rule), so no copy of the event is needed.
 void AppendStamp(int64_t ingest_time_us, std::string& serialized_event);
 
-/// Validates and stamps a request's events. `first_index` offsets the reported indexes
-/// (a stream's later messages continue its numbering). Pure: no I/O.
+/// The events of a WriteRequest in their wire form, found in place: gRPC hands Write and
+/// WriteStream the request's bytes, so that each event is checked by a series::EventView
+/// and its record is the client's own encoding, stamped, instead of a protobuf message
+/// parsed (a node and a key per map entry) and encoded again (ingest_bench).
+class EncodedRequest {
+ public:
+  /// Whether `wire` is a WriteRequest: its events (field 1) are framed correctly. Other
+  /// fields are skipped as protobuf skips unknown ones (groups excepted: refused). An event's
+  /// own content is checked per event, by PrepareEncodedEvents. The views point into `wire`.
+  bool Parse(absl::string_view wire);
+  const std::vector<absl::string_view>& events() const { return events_; }
+
+ private:
+  std::vector<absl::string_view> events_;
+};
+
+/// Validates and stamps a request's events, each in its wire form; an event protobuf
+/// cannot decode is rejected on its own (UNDECODABLE). `first_index` offsets the reported
+/// indexes (a stream's later messages continue its numbering). Pure: no I/O.
+PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events, int64_t now_us,
+                                   int first_index, const ValidationLimits& limits,
+                                   const WritePermission& permission = {});
+
+/// The same for events held as messages (WriteJson's, which come from JSON).
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
                             int64_t now_us, int first_index, const ValidationLimits& limits,
                             const WritePermission& permission = {});

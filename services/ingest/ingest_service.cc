@@ -25,6 +25,26 @@ absl::Status DeliveryFailure(rd_kafka_resp_err_t err) {
 // A stream's answer lists this many rejections at most (WriteResponse.rejected_unlisted).
 constexpr int kMaxListedStreamRejections = 10'000;
 
+// The bytes of a request, in one piece: in place when gRPC received them so, else copied.
+absl::string_view Contiguous(const grpc::ByteBuffer& buffer, std::vector<grpc::Slice>& slices,
+                             std::string& copy) {
+  slices.clear();
+  if (!buffer.Dump(&slices).ok()) return {};
+  if (slices.size() == 1) {
+    return {reinterpret_cast<const char*>(slices[0].begin()), slices[0].size()};
+  }
+  copy.clear();
+  copy.reserve(buffer.Length());
+  for (const grpc::Slice& s : slices)
+    copy.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return copy;
+}
+
+absl::Status NotAWriteRequest() {
+  return absl::InvalidArgumentError(
+      "the request is not a tidemark.v1.WriteRequest (its protobuf framing is broken)");
+}
+
 }  // namespace
 
 IngestMetrics::IngestMetrics(metrics::Registry& r)
@@ -48,9 +68,9 @@ IngestMetrics::IngestMetrics(metrics::Registry& r)
   for (int i = 0; i < reasons->value_count(); ++i) {
     const google::protobuf::EnumValueDescriptor* v = reasons->value(i);
     const std::string name = absl::AsciiStrToLower(v->name());
-    rejections_by_reason[v->number()] = &r.AddCounter(
-        "tidemark_ingest_rejections_total", "Events rejected, by reason",
-        absl::StrCat("reason=\"", absl::StripPrefix(name, "reject_reason_"), "\""));
+    rejections_by_reason[v->number()] =
+        &r.AddCounter("tidemark_ingest_rejections_total", "Events rejected, by reason",
+                      absl::StrCat("reason=\"", absl::StripPrefix(name, "reject_reason_"), "\""));
   }
 }
 
@@ -62,12 +82,31 @@ void IngestMetrics::CountRejected(const std::vector<v1::RejectedRecord>& records
   }
 }
 
+namespace {
+
+// Encodes `response` into `encoded` when the call answers in bytes (a typed call's answer
+// is in place already).
+grpc::Status Answer(const v1::WriteResponse& response, grpc::ByteBuffer* encoded) {
+  if (encoded == nullptr) return grpc::Status::OK;
+  bool own_buffer = false;
+  return grpc::SerializationTraits<v1::WriteResponse>::Serialize(response, encoded, &own_buffer);
+}
+
+}  // namespace
+
 // A unary write: counts Kafka acknowledgements and finishes the RPC on the last one.
 class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
  public:
-  UnaryWrite(grpc::ServerUnaryReactor* reactor, v1::WriteResponse* resp, IngestMetrics& metrics,
-             size_t pending)
-      : reactor_(reactor), resp_(resp), metrics_(metrics), pending_(pending) {}
+  // The answer goes to `typed`, or, when it is null, to `encoded`.
+  UnaryWrite(grpc::ServerUnaryReactor* reactor, v1::WriteResponse* typed, grpc::ByteBuffer* encoded,
+             IngestMetrics& metrics, size_t pending)
+      : reactor_(reactor),
+        resp_(typed != nullptr ? typed : &owned_),
+        encoded_(typed != nullptr ? nullptr : encoded),
+        metrics_(metrics),
+        pending_(pending) {}
+
+  v1::WriteResponse& response() { return *resp_; }
 
   void OnDelivery(rd_kafka_resp_err_t err) override {
     if (err) {
@@ -75,6 +114,14 @@ class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
       if (status_.ok()) status_ = DeliveryFailure(err);
     }
     Settle(1);
+  }
+
+  // A request with nothing to make durable is answered at once.
+  void AnswerNow() {
+    const grpc::Status answer = Answer(*resp_, encoded_);
+    grpc::ServerUnaryReactor* reactor = reactor_;
+    delete this;
+    reactor->Finish(answer);
   }
 
   // Records that were never queued settle at once with the failure that stopped them.
@@ -100,14 +147,18 @@ class IngestServiceImpl::UnaryWrite final : public kafka::DeliverySink {
     } else {
       metrics_.kafka_failures.Add(accepted_count());
     }
+    grpc::Status answer = grpcutil::ToGrpcStatus(status);
+    if (answer.ok()) answer = Answer(*resp_, encoded_);
     grpc::ServerUnaryReactor* reactor = reactor_;
     delete this;
-    reactor->Finish(grpcutil::ToGrpcStatus(status));
+    reactor->Finish(answer);
   }
   int64_t accepted_count() const { return resp_->accepted(); }
 
   grpc::ServerUnaryReactor* reactor_;
+  v1::WriteResponse owned_;
   v1::WriteResponse* resp_;
+  grpc::ByteBuffer* encoded_;
   IngestMetrics& metrics_;
   std::atomic<size_t> pending_;
   absl::Time start_ = absl::Now();
@@ -148,16 +199,19 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
 
 grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerContext* ctx,
                                                            PreparedBatch batch,
-                                                           v1::WriteResponse* resp) {
+                                                           v1::WriteResponse* resp,
+                                                           grpc::ByteBuffer* encoded_resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   metrics_.CountRejected(batch.rejected);
-  for (v1::RejectedRecord& r : batch.rejected) *resp->add_rejected() = std::move(r);
-  resp->set_accepted(static_cast<int64_t>(batch.accepted.size()));
+  if (encoded_resp != nullptr) resp = nullptr;
+  auto* write = new UnaryWrite(reactor, resp, encoded_resp, metrics_, batch.accepted.size());
+  v1::WriteResponse& response = write->response();
+  for (v1::RejectedRecord& r : batch.rejected) *response.add_rejected() = std::move(r);
+  response.set_accepted(static_cast<int64_t>(batch.accepted.size()));
   if (batch.accepted.empty()) {
-    reactor->Finish(grpc::Status::OK);
+    write->AnswerNow();  // `write` is gone
     return reactor;
   }
-  auto* write = new UnaryWrite(reactor, resp, metrics_, batch.accepted.size());
   for (size_t i = 0; i < batch.accepted.size(); ++i) {
     const AcceptedRecord& rec = batch.accepted[i];
     if (absl::Status s = producer_.Produce(config_.raw_topic, rec.key, rec.value, write); !s.ok()) {
@@ -170,18 +224,23 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerC
 }
 
 grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* ctx,
-                                                   const v1::WriteRequest* req,
-                                                   v1::WriteResponse* resp) {
+                                                   const grpc::ByteBuffer* req,
+                                                   grpc::ByteBuffer* resp) {
   metrics_.requests.Add();
   absl::StatusOr<WritePermission> permission = Permission(ctx);
   if (!permission.ok()) return FinishNow(ctx, permission.status());
-  if (absl::Status s = ValidateRequestShape(req->events_size(), config_.limits); !s.ok()) {
+  std::vector<grpc::Slice> slices;
+  std::string copy;
+  EncodedRequest request;
+  if (!request.Parse(Contiguous(*req, slices, copy))) return FinishNow(ctx, NotAWriteRequest());
+  const int count = static_cast<int>(request.events().size());
+  if (absl::Status s = ValidateRequestShape(count, config_.limits); !s.ok()) {
     return FinishNow(ctx, s);
   }
   return WritePrepared(ctx,
-                       PrepareEvents(req->events(), time::ToMicros(absl::Now()), 0,
-                                     config_.limits, *permission),
-                       resp);
+                       PrepareEncodedEvents(request.events(), time::ToMicros(absl::Now()), 0,
+                                            config_.limits, *permission),
+                       nullptr, resp);
 }
 
 grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerContext* ctx,
@@ -233,11 +292,11 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
 // A client stream: reads while fewer than max_inflight_per_stream records await Kafka,
 // and answers once the client has finished and every record is settled. StartRead and
 // Finish are called outside the lock: Finish may run OnDone, which deletes this.
-class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::WriteRequest>,
+class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
                                              public kafka::DeliverySink {
  public:
-  StreamWrite(IngestServiceImpl& service, v1::WriteResponse* resp, WritePermission permission)
-      : service_(service), resp_(resp), permission_(std::move(permission)) {
+  StreamWrite(IngestServiceImpl& service, grpc::ByteBuffer* resp, WritePermission permission)
+      : service_(service), encoded_resp_(resp), permission_(std::move(permission)) {
     StartRead(&request_);
   }
 
@@ -254,17 +313,28 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
       return;
     }
     service_.metrics_.requests.Add();
-    PreparedBatch batch = PrepareEvents(request_.events(), time::ToMicros(absl::Now()), next_index_,
-                                        service_.config_.limits, permission_);
-    next_index_ += request_.events_size();
+    if (!parsed_.Parse(Contiguous(request_, slices_, copy_))) {
+      Step step;
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        Fail(NotAWriteRequest());
+        step = NextStepLocked();
+      }
+      Take(step);
+      return;
+    }
+    PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), time::ToMicros(absl::Now()),
+                                               next_index_, service_.config_.limits, permission_);
+    next_index_ += static_cast<int>(parsed_.events().size());
     service_.metrics_.CountRejected(batch.rejected);
     {
       absl::MutexLock lock(&mu_);
       for (v1::RejectedRecord& r : batch.rejected) {
-        if (resp_->rejected_size() < kMaxListedStreamRejections) {
-          *resp_->add_rejected() = std::move(r);
+        if (response_.rejected_size() < kMaxListedStreamRejections) {
+          *response_.add_rejected() = std::move(r);
         } else {
-          resp_->set_rejected_unlisted(resp_->rejected_unlisted() + 1);
+          response_.set_rejected_unlisted(response_.rejected_unlisted() + 1);
         }
       }
       inflight_ += static_cast<int64_t>(batch.accepted.size());
@@ -328,9 +398,10 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
     }
     if (inflight_ > 0) return step;
     finished_ = true;
-    resp_->set_accepted(accepted_);
+    response_.set_accepted(accepted_);
     service_.metrics_.accepted.Add(accepted_);
     step.finish = grpcutil::ToGrpcStatus(status_);
+    if (step.finish->ok()) step.finish = Answer(response_, encoded_resp_);
     return step;
   }
 
@@ -340,9 +411,13 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
   }
 
   IngestServiceImpl& service_;
-  v1::WriteResponse* resp_;
+  grpc::ByteBuffer* encoded_resp_;
   const WritePermission permission_;
-  v1::WriteRequest request_;
+  // The message being read, and where its bytes are found (reused from message to message).
+  grpc::ByteBuffer request_;
+  std::vector<grpc::Slice> slices_;
+  std::string copy_;
+  EncodedRequest parsed_;
   int next_index_ = 0;
   absl::Mutex mu_;
   int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
@@ -352,17 +427,18 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<v1::
   bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
+  v1::WriteResponse response_ ABSL_GUARDED_BY(mu_);
 };
 
 // A stream whose credentials were refused: answered at once, without reading.
-class IngestServiceImpl::RefusedStream final : public grpc::ServerReadReactor<v1::WriteRequest> {
+class IngestServiceImpl::RefusedStream final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   explicit RefusedStream(const absl::Status& why) { Finish(grpcutil::ToGrpcStatus(why)); }
   void OnDone() override { delete this; }
 };
 
-grpc::ServerReadReactor<v1::WriteRequest>* IngestServiceImpl::WriteStream(
-    grpc::CallbackServerContext* ctx, v1::WriteResponse* resp) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* IngestServiceImpl::WriteStream(
+    grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp) {
   absl::StatusOr<WritePermission> permission = Permission(ctx);
   if (!permission.ok()) return new RefusedStream(permission.status());
   return new StreamWrite(*this, resp, *std::move(permission));

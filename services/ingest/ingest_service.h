@@ -39,19 +39,26 @@ struct IngestMetrics {
   void CountRejected(const std::vector<v1::RejectedRecord>& records);
 };
 
+/// Write and WriteStream take their requests as bytes (EncodedRequest), WriteJson as a
+/// message.
+using IngestServiceBase = v1::IngestService::WithRawCallbackMethod_Write<
+    v1::IngestService::WithRawCallbackMethod_WriteStream<v1::IngestService::CallbackService>>;
+
 /// IngestService over the callback API. Every RPC answers only after Kafka acknowledged
 /// each accepted event (or failed to), and never blocks a gRPC thread while waiting.
 /// Each call needs credentials with a write scope (UNAUTHENTICATED / PERMISSION_DENIED);
 /// events outside the scope's devices or versions are rejected per record.
-class IngestServiceImpl final : public v1::IngestService::CallbackService {
+class IngestServiceImpl final : public IngestServiceBase {
  public:
   IngestServiceImpl(const IngestConfig& config, kafka::Producer& producer, IngestMetrics& metrics,
                     auth::Authenticator& authenticator, std::shared_ptr<spdlog::logger> logger);
 
-  grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* req,
-                                  v1::WriteResponse* resp) override;
-  grpc::ServerReadReactor<v1::WriteRequest>* WriteStream(grpc::CallbackServerContext* ctx,
-                                                         v1::WriteResponse* resp) override;
+  /// A WriteRequest, answered with a WriteResponse.
+  grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                  grpc::ByteBuffer* resp) override;
+  /// WriteRequests, answered with one WriteResponse.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* WriteStream(grpc::CallbackServerContext* ctx,
+                                                         grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* WriteJson(grpc::CallbackServerContext* ctx,
                                       const v1::WriteJsonRequest* req,
                                       v1::WriteResponse* resp) override;
@@ -60,8 +67,10 @@ class IngestServiceImpl final : public v1::IngestService::CallbackService {
   class UnaryWrite;
   class StreamWrite;
   class RefusedStream;
+  /// Answers in `resp`, or, when `encoded_resp` is given, in it (resp is then ignored).
   grpc::ServerUnaryReactor* WritePrepared(grpc::CallbackServerContext* ctx, PreparedBatch batch,
-                                          v1::WriteResponse* resp);
+                                          v1::WriteResponse* resp,
+                                          grpc::ByteBuffer* encoded_resp = nullptr);
   /// What the call's credentials may write; UNAUTHENTICATED or PERMISSION_DENIED.
   absl::StatusOr<WritePermission> Permission(grpc::CallbackServerContext* ctx);
 

@@ -1,6 +1,10 @@
+#include <random>
+
+#include "common/series/storable.h"
+#include "google/protobuf/stubs/logging.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "services/ingest/ingest_core.h"
-#include "common/series/storable.h"
 
 namespace tidemark::ingest {
 namespace {
@@ -117,7 +121,8 @@ TEST(Validation, TextPostgreSQLCannotStoreIsRejectedWherePostgreSQLWouldRefuseIt
   EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_INVALID_TEXT);
   // Everything else of Unicode, quotes and SQL included, is stored byte-exact.
   e = Valid();
-  (*e.mutable_measures())["note"].set_string_value("'); DROP TABLE points; -- \xf0\x9f\x8c\x8a \t\n");
+  (*e.mutable_measures())["note"].set_string_value(
+      "'); DROP TABLE points; -- \xf0\x9f\x8c\x8a \t\n");
   (*e.mutable_dimensions())["na{me}=\",x"] = "v\\\"";
   EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_UNSPECIFIED);
 }
@@ -179,6 +184,125 @@ TEST(PrepareEvents, TheStampReplacesWhatAClientSentAndKeepsTheRest) {
   expected.set_ingest_time_us(kNowUs);
   expected.set_replayed(false);
   EXPECT_EQ(stored.SerializeAsString(), expected.SerializeAsString());
+}
+
+TEST(EncodedRequest, FindsEachEventInPlaceAndSkipsUnknownFields) {
+  v1::WriteRequest req;
+  *req.add_events() = Valid();
+  v1::Event second = Valid();
+  second.set_device_id("d2");
+  *req.add_events() = second;
+  std::string wire = req.SerializeAsString();
+  wire += std::string("\x38\x05", 2);    // field 7, varint 5: unknown
+  wire += std::string("\x42\x02xy", 4);  // field 8, 2 bytes: unknown
+  wire += std::string("\x0a\x00", 2);    // a third event, empty
+  EncodedRequest parsed;
+  ASSERT_TRUE(parsed.Parse(wire));
+  ASSERT_EQ(parsed.events().size(), 3u);
+  EXPECT_EQ(parsed.events()[0], Valid().SerializeAsString());
+  EXPECT_EQ(parsed.events()[1], second.SerializeAsString());
+  EXPECT_EQ(parsed.events()[2], "");
+  EXPECT_TRUE(parsed.Parse(""));
+  EXPECT_TRUE(parsed.events().empty());
+}
+
+TEST(EncodedRequest, RefusesBrokenFraming) {
+  const std::string event = Valid().SerializeAsString();
+  v1::WriteRequest req;
+  *req.add_events() = Valid();
+  const std::string wire = req.SerializeAsString();
+  EncodedRequest parsed;
+  EXPECT_FALSE(parsed.Parse(wire.substr(0, wire.size() - 1))) << "event cut short";
+  EXPECT_FALSE(parsed.Parse(std::string("\x00\x01", 2))) << "field number 0";
+  EXPECT_FALSE(parsed.Parse(std::string("\x0b", 1))) << "a group";
+  EXPECT_FALSE(parsed.Parse(std::string("\x08\xff", 2))) << "varint cut short";
+  EXPECT_FALSE(parsed.Parse(std::string("\x09\x01\x02", 3))) << "fixed64 cut short";
+}
+
+TEST(PrepareEncodedEvents, AnEventProtobufCannotDecodeIsRejectedOnItsOwn) {
+  std::vector<std::string> wire = {Valid().SerializeAsString(), std::string("\x0a\x05d", 3),
+                                   Valid().SerializeAsString()};
+  PreparedBatch b = PrepareEncodedEvents({wire.begin(), wire.end()}, kNowUs, 0, {});
+  ASSERT_EQ(b.accepted.size(), 2u);
+  ASSERT_EQ(b.rejected.size(), 1u);
+  EXPECT_EQ(b.rejected[0].index(), 1);
+  EXPECT_EQ(b.rejected[0].reason(), v1::REJECT_REASON_UNDECODABLE);
+}
+
+// The bytes path decides as protobuf's decoding of the whole request would: the same
+// records, keys and rejections, on requests with random edits; where protobuf refuses the
+// request for one event, that event alone is refused.
+TEST(PrepareEncodedEvents, AgreesWithTheMessagePathOnMutatedRequests) {
+  google::protobuf::LogSilencer quiet;  // protobuf logs every text that is not UTF-8
+  std::mt19937_64 random(20261122);
+  v1::WriteRequest base;
+  *base.add_events() = Valid();
+  v1::Event other = Valid();
+  other.set_device_id("d2");
+  (*other.mutable_dimensions())["site"] = "north";
+  (*other.mutable_measures())["state"].set_string_value("ok");
+  other.set_version(3);
+  *base.add_events() = other;
+  v1::Event nameless = Valid();
+  nameless.clear_device_id();
+  *base.add_events() = nameless;
+  const std::string base_wire = base.SerializeAsString();
+  int compared = 0;
+  for (int i = 0; i < 20'000; ++i) {
+    std::string wire = base_wire;
+    const int edits = 1 + static_cast<int>(random() % 3);
+    for (int k = 0; k < edits && !wire.empty(); ++k) {
+      const size_t at = random() % wire.size();
+      switch (random() % 3) {
+        case 0:
+          wire[at] = static_cast<char>(random());
+          break;
+        case 1:
+          wire[at] ^= static_cast<char>(1 << (random() % 8));
+          break;
+        case 2:
+          wire.erase(at, 1);
+          break;
+      }
+    }
+    SCOPED_TRACE(i);
+    v1::WriteRequest message;
+    const bool decoded = message.ParseFromString(wire);
+    EncodedRequest parsed;
+    if (!parsed.Parse(wire)) {
+      // Refused framing is refused by protobuf too, unless it skipped a group it kept.
+      if (decoded) {
+        EXPECT_FALSE(message.GetReflection()->GetUnknownFields(message).empty());
+      }
+      continue;
+    }
+    PreparedBatch from_bytes = PrepareEncodedEvents(parsed.events(), kNowUs, 0, {});
+    if (!decoded) {
+      bool undecodable = false;
+      for (const v1::RejectedRecord& r : from_bytes.rejected) {
+        undecodable |= r.reason() == v1::REJECT_REASON_UNDECODABLE;
+      }
+      EXPECT_TRUE(undecodable);
+      continue;
+    }
+    ++compared;
+    PreparedBatch from_message = PrepareEvents(message.events(), kNowUs, 0, {});
+    ASSERT_EQ(from_bytes.accepted.size(), from_message.accepted.size());
+    ASSERT_EQ(from_bytes.rejected.size(), from_message.rejected.size());
+    for (size_t r = 0; r < from_bytes.rejected.size(); ++r) {
+      EXPECT_EQ(from_bytes.rejected[r].index(), from_message.rejected[r].index());
+      EXPECT_EQ(from_bytes.rejected[r].reason(), from_message.rejected[r].reason());
+    }
+    for (size_t a = 0; a < from_bytes.accepted.size(); ++a) {
+      EXPECT_EQ(from_bytes.accepted[a].key, from_message.accepted[a].key);
+      v1::Event stored, expected;
+      ASSERT_TRUE(stored.ParseFromString(from_bytes.accepted[a].value));
+      ASSERT_TRUE(expected.ParseFromString(from_message.accepted[a].value));
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(stored, expected));
+    }
+    if (HasFailure()) return;
+  }
+  EXPECT_GT(compared, 1000) << "too few edits left the request decodable to compare";
 }
 
 TEST(RequestShape, EmptyAndOversizedRequestsAreWhollyWrong) {

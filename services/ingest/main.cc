@@ -81,6 +81,10 @@ int Run(int argc, char** argv) {
   producer_config.brokers = absl::GetFlag(FLAGS_kafka_brokers);
   producer_config.delivery_timeout = absl::GetFlag(FLAGS_delivery_timeout);
   producer_config.max_queued_messages = absl::GetFlag(FLAGS_max_queued_events);
+  // No linger: every Write waits for its records, and under load they batch anyway behind
+  // the produce requests in flight (ingest_bench: one Write of 500 events p50 1.9 ms
+  // against 3.1-3.7 ms at 1 ms, with Write and WriteStream no slower).
+  producer_config.linger = absl::ZeroDuration();
   auto producer = kafka::Producer::Create(producer_config, logger);
   if (!producer.ok()) {
     logger->critical("msg=\"{}\"", producer.status().message());

@@ -8,6 +8,7 @@
 #include "common/series/storable.h"
 #include "google/protobuf/stubs/logging.h"
 #include "tests/support/event_view_check.h"
+#include "tests/support/random_edits.h"
 
 namespace tidemark::series {
 namespace {
@@ -104,25 +105,7 @@ TEST(EventView, AgreesWithProtobufOnMutatedRecords) {
   EventView view;
   const std::string base = Reading().SerializeAsString();
   for (int i = 0; i < 20'000; ++i) {
-    std::string record = base;
-    const int edits = 1 + static_cast<int>(random() % 4);
-    for (int k = 0; k < edits && !record.empty(); ++k) {
-      const size_t at = random() % record.size();
-      switch (random() % 4) {
-        case 0:
-          record[at] = static_cast<char>(random());
-          break;
-        case 1:
-          record[at] ^= static_cast<char>(1 << (random() % 8));
-          break;
-        case 2:
-          record.insert(at, 1, static_cast<char>(random()));
-          break;
-        case 3:
-          record.erase(at, 1 + random() % 4);
-          break;
-      }
-    }
+    const std::string record = testing::RandomEdits(base, random);
     SCOPED_TRACE(i);
     ExpectSameDecoding(record, view);
     if (HasFatalFailure() || HasNonfatalFailure()) return;

@@ -5,6 +5,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "services/ingest/ingest_core.h"
+#include "tests/support/random_edits.h"
 
 namespace tidemark::ingest {
 namespace {
@@ -249,22 +250,7 @@ TEST(PrepareEncodedEvents, AgreesWithTheMessagePathOnMutatedRequests) {
   const std::string base_wire = base.SerializeAsString();
   int compared = 0;
   for (int i = 0; i < 20'000; ++i) {
-    std::string wire = base_wire;
-    const int edits = 1 + static_cast<int>(random() % 3);
-    for (int k = 0; k < edits && !wire.empty(); ++k) {
-      const size_t at = random() % wire.size();
-      switch (random() % 3) {
-        case 0:
-          wire[at] = static_cast<char>(random());
-          break;
-        case 1:
-          wire[at] ^= static_cast<char>(1 << (random() % 8));
-          break;
-        case 2:
-          wire.erase(at, 1);
-          break;
-      }
-    }
+    const std::string wire = testing::RandomEdits(base_wire, random);
     SCOPED_TRACE(i);
     v1::WriteRequest message;
     const bool decoded = message.ParseFromString(wire);

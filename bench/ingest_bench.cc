@@ -6,7 +6,8 @@
 // (latency) and as one stream of records (throughput). Optionally a second ingest binary
 // (usage: ingest_bench [--baseline_ingest=PATH]), e.g. a build before a change that takes the
 // same flags, is measured in the same run, so the change is a ratio rather than a comparison
-// across noisy runs.
+// across noisy runs: both run side by side and their passes alternate. Each pass also reports
+// the CPU of the client threads and of the broker, which share the machine's cores.
 #include <signal.h>
 
 #include <algorithm>
@@ -35,6 +36,8 @@ using namespace tidemark;
 constexpr int kEventsPerRequest = 500;
 constexpr int kRequests = 1000;  // 500,000 events per run
 constexpr int kClients = 4;
+// The direct baselines compress as ingest does by default (its --kafka_compression).
+constexpr char kCompression[] = "lz4";
 
 v1::WriteRequest MakeRequest(int r) {
   v1::WriteRequest req;
@@ -86,6 +89,9 @@ struct IngestFigures {
   double w_wall = 0, w_cpu = 0;
   int64_t s_acked = 0;
   double s_wall = 0, s_cpu = 0;
+  // CPU of the client threads (this process) and of the broker in the same passes: on a
+  // shared machine they compete with ingest for the same cores.
+  double w_client_cpu = 0, w_broker_cpu = 0, s_client_cpu = 0, s_broker_cpu = 0;
   double WriteRate() const { return w_acked / w_wall; }
   double StreamRate() const { return s_acked / s_wall; }
 };
@@ -141,8 +147,15 @@ int main(int argc, char** argv) {
     return acked.load();
   };
 
-  auto run_ingest = [&](const std::string& binary, const std::string& name) {
-    IngestFigures f;
+  // An ingest process under test, with its figures.
+  struct Subject {
+    std::string name;
+    std::unique_ptr<testing::ChildProcess> process;
+    std::unique_ptr<v1::IngestService::Stub> stub;
+    IngestFigures figures;
+  };
+  auto start_ingest = [&](const std::string& binary, const std::string& name) {
+    Subject subject{.name = name};
     const int port = testing::FreePort();
     auto ingest = testing::ChildProcess::Start(
         binary,
@@ -150,52 +163,58 @@ int main(int argc, char** argv) {
          "--allow_unauthenticated"},
         {{"TIDEMARK_KAFKA_BROKERS", brokers}, {"TIDEMARK_LOG_LEVEL", "warn"}},
         dir + "/ingest-" + name + ".log");
+    bench::Must(ingest.status());
+    subject.process = *std::move(ingest);
     auto channel =
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    auto stub = v1::IngestService::NewStub(channel);
+    subject.stub = v1::IngestService::NewStub(channel);
+    return subject;
+  };
+  auto measure_latency = [&](Subject& subject) {
     std::vector<double> ms;
     for (int r = 0; r <= kLatencyRounds; ++r) {  // round 0 warms up: broker connections, metadata
       grpc::ClientContext ctx;
       v1::WriteResponse resp;
       const absl::Time t0 = absl::Now();
-      const grpc::Status s = stub->Write(&ctx, requests[r % kRequests], &resp);
+      const grpc::Status s = subject.stub->Write(&ctx, requests[r % kRequests], &resp);
       if (!s.ok() || resp.accepted() != kEventsPerRequest) {
         std::fprintf(stderr, "bench failed: Write: %s\n", s.error_message().c_str());
         std::exit(1);
       }
       if (r > 0) ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
     }
-    f.write_latency = Percentiles(std::move(ms));
-    // Write and WriteStream alternate in the same process, twice each, best of two: a single
-    // pass on a shared machine measures whatever else ran at that moment.
-    for (int pass = 0; pass < 2; ++pass) {
-      for (bool stream : {false, true}) {
-        const double cpu0 = bench::CpuSeconds((*ingest)->pid());
-        const absl::Time start = absl::Now();
-        const int64_t acked = throughput(*stub, stream);
-        const double wall = absl::ToDoubleSeconds(absl::Now() - start);
-        const double cpu = bench::CpuSeconds((*ingest)->pid()) - cpu0;
-        int64_t& best_acked = stream ? f.s_acked : f.w_acked;
-        double& best_wall = stream ? f.s_wall : f.w_wall;
-        double& best_cpu = stream ? f.s_cpu : f.w_cpu;
-        if (best_wall == 0 || acked / wall > best_acked / best_wall) {
-          best_acked = acked;
-          best_wall = wall;
-          best_cpu = cpu;
-        }
-      }
+    subject.figures.write_latency = Percentiles(std::move(ms));
+  };
+  // One pass of Write or WriteStream clients against `subject`, kept if its best so far.
+  auto measure_throughput = [&](Subject& subject, bool stream) {
+    IngestFigures& f = subject.figures;
+    const int pid = subject.process->pid();
+    const double cpu0 = bench::CpuSeconds(pid);
+    const double client0 = bench::CpuSeconds(getpid());
+    const double broker0 = bench::CpuSeconds((*broker)->pid());
+    const absl::Time start = absl::Now();
+    const int64_t acked = throughput(*subject.stub, stream);
+    const double wall = absl::ToDoubleSeconds(absl::Now() - start);
+    const double cpu = bench::CpuSeconds(pid) - cpu0;
+    const double client_cpu = bench::CpuSeconds(getpid()) - client0;
+    const double broker_cpu = bench::CpuSeconds((*broker)->pid()) - broker0;
+    int64_t& best_acked = stream ? f.s_acked : f.w_acked;
+    double& best_wall = stream ? f.s_wall : f.w_wall;
+    if (best_wall == 0 || acked / wall > best_acked / best_wall) {
+      best_acked = acked;
+      best_wall = wall;
+      (stream ? f.s_cpu : f.w_cpu) = cpu;
+      (stream ? f.s_client_cpu : f.w_client_cpu) = client_cpu;
+      (stream ? f.s_broker_cpu : f.w_broker_cpu) = broker_cpu;
     }
-    (*ingest)->Signal(SIGTERM);
-    (void)(*ingest)->Wait(absl::Seconds(15));
-    return f;
   };
 
   // Baseline latency: rounds of 500 of the same records produced directly, each round timed
   // until Kafka acknowledged all of them (what a Write cannot be faster than).
   Latency direct_latency;
   {
-    auto producer = kafka::Producer::Create({.brokers = brokers}, logger);
+    auto producer = kafka::Producer::Create({.brokers = brokers, .compression = kCompression}, logger);
     std::vector<std::pair<std::string, std::string>> round;
     for (const v1::Event& e : requests[0].events()) {
       round.emplace_back(e.device_id(), e.SerializeAsString());
@@ -213,16 +232,31 @@ int main(int argc, char** argv) {
     direct_latency = Percentiles(std::move(ms));
   }
 
-  const IngestFigures current =
-      run_ingest(absl::StrCat(TIDEMARK_BINARY_DIR, "/services/ingest/ingest"), "current");
+  // Both binaries run side by side and their passes alternate, Write and WriteStream, best
+  // of three each: on a shared machine, passes minutes apart measure whatever else ran then.
+  std::vector<Subject> subjects;
+  subjects.push_back(
+      start_ingest(absl::StrCat(TIDEMARK_BINARY_DIR, "/services/ingest/ingest"), "current"));
+  if (!baseline_ingest.empty()) subjects.push_back(start_ingest(baseline_ingest, "baseline"));
+  for (Subject& subject : subjects) measure_latency(subject);
+  for (int pass = 0; pass < 3; ++pass) {
+    for (Subject& subject : subjects) {
+      for (bool stream : {false, true}) measure_throughput(subject, stream);
+    }
+  }
+  for (Subject& subject : subjects) {
+    subject.process->Signal(SIGTERM);
+    (void)subject.process->Wait(absl::Seconds(15));
+  }
+  const IngestFigures& current = subjects[0].figures;
   std::optional<IngestFigures> before;
-  if (!baseline_ingest.empty()) before = run_ingest(baseline_ingest, "baseline");
+  if (subjects.size() > 1) before = subjects[1].figures;
 
   // Baseline: the same events, serialized, produced directly with the same producer settings.
   double b_wall = 0, b_cpu = 0;
   int64_t b_done = 0;
   {
-    auto producer = kafka::Producer::Create({.brokers = brokers}, logger);
+    auto producer = kafka::Producer::Create({.brokers = brokers, .compression = kCompression}, logger);
     Counter counter;
     std::vector<std::pair<std::string, std::string>> records;
     for (const v1::WriteRequest& req : requests) {
@@ -247,8 +281,8 @@ int main(int argc, char** argv) {
 
   const std::string cfg = absl::StrFormat(
       "%d events, %d per request, %d concurrent clients, "
-      "4 measures each, zstd, 12 partitions; load %s",
-      events, kEventsPerRequest, kClients, LoadAverage());
+      "4 measures each, %s, 12 partitions; load %s",
+      events, kEventsPerRequest, kClients, kCompression, LoadAverage());
   bench::Report("ingest.txt", "setup: " + cfg);
   auto report = [&](const std::string& name, const IngestFigures& f) {
     bench::Report("ingest.txt",
@@ -258,13 +292,16 @@ int main(int argc, char** argv) {
     bench::Report(
         "ingest.txt",
         absl::StrFormat("%s Write: %d acked in %.2f s = %.0f events/s; ingest CPU %.2f s "
-                        "= %.0f events/s per core",
-                        name, f.w_acked, f.w_wall, f.WriteRate(), f.w_cpu, f.w_acked / f.w_cpu));
+                        "= %.0f events/s per core; clients CPU %.2f s, broker CPU %.2f s",
+                        name, f.w_acked, f.w_wall, f.WriteRate(), f.w_cpu, f.w_acked / f.w_cpu,
+                        f.w_client_cpu, f.w_broker_cpu));
     bench::Report(
         "ingest.txt",
         absl::StrFormat("%s WriteStream: %d acked in %.2f s = %.0f events/s; ingest "
-                        "CPU %.2f s = %.0f events/s per core",
-                        name, f.s_acked, f.s_wall, f.StreamRate(), f.s_cpu, f.s_acked / f.s_cpu));
+                        "CPU %.2f s = %.0f events/s per core; clients CPU %.2f s, broker CPU "
+                        "%.2f s",
+                        name, f.s_acked, f.s_wall, f.StreamRate(), f.s_cpu, f.s_acked / f.s_cpu,
+                        f.s_client_cpu, f.s_broker_cpu));
     bench::Report("ingest.txt",
                   absl::StrFormat("%s ratio Write/WriteStream events/s: %.2f; ratio "
                                   "ingest/baseline events/s: Write %.2f, WriteStream %.2f",

@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace tidemark::config {
 
@@ -87,6 +88,15 @@ absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view valu
   if (!value.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrCat("missing setting --", flag_name, " (", EnvironmentName(flag_name), ")"));
+}
+
+absl::Status RequireOneOf(absl::string_view flag_name, absl::string_view value,
+                          const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("bad setting --", flag_name, " (",
+                                                 EnvironmentName(flag_name), ")=", value,
+                                                 ": expected one of ",
+                                                 absl::StrJoin(allowed, ", ")));
 }
 
 }  // namespace tidemark::config

@@ -55,6 +55,12 @@ TEST(Config, RangeChecksNameTheSetting) {
   EXPECT_FALSE(RequirePositive("batch_max_age", absl::ZeroDuration()).ok());
   EXPECT_FALSE(RequireNonEmpty("pg_dsn", "").ok());
   EXPECT_TRUE(RequirePositive("workers", 4).ok());
+  s = RequireOneOf("kafka_compression", "brotli", {"lz4", "zstd"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("TIDEMARK_KAFKA_COMPRESSION"), absl::string_view::npos) << s;
+  EXPECT_NE(s.message().find("brotli"), absl::string_view::npos) << s;
+  EXPECT_NE(s.message().find("lz4, zstd"), absl::string_view::npos) << s;
+  EXPECT_TRUE(RequireOneOf("kafka_compression", "zstd", {"lz4", "zstd"}).ok());
 }
 
 TEST(DevBrokerTopics, ParsesAndRejects) {

@@ -1,11 +1,28 @@
 #include "common/kafka/producer.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include "absl/strings/str_cat.h"
 #include "common/kafka/client_properties.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/process/shutdown_signal.h"
 
 namespace tidemark::kafka {
+namespace {
+
+// The hash librdkafka applies to a keyed record under partitioner `name` (the _random
+// variants differ only for records without a key); null when keys do not decide.
+using KeyHashFn = decltype(&rd_kafka_msg_partitioner_consistent);
+
+KeyHashFn KeyHash(absl::string_view name) {
+  if (name == "random") return nullptr;
+  if (name == "murmur2" || name == "murmur2_random") return &rd_kafka_msg_partitioner_murmur2;
+  if (name == "fnv1a" || name == "fnv1a_random") return &rd_kafka_msg_partitioner_fnv1a;
+  return &rd_kafka_msg_partitioner_consistent;  // consistent, consistent_random (the default)
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const ProducerConfig& config,
                                                            std::shared_ptr<spdlog::logger> logger) {
@@ -35,6 +52,10 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const ProducerConfig&
     rd_kafka_conf_destroy(conf);
     return s;
   }
+  char partitioner[64] = "consistent_random";
+  size_t partitioner_size = sizeof(partitioner);
+  (void)rd_kafka_conf_get(conf, "partitioner", partitioner, &partitioner_size);
+  p->partitioner_ = KeyHash(partitioner);
   rd_kafka_conf_set_dr_msg_cb(conf, &Producer::OnDeliveryReport);
   rd_kafka_conf_set_error_cb(conf, &Producer::OnError);
   rd_kafka_conf_set_opaque(conf, p.get());
@@ -86,6 +107,65 @@ absl::Status Producer::Produce(const std::string& topic, absl::string_view key,
   return ToStatus(err, absl::StrCat("producing to ", topic));
 }
 
+std::vector<uint32_t> Producer::ProduceOrder(const std::string& topic, size_t count,
+                                             absl::FunctionRef<absl::string_view(size_t)> key) {
+  int32_t partitions = 0;
+  {
+    absl::MutexLock lock(&partitions_mu_);
+    auto [it, inserted] = partitions_.try_emplace(topic, 0);
+    if (inserted) partition_counts_wanted_ = true;  // the poll thread fetches it
+    partitions = it->second;
+  }
+  std::vector<uint32_t> order(count);
+  if (partitions <= 1 || partitioner_ == nullptr) {
+    std::iota(order.begin(), order.end(), 0);
+    return order;
+  }
+  // A counting sort by partition, stable; records without a key (partitioned at random by
+  // librdkafka) go last.
+  std::vector<int32_t> partition(count);
+  std::vector<uint32_t> start(partitions + 2, 0);
+  for (size_t i = 0; i < count; ++i) {
+    const absl::string_view k = key(i);
+    partition[i] = k.empty()
+                       ? partitions
+                       : partitioner_(nullptr, k.data(), k.size(), partitions, nullptr, nullptr);
+    ++start[partition[i] + 1];
+  }
+  std::partial_sum(start.begin(), start.end(), start.begin());
+  for (size_t i = 0; i < count; ++i) order[start[partition[i]]++] = static_cast<uint32_t>(i);
+  return order;
+}
+
+bool Producer::RefreshPartitionCounts() {
+  std::vector<std::string> topics;
+  {
+    absl::MutexLock lock(&partitions_mu_);
+    for (const auto& [topic, count] : partitions_) topics.push_back(topic);
+  }
+  bool complete = true;
+  for (const std::string& topic : topics) {
+    int32_t count = 0;
+    if (rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, topic.c_str(), nullptr)) {
+      const rd_kafka_metadata_t* md = nullptr;
+      if (rd_kafka_metadata(rk_, 0, rkt, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          count = md->topics[0].partition_cnt;
+        }
+        rd_kafka_metadata_destroy(md);
+      }
+      rd_kafka_topic_destroy(rkt);
+    }
+    if (count == 0) {
+      complete = false;  // kept as it was: a count from before an outage is still the best guess
+      continue;
+    }
+    absl::MutexLock lock(&partitions_mu_);
+    partitions_[topic] = count;
+  }
+  return complete;
+}
+
 absl::Status Producer::Flush(absl::Duration timeout) {
   return ToStatus(rd_kafka_flush(rk_, static_cast<int>(absl::ToInt64Milliseconds(timeout))),
                   "flushing Kafka producer");
@@ -93,8 +173,16 @@ absl::Status Producer::Flush(absl::Duration timeout) {
 
 void Producer::PollLoop() {
   absl::Time next_probe = absl::InfinitePast();
+  absl::Time next_refresh = absl::InfinitePast();
   while (!stopping_.load()) {
     rd_kafka_poll(rk_, 50);
+    // Partition counts for ProduceOrder: as soon as a topic is first asked about, then as
+    // often as librdkafka refreshes its own metadata by default (topics may grow), or every
+    // second while one is missing.
+    if (partition_counts_wanted_.exchange(false) || absl::Now() >= next_refresh) {
+      const bool complete = RefreshPartitionCounts();
+      next_refresh = absl::Now() + (complete ? absl::Minutes(5) : absl::Seconds(1));
+    }
     // librdkafka reports brokers going down but not coming back: probe with a metadata
     // request so that Produce() stops failing fast once a broker answers again.
     if (BrokersDown() && absl::Now() >= next_probe) {

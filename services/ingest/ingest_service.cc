@@ -197,6 +197,11 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
 }
 }  // namespace
 
+std::vector<uint32_t> IngestServiceImpl::ProduceOrder(const std::vector<AcceptedRecord>& records) {
+  return producer_.ProduceOrder(config_.raw_topic, records.size(),
+                                [&](size_t i) -> absl::string_view { return records[i].key; });
+}
+
 grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerContext* ctx,
                                                            PreparedBatch batch,
                                                            v1::WriteResponse* resp,
@@ -212,11 +217,12 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerC
     write->AnswerNow();  // `write` is gone
     return reactor;
   }
-  for (size_t i = 0; i < batch.accepted.size(); ++i) {
-    const AcceptedRecord& rec = batch.accepted[i];
+  const std::vector<uint32_t> order = ProduceOrder(batch.accepted);
+  for (size_t i = 0; i < order.size(); ++i) {
+    const AcceptedRecord& rec = batch.accepted[order[i]];
     if (absl::Status s = producer_.Produce(config_.raw_topic, rec.key, rec.value, write); !s.ok()) {
       // `write` may be deleted by Abandon; nothing touches it afterwards.
-      write->Abandon(batch.accepted.size() - i, s);
+      write->Abandon(order.size() - i, s);
       break;
     }
   }
@@ -342,7 +348,8 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     }
     size_t queued = 0;
     absl::Status produce_status;
-    for (const AcceptedRecord& rec : batch.accepted) {
+    for (uint32_t i : service_.ProduceOrder(batch.accepted)) {
+      const AcceptedRecord& rec = batch.accepted[i];
       produce_status =
           service_.producer_.Produce(service_.config_.raw_topic, rec.key, rec.value, this);
       if (!produce_status.ok()) break;

@@ -71,6 +71,8 @@ class IngestServiceImpl final : public IngestServiceBase {
   grpc::ServerUnaryReactor* WritePrepared(grpc::CallbackServerContext* ctx, PreparedBatch batch,
                                           v1::WriteResponse* resp,
                                           grpc::ByteBuffer* encoded_resp = nullptr);
+  /// The order in which to produce a request's records: partition by partition.
+  std::vector<uint32_t> ProduceOrder(const std::vector<AcceptedRecord>& records);
   /// What the call's credentials may write; UNAUTHENTICATED or PERMISSION_DENIED.
   absl::StatusOr<WritePermission> Permission(grpc::CallbackServerContext* ctx);
 

@@ -1,6 +1,8 @@
 // The timestream-writer against a real PostgreSQL and the development broker: the upsert
 // rules, replays, rejections, and a PostgreSQL crash mid-stream.
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -475,6 +477,66 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
 
 // The development broker keeps 5 MiB per partition and drops older batches silently. A
 // consumer whose committed offset was dropped must stop with DATA_LOSS, never skip ahead.
+// A request's records are queued partition by partition, in the order the configured
+// partitioner will place them, so that librdkafka sends fuller batches.
+TEST(Producer, ProduceOrderGroupsRecordsByTheirPartition) {
+  ASSERT_TRUE(broker->CreateTopic("ordered", 12).ok());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(absl::StrCat("device-", (i * 37) % 100));
+  keys.push_back("");  // no key: librdkafka picks a random partition
+  auto key = [&](size_t i) -> absl::string_view { return keys[i]; };
+  auto is_permutation = [&](const std::vector<uint32_t>& order) {
+    std::vector<uint32_t> sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      if (sorted[i] != i) return false;
+    }
+    return sorted.size() == keys.size();
+  };
+  for (const auto& [partitioner, hash] :
+       std::vector<std::pair<std::string, decltype(&rd_kafka_msg_partitioner_consistent)>>{
+           {"consistent_random", &rd_kafka_msg_partitioner_consistent},
+           {"murmur2_random", &rd_kafka_msg_partitioner_murmur2}}) {
+    SCOPED_TRACE(partitioner);
+    auto producer = kafka::Producer::Create(
+        {.brokers = broker->bootstrap_servers(), .properties = {{"partitioner", partitioner}}},
+        Logger());
+    ASSERT_TRUE(producer.ok()) << producer.status();
+    // Arrival order until the partition count is known.
+    std::vector<uint32_t> order = (*producer)->ProduceOrder("ordered", keys.size(), key);
+    ASSERT_TRUE(is_permutation(order));
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          order = (*producer)->ProduceOrder("ordered", keys.size(), key);
+          return !std::is_sorted(order.begin(), order.end());
+        },
+        absl::Seconds(10)));
+    ASSERT_TRUE(is_permutation(order));
+    EXPECT_EQ(order.back(), keys.size() - 1) << "the record without a key goes last";
+    order.pop_back();
+    std::map<std::string, uint32_t> last_of_key;
+    int32_t last_partition = -1;
+    for (uint32_t i : order) {
+      const int32_t p = hash(nullptr, keys[i].data(), keys[i].size(), 12, nullptr, nullptr);
+      EXPECT_GE(p, last_partition) << "record " << i << " out of partition order";
+      last_partition = p;
+      auto [it, first] = last_of_key.try_emplace(keys[i], i);
+      EXPECT_TRUE(first || it->second < i) << "records of " << keys[i] << " reordered";
+      it->second = i;
+    }
+    EXPECT_EQ(last_partition, 11);
+  }
+  // Under the random partitioner, keys do not decide: arrival order.
+  auto random = kafka::Producer::Create(
+      {.brokers = broker->bootstrap_servers(), .properties = {{"partitioner", "random"}}},
+      Logger());
+  ASSERT_TRUE(random.ok());
+  (void)(*random)->ProduceOrder("ordered", keys.size(), key);
+  absl::SleepFor(absl::Milliseconds(500));
+  const std::vector<uint32_t> order = (*random)->ProduceOrder("ordered", keys.size(), key);
+  EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
+}
+
 TEST(Producer, AFatalErrorStopsTheProcessWithANonZeroCode) {
   auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
   ASSERT_TRUE(producer.ok());

@@ -475,8 +475,6 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
       absl::StrCat(static_cast<int64_t>(n) * (n - 1) / 2));
 }
 
-// The development broker keeps 5 MiB per partition and drops older batches silently. A
-// consumer whose committed offset was dropped must stop with DATA_LOSS, never skip ahead.
 // A request's records are queued partition by partition, in the order the configured
 // partitioner will place them, so that librdkafka sends fuller batches.
 TEST(Producer, ProduceOrderGroupsRecordsByTheirPartition) {
@@ -551,6 +549,8 @@ TEST(Producer, AFatalErrorStopsTheProcessWithANonZeroCode) {
       << "the service's main returns this code after its shutdown";
 }
 
+// The development broker keeps 5 MiB per partition and drops older batches silently. A
+// consumer whose committed offset was dropped must stop with DATA_LOSS, never skip ahead.
 TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
   ASSERT_TRUE(broker->CreateTopic("vanishing", 1).ok());
   auto producer = kafka::Producer::Create(

@@ -148,7 +148,7 @@ bool Producer::RefreshPartitionCounts() {
     int32_t count = 0;
     if (rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, topic.c_str(), nullptr)) {
       const rd_kafka_metadata_t* md = nullptr;
-      if (rd_kafka_metadata(rk_, 0, rkt, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (rd_kafka_metadata(rk_, 0, rkt, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
           count = md->topics[0].partition_cnt;
         }
@@ -178,10 +178,12 @@ void Producer::PollLoop() {
     rd_kafka_poll(rk_, 50);
     // Partition counts for ProduceOrder: as soon as a topic is first asked about, then as
     // often as librdkafka refreshes its own metadata by default (topics may grow), or every
-    // second while one is missing.
-    if (partition_counts_wanted_.exchange(false) || absl::Now() >= next_refresh) {
+    // 5 s while one is missing. Not while the brokers are down: the request would hold up
+    // this thread's delivery reports for its whole timeout, and arrival order is correct.
+    if (!BrokersDown() &&
+        (partition_counts_wanted_.exchange(false) || absl::Now() >= next_refresh)) {
       const bool complete = RefreshPartitionCounts();
-      next_refresh = absl::Now() + (complete ? absl::Minutes(5) : absl::Seconds(1));
+      next_refresh = absl::Now() + (complete ? absl::Minutes(5) : absl::Seconds(5));
     }
     // librdkafka reports brokers going down but not coming back: probe with a metadata
     // request so that Produce() stops failing fast once a broker answers again.

@@ -220,7 +220,7 @@ TEST(Operations, APortInUseIsAStartUpError) {
   EXPECT_EQ(GrpcHealth(stack.ingest_port(), "tidemark.v1.IngestService"), kServing);
 }
 
-TEST(Operations, HelpListsEveryFlagWithItsEnvironmentVariable) {
+TEST(Operations, HelpListsEveryFlagAndABadValueIsRefusedByName) {
   testing::PgCluster& pg = testing::SharedPgCluster();
   Stack stack(pg);
   const std::vector<std::pair<std::string, std::vector<std::string>>> expected = {
@@ -241,6 +241,15 @@ TEST(Operations, HelpListsEveryFlagWithItsEnvironmentVariable) {
     for (const std::string& n : needles) {
       EXPECT_TRUE(absl::StrContains(out, n)) << binary << " --help lacks " << n << "\n" << out;
     }
+  }
+  // A value outside a setting's choices stops the service at start, naming the setting, its
+  // environment variable and the choices.
+  const auto [code, log] = RunBinary(stack, "bad-compression", "services/ingest/ingest", {},
+                                     {{"TIDEMARK_KAFKA_COMPRESSION", "brotli"}});
+  EXPECT_EQ(code, 2) << log;
+  for (const char* n :
+       {"--kafka_compression", "TIDEMARK_KAFKA_COMPRESSION", "brotli", "lz4, zstd"}) {
+    EXPECT_TRUE(absl::StrContains(log, n)) << n << "\n" << log;
   }
 }
 

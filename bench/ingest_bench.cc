@@ -149,13 +149,12 @@ int main(int argc, char** argv) {
 
   // An ingest process under test, with its figures.
   struct Subject {
-    std::string name;
     std::unique_ptr<testing::ChildProcess> process;
     std::unique_ptr<v1::IngestService::Stub> stub;
     IngestFigures figures;
   };
   auto start_ingest = [&](const std::string& binary, const std::string& name) {
-    Subject subject{.name = name};
+    Subject subject;
     const int port = testing::FreePort();
     auto ingest = testing::ChildProcess::Start(
         binary,
@@ -214,7 +213,8 @@ int main(int argc, char** argv) {
   // until Kafka acknowledged all of them (what a Write cannot be faster than).
   Latency direct_latency;
   {
-    auto producer = kafka::Producer::Create({.brokers = brokers, .compression = kCompression}, logger);
+    auto producer =
+        kafka::Producer::Create({.brokers = brokers, .compression = kCompression}, logger);
     std::vector<std::pair<std::string, std::string>> round;
     for (const v1::Event& e : requests[0].events()) {
       round.emplace_back(e.device_id(), e.SerializeAsString());
@@ -256,7 +256,8 @@ int main(int argc, char** argv) {
   double b_wall = 0, b_cpu = 0;
   int64_t b_done = 0;
   {
-    auto producer = kafka::Producer::Create({.brokers = brokers, .compression = kCompression}, logger);
+    auto producer =
+        kafka::Producer::Create({.brokers = brokers, .compression = kCompression}, logger);
     Counter counter;
     std::vector<std::pair<std::string, std::string>> records;
     for (const v1::WriteRequest& req : requests) {

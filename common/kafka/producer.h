@@ -65,7 +65,8 @@ class Producer final {
   /// so that records bound for the same partition are adjacent; records of one key keep
   /// their order. librdkafka sends whatever a partition holds when its thread wakes, so a
   /// request's records queued partition by partition leave in fewer, fuller batches than
-  /// records queued as they arrived (ingest_bench: Write events/s 1.10-1.12x). Only the
+  /// records queued as they arrived (ingest_bench, same runs: Write events/s 1.05-1.10x,
+  /// WriteStream 1.09-1.11x). Only the
   /// order: librdkafka still picks each record's partition, with the configured
   /// partitioner, whose hash this mirrors. The order is arrival order while the topic's
   /// partition count is not known yet (it is fetched in the background, and refreshed) and

@@ -340,5 +340,28 @@ TEST(Operations, MetricsPassPromtoolAndCarryWhatTheDashboardAndAlertsUse) {
   }
 }
 
+// A test or benchmark that stops at a failed step with exit() skips the destructors that stop
+// its children; they must not outlive it (a broker left running takes a core from what runs
+// next).
+TEST(Operations, AProgramEndingEarlyLeavesNoChildRunning) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // Named without this process's pid: the death test runs in a fresh process of this binary.
+  const std::string pid_file = ::testing::TempDir() + "/operations-ending-early-child.pid";
+  std::filesystem::remove(pid_file);
+  EXPECT_EXIT(
+      {
+        auto child = testing::ChildProcess::Start("/bin/sleep", {"600"}, {}, "/dev/null");
+        if (!child.ok()) std::exit(1);
+        std::ofstream(pid_file) << (*child)->pid();
+        std::exit(7);  // as bench::Must does: no destructor runs
+      },
+      ::testing::ExitedWithCode(7), "");
+  pid_t pid = 0;
+  std::ifstream(pid_file) >> pid;
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(kill(pid, 0), -1) << "pid " << pid << " (sleep 600) is still running";
+  EXPECT_EQ(errno, ESRCH);
+}
+
 }  // namespace
 }  // namespace tidemark::e2e

@@ -10,12 +10,55 @@
 
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <sstream>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace tidemark::testing {
+namespace {
+
+// Children not yet reaped. A test or benchmark that ends with exit() (a failed step) skips
+// the destructors that stop its children; without this a dev broker or service would keep
+// running, and keep using the machine's cores, after the program that started it is gone.
+struct LiveChildren {
+  absl::Mutex mu;
+  absl::flat_hash_set<pid_t> pids ABSL_GUARDED_BY(mu);
+};
+
+LiveChildren& Live() {
+  static auto* live = new LiveChildren();  // never destroyed: the exit handler may still run
+  return *live;
+}
+
+void KillLiveChildren() {
+  LiveChildren& live = Live();
+  absl::MutexLock lock(&live.mu);
+  for (pid_t pid : live.pids) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  live.pids.clear();
+}
+
+void TrackChild(pid_t pid) {
+  static std::once_flag registered;
+  std::call_once(registered, [] { std::atexit(&KillLiveChildren); });
+  LiveChildren& live = Live();
+  absl::MutexLock lock(&live.mu);
+  live.pids.insert(pid);
+}
+
+void ForgetChild(pid_t pid) {
+  LiveChildren& live = Live();
+  absl::MutexLock lock(&live.mu);
+  live.pids.erase(pid);
+}
+
+}  // namespace
 
 int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -43,6 +86,9 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
+    // Nothing else of the test's: a child holding its sockets or pipes (gtest's death-test
+    // pipe, a port it bound) would keep them open after the test closed them.
+    close_range(3, ~0U, 0);
     // The test process may block signals (gRPC, or a ShutdownSignal); children start clean.
     sigset_t none;
     sigemptyset(&none);
@@ -55,6 +101,7 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     _exit(127);
   }
   p->pid_ = pid;
+  TrackChild(pid);
   return p;
 }
 
@@ -72,6 +119,7 @@ bool ChildProcess::Running() {
   int status = 0;
   const pid_t r = waitpid(pid_, &status, WNOHANG);
   if (r == pid_) {
+    ForgetChild(pid_);
     exited_ = true;
     exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return false;

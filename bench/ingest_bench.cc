@@ -7,7 +7,9 @@
 // (usage: ingest_bench [--baseline_ingest=PATH]), e.g. a build before a change that takes the
 // same flags, is measured in the same run, so the change is a ratio rather than a comparison
 // across noisy runs: both run side by side and their passes alternate. Each pass also reports
-// the CPU of the client threads and of the broker, which share the machine's cores.
+// the CPU of the client threads and of the broker, which share the machine's cores. The
+// current binary also takes the same events as Writes from 8 clients and as Writes of 2,000
+// events, each as a ratio to its WriteStream figure.
 #include <signal.h>
 
 #include <algorithm>
@@ -36,6 +38,11 @@ using namespace tidemark;
 constexpr int kEventsPerRequest = 500;
 constexpr int kRequests = 1000;  // 500,000 events per run
 constexpr int kClients = 4;
+// The same events as Write calls of other shapes, for the current binary only: how many events
+// a caller keeps in flight decides how full librdkafka's produce requests get (see
+// docs/decisions.md, "Unary Write with few callers").
+constexpr int kManyClients = 8;
+constexpr int kLargeRequestEvents = 2000;
 // The direct baselines compress as ingest does by default (its --kafka_compression).
 constexpr char kCompression[] = "lz4";
 
@@ -83,17 +90,23 @@ Latency Percentiles(std::vector<double> ms) {
   return {at(0.5), at(0.99)};
 }
 
+// The best of the passes of one load against one ingest binary.
+struct Pass {
+  int64_t acked = 0;
+  double wall = 0, cpu = 0;
+  // CPU of the client threads (this process) and of the broker in the same pass: on a shared
+  // machine they compete with ingest for the same cores.
+  double client_cpu = 0, broker_cpu = 0;
+  double Rate() const { return acked / wall; }
+};
+
 struct IngestFigures {
   Latency write_latency;
-  int64_t w_acked = 0;
-  double w_wall = 0, w_cpu = 0;
-  int64_t s_acked = 0;
-  double s_wall = 0, s_cpu = 0;
-  // CPU of the client threads (this process) and of the broker in the same passes: on a
-  // shared machine they compete with ingest for the same cores.
-  double w_client_cpu = 0, w_broker_cpu = 0, s_client_cpu = 0, s_broker_cpu = 0;
-  double WriteRate() const { return w_acked / w_wall; }
-  double StreamRate() const { return s_acked / s_wall; }
+  Pass write, stream;
+  // Current binary only.
+  Pass many_clients, large_requests;
+  double WriteRate() const { return write.Rate(); }
+  double StreamRate() const { return stream.Rate(); }
 };
 
 }  // namespace
@@ -119,27 +132,46 @@ int main(int argc, char** argv) {
   std::vector<v1::WriteRequest> requests;
   for (int r = 0; r < kRequests; ++r) requests.push_back(MakeRequest(r));
   const int64_t events = static_cast<int64_t>(kRequests) * kEventsPerRequest;
+  // The same events, kLargeRequestEvents to a request.
+  std::vector<v1::WriteRequest> large_requests(kRequests * kEventsPerRequest / kLargeRequestEvents);
+  for (int r = 0; r < kRequests; ++r) {
+    large_requests[r * kEventsPerRequest / kLargeRequestEvents].mutable_events()->MergeFrom(
+        requests[r].events());
+  }
 
-  // One client thread per concurrent caller; `stream` sends every request over WriteStream.
-  auto throughput = [&](v1::IngestService::Stub& stub, bool stream) {
+  // How the clients send: `clients` concurrent callers, `stream` over WriteStream.
+  struct Load {
+    int clients = kClients;
+    const std::vector<v1::WriteRequest>* requests = nullptr;
+    bool stream = false;
+  };
+  const Load write_load{.requests = &requests};
+  const Load stream_load{.requests = &requests, .stream = true};
+  const Load many_clients_load{.clients = kManyClients, .requests = &requests};
+  const Load large_requests_load{.requests = &large_requests};
+
+  // One client thread per concurrent caller, taking the next request until none is left.
+  auto throughput = [&](v1::IngestService::Stub& stub, const Load& load) {
     std::atomic<int64_t> acked{0};
     std::atomic<int> next{0};
+    const std::vector<v1::WriteRequest>& reqs = *load.requests;
+    const int count = static_cast<int>(reqs.size());
     std::vector<std::thread> clients;
-    for (int c = 0; c < kClients; ++c) {
+    for (int c = 0; c < load.clients; ++c) {
       clients.emplace_back([&] {
-        if (stream) {
+        if (load.stream) {
           grpc::ClientContext ctx;
           v1::WriteResponse resp;
           auto writer = stub.WriteStream(&ctx, &resp);
-          for (int r; (r = next++) < kRequests;) writer->Write(requests[r]);
+          for (int r; (r = next++) < count;) writer->Write(reqs[r]);
           writer->WritesDone();
           if (writer->Finish().ok()) acked += resp.accepted();
           return;
         }
-        for (int r; (r = next++) < kRequests;) {
+        for (int r; (r = next++) < count;) {
           grpc::ClientContext ctx;
           v1::WriteResponse resp;
-          if (stub.Write(&ctx, requests[r], &resp).ok()) acked += resp.accepted();
+          if (stub.Write(&ctx, reqs[r], &resp).ok()) acked += resp.accepted();
         }
       });
     }
@@ -185,27 +217,24 @@ int main(int argc, char** argv) {
     }
     subject.figures.write_latency = Percentiles(std::move(ms));
   };
-  // One pass of Write or WriteStream clients against `subject`, kept if its best so far.
-  auto measure_throughput = [&](Subject& subject, bool stream) {
-    IngestFigures& f = subject.figures;
+  // One pass of `load` against `subject`, kept in `best` if its best so far.
+  auto measure_throughput = [&](Subject& subject, const Load& load, Pass& best) {
     const int pid = subject.process->pid();
     const double cpu0 = bench::CpuSeconds(pid);
     const double client0 = bench::CpuSeconds(getpid());
     const double broker0 = bench::CpuSeconds((*broker)->pid());
     const absl::Time start = absl::Now();
-    const int64_t acked = throughput(*subject.stub, stream);
+    const int64_t acked = throughput(*subject.stub, load);
     const double wall = absl::ToDoubleSeconds(absl::Now() - start);
     const double cpu = bench::CpuSeconds(pid) - cpu0;
     const double client_cpu = bench::CpuSeconds(getpid()) - client0;
     const double broker_cpu = bench::CpuSeconds((*broker)->pid()) - broker0;
-    int64_t& best_acked = stream ? f.s_acked : f.w_acked;
-    double& best_wall = stream ? f.s_wall : f.w_wall;
-    if (best_wall == 0 || acked / wall > best_acked / best_wall) {
-      best_acked = acked;
-      best_wall = wall;
-      (stream ? f.s_cpu : f.w_cpu) = cpu;
-      (stream ? f.s_client_cpu : f.w_client_cpu) = client_cpu;
-      (stream ? f.s_broker_cpu : f.w_broker_cpu) = broker_cpu;
+    if (best.wall == 0 || acked / wall > best.Rate()) {
+      best = {.acked = acked,
+              .wall = wall,
+              .cpu = cpu,
+              .client_cpu = client_cpu,
+              .broker_cpu = broker_cpu};
     }
   };
 
@@ -232,8 +261,9 @@ int main(int argc, char** argv) {
     direct_latency = Percentiles(std::move(ms));
   }
 
-  // Both binaries run side by side and their passes alternate, Write and WriteStream, best
-  // of three each: on a shared machine, passes minutes apart measure whatever else ran then.
+  // Both binaries run side by side and their passes alternate, Write and WriteStream (and
+  // the current binary's other Write shapes), best of three each: on a shared machine,
+  // passes minutes apart measure whatever else ran then.
   std::vector<Subject> subjects;
   subjects.push_back(
       start_ingest(absl::StrCat(TIDEMARK_BINARY_DIR, "/services/ingest/ingest"), "current"));
@@ -241,8 +271,13 @@ int main(int argc, char** argv) {
   for (Subject& subject : subjects) measure_latency(subject);
   for (int pass = 0; pass < 3; ++pass) {
     for (Subject& subject : subjects) {
-      for (bool stream : {false, true}) measure_throughput(subject, stream);
+      IngestFigures& f = subject.figures;
+      measure_throughput(subject, write_load, f.write);
+      measure_throughput(subject, stream_load, f.stream);
     }
+    IngestFigures& f = subjects[0].figures;
+    measure_throughput(subjects[0], many_clients_load, f.many_clients);
+    measure_throughput(subjects[0], large_requests_load, f.large_requests);
   }
   for (Subject& subject : subjects) {
     subject.process->Signal(SIGTERM);
@@ -285,24 +320,21 @@ int main(int argc, char** argv) {
       "4 measures each, %s, 12 partitions; load %s",
       events, kEventsPerRequest, kClients, kCompression, LoadAverage());
   bench::Report("ingest.txt", "setup: " + cfg);
+  auto report_pass = [&](const std::string& name, const Pass& p) {
+    bench::Report("ingest.txt",
+                  absl::StrFormat("%s: %d acked in %.2f s = %.0f events/s; ingest CPU %.2f s "
+                                  "= %.0f events/s per core; clients CPU %.2f s, broker CPU "
+                                  "%.2f s",
+                                  name, p.acked, p.wall, p.Rate(), p.cpu, p.acked / p.cpu,
+                                  p.client_cpu, p.broker_cpu));
+  };
   auto report = [&](const std::string& name, const IngestFigures& f) {
     bench::Report("ingest.txt",
                   absl::StrFormat("%s: one Write of %d events: p50 %.2f ms, p99 %.2f ms",
                                   name, kEventsPerRequest, f.write_latency.p50_ms,
                                   f.write_latency.p99_ms));
-    bench::Report(
-        "ingest.txt",
-        absl::StrFormat("%s Write: %d acked in %.2f s = %.0f events/s; ingest CPU %.2f s "
-                        "= %.0f events/s per core; clients CPU %.2f s, broker CPU %.2f s",
-                        name, f.w_acked, f.w_wall, f.WriteRate(), f.w_cpu, f.w_acked / f.w_cpu,
-                        f.w_client_cpu, f.w_broker_cpu));
-    bench::Report(
-        "ingest.txt",
-        absl::StrFormat("%s WriteStream: %d acked in %.2f s = %.0f events/s; ingest "
-                        "CPU %.2f s = %.0f events/s per core; clients CPU %.2f s, broker CPU "
-                        "%.2f s",
-                        name, f.s_acked, f.s_wall, f.StreamRate(), f.s_cpu, f.s_acked / f.s_cpu,
-                        f.s_client_cpu, f.s_broker_cpu));
+    report_pass(name + " Write", f.write);
+    report_pass(name + " WriteStream", f.stream);
     bench::Report("ingest.txt",
                   absl::StrFormat("%s ratio Write/WriteStream events/s: %.2f; ratio "
                                   "ingest/baseline events/s: Write %.2f, WriteStream %.2f",
@@ -311,6 +343,21 @@ int main(int argc, char** argv) {
                                   f.StreamRate() / (b_done / b_wall)));
   };
   report("ingest", current);
+  // Where Write reaches WriteStream: more events in flight per caller or more callers.
+  report_pass(
+      absl::StrFormat("ingest Write, %d clients x %d events", kManyClients, kEventsPerRequest),
+      current.many_clients);
+  report_pass(
+      absl::StrFormat("ingest Write, %d clients x %d events", kClients, kLargeRequestEvents),
+      current.large_requests);
+  bench::Report(
+      "ingest.txt",
+      absl::StrFormat("ingest ratio Write/WriteStream events/s by Write shape: "
+                      "%d x %d %.2f, %d x %d %.2f, %d x %d %.2f",
+                      kClients, kEventsPerRequest, current.WriteRate() / current.StreamRate(),
+                      kManyClients, kEventsPerRequest,
+                      current.many_clients.Rate() / current.StreamRate(), kClients,
+                      kLargeRequestEvents, current.large_requests.Rate() / current.StreamRate()));
   if (before) {
     report("baseline ingest binary", *before);
     bench::Report(

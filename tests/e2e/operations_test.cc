@@ -359,8 +359,10 @@ TEST(Operations, AProgramEndingEarlyLeavesNoChildRunning) {
   pid_t pid = 0;
   std::ifstream(pid_file) >> pid;
   ASSERT_GT(pid, 0);
-  EXPECT_EQ(kill(pid, 0), -1) << "pid " << pid << " (sleep 600) is still running";
-  EXPECT_EQ(errno, ESRCH);
+  const int signalled = kill(pid, 0);
+  const int error = errno;
+  EXPECT_EQ(signalled, -1) << "pid " << pid << " (sleep 600) is still running";
+  EXPECT_EQ(error, ESRCH);
 }
 
 }  // namespace

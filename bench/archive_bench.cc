@@ -4,7 +4,10 @@
 // of the archive process. Baseline in the same run: `gzip -6` compressing the same JSON lines
 // from one file. Also bytes per event in the lake, compressed and not. Each round's lake is
 // read back before its figures count: every event exactly once (unique Kafka origins), byte for
-// byte the line EventToJsonLine makes of it, under its event hour.
+// byte the line EventToJsonLine makes of it, under its event hour. Memory: the archive's peak
+// resident memory with batches of two sizes (cut by count), whose difference per event is what
+// a buffered event costs. With --baseline_archive=PATH (e.g. a build before a change) that
+// binary drains the same backlog in every round too, and its CPU and memory are ratios.
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -15,6 +18,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <utility>
@@ -27,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "bench/bench_util.h"
 #include "common/kafka/producer.h"
@@ -224,19 +229,23 @@ absl::StatusOr<LakeContent> CheckLake(const std::string& lake, const std::vector
 struct Measured {
   double wall_s = 0;
   double cpu_s = 0;
+  int64_t peak_kb = 0;  // the archive's peak resident memory (VmHWM)
 };
 
 // One archive process with its own consumer group and lake directory, from partition
 // assignment until its metrics count every event; then SIGTERM, which must exit cleanly.
+// `batching` are the archive's batch flags; `binary` the archive to run.
 absl::StatusOr<Measured> RunArchive(const std::string& dir, const std::string& lake,
-                                    const std::string& brokers, int round) {
-  const std::string log = absl::StrCat(dir, "/archive-", round, ".log");
+                                    const std::string& brokers, const std::string& name,
+                                    std::vector<std::string> batching = {absl::StrCat(
+                                        "--batch_max_age=", kBatchMaxAge)},
+                                    const std::string& binary = Bin("services/archive/archive")) {
+  const std::string log = absl::StrCat(dir, "/archive-", name, ".log");
+  std::vector<std::string> args = {"--lake=" + lake, absl::StrCat("--group_id=archive-bench-", name),
+                                   "--metrics_host=127.0.0.1", "--metrics_port=0"};
+  args.insert(args.end(), batching.begin(), batching.end());
   absl::StatusOr<std::unique_ptr<testing::ChildProcess>> archive = testing::ChildProcess::Start(
-      Bin("services/archive/archive"),
-      {"--lake=" + lake, absl::StrCat("--batch_max_age=", kBatchMaxAge),
-       absl::StrCat("--group_id=archive-bench-", round), "--metrics_host=127.0.0.1",
-       "--metrics_port=0"},
-      {{"TIDEMARK_KAFKA_BROKERS", brokers}, {"TIDEMARK_LOG_LEVEL", "info"}}, log);
+      binary, args, {{"TIDEMARK_KAFKA_BROKERS", brokers}, {"TIDEMARK_LOG_LEVEL", "info"}}, log);
   if (!archive.ok()) return archive.status();
   testing::ChildProcess& p = **archive;
   auto failed = [&](absl::string_view what) {
@@ -258,6 +267,7 @@ absl::StatusOr<Measured> RunArchive(const std::string& dir, const std::string& l
   httplib::Client http("127.0.0.1", static_cast<int>(port));
   int64_t archived = 0;
   double cpu1 = 0;
+  int64_t peak_kb = 0;
   absl::Time end;
   while (true) {
     if (!p.Running()) return failed("the archive exited");
@@ -269,6 +279,7 @@ absl::StatusOr<Measured> RunArchive(const std::string& dir, const std::string& l
       if (archived >= kEvents) {
         end = absl::Now();
         cpu1 = bench::CpuSeconds(p.pid());
+        peak_kb = bench::ReadMemory(p.pid()).hwm_kb;
         break;
       }
     }
@@ -283,7 +294,7 @@ absl::StatusOr<Measured> RunArchive(const std::string& dir, const std::string& l
   if (!code.ok() || *code != 0) {
     return failed(code.ok() ? absl::StrCat("exit code ", *code) : "no exit within 30 s of SIGTERM");
   }
-  return Measured{absl::ToDoubleSeconds(end - start), cpu1 - cpu0};
+  return Measured{absl::ToDoubleSeconds(end - start), cpu1 - cpu0, peak_kb};
 }
 
 double Seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; }
@@ -302,7 +313,12 @@ absl::StatusOr<Measured> TimeCommand(const std::string& command) {
                             Seconds(before.ru_utime) - Seconds(before.ru_stime)};
 }
 
-absl::Status Run(const std::string& dir) {
+// Memory rounds: batches cut by count alone, at two sizes, so the difference in peak resident
+// memory divided by the difference in batch size is what each buffered event costs.
+constexpr int kSmallBatch = 30'000;
+constexpr int kLargeBatch = 150'000;
+
+absl::Status Run(const std::string& dir, const std::string& baseline_archive) {
   auto logger = log::MakeLogger("archive-bench");
   logger->set_level(spdlog::level::warn);
   absl::StatusOr<std::unique_ptr<testing::ChildProcess>> broker = testing::ChildProcess::Start(
@@ -331,12 +347,12 @@ absl::Status Run(const std::string& dir) {
 
   // Rounds alternate the archive and the baseline, so drift in the machine hits both.
   const std::string json_file = dir + "/events.jsonl";
-  std::vector<double> a_wall, a_cpu, g_wall, g_cpu;
+  std::vector<double> a_wall, a_cpu, g_wall, g_cpu, b_cpu;
   LakeContent first;
   for (int round = 0; round < kRounds; ++round) {
     const std::string lake = absl::StrCat(dir, "/lake-", round);
     std::filesystem::create_directories(lake);
-    absl::StatusOr<Measured> a = RunArchive(dir, lake, brokers, round);
+    absl::StatusOr<Measured> a = RunArchive(dir, lake, brokers, absl::StrCat(round));
     if (!a.ok()) return a.status();
     absl::StatusOr<LakeContent> content = CheckLake(lake, events, by_version);
     if (!content.ok()) return content.status();
@@ -366,6 +382,19 @@ absl::Status Run(const std::string& dir) {
     if (!g.ok()) return g.status();
     a_wall.push_back(a->wall_s);
     a_cpu.push_back(a->cpu_s);
+    if (!baseline_archive.empty()) {
+      const std::string baseline_lake = absl::StrCat(dir, "/lake-baseline-", round);
+      std::filesystem::create_directories(baseline_lake);
+      absl::StatusOr<Measured> b =
+          RunArchive(dir, baseline_lake, brokers, absl::StrCat("baseline-", round),
+                     {absl::StrCat("--batch_max_age=", kBatchMaxAge)}, baseline_archive);
+      if (!b.ok()) return b.status();
+      if (absl::Status s = CheckLake(baseline_lake, events, by_version).status(); !s.ok()) {
+        return s;
+      }
+      std::filesystem::remove_all(baseline_lake);
+      b_cpu.push_back(b->cpu_s);
+    }
     g_wall.push_back(g->wall_s);
     g_cpu.push_back(g->cpu_s);
     bench::Report("archive.txt",
@@ -380,6 +409,43 @@ absl::Status Run(const std::string& dir) {
     return s.status();
   }
   const double one_stream = static_cast<double>(std::filesystem::file_size(json_file + ".gz"));
+
+  // Bytes per buffered event of an archive binary, from its peak memory at two batch sizes.
+  struct MemoryFigures {
+    int64_t small_kb = 0, large_kb = 0;
+    double BytesPerEvent() const {
+      return (large_kb - small_kb) * 1024.0 / (kLargeBatch - kSmallBatch);
+    }
+  };
+  auto measure_memory = [&](const std::string& binary,
+                            const std::string& name) -> absl::StatusOr<MemoryFigures> {
+    MemoryFigures m;
+    for (int batch : {kSmallBatch, kLargeBatch}) {
+      const std::string lake = absl::StrCat(dir, "/lake-", name, "-", batch);
+      std::filesystem::create_directories(lake);
+      absl::StatusOr<Measured> a =
+          RunArchive(dir, lake, brokers, absl::StrCat(name, "-", batch),
+                     {"--batch_max_age=10m", absl::StrCat("--batch_max_records=", batch),
+                      // librdkafka would otherwise fetch the whole backlog ahead (64 MiB by
+                      // default), records that only move from its queue to the batch.
+                      "--kafka_config=queued.max.messages.kbytes=1024,queued.min.messages=1000"},
+                     binary);
+      if (!a.ok()) return a.status();
+      if (absl::Status s = CheckLake(lake, events, by_version).status(); !s.ok()) return s;
+      std::filesystem::remove_all(lake);
+      (batch == kSmallBatch ? m.small_kb : m.large_kb) = a->peak_kb;
+    }
+    return m;
+  };
+  absl::StatusOr<MemoryFigures> memory =
+      measure_memory(Bin("services/archive/archive"), "memory");
+  if (!memory.ok()) return memory.status();
+  std::optional<MemoryFigures> baseline_memory;
+  if (!baseline_archive.empty()) {
+    absl::StatusOr<MemoryFigures> m = measure_memory(baseline_archive, "baseline-memory");
+    if (!m.ok()) return m.status();
+    baseline_memory = *m;
+  }
   (*broker)->Signal(SIGTERM);
   (void)(*broker)->Wait(absl::Seconds(15));
 
@@ -413,15 +479,43 @@ absl::Status Run(const std::string& dir) {
                       "one gzip -6 stream of all lines %.1f",
                       first.json_bytes / n, first.gzip_bytes / n,
                       static_cast<double>(first.json_bytes) / first.gzip_bytes, one_stream / n));
+  auto report_memory = [&](const std::string& name, const MemoryFigures& m) {
+    bench::Report(
+        "archive.txt",
+        absl::StrFormat("%s: peak resident memory %.0f MiB with batches of %d events, %.0f MiB "
+                        "with %d: %.0f bytes per buffered event",
+                        name, m.small_kb / 1024.0, kSmallBatch, m.large_kb / 1024.0, kLargeBatch,
+                        m.BytesPerEvent()));
+  };
+  report_memory("archive memory", *memory);
+  if (!b_cpu.empty()) {
+    bench::Report("archive.txt",
+                  absl::StrFormat("baseline archive binary: CPU %.2f s = %.0f events/s per core; "
+                                  "ratio archive/baseline binary: events per CPU-second %.2f",
+                                  Median(b_cpu), n / Median(b_cpu), Median(b_cpu) / ac));
+  }
+  if (baseline_memory) {
+    report_memory("baseline archive binary memory", *baseline_memory);
+    bench::Report("archive.txt",
+                  absl::StrFormat("ratio archive/baseline binary: bytes per buffered event %.2f",
+                                  memory->BytesPerEvent() / baseline_memory->BytesPerEvent()));
+  }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // --baseline_archive=PATH: a second archive binary (e.g. a build before a change) whose
+  // memory per buffered event is measured in the same run.
+  std::string baseline_archive;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (absl::ConsumePrefix(&arg, "--baseline_archive=")) baseline_archive = std::string(arg);
+  }
   const std::string dir = absl::StrCat("/tmp/tidemark-archive-bench-", getpid());
   std::filesystem::create_directories(dir);
-  if (absl::Status s = Run(dir); !s.ok()) {
+  if (absl::Status s = Run(dir, baseline_archive); !s.ok()) {
     std::fprintf(stderr, "bench failed: %s\n(logs kept in %s)\n", std::string(s.message()).c_str(),
                  dir.c_str());
     return 1;

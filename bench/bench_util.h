@@ -5,9 +5,13 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -24,6 +28,26 @@ inline double CpuSeconds(int pid) {
   std::sscanf(stat.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
               &utime, &stime);
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// Resident memory of a process, now and at its peak (VmRSS, VmHWM).
+struct Memory {
+  int64_t rss_kb = 0, hwm_kb = 0;
+};
+
+/// VmRSS and VmHWM from /proc/<pid>/status.
+inline Memory ReadMemory(int pid) {
+  Memory m;
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  for (std::string line; std::getline(in, line);) {
+    int64_t* field = absl::StartsWith(line, "VmRSS:")   ? &m.rss_kb
+                     : absl::StartsWith(line, "VmHWM:") ? &m.hwm_kb
+                                                        : nullptr;
+    if (field == nullptr) continue;
+    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (parts.size() >= 2) (void)absl::SimpleAtoi(parts[1], field);
+  }
+  return m;
 }
 
 /// Ends the benchmark on a failed step: a figure from a half-run setup would mislead.

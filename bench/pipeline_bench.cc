@@ -77,25 +77,6 @@ const std::map<std::string, std::string> kUnauthenticated = {
     {"TIDEMARK_ALLOW_UNAUTHENTICATED", "true"}};
 constexpr int kProbesPerSecond = 10;
 
-struct Memory {
-  int64_t rss_kb = 0, hwm_kb = 0;
-};
-
-/// VmRSS and VmHWM from /proc/<pid>/status.
-Memory ReadMemory(int pid) {
-  Memory m;
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  for (std::string line; std::getline(in, line);) {
-    int64_t* field = absl::StartsWith(line, "VmRSS:")   ? &m.rss_kb
-                     : absl::StartsWith(line, "VmHWM:") ? &m.hwm_kb
-                                                        : nullptr;
-    if (field == nullptr) continue;
-    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (parts.size() >= 2) (void)absl::SimpleAtoi(parts[1], field);
-  }
-  return m;
-}
-
 /// The pid of this process's child running `comm` (the stack keeps the query process to
 /// itself), or -1.
 int ChildPid(const std::string& comm) {
@@ -242,7 +223,7 @@ struct StepResult {
   double wal_bytes = 0;        // PostgreSQL WAL written during the load
   int64_t acknowledged = 0;    // events acknowledged during the load
   std::string db;
-  std::vector<std::pair<std::string, Memory>> memory;
+  std::vector<std::pair<std::string, bench::Memory>> memory;
   std::vector<std::pair<std::string, double>> cpu_s;
 };
 
@@ -288,9 +269,9 @@ void DrainAndVerify(testing::Stack& stack, const Services& services,
   bench::Report("pipeline.txt", absl::StrCat("verified ", detail));
 }
 
-std::vector<std::pair<std::string, Memory>> MemoryOf(const Services& s) {
-  std::vector<std::pair<std::string, Memory>> out;
-  for (const auto& [name, pid] : s.pids) out.emplace_back(name, ReadMemory(pid));
+std::vector<std::pair<std::string, bench::Memory>> MemoryOf(const Services& s) {
+  std::vector<std::pair<std::string, bench::Memory>> out;
+  for (const auto& [name, pid] : s.pids) out.emplace_back(name, bench::ReadMemory(pid));
   return out;
 }
 
@@ -542,7 +523,7 @@ double CopyBaseline(testing::PgCluster& pg, const std::string& db, int64_t& rows
   return static_cast<double>(rows) / seconds;
 }
 
-std::string MemoryLine(const std::vector<std::pair<std::string, Memory>>& memory) {
+std::string MemoryLine(const std::vector<std::pair<std::string, bench::Memory>>& memory) {
   std::vector<std::string> parts;
   for (const auto& [name, m] : memory) {
     parts.push_back(absl::StrFormat("%s %.0f MiB (peak %.0f)", name, m.rss_kb / 1024.0,

@@ -167,6 +167,17 @@ void Consumer::Revoke(rd_kafka_topic_partition_list_t* partitions) {
   logger_->info("msg=\"partitions revoked\" count={}", partitions->cnt);
 }
 
+Message::Message(absl::string_view topic, const rd_kafka_message_t& m)
+    : topic_(topic),
+      partition_(m.partition),
+      key_size_(static_cast<uint32_t>(m.key_len)),
+      offset_(m.offset),
+      value_size_(m.len),
+      bytes_(new char[m.key_len + m.len]) {
+  if (m.key_len > 0) std::memcpy(bytes_.get(), m.key, m.key_len);
+  if (m.len > 0) std::memcpy(bytes_.get() + m.key_len, m.payload, m.len);
+}
+
 absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages, absl::Duration timeout) {
   std::vector<Message> out;
   int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
@@ -179,7 +190,11 @@ absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages, absl::D
     if (m == nullptr) break;
     wait_ms = 0;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      out.emplace_back(m);
+      if (const absl::string_view name = rd_kafka_topic_name(m->rkt); name != last_topic_name_) {
+        last_topic_name_ = *topic_names_.emplace(name).first;
+      }
+      out.push_back(Message(last_topic_name_, *m));
+      rd_kafka_message_destroy(m);
       continue;
     }
     const rd_kafka_resp_err_t err = m->err;

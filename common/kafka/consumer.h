@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,21 +24,27 @@ struct TopicPartition {
   friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
 };
 
-/// One consumed record; owns librdkafka's message until destroyed.
+/// One consumed record, its key and value copied out of librdkafka's message: a message
+/// holds on to the buffer of every record fetched with it (about twice the record), which a
+/// batch held for minutes (the archive's) would pay per record. Valid while its Consumer is.
 class Message final {
  public:
-  explicit Message(rd_kafka_message_t* m) : m_(m) {}
-  absl::string_view topic() const { return rd_kafka_topic_name(m_->rkt); }
-  int32_t partition() const { return m_->partition; }
-  int64_t offset() const { return m_->offset; }
-  absl::string_view key() const { return {static_cast<const char*>(m_->key), m_->key_len}; }
-  absl::string_view value() const { return {static_cast<const char*>(m_->payload), m_->len}; }
+  absl::string_view topic() const { return topic_; }
+  int32_t partition() const { return partition_; }
+  int64_t offset() const { return offset_; }
+  absl::string_view key() const { return {bytes_.get(), key_size_}; }
+  absl::string_view value() const { return {bytes_.get() + key_size_, value_size_}; }
 
  private:
-  struct Destroy {
-    void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
-  };
-  std::unique_ptr<rd_kafka_message_t, Destroy> m_;
+  friend class Consumer;
+  Message(absl::string_view topic, const rd_kafka_message_t& m);
+
+  absl::string_view topic_;  // interned by the Consumer
+  int32_t partition_ = 0;
+  uint32_t key_size_ = 0;
+  int64_t offset_ = 0;
+  size_t value_size_ = 0;
+  std::unique_ptr<char[]> bytes_;  // key, then value
 };
 
 /// Where a partition's consumption resumes, with what the committer stored beside it.
@@ -113,6 +120,9 @@ class Consumer final {
   absl::Status fatal_;
   bool paused_ = false;
   rd_kafka_t* rk_ = nullptr;
+  /// Names of the topics consumed, for Message::topic(); a node set, so views stay valid.
+  std::set<std::string, std::less<>> topic_names_;
+  absl::string_view last_topic_name_;  // of the last record, in topic_names_
 };
 
 }  // namespace tidemark::kafka

@@ -340,6 +340,56 @@ std::string Gzip(absl::string_view data, int level) {
   return out;
 }
 
+// A z_stream holds pointers to itself: it stays where it was made.
+struct GzipFile::Compressor {
+  z_stream z{};
+};
+
+GzipFile::GzipFile(int level) : level_(level) {}
+GzipFile::GzipFile(GzipFile&&) noexcept = default;
+GzipFile& GzipFile::operator=(GzipFile&&) noexcept = default;
+GzipFile::~GzipFile() {
+  if (compressor_) deflateEnd(&compressor_->z);
+}
+
+void GzipFile::Append(absl::string_view text) {
+  text_.append(text.data(), text.size());
+  if (text_.size() >= (compressor_ ? kPieceBytes : kCompressFromBytes)) Compress(false);
+}
+
+std::string GzipFile::Finish() {
+  if (!compressor_) return Gzip(text_, level_);
+  Compress(true);
+  return std::move(gzip_);
+}
+
+void GzipFile::Compress(bool finish) {
+  if (!compressor_) {
+    compressor_ = std::make_unique<Compressor>();
+    // 15 window bits + 16: a gzip header and trailer rather than zlib's (as Gzip).
+    deflateInit2(&compressor_->z, level_, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  }
+  z_stream& z = compressor_->z;
+  z.next_in = reinterpret_cast<Bytef*>(text_.data());
+  z.avail_in = static_cast<uInt>(text_.size());
+  // All the input is taken on each call; output goes out as it is made.
+  const int flush = finish ? Z_FINISH : Z_NO_FLUSH;
+  char buf[1 << 16];
+  int rc = Z_OK;
+  do {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = deflate(&z, flush);
+    gzip_.append(buf, sizeof(buf) - z.avail_out);
+  } while (rc == Z_OK && (z.avail_out == 0 || finish));
+  // The first piece grew text_ to kCompressFromBytes; the next ones need far less.
+  if (text_.capacity() > 2 * kPieceBytes) {
+    std::string().swap(text_);
+  } else {
+    text_.clear();
+  }
+}
+
 absl::StatusOr<std::string> Gunzip(absl::string_view data) {
   z_stream z{};
   // 15 + 32: detect gzip or zlib; concatenated gzip members are read one after another.

@@ -1,5 +1,6 @@
 #include "services/archive/archive_core.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -138,6 +139,42 @@ TEST(Gzip, RoundTripsAndDetectsTruncation) {
   EXPECT_EQ(*Gunzip(gz), text);
   EXPECT_EQ(*Gunzip(gz + Gzip("more\n")), text + "more\n");  // concatenated members
   EXPECT_FALSE(Gunzip(gz.substr(0, gz.size() / 2)).ok());
+}
+
+// Lines of varied text, so that compression works and pieces end anywhere in a line.
+std::string JsonLines(int count) {
+  std::string text;
+  for (int i = 0; i < count; ++i) {
+    text += absl::StrCat("{\"device_id\":\"turbine-", i % 997, "\",\"speed\":", i * 7 % 1013,
+                         ",\"event_time\":\"2026-11-22T02:", i % 60, ":00Z\"}\n");
+  }
+  return text;
+}
+
+TEST(GzipFile, BelowTheCompressorThresholdIsGzipOfTheText) {
+  const std::string text = JsonLines(100);
+  ASSERT_LT(text.size(), GzipFile::kCompressFromBytes);
+  GzipFile file(6);
+  file.Append(text.substr(0, 17));
+  file.Append(text.substr(17));
+  EXPECT_EQ(file.Finish(), Gzip(text, 6));
+  EXPECT_EQ(*Gunzip(GzipFile(6).Finish()), "");  // an empty file is still gzip
+}
+
+TEST(GzipFile, CompressedInPiecesIsGzipOfTheWholeText) {
+  const std::string text = JsonLines(60'000);  // several MiB: the threshold, then many pieces
+  ASSERT_GT(text.size(), GzipFile::kCompressFromBytes + 10 * GzipFile::kPieceBytes);
+  for (int level : {1, 6, 9}) {
+    GzipFile file(level);
+    // Appends of every size from 1 byte to more than a piece.
+    for (size_t at = 0, n = 1; at < text.size(); at += n, n = n * 3 % 100'003 + 1) {
+      file.Append(absl::string_view(text).substr(at, n));
+    }
+    GzipFile moved = std::move(file);
+    const std::string gz = moved.Finish();
+    EXPECT_EQ(*Gunzip(gz), text) << "level " << level;
+    EXPECT_EQ(gz, Gzip(text, level)) << "level " << level;
+  }
 }
 
 TEST(PendingBatches, EncodeDecode) {

@@ -347,7 +347,7 @@ absl::Status Run(const std::string& dir, const std::string& baseline_archive) {
 
   // Rounds alternate the archive and the baseline, so drift in the machine hits both.
   const std::string json_file = dir + "/events.jsonl";
-  std::vector<double> a_wall, a_cpu, g_wall, g_cpu, b_cpu;
+  std::vector<double> a_wall, a_cpu, g_wall, g_cpu, b_cpu, a_peak_mib, b_peak_mib;
   LakeContent first;
   for (int round = 0; round < kRounds; ++round) {
     const std::string lake = absl::StrCat(dir, "/lake-", round);
@@ -382,6 +382,7 @@ absl::Status Run(const std::string& dir, const std::string& baseline_archive) {
     if (!g.ok()) return g.status();
     a_wall.push_back(a->wall_s);
     a_cpu.push_back(a->cpu_s);
+    a_peak_mib.push_back(a->peak_kb / 1024.0);
     if (!baseline_archive.empty()) {
       const std::string baseline_lake = absl::StrCat(dir, "/lake-baseline-", round);
       std::filesystem::create_directories(baseline_lake);
@@ -394,6 +395,7 @@ absl::Status Run(const std::string& dir, const std::string& baseline_archive) {
       }
       std::filesystem::remove_all(baseline_lake);
       b_cpu.push_back(b->cpu_s);
+      b_peak_mib.push_back(b->peak_kb / 1024.0);
     }
     g_wall.push_back(g->wall_s);
     g_cpu.push_back(g->cpu_s);
@@ -463,9 +465,10 @@ absl::Status Run(const std::string& dir, const std::string& baseline_archive) {
   bench::Report("archive.txt",
                 absl::StrFormat("archive: partitions assigned -> all %d events durable in %.2f s "
                                 "= %.0f events/s; archive CPU %.2f s = %.0f events/s per core; "
-                                "%d files in %d batch(es); verified: each event once, byte-exact, "
-                                "in its hour",
-                                kEvents, aw, n / aw, ac, n / ac, first.files, first.batches));
+                                "%d files in %d batch(es); peak resident memory %.0f MiB; "
+                                "verified: each event once, byte-exact, in its hour",
+                                kEvents, aw, n / aw, ac, n / ac, first.files, first.batches,
+                                Median(a_peak_mib)));
   bench::Report("archive.txt",
                 absl::StrFormat("baseline gzip -6 -c of the same JSON lines (%.1f MB, one file): "
                                 "%.2f s = %.0f events/s; CPU %.2f s = %.0f events/s per core",
@@ -490,9 +493,11 @@ absl::Status Run(const std::string& dir, const std::string& baseline_archive) {
   report_memory("archive memory", *memory);
   if (!b_cpu.empty()) {
     bench::Report("archive.txt",
-                  absl::StrFormat("baseline archive binary: CPU %.2f s = %.0f events/s per core; "
-                                  "ratio archive/baseline binary: events per CPU-second %.2f",
-                                  Median(b_cpu), n / Median(b_cpu), Median(b_cpu) / ac));
+                  absl::StrFormat("baseline archive binary: CPU %.2f s = %.0f events/s per core, "
+                                  "peak resident memory %.0f MiB; ratio archive/baseline binary: "
+                                  "events per CPU-second %.2f, peak memory %.2f",
+                                  Median(b_cpu), n / Median(b_cpu), Median(b_peak_mib),
+                                  Median(b_cpu) / ac, Median(a_peak_mib) / Median(b_peak_mib)));
   }
   if (baseline_memory) {
     report_memory("baseline archive binary memory", *baseline_memory);

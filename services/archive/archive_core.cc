@@ -340,17 +340,21 @@ std::string Gzip(absl::string_view data, int level) {
   return out;
 }
 
-// A z_stream holds pointers to itself: it stays where it was made.
+// A z_stream holds pointers to itself: it stays where it was made, and ends with its owner
+// (also when a moved-in GzipFile replaces it).
 struct GzipFile::Compressor {
+  explicit Compressor(int level) {
+    // 15 window bits + 16: a gzip header and trailer rather than zlib's (as Gzip).
+    deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  }
+  ~Compressor() { deflateEnd(&z); }
   z_stream z{};
 };
 
 GzipFile::GzipFile(int level) : level_(level) {}
 GzipFile::GzipFile(GzipFile&&) noexcept = default;
 GzipFile& GzipFile::operator=(GzipFile&&) noexcept = default;
-GzipFile::~GzipFile() {
-  if (compressor_) deflateEnd(&compressor_->z);
-}
+GzipFile::~GzipFile() = default;
 
 void GzipFile::Append(absl::string_view text) {
   text_.append(text.data(), text.size());
@@ -364,11 +368,7 @@ std::string GzipFile::Finish() {
 }
 
 void GzipFile::Compress(bool finish) {
-  if (!compressor_) {
-    compressor_ = std::make_unique<Compressor>();
-    // 15 window bits + 16: a gzip header and trailer rather than zlib's (as Gzip).
-    deflateInit2(&compressor_->z, level_, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  }
+  if (!compressor_) compressor_ = std::make_unique<Compressor>(level_);
   z_stream& z = compressor_->z;
   z.next_in = reinterpret_cast<Bytef*>(text_.data());
   z.avail_in = static_cast<uInt>(text_.size());

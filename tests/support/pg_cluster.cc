@@ -7,10 +7,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "tests/support/process.h"
 
 namespace tidemark::testing {
@@ -37,7 +40,41 @@ absl::StatusOr<std::string> Capture(const std::string& command) {
   return out;
 }
 
+// The clusters whose server runs (PgCluster::SetLive).
+absl::Mutex& LiveMutex() {
+  static absl::Mutex* mu = new absl::Mutex();
+  return *mu;
+}
+std::set<PgCluster*>& Live() {
+  static std::set<PgCluster*>* live = new std::set<PgCluster*>();
+  return *live;
+}
+
 }  // namespace
+
+void PgCluster::SetLive(bool live) {
+  static const bool registered = [] { return std::atexit(&PgCluster::StopLiveAtExit) == 0; }();
+  (void)registered;
+  absl::MutexLock lock(&LiveMutex());
+  if (live) {
+    Live().insert(this);
+  } else {
+    Live().erase(this);
+  }
+}
+
+void PgCluster::StopLiveAtExit() {
+  std::vector<PgCluster*> live;
+  {
+    absl::MutexLock lock(&LiveMutex());
+    live.assign(Live().begin(), Live().end());
+  }
+  for (PgCluster* c : live) {
+    (void)c->StopImmediate();
+    std::error_code ec;
+    std::filesystem::remove_all(c->dir_, ec);
+  }
+}
 
 absl::Status PgCluster::RunAsOwner(const std::string& command) const {
   const std::string full =
@@ -77,14 +114,20 @@ absl::Status PgCluster::StartAgain() {
       bin_, "/pg_ctl -D ", dir_, "/data -l ", dir_, "/log -w -o \"-p ", port_, " -k ", dir_,
       " -c listen_addresses=127.0.0.1 -c fsync=off"
       " -c full_page_writes=off -c max_connections=200\" start"));
-  if (s.ok()) running_ = true;
+  if (s.ok()) {
+    running_ = true;
+    SetLive(true);
+  }
   return s;
 }
 
 absl::Status PgCluster::StopImmediate() {
   absl::Status s =
       RunAsOwner(absl::StrCat(bin_, "/pg_ctl -D ", dir_, "/data -m immediate -w stop"));
-  if (s.ok()) running_ = false;
+  if (s.ok()) {
+    running_ = false;
+    SetLive(false);
+  }
   return s;
 }
 
@@ -115,6 +158,7 @@ PgCluster::~PgCluster() {
   if (running_) {
     (void)RunAsOwner(absl::StrCat(bin_, "/pg_ctl -D ", dir_, "/data -m immediate -w stop"));
   }
+  SetLive(false);
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
 }

@@ -37,6 +37,11 @@ class PgCluster final {
  private:
   PgCluster() = default;
   absl::Status RunAsOwner(const std::string& command) const;
+  // Keeps the set of clusters whose server runs, which an atexit handler stops and removes:
+  // std::exit (a benchmark that fails, say) skips the destructors of local objects, and the
+  // server, started by pg_ctl, would outlive the process.
+  void SetLive(bool live);
+  static void StopLiveAtExit();
 
   std::string bin_;
   std::string dir_;

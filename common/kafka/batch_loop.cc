@@ -99,6 +99,7 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
       pending_bytes_ += m.value().size();
       pending_.push_back(std::move(m));
     }
+    BuildPending();
     if (in_flight_ &&
         in_flight_->stored.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
       if (absl::Status s = FinishInFlight(consumer, stop).status(); !s.ok()) return s;
@@ -132,6 +133,29 @@ void BatchLoop::WaitPolling(Consumer& consumer, absl::Duration delay) {
       }
     }
   }
+}
+
+void BatchLoop::BuildPending() {
+  if (!config_.overlap_store || !sink_builds_ || pending_.empty()) return;
+  if (builder_ == nullptr || builder_revision_ != pending_revision_) {
+    builder_ = sink_.StartBatch();
+    if (builder_ == nullptr) {
+      sink_builds_ = false;
+      return;
+    }
+    builder_revision_ = pending_revision_;
+    built_ = 0;
+  }
+  for (; built_ < pending_.size(); ++built_) builder_->Add(pending_[built_]);
+}
+
+std::unique_ptr<PreparedBatch> BatchLoop::PreparePending(size_t n) {
+  BuildPending();
+  std::unique_ptr<BatchBuilder> builder = std::move(builder_);
+  if (builder != nullptr && builder_revision_ == pending_revision_ && built_ == n) {
+    return builder->Finish();
+  }
+  return sink_.Prepare(Pointers(pending_, n));
 }
 
 absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreRecords(
@@ -275,9 +299,10 @@ absl::Status BatchLoop::PublishAndCommit(Consumer& consumer, const std::atomic<b
 }
 
 absl::Status BatchLoop::FlushOverlapped(Consumer& consumer, const std::atomic<bool>& stop) {
-  // 1. Prepare this batch while the previous one is being stored.
+  // 1. Prepare this batch (or finish what its builder made of it) while the previous one is
+  //    being stored.
   size_t n = pending_.size();
-  std::unique_ptr<PreparedBatch> prepared = sink_.Prepare(Pointers(pending_, n));
+  std::unique_ptr<PreparedBatch> prepared = PreparePending(n);
   const uint64_t revision = pending_revision_;
   // 2. Finish the previous one.
   absl::StatusOr<bool> retried = FinishInFlight(consumer, stop);

@@ -37,10 +37,28 @@ class PreparedBatch {
   virtual ~PreparedBatch() = default;
 };
 
+/// Works out, record by record as the loop polls them, what BatchSink::Prepare would return
+/// for a whole batch, so that a sink with long batches (the archive's last minutes) spreads
+/// that work over the batch instead of doing it all when the batch is cut.
+class BatchBuilder {
+ public:
+  virtual ~BatchBuilder() = default;
+  /// The batch's next record: the records added so far are records[0..] of a Prepare call.
+  virtual void Add(const Message& record) = 0;
+  /// What Prepare would return for the records added, in their order.
+  virtual std::unique_ptr<PreparedBatch> Finish() = 0;
+};
+
 /// Where a BatchLoop makes its records durable.
 class BatchSink {
  public:
   virtual ~BatchSink() = default;
+  /// With BatchLoopConfig::overlap_store: a builder for the next batch, given each record as
+  /// it is polled, on the loop's thread (as Prepare). Its result replaces Prepare's; a batch
+  /// whose records changed other than by polling (a rebalance took some, a failed store put
+  /// some back) is prepared by Prepare instead. The default builds nothing: Prepare when the
+  /// batch is cut.
+  virtual std::unique_ptr<BatchBuilder> StartBatch() { return nullptr; }
   /// With BatchLoopConfig::overlap_store: the work on `records` that needs no store (decoding),
   /// done while the previous batch is still being stored. Runs on the loop's thread only,
   /// possibly while WritePrepared of the previous batch runs on another, so that a sink may
@@ -142,6 +160,12 @@ class BatchLoop final : public PartitionListener {
   absl::Status PublishRejections(const std::vector<std::pair<std::string, std::string>>& records);
   /// Waits `delay` (from a retry::Backoff) while polling the paused consumer.
   void WaitPolling(Consumer& consumer, absl::Duration delay);
+  /// overlap_store: gives the sink's builder the records of pending_ it has not had, starting
+  /// a builder for a new batch or one whose records changed other than by polling.
+  void BuildPending();
+  /// overlap_store: what the sink prepares for the first `n` records of pending_: its
+  /// builder's result when the builder had exactly those, else Prepare's.
+  std::unique_ptr<PreparedBatch> PreparePending(size_t n);
 
   const BatchLoopConfig config_;
   BatchSink& sink_;
@@ -155,6 +179,13 @@ class BatchLoop final : public PartitionListener {
   /// Partitions revoked since the current flush snapshotted its offsets.
   std::set<TopicPartition> revoked_;
   absl::Time batch_started_;
+  /// overlap_store: the sink's builder for pending_, the records of pending_ it had, and
+  /// pending_revision_ when it started (a builder of an older revision is stale).
+  std::unique_ptr<BatchBuilder> builder_;
+  size_t built_ = 0;
+  uint64_t builder_revision_ = 0;
+  /// False once the sink returned no builder: it prepares batches whole.
+  bool sink_builds_ = true;
   /// overlap_store: the batch being stored on its own thread.
   struct InFlight {
     std::vector<Message> records;

@@ -123,9 +123,84 @@ absl::Status ArchiveSink::Health() const {
   return health_;
 }
 
+namespace {
+
+// One partition's share of a batch: its offset range and a gzip file per hour.
+struct PartitionBatch {
+  int64_t first = INT64_MAX, last = INT64_MIN;
+  // Compressed as the lines come: a batch's text is about ten times its files.
+  std::map<std::string, GzipFile> file_by_hour;
+  int64_t events = 0;
+};
+
+// A batch made ready for the lake: its files, and the records that cannot be archived.
+struct LakeBatch final : kafka::PreparedBatch {
+  std::map<kafka::TopicPartition, PartitionBatch> partitions;
+  std::vector<kafka::RecordRejection> rejections;
+};
+
+class LakeBatchBuilder final : public kafka::BatchBuilder {
+ public:
+  explicit LakeBatchBuilder(const ArchiveConfig& config)
+      : config_(config), batch_(std::make_unique<LakeBatch>()) {}
+
+  void Add(const kafka::Message& m) override {
+    const size_t index = next_index_++;
+    const kafka::TopicPartition tp{std::string(m.topic()), m.partition()};
+    PartitionBatch& b = batch_->partitions[tp];
+    b.first = std::min(b.first, m.offset());
+    b.last = std::max(b.last, m.offset());
+    absl::StatusOr<int64_t> instant = absl::InvalidArgumentError("");
+    if (event_.Parse(m.value())) {
+      // A replay from the lake: its events are in the lake already.
+      if (event_.replayed()) return;
+      instant = PartitionInstant(event_, config_.partition_by);
+    }
+    if (!instant.ok()) {
+      batch_->rejections.push_back({index, v1::REJECT_REASON_UNDECODABLE,
+                                    "record is not a tidemark.v1.Event with a valid time", "",
+                                    std::nullopt});
+      return;
+    }
+    std::string line = EventToJsonLine(event_, {tp.topic, tp.partition, m.offset()});
+    line += '\n';
+    b.file_by_hour.try_emplace(HourPartition(*instant), config_.gzip_level)
+        .first->second.Append(line);
+    ++b.events;
+  }
+
+  std::unique_ptr<kafka::PreparedBatch> Finish() override { return std::move(batch_); }
+
+ private:
+  const ArchiveConfig config_;
+  std::unique_ptr<LakeBatch> batch_;
+  size_t next_index_ = 0;
+  series::EventView event_;  // each record decoded in place, reusing its space
+};
+
+}  // namespace
+
+std::unique_ptr<kafka::BatchBuilder> ArchiveSink::StartBatch() {
+  return std::make_unique<LakeBatchBuilder>(config_);
+}
+
+std::unique_ptr<kafka::PreparedBatch> ArchiveSink::Prepare(
+    const std::vector<const kafka::Message*>& records) {
+  LakeBatchBuilder builder(config_);
+  for (const kafka::Message* m : records) builder.Add(*m);
+  return builder.Finish();
+}
+
 absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::Write(
     const std::vector<const kafka::Message*>& records) {
-  absl::StatusOr<std::vector<kafka::RecordRejection>> result = WriteBatch(records);
+  return WritePrepared(records, Prepare(records));
+}
+
+absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WritePrepared(
+    const std::vector<const kafka::Message*>& records,
+    std::unique_ptr<kafka::PreparedBatch> prepared) {
+  if (prepared == nullptr) prepared = Prepare(records);
+  absl::StatusOr<std::vector<kafka::RecordRejection>> result = WriteBatch(*prepared);
   absl::MutexLock lock(&health_mu_);
   health_ = result.ok() ? absl::OkStatus()
                         : absl::Status(result.status().code(),
@@ -135,7 +210,8 @@ absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::Write(
 }
 
 absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WriteBatch(
-    const std::vector<const kafka::Message*>& records) {
+    kafka::PreparedBatch& prepared) {
+  LakeBatch& batch = static_cast<LakeBatch&>(prepared);
   // A partition is written only once what a predecessor left uncommitted is undone. Until
   // then the error makes the loop pause and retry the batch.
   for (auto it = to_recover_.begin(); it != to_recover_.end();) {
@@ -143,41 +219,7 @@ absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WriteBatch(
     it = to_recover_.erase(it);
   }
 
-  struct PartitionBatch {
-    int64_t first = INT64_MAX, last = INT64_MIN;
-    // Compressed as the lines come: a batch's text is about ten times its files.
-    std::map<std::string, GzipFile> file_by_hour;
-    int64_t events = 0;
-  };
-  std::map<kafka::TopicPartition, PartitionBatch> batches;
-  std::vector<kafka::RecordRejection> rejections;
-  series::EventView event;  // each record decoded in place, reusing its space
-  for (size_t i = 0; i < records.size(); ++i) {
-    const kafka::Message& m = *records[i];
-    const kafka::TopicPartition tp{std::string(m.topic()), m.partition()};
-    PartitionBatch& b = batches[tp];
-    b.first = std::min(b.first, m.offset());
-    b.last = std::max(b.last, m.offset());
-    absl::StatusOr<int64_t> instant = absl::InvalidArgumentError("");
-    if (event.Parse(m.value())) {
-      // A replay from the lake: its events are in the lake already.
-      if (event.replayed()) continue;
-      instant = PartitionInstant(event, config_.partition_by);
-    }
-    if (!instant.ok()) {
-      rejections.push_back({i, v1::REJECT_REASON_UNDECODABLE,
-                            "record is not a tidemark.v1.Event with a valid time", "",
-                            std::nullopt});
-      continue;
-    }
-    std::string line = EventToJsonLine(event, {tp.topic, tp.partition, m.offset()});
-    line += '\n';
-    b.file_by_hour.try_emplace(HourPartition(*instant), config_.gzip_level)
-        .first->second.Append(line);
-    ++b.events;
-  }
-
-  for (auto& [tp, b] : batches) {
+  for (auto& [tp, b] : batch.partitions) {
     // Attempts of this very batch that failed midway left files named by other ranges.
     std::vector<PendingBatch>& pending = uncommitted_[tp];
     for (auto it = pending.begin(); it != pending.end();) {
@@ -207,7 +249,7 @@ absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WriteBatch(
     }
     metrics_.events.Add(b.events);
   }
-  return rejections;
+  return std::move(batch.rejections);
 }
 
 }  // namespace tidemark::archive

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
+#include "common/kafka/batch_loop.h"
 #include "common/kafka/consumer.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
@@ -473,6 +476,160 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
   EXPECT_EQ(
       Query(db, "SELECT sum(value_double)::bigint FROM points WHERE value_double IS NOT NULL"),
       absl::StrCat(static_cast<int64_t>(n) * (n - 1) / 2));
+}
+
+// A sink that builds each batch as its records are polled (BatchSink::StartBatch) and checks,
+// when it is asked to store a batch, that what it was handed was made from exactly that batch's
+// records, in their order, whether by its builder or by Prepare. Its first stores fail, so
+// that records go back to the loop; each stored event's value is kept.
+class CheckingBuilderSink final : public kafka::BatchSink {
+ public:
+  explicit CheckingBuilderSink(int failing_stores) : failing_stores_(failing_stores) {}
+
+  std::unique_ptr<kafka::BatchBuilder> StartBatch() override {
+    return std::make_unique<Builder>();
+  }
+  std::unique_ptr<kafka::PreparedBatch> Prepare(
+      const std::vector<const kafka::Message*>& records) override {
+    Builder whole;
+    for (const kafka::Message* m : records) whole.Add(*m);
+    auto built = whole.Finish();
+    static_cast<Built&>(*built).by_builder = false;
+    return built;
+  }
+  absl::StatusOr<std::vector<kafka::RecordRejection>> WritePrepared(
+      const std::vector<const kafka::Message*>& records,
+      std::unique_ptr<kafka::PreparedBatch> prepared) override {
+    const Built& built = static_cast<const Built&>(*prepared);
+    if (built.records != Positions(records)) mismatches_++;
+    (built.by_builder ? built_batches_ : prepared_batches_)++;
+    return Store(records);
+  }
+  absl::StatusOr<std::vector<kafka::RecordRejection>> Write(
+      const std::vector<const kafka::Message*>& records) override {
+    return Store(records);
+  }
+
+  int mismatches() const { return mismatches_; }
+  int built_batches() const { return built_batches_; }
+  int prepared_batches() const { return prepared_batches_; }
+  std::set<int64_t> values() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return values_;
+  }
+
+ private:
+  using Positions_t = std::vector<std::pair<int32_t, int64_t>>;
+  struct Built final : kafka::PreparedBatch {
+    Positions_t records;
+    bool by_builder = true;
+  };
+  class Builder final : public kafka::BatchBuilder {
+   public:
+    void Add(const kafka::Message& m) override {
+      built_->records.emplace_back(m.partition(), m.offset());
+    }
+    std::unique_ptr<kafka::PreparedBatch> Finish() override { return std::move(built_); }
+
+   private:
+    std::unique_ptr<Built> built_ = std::make_unique<Built>();
+  };
+
+  static Positions_t Positions(const std::vector<const kafka::Message*>& records) {
+    Positions_t out;
+    for (const kafka::Message* m : records) out.emplace_back(m->partition(), m->offset());
+    return out;
+  }
+  absl::StatusOr<std::vector<kafka::RecordRejection>> Store(
+      const std::vector<const kafka::Message*>& records) {
+    if (failing_stores_.fetch_sub(1) > 0) return absl::UnavailableError("store down (test)");
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const kafka::Message* m : records) {
+      v1::Event e;
+      EXPECT_TRUE(e.ParseFromArray(m->value().data(), static_cast<int>(m->value().size())));
+      values_.insert(static_cast<int64_t>(e.measures().at("temperature").double_value()));
+    }
+    return std::vector<kafka::RecordRejection>{};
+  }
+
+  std::atomic<int> failing_stores_;
+  std::atomic<int> mismatches_{0}, built_batches_{0}, prepared_batches_{0};
+  mutable std::mutex mu_;
+  std::set<int64_t> values_;
+};
+
+// A BatchLoop with overlapped stores over `sink`, on its own thread until destroyed.
+class RunningLoop {
+ public:
+  RunningLoop(kafka::BatchSink& sink, const std::string& topic, const std::string& group)
+      : metrics_(registry_, "tidemark_test", "raw") {
+    auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
+    EXPECT_TRUE(producer.ok());
+    producer_ = *std::move(producer);
+    kafka::BatchLoopConfig config;
+    config.batch_max_records = 300;
+    config.batch_max_age = absl::Milliseconds(150);
+    config.retry_initial_backoff = absl::Milliseconds(20);
+    config.retry_max_backoff = absl::Milliseconds(100);
+    config.overlap_store = true;
+    loop_ = std::make_unique<kafka::BatchLoop>(config, sink, *producer_, metrics_, Logger());
+    auto consumer = kafka::Consumer::Create(
+        {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}}, Logger(),
+        loop_.get());
+    EXPECT_TRUE(consumer.ok());
+    consumer_ = *std::move(consumer);
+    thread_ = std::thread([this] { result_ = loop_->Run(*consumer_, stop_); });
+  }
+  ~RunningLoop() {
+    stop_ = true;
+    thread_.join();
+    EXPECT_TRUE(result_.ok()) << result_;
+  }
+  kafka::BatchLoopMetrics& metrics() { return metrics_; }
+
+ private:
+  metrics::Registry registry_;
+  kafka::BatchLoopMetrics metrics_;
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<kafka::BatchLoop> loop_;
+  std::unique_ptr<kafka::Consumer> consumer_;
+  std::atomic<bool> stop_{false};
+  absl::Status result_;
+  std::thread thread_;
+};
+
+// A sink's builder gets each batch's records as they are polled; when the batch's records
+// change otherwise (stores that fail put records back, a rebalance takes some away) the loop
+// prepares it whole instead. Either way the sink stores a batch with what was made of exactly
+// its records, and every record is stored.
+TEST(BatchLoop, BuiltBatchesAreExactlyTheBatchesStored) {
+  ASSERT_TRUE(broker->CreateTopic("raw_builder", 4).ok());
+  CheckingBuilderSink first_sink(/*failing_stores=*/3), second_sink(/*failing_stores=*/0);
+  auto first = std::make_unique<RunningLoop>(first_sink, "raw_builder", "group-builder");
+  std::unique_ptr<RunningLoop> second;
+  // 500 events/s for at most 4 minutes: within what the development broker keeps.
+  SteadyProducer producer("raw_builder", 50, 2400, 40, NowUs() - 1'800'000'000);
+  ASSERT_TRUE(WaitFor([&] { return first->metrics().records.Value() > 0; }, absl::Seconds(90)));
+  second = std::make_unique<RunningLoop>(second_sink, "raw_builder", "group-builder");
+  ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > 0; }, absl::Seconds(90)))
+      << "the second loop got no partition";
+  const uint64_t first_retries = first->metrics().store_retries.Value();
+  first.reset();  // its partitions go to the second loop
+  const uint64_t before = second->metrics().records.Value();
+  ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > before + 200; },
+                      absl::Seconds(90)));
+  const int n = producer.Stop();
+  auto all_stored = [&] {
+    std::set<int64_t> stored = first_sink.values();
+    for (int64_t v : second_sink.values()) stored.insert(v);
+    return static_cast<int>(stored.size()) == n && *stored.begin() == 0 &&
+           *stored.rbegin() == n - 1;
+  };
+  EXPECT_TRUE(WaitFor(all_stored, absl::Seconds(60)));
+  second.reset();
+  EXPECT_EQ(first_sink.mismatches() + second_sink.mismatches(), 0);
+  EXPECT_GT(first_sink.built_batches() + second_sink.built_batches(), 0);
+  EXPECT_GT(first_retries, 0u) << "no store failed";
 }
 
 // A request's records are queued partition by partition, in the order the configured

@@ -52,14 +52,17 @@ void BatchLoop::OnAssigned(const std::vector<AssignedPartition>& partitions) {
 
 void BatchLoop::OnRevoked(const std::vector<TopicPartition>& partitions) {
   if (in_flight_) in_flight_->stored.wait();
-  ++pending_revision_;
   // Uncommitted records of a revoked partition are the next owner's to write.
   auto revoked = [&](const Message& m) {
     return std::any_of(partitions.begin(), partitions.end(), [&](const auto& tp) {
       return tp.partition == m.partition() && tp.topic == m.topic();
     });
   };
-  pending_.erase(std::remove_if(pending_.begin(), pending_.end(), revoked), pending_.end());
+  const auto kept = std::remove_if(pending_.begin(), pending_.end(), revoked);
+  // Only a batch that lost records is built again (a rebalance that revokes nothing held
+  // leaves the sink's builder as it is).
+  if (kept != pending_.end()) ++pending_revision_;
+  pending_.erase(kept, pending_.end());
   pending_bytes_ = 0;
   for (const Message& m : pending_) pending_bytes_ += m.value().size();
   // A flush in progress must not commit them either: the next owner may already be redoing

@@ -54,10 +54,11 @@ class BatchSink {
  public:
   virtual ~BatchSink() = default;
   /// With BatchLoopConfig::overlap_store: a builder for the next batch, given each record as
-  /// it is polled, on the loop's thread (as Prepare). Its result replaces Prepare's; a batch
-  /// whose records changed other than by polling (a rebalance took some, a failed store put
-  /// some back) is prepared by Prepare instead. The default builds nothing: Prepare when the
-  /// batch is cut.
+  /// it is polled, on the loop's thread (as Prepare). Its result replaces Prepare's. When a
+  /// batch's records change other than by polling (a rebalance took some, a failed store put
+  /// some back) its builder is dropped and a new one is given the batch's records again (or,
+  /// if that happens while the previous batch is being stored, Prepare makes it whole). The
+  /// default builds nothing: Prepare when the batch is cut.
   virtual std::unique_ptr<BatchBuilder> StartBatch() { return nullptr; }
   /// With BatchLoopConfig::overlap_store: the work on `records` that needs no store (decoding),
   /// done while the previous batch is still being stored. Runs on the loop's thread only,

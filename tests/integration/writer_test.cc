@@ -567,8 +567,9 @@ class RunningLoop {
     EXPECT_TRUE(producer.ok());
     producer_ = *std::move(producer);
     kafka::BatchLoopConfig config;
-    config.batch_max_records = 300;
-    config.batch_max_age = absl::Milliseconds(150);
+    // Long enough that a rebalance finds records (already built) pending.
+    config.batch_max_records = 2000;
+    config.batch_max_age = absl::Seconds(1);
     config.retry_initial_backoff = absl::Milliseconds(20);
     config.retry_max_backoff = absl::Milliseconds(100);
     config.overlap_store = true;

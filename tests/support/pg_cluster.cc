@@ -70,7 +70,8 @@ void PgCluster::StopLiveAtExit() {
     live.assign(Live().begin(), Live().end());
   }
   for (PgCluster* c : live) {
-    (void)c->StopImmediate();
+    // A server that did not stop keeps its directory: it still runs on it.
+    if (!c->StopImmediate().ok()) continue;
     std::error_code ec;
     std::filesystem::remove_all(c->dir_, ec);
   }

@@ -253,25 +253,18 @@ TEST(PointStore, SchemaHasReadOnlyRoleAndPartitions) {
   EXPECT_EQ(*dropped, 2);
 }
 
-// Runs a BatchLoop on its own thread until stopped.
-class RunningWriter {
+// A BatchLoop over `sink` with overlapped stores (as the writer's raw loop runs), consuming
+// `topic` as a member of `group`, on its own thread until destroyed.
+class RunningLoop {
  public:
-  RunningWriter(const std::string& dsn, const std::string& topic, const std::string& group,
-                const std::string& rejected_topic = "rejected")
-      : store_(dsn, absl::Hours(48)),
-        sink_(store_, absl::Minutes(15), absl::Hours(24 * 7), registry_),
-        metrics_(registry_, "tidemark_writer", "raw") {
-    EXPECT_TRUE(store_.Open(*Logger()).ok());
+  RunningLoop(kafka::BatchSink& sink, const std::string& topic, const std::string& group,
+              kafka::BatchLoopConfig config)
+      : metrics_(registry_, "tidemark_writer", "raw") {
     auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
     EXPECT_TRUE(producer.ok());
     producer_ = *std::move(producer);
-    kafka::BatchLoopConfig config;
-    config.rejected_topic = rejected_topic;
-    config.batch_max_records = 500;
-    config.batch_max_age = absl::Milliseconds(50);
-    config.retry_max_backoff = absl::Milliseconds(500);
-    config.overlap_store = true;  // as the writer's raw loop runs
-    loop_ = std::make_unique<kafka::BatchLoop>(config, sink_, *producer_, metrics_, Logger());
+    config.overlap_store = true;
+    loop_ = std::make_unique<kafka::BatchLoop>(config, sink, *producer_, metrics_, Logger());
     auto consumer = kafka::Consumer::Create(
         {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}}, Logger(),
         loop_.get());
@@ -279,18 +272,15 @@ class RunningWriter {
     consumer_ = *std::move(consumer);
     thread_ = std::thread([this] { result_ = loop_->Run(*consumer_, stop_); });
   }
-  ~RunningWriter() {
+  ~RunningLoop() {
     stop_ = true;
     thread_.join();
     EXPECT_TRUE(result_.ok()) << result_;
   }
   kafka::BatchLoopMetrics& metrics() { return metrics_; }
-  const RawPointSink& sink() const { return sink_; }
 
  private:
   metrics::Registry registry_;
-  PointStore store_;
-  RawPointSink sink_;
   kafka::BatchLoopMetrics metrics_;
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<kafka::BatchLoop> loop_;
@@ -298,6 +288,32 @@ class RunningWriter {
   std::atomic<bool> stop_{false};
   absl::Status result_;
   std::thread thread_;
+};
+
+// The writer's raw loop (RawPointSink over a PointStore) on its own thread until destroyed.
+class RunningWriter {
+ public:
+  static PointStore& Opened(PointStore& store) {
+    EXPECT_TRUE(store.Open(*Logger()).ok());
+    return store;
+  }
+  RunningWriter(const std::string& dsn, const std::string& topic, const std::string& group,
+                const std::string& rejected_topic = "rejected")
+      : store_(dsn, absl::Hours(48)),
+        sink_(Opened(store_), absl::Minutes(15), absl::Hours(24 * 7), registry_),
+        loop_(sink_, topic, group,
+              {.rejected_topic = rejected_topic,
+               .batch_max_records = 500,
+               .batch_max_age = absl::Milliseconds(50),
+               .retry_max_backoff = absl::Milliseconds(500)}) {}
+  kafka::BatchLoopMetrics& metrics() { return loop_.metrics(); }
+  const RawPointSink& sink() const { return sink_; }
+
+ private:
+  metrics::Registry registry_;
+  PointStore store_;
+  RawPointSink sink_;
+  RunningLoop loop_;  // last: stopped before the sink and the store go
 };
 
 void Produce(const std::string& topic, const std::vector<v1::Event>& events) {
@@ -558,46 +574,11 @@ class CheckingBuilderSink final : public kafka::BatchSink {
   std::set<int64_t> values_;
 };
 
-// A BatchLoop with overlapped stores over `sink`, on its own thread until destroyed.
-class RunningLoop {
- public:
-  RunningLoop(kafka::BatchSink& sink, const std::string& topic, const std::string& group)
-      : metrics_(registry_, "tidemark_test", "raw") {
-    auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
-    EXPECT_TRUE(producer.ok());
-    producer_ = *std::move(producer);
-    kafka::BatchLoopConfig config;
-    // Long enough that a rebalance finds records (already built) pending.
-    config.batch_max_records = 2000;
-    config.batch_max_age = absl::Seconds(1);
-    config.retry_initial_backoff = absl::Milliseconds(20);
-    config.retry_max_backoff = absl::Milliseconds(100);
-    config.overlap_store = true;
-    loop_ = std::make_unique<kafka::BatchLoop>(config, sink, *producer_, metrics_, Logger());
-    auto consumer = kafka::Consumer::Create(
-        {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}}, Logger(),
-        loop_.get());
-    EXPECT_TRUE(consumer.ok());
-    consumer_ = *std::move(consumer);
-    thread_ = std::thread([this] { result_ = loop_->Run(*consumer_, stop_); });
-  }
-  ~RunningLoop() {
-    stop_ = true;
-    thread_.join();
-    EXPECT_TRUE(result_.ok()) << result_;
-  }
-  kafka::BatchLoopMetrics& metrics() { return metrics_; }
-
- private:
-  metrics::Registry registry_;
-  kafka::BatchLoopMetrics metrics_;
-  std::unique_ptr<kafka::Producer> producer_;
-  std::unique_ptr<kafka::BatchLoop> loop_;
-  std::unique_ptr<kafka::Consumer> consumer_;
-  std::atomic<bool> stop_{false};
-  absl::Status result_;
-  std::thread thread_;
-};
+// Batches held long enough that a rebalance finds records (already built) pending.
+const kafka::BatchLoopConfig kBuilderLoop = {.batch_max_records = 2000,
+                                             .batch_max_age = absl::Seconds(1),
+                                             .retry_initial_backoff = absl::Milliseconds(20),
+                                             .retry_max_backoff = absl::Milliseconds(100)};
 
 // A sink's builder gets each batch's records as they are polled; when the batch's records
 // change otherwise (stores that fail put records back, a rebalance takes some away) the loop
@@ -606,12 +587,14 @@ class RunningLoop {
 TEST(BatchLoop, BuiltBatchesAreExactlyTheBatchesStored) {
   ASSERT_TRUE(broker->CreateTopic("raw_builder", 4).ok());
   CheckingBuilderSink first_sink(/*failing_stores=*/3), second_sink(/*failing_stores=*/0);
-  auto first = std::make_unique<RunningLoop>(first_sink, "raw_builder", "group-builder");
+  auto first =
+      std::make_unique<RunningLoop>(first_sink, "raw_builder", "group-builder", kBuilderLoop);
   std::unique_ptr<RunningLoop> second;
   // 500 events/s for at most 4 minutes: within what the development broker keeps.
   SteadyProducer producer("raw_builder", 50, 2400, 40, NowUs() - 1'800'000'000);
   ASSERT_TRUE(WaitFor([&] { return first->metrics().records.Value() > 0; }, absl::Seconds(90)));
-  second = std::make_unique<RunningLoop>(second_sink, "raw_builder", "group-builder");
+  second =
+      std::make_unique<RunningLoop>(second_sink, "raw_builder", "group-builder", kBuilderLoop);
   ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > 0; }, absl::Seconds(90)))
       << "the second loop got no partition";
   const uint64_t first_retries = first->metrics().store_retries.Value();

@@ -1,5 +1,6 @@
 #include "services/ingest/ingest_core.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -199,9 +200,20 @@ bool EncodedRequest::Parse(absl::string_view wire) {
   return true;
 }
 
-PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events, int64_t now_us,
-                                   int first_index, const ValidationLimits& limits,
+int64_t IngestClock::Reserve(int64_t count, int64_t now_us) {
+  int64_t next = next_.load(std::memory_order_relaxed);
+  int64_t first = 0;
+  do {
+    first = std::max(next, now_us);
+  } while (!next_.compare_exchange_weak(next, first + count, std::memory_order_relaxed));
+  return first;
+}
+
+PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
+                                   int64_t first_stamp_us, int first_index,
+                                   const ValidationLimits& limits,
                                    const WritePermission& permission) {
+  const int64_t now_us = first_stamp_us;
   PreparedBatch batch;
   batch.accepted.reserve(events.size());
   series::EventView event;  // reused: after the first events, decoding allocates nothing
@@ -226,19 +238,19 @@ PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
     // The client's encoding, then the stamp, in one buffer allocated once.
     out.value.reserve(wire.size() + kMaxStampBytes);
     out.value.assign(wire.data(), wire.size());
-    AppendStamp(now_us, out.value);
+    AppendStamp(first_stamp_us + static_cast<int64_t>(i), out.value);
   }
   return batch;
 }
 
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t now_us, int first_index, const ValidationLimits& limits,
+                            int64_t first_stamp_us, int first_index, const ValidationLimits& limits,
                             const WritePermission& permission) {
   std::vector<std::string> encoded;
   encoded.reserve(events.size());
   for (const v1::Event& e : events) encoded.push_back(e.SerializeAsString());
   return PrepareEncodedEvents(std::vector<absl::string_view>(encoded.begin(), encoded.end()),
-                              now_us, first_index, limits, permission);
+                              first_stamp_us, first_index, limits, permission);
 }
 
 absl::Status ValidateRequestShape(int event_count, const ValidationLimits& limits) {

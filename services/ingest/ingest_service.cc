@@ -243,10 +243,10 @@ grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* 
   if (absl::Status s = ValidateRequestShape(count, config_.limits); !s.ok()) {
     return FinishNow(ctx, s);
   }
-  return WritePrepared(ctx,
-                       PrepareEncodedEvents(request.events(), time::ToMicros(absl::Now()), 0,
-                                            config_.limits, *permission),
-                       nullptr, resp);
+  const int64_t first_stamp_us = clock_.Reserve(count, time::ToMicros(absl::Now()));
+  return WritePrepared(
+      ctx, PrepareEncodedEvents(request.events(), first_stamp_us, 0, config_.limits, *permission),
+      nullptr, resp);
 }
 
 grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerContext* ctx,
@@ -260,7 +260,8 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
   }
   const v1::JsonMapping mapping =
       MergeMapping(MappingForFormat(req->format(), config_.default_json_mapping), req->mapping());
-  const int64_t now_us = time::ToMicros(absl::Now());
+  // One stamp per record: a record without a time (the turbine format) is at its own.
+  const int64_t first_stamp_us = clock_.Reserve(req->records_size(), time::ToMicros(absl::Now()));
   // Parse every record, keeping the position of each parsed event in the request so
   // that rejections name the record the client sent.
   google::protobuf::RepeatedPtrField<v1::Event> events;
@@ -276,7 +277,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
                                  config_.limits.max_event_bytes));
       continue;
     }
-    absl::StatusOr<v1::Event> e = JsonToEvent(req->records(i), mapping, now_us);
+    absl::StatusOr<v1::Event> e = JsonToEvent(req->records(i), mapping, first_stamp_us + i);
     if (!e.ok()) {
       v1::RejectedRecord& r = malformed.emplace_back();
       r.set_index(i);
@@ -287,7 +288,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
     *events.Add() = *std::move(e);
     positions.push_back(i);
   }
-  PreparedBatch batch = PrepareEvents(events, now_us, 0, config_.limits, *permission);
+  PreparedBatch batch = PrepareEvents(events, first_stamp_us, 0, config_.limits, *permission);
   for (v1::RejectedRecord& r : batch.rejected) r.set_index(positions[r.index()]);
   batch.rejected.insert(batch.rejected.end(), malformed.begin(), malformed.end());
   std::sort(batch.rejected.begin(), batch.rejected.end(),
@@ -330,8 +331,10 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
       Take(step);
       return;
     }
-    PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), time::ToMicros(absl::Now()),
-                                               next_index_, service_.config_.limits, permission_);
+    const int64_t first_stamp_us = service_.clock_.Reserve(
+        static_cast<int64_t>(parsed_.events().size()), time::ToMicros(absl::Now()));
+    PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), first_stamp_us, next_index_,
+                                               service_.config_.limits, permission_);
     next_index_ += static_cast<int>(parsed_.events().size());
     service_.metrics_.CountRejected(batch.rejected);
     {

@@ -81,6 +81,7 @@ class IngestServiceImpl final : public IngestServiceBase {
   IngestMetrics& metrics_;
   auth::Authenticator& authenticator_;
   std::shared_ptr<spdlog::logger> logger_;
+  IngestClock clock_;
 };
 
 }  // namespace tidemark::ingest

@@ -24,9 +24,6 @@ JsonBatch Fleet::NextTimestreamBatch(int count, absl::Time now) {
   batch.format = v1::JSON_FORMAT_TIMESTREAM_SAMPLE;
   if (timestream_devices_ == 0) return batch;
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  // At most one record per device per request: a device whose clock is corrected to the
-  // ingest time would otherwise send two values for one instant and version.
-  count = std::min(count, timestream_devices_);
   const int clock_ahead_devices =
       static_cast<int>(std::lround(timestream_devices_ * config_.percent_clock_ahead / 100.0));
   for (int i = 0; i < count; ++i) {
@@ -58,7 +55,6 @@ JsonBatch Fleet::NextTurbineBatch(int count) {
   const int turbines = turbine_devices();
   if (turbines == 0) return batch;
   std::uniform_int_distribution<int> speed(0, 100);
-  count = std::min(count, turbines);
   for (int i = 0; i < count; ++i) {
     const int device = next_turbine_;
     next_turbine_ = (next_turbine_ + 1) % turbines;

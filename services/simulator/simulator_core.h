@@ -43,11 +43,11 @@ class Fleet final {
   int timestream_devices() const { return timestream_devices_; }
   int turbine_devices() const { return config_.devices - timestream_devices_; }
 
-  /// The next `count` Timestream-format records (at most one per device), devices in turn.
+  /// The next `count` Timestream-format records, devices in turn (a device recurs in a
+  /// request larger than the fleet, at a later time).
   JsonBatch NextTimestreamBatch(int count, absl::Time now);
-  /// The next turbine records, at most one per turbine: the turbine format has no time,
-  /// so ingest stamps the arrival time and two readings of one turbine in one request
-  /// would be the same point.
+  /// The next `count` turbine records, turbines in turn. The format has no time: ingest gives
+  /// each record its own arrival time, so a turbine may recur in a request.
   JsonBatch NextTurbineBatch(int count);
 
  private:

@@ -150,6 +150,54 @@ TEST(Pipeline, BadRecordsComeBackWithIndexAndReasonWhileGoodOnesAreStored) {
   EXPECT_EQ(devices, (std::set<std::string>{"good-1", "good-2", "turbine-0001"}));
 }
 
+// Readings of one device in one request are each a point: ingest gives every event its own
+// ingest time (its default version, and its time when its clock runs ahead).
+TEST(Pipeline, EveryReadingOfARequestIsStoredEvenAtOneCorrectedOrArrivalTime) {
+  Stack stack(testing::SharedPgCluster());
+  v1::WriteRequest req;
+  // A device whose clock is an hour fast sends ten buffered readings: all are corrected to
+  // their ingest times, which keep the order they were sent in.
+  for (int i = 0; i < 10; ++i) {
+    v1::Event e = GoodEvent("fast-clock", i);
+    e.set_time(absl::ToUnixMillis(absl::Now() + absl::Hours(1) + absl::Seconds(i)));
+    *req.add_events() = e;
+  }
+  // Two readings of one instant without a version: the later one in the request wins.
+  v1::Event first = GoodEvent("same-instant", 1.0);
+  v1::Event second = first;
+  (*second.mutable_measures())["temperature"].set_double_value(2.0);
+  *req.add_events() = first;
+  *req.add_events() = second;
+  grpc::ClientContext ctx;
+  v1::WriteResponse resp;
+  ASSERT_TRUE(stack.ingest().Write(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.accepted(), 12);
+
+  // The turbine format has no time: three readings of one turbine at three arrival times.
+  v1::WriteJsonRequest json;
+  json.set_format(v1::JSON_FORMAT_TURBINE);
+  for (int speed : {10, 20, 30}) {
+    json.add_records(absl::StrCat(R"({"turbineId": "turbine-0042", "speed": )", speed, "}"));
+  }
+  grpc::ClientContext jctx;
+  v1::WriteResponse jresp;
+  ASSERT_TRUE(stack.ingest().WriteJson(&jctx, json, &jresp).ok());
+  EXPECT_EQ(jresp.accepted(), 3);
+
+  EXPECT_TRUE(WaitFor([&] { return stack.CountPoints() == 14; }, absl::Seconds(30)))
+      << "stored " << stack.CountPoints() << " of 14 points";
+  auto values_in_time_order = [&](const std::string& device) {
+    return stack.Sql(absl::StrCat(
+        "SELECT string_agg(coalesce(value_double, value_int)::text, ',' ORDER BY time) "
+        "FROM points JOIN series USING (series_id) WHERE device_id = '",
+        device, "'"));
+  };
+  EXPECT_EQ(values_in_time_order("fast-clock"), "0,1,2,3,4,5,6,7,8,9");
+  EXPECT_EQ(values_in_time_order("same-instant"), "2");
+  EXPECT_EQ(values_in_time_order("turbine-0042"), "10,20,30");
+  EXPECT_EQ(stack.Sql("SELECT count(*) FROM points WHERE time > now() + interval '1 minute'"), "0");
+}
+
 TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
   Stack stack(testing::SharedPgCluster());
   grpc::ClientContext ctx;

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <random>
+#include <thread>
 
 #include "common/series/storable.h"
 #include "google/protobuf/stubs/logging.h"
@@ -166,6 +168,38 @@ TEST(PrepareEvents, StampsIngestTimeAndIndexesRejections) {
   ASSERT_TRUE(stored.ParseFromString(b.accepted[0].value));
   EXPECT_EQ(stored.ingest_time_us(), kNowUs);
   EXPECT_EQ(b.accepted[0].key, "d1");
+  // Each event has its own stamp: the request's first plus its position.
+  ASSERT_TRUE(stored.ParseFromString(b.accepted[1].value));
+  EXPECT_EQ(stored.ingest_time_us(), kNowUs + 2);
+}
+
+TEST(IngestClock, StampsAreUniqueAndFollowTheWallClock) {
+  IngestClock clock;
+  EXPECT_EQ(clock.Reserve(3, kNowUs), kNowUs);
+  // The clock has not passed the stamps handed out: the next request follows them.
+  EXPECT_EQ(clock.Reserve(2, kNowUs + 1), kNowUs + 3);
+  // Nor when it steps back.
+  EXPECT_EQ(clock.Reserve(1, kNowUs - 1'000'000), kNowUs + 5);
+  // Once it has, stamps are the wall clock again.
+  EXPECT_EQ(clock.Reserve(4, kNowUs + 100), kNowUs + 100);
+}
+
+TEST(IngestClock, ConcurrentRequestsNeverShareAStamp) {
+  IngestClock clock;
+  constexpr int kThreads = 4, kRequests = 2000, kEvents = 7;
+  std::vector<std::vector<int64_t>> firsts(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRequests; ++r) firsts[t].push_back(clock.Reserve(kEvents, kNowUs));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<int64_t> all;
+  for (const auto& f : firsts) all.insert(all.end(), f.begin(), f.end());
+  std::sort(all.begin(), all.end());
+  for (size_t i = 1; i < all.size(); ++i) ASSERT_GE(all[i] - all[i - 1], kEvents);
+  EXPECT_EQ(all.front(), kNowUs);
 }
 
 TEST(PrepareEvents, TheStampReplacesWhatAClientSentAndKeepsTheRest) {

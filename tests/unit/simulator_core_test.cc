@@ -14,19 +14,21 @@ TEST(Fleet, SplitsDevicesBetweenFormats) {
   EXPECT_EQ(f.timestream_devices(), 7);
 }
 
-TEST(Fleet, OneRecordPerDevicePerRequestAndUniqueTimes) {
+// A request holds several records of a device (ingest stamps each event apart), each at its
+// own time.
+TEST(Fleet, DevicesRecurWithinARequestAtUniqueTimes) {
   Fleet f({.devices = 4, .turbine_share = 0.5, .percent_late = 50, .seed = 3});
   const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
   std::set<std::pair<std::string, double>> seen;
   for (int round = 0; round < 50; ++round) {
     JsonBatch b = f.NextTimestreamBatch(10, now);
-    EXPECT_EQ(b.records.size(), 2u);
-    EXPECT_EQ(b.points, 8);
+    EXPECT_EQ(b.records.size(), 10u);
+    EXPECT_EQ(b.points, 40);
     for (const std::string& r : b.records) {
       const nlohmann::json j = nlohmann::json::parse(r);
       EXPECT_TRUE(seen.insert({j["DeviceID"], j["Time"].get<double>()}).second) << r;
     }
-    EXPECT_EQ(f.NextTurbineBatch(10).records.size(), 2u);
+    EXPECT_EQ(f.NextTurbineBatch(10).records.size(), 10u);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "common/kafka/consumer.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -156,7 +157,9 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
 }
 
 void Consumer::Revoke(rd_kafka_topic_partition_list_t* partitions) {
-  if (listener_) listener_->OnRevoked(ToVector(partitions));
+  std::vector<TopicPartition> revoked = ToVector(partitions);
+  revoked_in_poll_.insert(revoked_in_poll_.end(), revoked.begin(), revoked.end());
+  if (listener_) listener_->OnRevoked(revoked);
   if (IsCooperative(rk_)) {
     if (rd_kafka_error_t* ie = rd_kafka_incremental_unassign(rk_, partitions)) {
       rd_kafka_error_destroy(ie);
@@ -181,8 +184,22 @@ Message::Message(absl::string_view topic, const rd_kafka_message_t& m)
 absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages, absl::Duration timeout) {
   std::vector<Message> out;
   int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
+  revoked_in_poll_.clear();
   while (out.size() < max_messages) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, wait_ms);
+    if (!revoked_in_poll_.empty()) {
+      // A rebalance took partitions inside that call: what was taken of them before it is the
+      // next owner's to process (and this consumer's listener already dropped the rest). A
+      // record the call returned is from after the rebalance: librdkafka discards those
+      // fetched before it.
+      std::erase_if(out, [&](const Message& r) {
+        return std::any_of(revoked_in_poll_.begin(), revoked_in_poll_.end(),
+                           [&](const TopicPartition& tp) {
+                             return tp.partition == r.partition() && tp.topic == r.topic();
+                           });
+      });
+      revoked_in_poll_.clear();
+    }
     if (!fatal_.ok()) {
       if (m) rd_kafka_message_destroy(m);
       return fatal_;
@@ -245,8 +262,9 @@ absl::Status Consumer::Commit(const std::map<TopicPartition, CommitPoint>& point
   // still lands; committing offsets of durable work is safe whenever it happens.
   std::unique_ptr<rd_kafka_queue_t, decltype(&rd_kafka_queue_destroy)> queue(
       rd_kafka_queue_new(rk_), &rd_kafka_queue_destroy);
-  if (absl::Status s = ToStatus(
-          rd_kafka_commit_queue(rk_, list.get(), queue.get(), nullptr, nullptr), "committing offsets");
+  if (absl::Status s =
+          ToStatus(rd_kafka_commit_queue(rk_, list.get(), queue.get(), nullptr, nullptr),
+                   "committing offsets");
       !s.ok()) {
     return s;
   }

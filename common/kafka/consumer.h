@@ -3,8 +3,8 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -94,7 +94,9 @@ class Consumer final {
   /// Leaves the group (revoking partitions through the listener) and destroys the handle.
   ~Consumer();
 
-  /// Up to `max_messages` records, waiting at most `timeout` for the first.
+  /// Up to `max_messages` records, waiting at most `timeout` for the first. None of them is of
+  /// a partition revoked while they were collected (the listener has been told to drop what
+  /// it holds of it).
   absl::StatusOr<std::vector<Message>> Poll(size_t max_messages, absl::Duration timeout);
   /// Synchronously commits, for each partition, the offset of the next record to consume.
   absl::Status Commit(const std::map<TopicPartition, int64_t>& next_offsets);
@@ -123,6 +125,9 @@ class Consumer final {
   /// Names of the topics consumed, for Message::topic(); a node set, so views stay valid.
   std::set<std::string, std::less<>> topic_names_;
   absl::string_view last_topic_name_;  // of the last record, in topic_names_
+  // Partitions revoked during the current Poll(): librdkafka serves the rebalance inside its
+  // poll, after the records that call already took, which are the next owner's now.
+  std::vector<TopicPartition> revoked_in_poll_;
 };
 
 }  // namespace tidemark::kafka

@@ -12,9 +12,9 @@
 #include "common/kafka/consumer.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
+#include "common/metrics/metrics.h"
 #include "common/process/shutdown_signal.h"
 #include "common/series/series_key.h"
-#include "common/metrics/metrics.h"
 #include "gtest/gtest.h"
 #include "services/timestream-writer/aggregate_store.h"
 #include "services/timestream-writer/incarnation.h"
@@ -159,16 +159,18 @@ TEST(PointStore, NewKeysAreCopiedInAndStoredKeysGoThroughTheUpsert) {
   // d1 at t again with its version and another value (a conflict), d1 at t - 1 s new: the
   // copy meets the stored key, and the upsert stores the new point and reports the conflict.
   // The rows this transaction wrote after the rollback must count as its own, not unchanged.
-  auto mixed = WriteEvents(store, {MakeEvent("d1", t, 9.0, 2), MakeEvent("d1", t - 1'000'000, 3.0)});
+  auto mixed =
+      WriteEvents(store, {MakeEvent("d1", t, 9.0, 2), MakeEvent("d1", t - 1'000'000, 3.0)});
   ASSERT_TRUE(mixed.ok()) << mixed.status();
   EXPECT_FALSE(mixed->direct_copy);
   EXPECT_EQ(mixed->upserted, 2);
   EXPECT_EQ(mixed->unchanged, 1);  // d1's `ok` at t: same version and value
   ASSERT_EQ(mixed->conflicts.size(), 1u);
   EXPECT_EQ(mixed->conflicts[0].existing_version, 2);
-  EXPECT_EQ(Query(db, "SELECT string_agg(s.device_id || '@' || p.value_double, ',' ORDER BY"
-                      " s.device_id, p.time) FROM points p JOIN series s USING (series_id)"
-                      " WHERE s.measure_name = 'temperature'"),
+  EXPECT_EQ(Query(db,
+                  "SELECT string_agg(s.device_id || '@' || p.value_double, ',' ORDER BY"
+                  " s.device_id, p.time) FROM points p JOIN series s USING (series_id)"
+                  " WHERE s.measure_name = 'temperature'"),
             "d1@3,d1@1,d2@2");
 
   // The next batches take the upsert without trying the copy; then the copy is tried again.
@@ -183,8 +185,9 @@ TEST(PointStore, NewKeysAreCopiedInAndStoredKeysGoThroughTheUpsert) {
   EXPECT_EQ(upserted_batches, 8);
   EXPECT_EQ(Query(db, "SELECT count(*) FROM points"), "24");
   // The rolled-back copy left no row behind.
-  EXPECT_EQ(Query(db, "SELECT count(*) FROM (SELECT series_id, time FROM points"
-                      " GROUP BY 1, 2 HAVING count(*) > 1) d"),
+  EXPECT_EQ(Query(db,
+                  "SELECT count(*) FROM (SELECT series_id, time FROM points"
+                  " GROUP BY 1, 2 HAVING count(*) > 1) d"),
             "0");
 }
 
@@ -193,10 +196,11 @@ TEST(PointStore, ASeriesIdStoredUnderAnotherKeyIsRefusedInEveryBatch) {
   PointStore store(pg->Dsn(db), absl::Hours(48));
   ASSERT_TRUE(store.Open(*Logger()).ok());
   // Another series already owns the id of d1's temperature (an FNV collision).
-  const int64_t id =
-      series::SeriesId(series::CanonicalKey("temperature", {{"device_id", "d1"}}));
+  const int64_t id = series::SeriesId(series::CanonicalKey("temperature", {{"device_id", "d1"}}));
   Query(db, absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
-                         " dimensions) VALUES (", id, ", 'temperature{device_id=\"owner\"}',"
+                         " dimensions) VALUES (",
+                         id,
+                         ", 'temperature{device_id=\"owner\"}',"
                          " 'temperature', 'owner', '{}')"));
   const int64_t t = NowUs();
   for (int batch = 0; batch < 3; ++batch) {
@@ -224,14 +228,15 @@ TEST(PointStore, HostileTextIsStoredByteExact) {
     for (unsigned char c : s) absl::StrAppend(&out, absl::Hex(c, absl::kZeroPad2));
     return out;
   };
-  EXPECT_EQ(Query(db, "SELECT encode(convert_to(value_string, 'UTF8'), 'hex') FROM points"
-                      " WHERE value_string IS NOT NULL"),
+  EXPECT_EQ(Query(db,
+                  "SELECT encode(convert_to(value_string, 'UTF8'), 'hex') FROM points"
+                  " WHERE value_string IS NOT NULL"),
             hex(hostile));
   EXPECT_EQ(Query(db, "SELECT DISTINCT encode(convert_to(device_id, 'UTF8'), 'hex') FROM series"),
             hex(hostile));
   EXPECT_EQ(Query(db, absl::StrCat("SELECT DISTINCT encode(convert_to(dimensions->>",
-                                   "convert_from(decode('", hex(hostile + "k"), "', 'hex'), 'UTF8')",
-                                   ", 'UTF8'), 'hex') FROM series")),
+                                   "convert_from(decode('", hex(hostile + "k"),
+                                   "', 'hex'), 'UTF8')", ", 'UTF8'), 'hex') FROM series")),
             hex(hostile));
 }
 
@@ -457,9 +462,9 @@ TEST(WriterLoop, RebalancesMidStreamLoseNothing) {
   ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > before + 4 * kPerBatch; },
                       absl::Seconds(90)));
   const int n = producer.Stop();
-  EXPECT_TRUE(WaitFor(
-      [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
-      absl::Seconds(60)))
+  EXPECT_TRUE(
+      WaitFor([&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
+              absl::Seconds(60)))
       << Query(db, "SELECT count(*) FROM points") << " points of " << 2 * n;
   second.reset();
   EXPECT_EQ(
@@ -482,9 +487,9 @@ TEST(WriterLoop, PostgresStoppedMidStreamLosesNothing) {
     EXPECT_TRUE(WaitFor([&] { return writer.metrics().records.Value() > after_outage; },
                         absl::Seconds(30)));
     n = producer.Stop();
-    EXPECT_TRUE(WaitFor(
-        [&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
-        absl::Seconds(90)))
+    EXPECT_TRUE(
+        WaitFor([&] { return Query(db, "SELECT count(*) FROM points") == absl::StrCat(2 * n); },
+                absl::Seconds(90)))
         << Query(db, "SELECT count(*) FROM points") << " points of " << 2 * n;
     EXPECT_GT(writer.metrics().store_retries.Value(), 0u) << "the outage was not noticed";
   }
@@ -502,9 +507,7 @@ class CheckingBuilderSink final : public kafka::BatchSink {
  public:
   explicit CheckingBuilderSink(int failing_stores) : failing_stores_(failing_stores) {}
 
-  std::unique_ptr<kafka::BatchBuilder> StartBatch() override {
-    return std::make_unique<Builder>();
-  }
+  std::unique_ptr<kafka::BatchBuilder> StartBatch() override { return std::make_unique<Builder>(); }
   std::unique_ptr<kafka::PreparedBatch> Prepare(
       const std::vector<const kafka::Message*>& records) override {
     Builder whole;
@@ -525,8 +528,19 @@ class CheckingBuilderSink final : public kafka::BatchSink {
       const std::vector<const kafka::Message*>& records) override {
     return Store(records);
   }
+  // Called while nothing is being stored.
+  void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& p : partitions) owned_.insert(p.partition.partition);
+  }
+  void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& p : partitions) owned_.erase(p.partition);
+  }
 
   int mismatches() const { return mismatches_; }
+  // Records stored while their partition was not this sink's.
+  int foreign_records() const { return foreign_records_; }
   int built_batches() const { return built_batches_; }
   int prepared_batches() const { return prepared_batches_; }
   std::set<int64_t> values() const {
@@ -561,6 +575,7 @@ class CheckingBuilderSink final : public kafka::BatchSink {
     if (failing_stores_.fetch_sub(1) > 0) return absl::UnavailableError("store down (test)");
     std::lock_guard<std::mutex> lock(mu_);
     for (const kafka::Message* m : records) {
+      if (!owned_.contains(m->partition())) foreign_records_++;
       v1::Event e;
       EXPECT_TRUE(e.ParseFromArray(m->value().data(), static_cast<int>(m->value().size())));
       values_.insert(static_cast<int64_t>(e.measures().at("temperature").double_value()));
@@ -569,9 +584,10 @@ class CheckingBuilderSink final : public kafka::BatchSink {
   }
 
   std::atomic<int> failing_stores_;
-  std::atomic<int> mismatches_{0}, built_batches_{0}, prepared_batches_{0};
+  std::atomic<int> mismatches_{0}, built_batches_{0}, prepared_batches_{0}, foreign_records_{0};
   mutable std::mutex mu_;
   std::set<int64_t> values_;
+  std::set<int32_t> owned_;
 };
 
 // Batches held long enough that a rebalance finds records (already built) pending.
@@ -583,7 +599,7 @@ const kafka::BatchLoopConfig kBuilderLoop = {.batch_max_records = 2000,
 // A sink's builder gets each batch's records as they are polled; when the batch's records
 // change otherwise (stores that fail put records back, a rebalance takes some away) the loop
 // prepares it whole instead. Either way the sink stores a batch with what was made of exactly
-// its records, and every record is stored.
+// its records, every record is stored, and none while its partition is another loop's.
 TEST(BatchLoop, BuiltBatchesAreExactlyTheBatchesStored) {
   ASSERT_TRUE(broker->CreateTopic("raw_builder", 4).ok());
   CheckingBuilderSink first_sink(/*failing_stores=*/3), second_sink(/*failing_stores=*/0);
@@ -593,15 +609,14 @@ TEST(BatchLoop, BuiltBatchesAreExactlyTheBatchesStored) {
   // 500 events/s for at most 4 minutes: within what the development broker keeps.
   SteadyProducer producer("raw_builder", 50, 2400, 40, NowUs() - 1'800'000'000);
   ASSERT_TRUE(WaitFor([&] { return first->metrics().records.Value() > 0; }, absl::Seconds(90)));
-  second =
-      std::make_unique<RunningLoop>(second_sink, "raw_builder", "group-builder", kBuilderLoop);
+  second = std::make_unique<RunningLoop>(second_sink, "raw_builder", "group-builder", kBuilderLoop);
   ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > 0; }, absl::Seconds(90)))
       << "the second loop got no partition";
   const uint64_t first_retries = first->metrics().store_retries.Value();
   first.reset();  // its partitions go to the second loop
   const uint64_t before = second->metrics().records.Value();
-  ASSERT_TRUE(WaitFor([&] { return second->metrics().records.Value() > before + 200; },
-                      absl::Seconds(90)));
+  ASSERT_TRUE(
+      WaitFor([&] { return second->metrics().records.Value() > before + 200; }, absl::Seconds(90)));
   const int n = producer.Stop();
   auto all_stored = [&] {
     std::set<int64_t> stored = first_sink.values();
@@ -612,6 +627,7 @@ TEST(BatchLoop, BuiltBatchesAreExactlyTheBatchesStored) {
   EXPECT_TRUE(WaitFor(all_stored, absl::Seconds(60)));
   second.reset();
   EXPECT_EQ(first_sink.mismatches() + second_sink.mismatches(), 0);
+  EXPECT_EQ(first_sink.foreign_records() + second_sink.foreign_records(), 0);
   EXPECT_GT(first_sink.built_batches() + second_sink.built_batches(), 0);
   EXPECT_GT(first_retries, 0u) << "no store failed";
 }
@@ -766,7 +782,8 @@ TEST(AggregateStore, VersionsAndRepairsSurviveKafkaLosingItsHistory) {
   }
   // Kafka restarted empty: the topic holds 3 records and the group committed nothing.
   ASSERT_TRUE(broker->CreateTopic("inc_raw", 1).ok());
-  Produce("inc_raw", {MakeEvent("d", NowUs(), 1), MakeEvent("d", NowUs(), 2), MakeEvent("d", NowUs(), 3)});
+  Produce("inc_raw",
+          {MakeEvent("d", NowUs(), 1), MakeEvent("d", NowUs(), 2), MakeEvent("d", NowUs(), 3)});
   ASSERT_TRUE(CheckKafkaIncarnation(broker->bootstrap_servers(), "inc-group", "inc_raw",
                                     pg->Dsn(db), *Logger())
                   .ok());
@@ -802,8 +819,7 @@ TEST(PointStore, AFarFutureRecordCreatesOnePartitionNotOnePerDayUpToIt) {
   const std::string db = NewDatabase();
   PointStore store(pg->Dsn(db), absl::Hours(48));
   ASSERT_TRUE(store.Open(*Logger()).ok());
-  const std::string count =
-      "SELECT count(*) FROM pg_inherits WHERE inhparent = 'points'::regclass";
+  const std::string count = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'points'::regclass";
   ASSERT_TRUE(WriteEvents(store, {MakeEvent("d1", NowUs(), 1.0)}).ok());
   const int before = std::stoi(Query(db, count));
   // Written straight to Kafka with a forged ingest stamp a year ahead, so not clock-corrected.

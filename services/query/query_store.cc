@@ -54,10 +54,10 @@ void FetchSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*
   if (by_id.empty()) return;
   std::vector<int64_t> ids;
   for (const auto& [id, series] : by_id) ids.push_back(id);
-  for (const pqxx::row& row :
-       tx.exec_params("SELECT series_id, canonical_key, measure_name, dimensions::text AS dimensions"
-                      " FROM series WHERE series_id = ANY($1::bigint[])",
-                      absl::StrCat("{", absl::StrJoin(ids, ","), "}"))) {
+  for (const pqxx::row& row : tx.exec_params(
+           "SELECT series_id, canonical_key, measure_name, dimensions::text AS dimensions"
+           " FROM series WHERE series_id = ANY($1::bigint[])",
+           absl::StrCat("{", absl::StrJoin(ids, ","), "}"))) {
     FillSeries(row, by_id.at(row[0].as<int64_t>()));
   }
 }
@@ -158,7 +158,14 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
   if (want == 0) return resp;
   if (absl::Status s = EnsureConnected(); !s.ok()) return s;
   const SelectorParams p = ToParams(req.selector());
-  const int64_t end_us = req.range().end_us() == 0 ? INT64_MAX : req.range().end_us();
+  // INT64_MAX (or an unset end) stays "no end"; every other time is clamped, as elsewhere:
+  // an unclamped INT64_MIN start wraps around in PostgreSQL's interval arithmetic and
+  // matches nothing.
+  const int64_t end_us = req.range().end_us() == 0 || req.range().end_us() == INT64_MAX
+                             ? INT64_MAX
+                             : Clamp(req.range().end_us());
+  const int64_t start_us = Clamp(req.range().start_us());
+  const int64_t cursor_time_us = cursor.time_us == INT64_MIN ? INT64_MIN : Clamp(cursor.time_us);
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
@@ -177,8 +184,8 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
             "      THEN '-infinity'::timestamptz"
             "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $9::bigint END)"
             " ORDER BY p.series_id, p.time LIMIT $10"),
-        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
-        req.range().start_us(), end_us, cursor.series_id, cursor.time_us, want + 1);
+        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids, start_us,
+        end_us, cursor.series_id, cursor_time_us, want + 1);
     std::map<int64_t, v1::SeriesPoints*> by_series;
     std::vector<int64_t> ids;
     int64_t last_series = 0, last_time = 0;
@@ -259,8 +266,7 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
   Cursor cursor = *start;
   absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(timeout);
   if (!sizes.ok()) return sizes.status();
-  if (absl::Status s = RequireStoredSize(req.window_size_us(), *sizes, "window_size_us");
-      !s.ok()) {
+  if (absl::Status s = RequireStoredSize(req.window_size_us(), *sizes, "window_size_us"); !s.ok()) {
     return s;
   }
   v1::ReadAggregatesResponse resp;
@@ -271,7 +277,8 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
   const int64_t size = req.window_size_us();
   // Windows whose start is in the range; the raw points of live windows lie in [lo, hi).
   const int64_t lo = Clamp(AlignUp(req.range().start_us(), size));
-  const int64_t hi = Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), size));
+  const int64_t hi =
+      Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), size));
   const SelectorParams p = ToParams(req.selector());
   try {
     pqxx::read_transaction tx(*conn_);
@@ -282,14 +289,16 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
         absl::StrCat("(series_id, window_start) > ($10::bigint, ", Ts(11), ")");
     const pqxx::result rows = tx.exec_params(
         absl::StrCat(
-            "WITH sel AS MATERIALIZED (SELECT s.series_id FROM series s WHERE ", kSeriesFilter, "),",
+            "WITH sel AS MATERIALIZED (SELECT s.series_id FROM series s WHERE ", kSeriesFilter,
+            "),",
             " stored AS (SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg,"
             "   a.first, a.last, a.version, false AS partial"
             "   FROM aggregates a JOIN sel USING (series_id)"
-            "   WHERE a.window_size = ", Size(6), " AND a.window_start >= ", Ts(7),
-            "   AND a.window_start < ", Ts(8),
+            "   WHERE a.window_size = ",
+            Size(6), " AND a.window_start >= ", Ts(7), "   AND a.window_start < ", Ts(8),
             "   AND (a.series_id, a.window_start) > ($10::bigint, ", Ts(11), ")),",
-            " live AS (SELECT p.series_id, date_bin(", Size(6), ", p.time, 'epoch') AS window_start,"
+            " live AS (SELECT p.series_id, date_bin(", Size(6),
+            ", p.time, 'epoch') AS window_start,"
             "   count(*) AS count, sum(x.v ORDER BY p.time) AS sum, min(x.v) AS min,"
             "   max(x.v) AS max, sum(x.v ORDER BY p.time) / count(*) AS avg,"
             "   (array_agg(x.v ORDER BY p.time))[1] AS first,"
@@ -299,12 +308,11 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
             "     FROM aggregates a WHERE a.series_id = sel.series_id AND a.window_size = ",
             Size(6), "     AND a.window_start >= ", Ts(7), " - ", Size(6),
             "     AND a.window_start < ", Ts(8), ") l",
-            "   JOIN points p ON p.series_id = sel.series_id",
-            "     AND p.time >= greatest(", Ts(7), ", l.last_start + ", Size(6), ")",
-            "     AND p.time < ", Ts(8),
+            "   JOIN points p ON p.series_id = sel.series_id", "     AND p.time >= greatest(",
+            Ts(7), ", l.last_start + ", Size(6), ")", "     AND p.time < ", Ts(8),
             "   CROSS JOIN LATERAL (SELECT ", kNumericValue, " AS v) x",
-            "   WHERE $9::boolean AND x.v IS NOT NULL GROUP BY 1, 2)",
-            " SELECT series_id, ", Micros("window_start"),
+            "   WHERE $9::boolean AND x.v IS NOT NULL GROUP BY 1, 2)", " SELECT series_id, ",
+            Micros("window_start"),
             ", count, sum, min, max, avg, first, last, version, partial FROM (",
             " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
             ") u ORDER BY series_id, window_start LIMIT $12"),
@@ -374,23 +382,23 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
   const int64_t lo = Clamp(AlignUp(req.range().start_us(), bucket));
   const int64_t hi =
       Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), bucket));
-  const nlohmann::json group_by(std::vector<std::string>(req.group_by().begin(),
-                                                         req.group_by().end()));
+  const nlohmann::json group_by(
+      std::vector<std::string>(req.group_by().begin(), req.group_by().end()));
   const SelectorParams p = ToParams(req.selector());
   v1::RollupResponse resp;
   resp.set_source_window_size_us(*source);
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
-    const pqxx::row covered = tx.exec_params1(
-        absl::StrCat("SELECT count(*) FROM (SELECT 1 FROM series s WHERE ", kSeriesFilter,
-                     " LIMIT $6) x"),
-        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
-        limits_.max_series + 1);
+    const pqxx::row covered =
+        tx.exec_params1(absl::StrCat("SELECT count(*) FROM (SELECT 1 FROM series s WHERE ",
+                                     kSeriesFilter, " LIMIT $6) x"),
+                        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
+                        limits_.max_series + 1);
     if (covered[0].as<int64_t>() > limits_.max_series) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the selector covers more than ", limits_.max_series,
-          " series; narrow it with a measure_name or dimension matchers"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the selector covers more than ", limits_.max_series,
+                       " series; narrow it with a measure_name or dimension matchers"));
     }
     // Rows are (gk, gid, bucket, ...): a group is the group_by values as a JSON array with
     // gid 0, or '' and the series id. Buckets merge windows count-weighted; first and last
@@ -409,28 +417,28 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
                   "WITH sel AS MATERIALIZED (SELECT s.series_id, (SELECT jsonb_agg(coalesce("
                   "s.dimensions->>u.n, '') ORDER BY u.i) FROM jsonb_array_elements_text("
                   "$6::jsonb) WITH ORDINALITY AS u(n, i))::text COLLATE \"C\" AS gk"
-                  " FROM series s WHERE ", kSeriesFilter, " AND $12::bigint IS NOT NULL)",
-                  " SELECT sel.gk, 0::bigint, ", Micros(bucket_of), ",", merged,
+                  " FROM series s WHERE ",
+                  kSeriesFilter, " AND $12::bigint IS NOT NULL)", " SELECT sel.gk, 0::bigint, ",
+                  Micros(bucket_of), ",", merged,
                   ", count(DISTINCT a.series_id) FROM aggregates a JOIN sel USING (series_id)"
-                  " WHERE ", windows_in_range, " AND (sel.gk, ", bucket_of,
-                  ") > ($11::text COLLATE \"C\", ", Ts(13), ")",
-                  " GROUP BY sel.gk, ", bucket_of, " ORDER BY 1, 3 LIMIT $14")
+                  " WHERE ",
+                  windows_in_range, " AND (sel.gk, ", bucket_of, ") > ($11::text COLLATE \"C\", ",
+                  Ts(13), ")", " GROUP BY sel.gk, ", bucket_of, " ORDER BY 1, 3 LIMIT $14")
             // One series per group: each series' windows are read in index order and merged
             // on their own (many small sorts instead of one large one), twice as fast.
-            : absl::StrCat(
-                  "WITH sel AS MATERIALIZED (SELECT s.series_id FROM series s WHERE ",
-                  kSeriesFilter, " AND s.series_id >= $12::bigint",
-                  " AND $6::jsonb IS NOT NULL AND $11::text IS NOT NULL)",
-                  " SELECT '', sel.series_id, b.* FROM sel CROSS JOIN LATERAL (SELECT ",
-                  Micros(bucket_of), " AS bucket_us,", merged, ", 1::bigint",
-                  " FROM aggregates a WHERE a.series_id = sel.series_id AND ", windows_in_range,
-                  " GROUP BY ", bucket_of, ") b",
-                  " WHERE (sel.series_id, b.bucket_us) > ($12::bigint, $13::bigint)",
-                  " ORDER BY sel.series_id, b.bucket_us LIMIT $14");
-    const pqxx::result rows = tx.exec_params(
-        sql, p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
-        group_by.dump(), *source, bucket, lo, hi, cursor.key, cursor.series_id,
-        Clamp(cursor.time_us), *page + 1);
+            : absl::StrCat("WITH sel AS MATERIALIZED (SELECT s.series_id FROM series s WHERE ",
+                           kSeriesFilter, " AND s.series_id >= $12::bigint",
+                           " AND $6::jsonb IS NOT NULL AND $11::text IS NOT NULL)",
+                           " SELECT '', sel.series_id, b.* FROM sel CROSS JOIN LATERAL (SELECT ",
+                           Micros(bucket_of), " AS bucket_us,", merged, ", 1::bigint",
+                           " FROM aggregates a WHERE a.series_id = sel.series_id AND ",
+                           windows_in_range, " GROUP BY ", bucket_of, ") b",
+                           " WHERE (sel.series_id, b.bucket_us) > ($12::bigint, $13::bigint)",
+                           " ORDER BY sel.series_id, b.bucket_us LIMIT $14");
+    const pqxx::result rows =
+        tx.exec_params(sql, p.measure_name, p.equal_json, p.not_equal_json, p.regex_json,
+                       p.series_ids, group_by.dump(), *source, bucket, lo, hi, cursor.key,
+                       cursor.series_id, Clamp(cursor.time_us), *page + 1);
     std::map<int64_t, v1::Series*> series;
     v1::RollupGroup* current = nullptr;
     std::string current_key;
@@ -484,8 +492,8 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
   }
 }
 
-absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(
-    const v1::InterpolateRequest& req, absl::Duration timeout) {
+absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::InterpolateRequest& req,
+                                                                absl::Duration timeout) {
   if (absl::Status s = ValidateInterpolate(req, limits_); !s.ok()) return s;
   absl::StatusOr<int> page =
       PageSize(req.page_size(), limits_.default_series_page, limits_.max_series_page);
@@ -536,20 +544,18 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(
       return absl::StrCat("SELECT ids.series_id, b.t, b.v FROM ids CROSS JOIN LATERAL (SELECT ",
                           time, " AS t, ", value, " AS v FROM ", table,
                           " o WHERE o.series_id = ids.series_id AND ", where, " AND ", value,
-                          " IS NOT NULL AND ", cond, " ORDER BY ", time, " ", order,
-                          " LIMIT 1) b");
+                          " IS NOT NULL AND ", cond, " ORDER BY ", time, " ", order, " LIMIT 1) b");
     };
     const pqxx::result obs = tx.exec_params(
-        absl::StrCat(
-            "WITH ids AS (SELECT unnest($1::bigint[]) AS series_id)"
-            " SELECT series_id, ", Micros("t"), ", v FROM (",
-            " SELECT o.series_id, ", time, " AS t, ", value, " AS v FROM ", table,
-            " o JOIN ids USING (series_id) WHERE ", where, " AND ", value, " IS NOT NULL AND ",
-            time, " >= ", Ts(4), " AND ", time, " < ", Ts(5),
-            " UNION ALL ", side(absl::StrCat(time, " < ", Ts(4), " AND ", time, " >= ", Ts(6)),
-                                "DESC"),
-            " UNION ALL ", side(absl::StrCat(time, " >= ", Ts(5)), "ASC"),
-            ") x ORDER BY series_id, t LIMIT $2"),
+        absl::StrCat("WITH ids AS (SELECT unnest($1::bigint[]) AS series_id)"
+                     " SELECT series_id, ",
+                     Micros("t"), ", v FROM (", " SELECT o.series_id, ", time, " AS t, ", value,
+                     " AS v FROM ", table, " o JOIN ids USING (series_id) WHERE ", where, " AND ",
+                     value, " IS NOT NULL AND ", time, " >= ", Ts(4), " AND ", time, " < ", Ts(5),
+                     " UNION ALL ",
+                     side(absl::StrCat(time, " < ", Ts(4), " AND ", time, " >= ", Ts(6)), "DESC"),
+                     " UNION ALL ", side(absl::StrCat(time, " >= ", Ts(5)), "ASC"),
+                     ") x ORDER BY series_id, t LIMIT $2"),
         absl::StrCat("{", absl::StrJoin(ids, ","), "}"), limits_.max_observations + 1,
         req.window_size_us(), Clamp(req.range().start_us()), Clamp(req.range().end_us()),
         lookback_from);

@@ -11,8 +11,8 @@
 #include "common/metrics/metrics.h"
 #include "common/pg/pg.h"
 #include "grpcpp/grpcpp.h"
-#include "pqxx/pqxx"
 #include "gtest/gtest.h"
+#include "pqxx/pqxx"
 #include "services/query/query_service.h"
 #include "services/query/query_store.h"
 #include "services/timestream-writer/schema.h"
@@ -49,8 +49,9 @@ class QueryStoreTest : public ::testing::Test {
     auto logger = log::MakeLogger("query-test");
     ASSERT_TRUE(pg::ApplyMigrations(*owner_, writer::SchemaMigrations(), *logger).ok());
     Sql("CREATE ROLE query_reader LOGIN IN ROLE tidemark_reader");
-    Sql(absl::StrCat("SELECT tidemark_ensure_daily_partitions('points', ", "'2026-11-19', '2026-11-21');",
-                     "SELECT tidemark_ensure_daily_partitions('aggregates', '2026-11-19', '2026-11-21')"));
+    Sql(absl::StrCat(
+        "SELECT tidemark_ensure_daily_partitions('points', ", "'2026-11-19', '2026-11-21');",
+        "SELECT tidemark_ensure_daily_partitions('aggregates', '2026-11-19', '2026-11-21')"));
     // Four series of `power`: 1 and 2 at site a, 3 at site b, 4 without a site; 5 is a string.
     Sql(R"(INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions) VALUES
       (1, 'k1', 'power', 'd1', '{"device_id":"d1","site":"a"}'),
@@ -60,8 +61,8 @@ class QueryStoreTest : public ::testing::Test {
       (5, 'k5', 'state', 'd1', '{"device_id":"d1","site":"a"}'))");
     // 5-minute windows: (series, minute of the day, count, sum, min, max, first, last).
     const std::vector<std::tuple<int, int, int, double, double, double, double, double>> w = {
-        {1, 0, 2, 4, 1, 3, 1, 3},    {1, 5, 1, 10, 10, 10, 10, 10}, {1, 60, 3, 6, 1, 3, 3, 1},
-        {2, 0, 1, 5, 5, 5, 5, 5},    {2, 55, 2, -2, -3, 1, 1, -3},  {3, 30, 4, 8, 0, 4, 4, 0},
+        {1, 0, 2, 4, 1, 3, 1, 3}, {1, 5, 1, 10, 10, 10, 10, 10}, {1, 60, 3, 6, 1, 3, 3, 1},
+        {2, 0, 1, 5, 5, 5, 5, 5}, {2, 55, 2, -2, -3, 1, 1, -3},  {3, 30, 4, 8, 0, 4, 4, 0},
         {4, 65, 1, 7, 7, 7, 7, 7}};
     std::string values;
     for (const auto& [sid, minute, c, sum, mn, mx, f, l] : w) {
@@ -69,16 +70,18 @@ class QueryStoreTest : public ::testing::Test {
                       Ts(kDay0 + minute * kMin), ", ", c, ", ", sum, ", ", mn, ", ", mx, ", ",
                       sum / c, ", ", f, ", ", l, ", 1)");
     }
-    Sql(absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
+    Sql(
+        absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
                      " min, max, avg, first, last, version) VALUES ",
                      values));
     // Raw points of series 1 after its last stored window (01:00): the still-open windows
     // 01:05 (2 and 4) and 01:10 (1); one of series 3 before its last stored window (00:30).
-    Sql(absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+    Sql(
+        absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
                      " VALUES (1, ",
-                     Ts(kDay0 + 65 * kMin + 10 * kS), ", 2, 1, now()), (1, ",
-                     Ts(kDay0 + 67 * kMin), ", 4, 1, now()), (1, ", Ts(kDay0 + 71 * kMin),
-                     ", 1, 1, now()), (3, ", Ts(kDay0 + 20 * kMin), ", 9, 1, now())"));
+                     Ts(kDay0 + 65 * kMin + 10 * kS), ", 2, 1, now()), (1, ", Ts(kDay0 + 67 * kMin),
+                     ", 4, 1, now()), (1, ", Ts(kDay0 + 71 * kMin), ", 1, 1, now()), (3, ",
+                     Ts(kDay0 + 20 * kMin), ", 9, 1, now())"));
     dsn_ = new std::string(pg.Dsn("query_store", "query_reader"));
   }
 
@@ -284,6 +287,30 @@ TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {
   EXPECT_GT(pages, 2);
 }
 
+// "From the beginning" and "to the end" written as the extremes of int64 read what an
+// unbounded range reads, in every read.
+TEST_F(QueryStoreTest, ExtremeRangeEndsReadLikeAnOpenRange) {
+  QueryStore store = Store();
+  auto points = [&](int64_t start, int64_t end) {
+    v1::ReadPointsRequest req;
+    req.mutable_selector()->set_measure_name("power");
+    req.mutable_range()->set_start_us(start);
+    req.mutable_range()->set_end_us(end);
+    auto r = store.ReadPoints(req, absl::Seconds(10));
+    EXPECT_TRUE(r.ok()) << r.status();
+    int n = 0;
+    if (r.ok()) {
+      for (const auto& s : r->series()) n += s.points_size();
+    }
+    return n;
+  };
+  EXPECT_EQ(points(0, 0), 4);
+  EXPECT_EQ(points(INT64_MIN, 0), 4);
+  EXPECT_EQ(points(INT64_MIN, INT64_MAX), 4);
+  EXPECT_EQ(points(-8'000'000'000'000'000'000, 0), 4);
+  EXPECT_EQ(points(INT64_MIN, kDay0 + 66 * kMin), 2);
+}
+
 TEST_F(QueryStoreTest, BadRequestsAreInvalidArgumentWithAMessage) {
   QueryStore store = Store();
   v1::ReadAggregatesRequest unknown_size;
@@ -358,7 +385,8 @@ class SubscribeTest : public QueryStoreTest {
                         Ts(kDay0 + (120 + 5 * w) * kMin), ", 1, ", v, ", ", v, ", ", v, ", ", v,
                         ", ", v, ", ", v, ", ", v, ")");
       }
-      Sql(absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count,"
+      Sql(
+          absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count,"
                        " sum, min, max, avg, first, last, version) VALUES ",
                        rows,
                        " ON CONFLICT (series_id, window_size, window_start)"
@@ -434,8 +462,8 @@ TEST_F(SubscribeTest, ASlowSubscriberIsEndedRatherThanBufferedWithoutBound) {
   // 60,000 versions: the slow stream's transport windows fill, its queue reaches the bound,
   // and it ends; the reading one receives everything.
   StoreVersions(1'000, 300, 200);
-  ASSERT_TRUE(WaitFor([&] { return metrics_->subscriptions.ended_slow.Value() > 0; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return metrics_->subscriptions.ended_slow.Value() > 0; }, absl::Seconds(30)));
   int64_t received = 0;
   while (slow->Read(&resp)) received += resp.updates_size();
   const grpc::Status status = slow->Finish();

@@ -84,6 +84,13 @@ absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value) 
       ")=", absl::FormatDuration(value), ": must be a positive duration such as 500ms or 2m"));
 }
 
+absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration value) {
+  if (value >= absl::ZeroDuration()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "bad setting --", flag_name, " (", EnvironmentName(flag_name),
+      ")=", absl::FormatDuration(value), ": must be zero or a positive duration such as 2m"));
+}
+
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value) {
   if (!value.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -93,10 +100,9 @@ absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view valu
 absl::Status RequireOneOf(absl::string_view flag_name, absl::string_view value,
                           const std::vector<std::string>& allowed) {
   if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("bad setting --", flag_name, " (",
-                                                 EnvironmentName(flag_name), ")=", value,
-                                                 ": expected one of ",
-                                                 absl::StrJoin(allowed, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad setting --", flag_name, " (", EnvironmentName(flag_name), ")=", value,
+                   ": expected one of ", absl::StrJoin(allowed, ", ")));
 }
 
 }  // namespace tidemark::config

@@ -28,6 +28,7 @@ std::string EnvironmentName(absl::string_view flag_name);
 /// InvalidArgument error naming the setting when the value is out of range.
 absl::Status RequirePositive(absl::string_view flag_name, int64_t value);
 absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value);
+absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration value);
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value);
 absl::Status RequireOneOf(absl::string_view flag_name, absl::string_view value,
                           const std::vector<std::string>& allowed);

@@ -39,11 +39,14 @@ absl::StatusOr<std::vector<absl::Duration>> ParseWindows(const std::string& spec
   std::vector<absl::Duration> sizes;
   for (absl::string_view s : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
     absl::Duration d;
-    if (!absl::ParseDuration(s, &d) || d <= absl::ZeroDuration() ||
+    // Whole microseconds: windows are aligned on the microsecond times points carry.
+    if (!absl::ParseDuration(s, &d) || d < absl::Microseconds(1) ||
+        d % absl::Microseconds(1) != absl::ZeroDuration() ||
         absl::Hours(24) % d != absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad setting --windows (TIDEMARK_WINDOWS): \"", s,
-                       "\" must be a positive duration that divides a day, such as 1m, 5m or 1h"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad setting --windows (TIDEMARK_WINDOWS): \"", s,
+          "\" must be a positive whole number of microseconds that divides a day, such as 1m, "
+          "5m or 1h"));
     }
     sizes.push_back(d);
   }
@@ -73,7 +76,9 @@ int Run(int argc, char** argv) {
   cfg.late_topic = absl::GetFlag(FLAGS_late_topic);
   cfg.commit_interval = absl::GetFlag(FLAGS_commit_interval);
   for (absl::Status s :
-       {config::RequirePositive("idle_timeout", cfg.windows.idle_timeout),
+       {config::RequireNonNegative("max_out_of_orderness", cfg.windows.out_of_orderness),
+        config::RequireNonNegative("allowed_lateness", cfg.windows.allowed_lateness),
+        config::RequirePositive("idle_timeout", cfg.windows.idle_timeout),
         config::RequirePositive("future_clock_lead", cfg.windows.future_clock_lead),
         config::RequirePositive("commit_interval", cfg.commit_interval)}) {
     if (!s.ok()) {
@@ -105,13 +110,11 @@ int Run(int argc, char** argv) {
     return 2;
   }
   // Without Kafka the aggregator can neither read events nor emit windows.
-  metrics::HealthMonitor health(
-      [&producer = **producer] { return producer.Health(); },
-      registry, logger);
-  auto metrics_server =
-      metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
-                                    absl::GetFlag(FLAGS_metrics_port),
-                                    [&health] { return health.Current(); });
+  metrics::HealthMonitor health([&producer = **producer] { return producer.Health(); }, registry,
+                                logger);
+  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                                      absl::GetFlag(FLAGS_metrics_port),
+                                                      [&health] { return health.Current(); });
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;

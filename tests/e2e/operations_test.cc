@@ -26,15 +26,15 @@ namespace {
 
 using grpc::health::v1::HealthCheckResponse;
 using testing::ChildProcess;
-using testing::Stack;
 using testing::MetricsPort;
+using testing::Stack;
 using testing::WaitFor;
 
 // gRPC health of `service` at 127.0.0.1:port: the serving status, or the RPC's error code
 // as a negative number.
 int GrpcHealth(int port, const std::string& service) {
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
@@ -67,9 +67,10 @@ std::string ReadFile(const std::string& path) {
 }
 
 // Runs a binary to completion; returns its exit code and output.
-std::pair<int, std::string> RunBinary(Stack& stack, const std::string& name, const std::string& binary,
-                                const std::vector<std::string>& args,
-                                std::map<std::string, std::string> env = {}) {
+std::pair<int, std::string> RunBinary(Stack& stack, const std::string& name,
+                                      const std::string& binary,
+                                      const std::vector<std::string>& args,
+                                      std::map<std::string, std::string> env = {}) {
   auto p = stack.Start(name, Stack::Binary(binary), args, std::move(env));
   auto code = p->Wait(absl::Seconds(30));
   return {code.ok() ? *code : -1, p->Log()};
@@ -162,11 +163,11 @@ TEST(Operations, HealthReturnsToServingWhenKafkaReturns) {
   const std::string dir = stack.dir() + "/faulty-broker";
   std::filesystem::create_directories(dir);
   auto broker = stack.Start("devbroker-controlled", Stack::Binary("tools/devbroker/devbroker"),
-                            {"--bootstrap_file=" + dir + "/bootstrap", "--control_listen=127.0.0.1:0",
-                             "--control_file=" + dir + "/control"},
+                            {"--bootstrap_file=" + dir + "/bootstrap",
+                             "--control_listen=127.0.0.1:0", "--control_file=" + dir + "/control"},
                             {});
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir + "/bootstrap"); },
-                      absl::Seconds(20)));
+  ASSERT_TRUE(
+      WaitFor([&] { return std::filesystem::exists(dir + "/bootstrap"); }, absl::Seconds(20)));
   std::string brokers = ReadFile(dir + "/bootstrap"), control = ReadFile(dir + "/control");
   while (!brokers.empty() && brokers.back() == '\n') brokers.pop_back();
   while (!control.empty() && control.back() == '\n') control.pop_back();
@@ -174,9 +175,9 @@ TEST(Operations, HealthReturnsToServingWhenKafkaReturns) {
   auto ingest_p = stack.Start("ingest-controlled", Stack::Binary("services/ingest/ingest"),
                               {absl::StrCat("--listen=127.0.0.1:", ingest)},
                               {{"TIDEMARK_KAFKA_BROKERS", brokers}});
-  auto aggregator_p = stack.Start("aggregator-controlled",
-                                  Stack::Binary("services/aggregator/aggregator"), {},
-                                  {{"TIDEMARK_KAFKA_BROKERS", brokers}});
+  auto aggregator_p =
+      stack.Start("aggregator-controlled", Stack::Binary("services/aggregator/aggregator"), {},
+                  {{"TIDEMARK_KAFKA_BROKERS", brokers}});
   const int aggregator = MetricsPort(*aggregator_p);
   ASSERT_GT(aggregator, 0);
   auto both = [&](int grpc_status, int http_status) {
@@ -196,24 +197,24 @@ TEST(Operations, HealthReturnsToServingWhenKafkaReturns) {
 TEST(Operations, APortInUseIsAStartUpError) {
   testing::PgCluster& pg = testing::SharedPgCluster();
   Stack stack(pg);
-  ASSERT_TRUE(WaitFor([&] { return GrpcHealth(stack.ingest_port(), "") == kServing; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return GrpcHealth(stack.ingest_port(), "") == kServing; }, absl::Seconds(30)));
   const int metrics = MetricsPort(stack.ingest_process());
   ASSERT_GT(metrics, 0);
 
   // The gRPC port of a running ingest: the second process must not serve beside it.
   const auto [grpc_code, grpc_log] =
       RunBinary(stack, "ingest-same-port", "services/ingest/ingest",
-          {absl::StrCat("--listen=127.0.0.1:", stack.ingest_port()), "--metrics_port=0"},
-          {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
+                {absl::StrCat("--listen=127.0.0.1:", stack.ingest_port()), "--metrics_port=0"},
+                {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
   EXPECT_EQ(grpc_code, 1) << grpc_log;
   EXPECT_TRUE(absl::StrContains(grpc_log, "cannot listen for gRPC")) << grpc_log;
 
   // The metrics port of a running service.
   const auto [metrics_code, metrics_log] =
       RunBinary(stack, "query-same-metrics-port", "services/query/query",
-          {"--listen=127.0.0.1:0", absl::StrCat("--metrics_port=", metrics)},
-          {{"TIDEMARK_PG_DSN", pg.Dsn(stack.db(), "tidemark_query")}});
+                {"--listen=127.0.0.1:0", absl::StrCat("--metrics_port=", metrics)},
+                {{"TIDEMARK_PG_DSN", pg.Dsn(stack.db(), "tidemark_query")}});
   EXPECT_EQ(metrics_code, 1) << metrics_log;
   EXPECT_TRUE(absl::StrContains(metrics_log, "cannot bind metrics")) << metrics_log;
   // The first process is unharmed.
@@ -250,6 +251,20 @@ TEST(Operations, HelpListsEveryFlagAndABadValueIsRefusedByName) {
   for (const char* n :
        {"--kafka_compression", "TIDEMARK_KAFKA_COMPRESSION", "brotli", "lz4, zstd"}) {
     EXPECT_TRUE(absl::StrContains(log, n)) << n << "\n" << log;
+  }
+  // Window settings the engine cannot run with (a window shorter than the microseconds points
+  // carry, a negative lateness or out-of-orderness) are refused by name, not crashed on.
+  const std::vector<std::pair<std::string, std::string>> bad_aggregator = {
+      {"TIDEMARK_WINDOWS", "500ns"},
+      {"TIDEMARK_WINDOWS", "1500ns"},
+      {"TIDEMARK_ALLOWED_LATENESS", "-1m"},
+      {"TIDEMARK_MAX_OUT_OF_ORDERNESS", "-5s"}};
+  for (const auto& [variable, value] : bad_aggregator) {
+    const auto [agg_code, agg_log] =
+        RunBinary(stack, absl::StrCat("bad-", variable, value), "services/aggregator/aggregator",
+                  {}, {{variable, value}});
+    EXPECT_EQ(agg_code, 2) << variable << "=" << value << "\n" << agg_log;
+    EXPECT_TRUE(absl::StrContains(agg_log, variable)) << agg_log;
   }
 }
 
@@ -310,8 +325,8 @@ TEST(Operations, MetricsPassPromtoolAndCarryWhatTheDashboardAndAlertsUse) {
     const std::string file = absl::StrCat(stack.dir(), "/", service, ".metrics");
     std::ofstream(file) << page;
     const std::string out = absl::StrCat(stack.dir(), "/", service, ".promtool");
-    const int rc = std::system(
-        absl::StrCat(promtool, " check metrics < ", file, " > ", out, " 2>&1").c_str());
+    const int rc =
+        std::system(absl::StrCat(promtool, " check metrics < ", file, " > ", out, " 2>&1").c_str());
     EXPECT_EQ(rc, 0) << service << ": promtool check metrics:\n" << ReadFile(out);
     for (const char* p : {"process_cpu_seconds_total", "process_resident_memory_bytes",
                           "process_start_time_seconds", "process_open_fds", "tidemark_build_info{",
@@ -331,7 +346,8 @@ TEST(Operations, MetricsPassPromtoolAndCarryWhatTheDashboardAndAlertsUse) {
   const std::string alerts = ReadFile(TIDEMARK_SOURCE_DIR "/deploy/prometheus/alerts.yml");
   ASSERT_FALSE(dashboard.empty());
   ASSERT_FALSE(alerts.empty());
-  for (const auto& [what, text] : {std::pair{"dashboard", dashboard}, std::pair{"alerts", alerts}}) {
+  for (const auto& [what, text] :
+       {std::pair{"dashboard", dashboard}, std::pair{"alerts", alerts}}) {
     const std::set<std::string> used = MetricNamesIn(text);
     EXPECT_GT(used.size(), 5u) << what;
     for (const std::string& n : used) {

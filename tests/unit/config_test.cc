@@ -55,6 +55,10 @@ TEST(Config, RangeChecksNameTheSetting) {
   EXPECT_FALSE(RequirePositive("batch_max_age", absl::ZeroDuration()).ok());
   EXPECT_FALSE(RequireNonEmpty("pg_dsn", "").ok());
   EXPECT_TRUE(RequirePositive("workers", 4).ok());
+  EXPECT_TRUE(RequireNonNegative("allowed_lateness", absl::ZeroDuration()).ok());
+  s = RequireNonNegative("allowed_lateness", absl::Minutes(-1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("TIDEMARK_ALLOWED_LATENESS"), absl::string_view::npos) << s;
   s = RequireOneOf("kafka_compression", "brotli", {"lz4", "zstd"});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("TIDEMARK_KAFKA_COMPRESSION"), absl::string_view::npos) << s;

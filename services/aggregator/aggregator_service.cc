@@ -132,6 +132,11 @@ absl::Status AggregatorLoop::FlushAndCommit(const std::vector<kafka::TopicPartit
     auto it = partitions_.find(tp);
     if (it == partitions_.end()) continue;
     const Checkpoint c = it->second->CurrentCheckpoint();
+    // Nothing consumed of a partition the group never committed: its checkpoint is offset 0,
+    // which is no better than no commit (consumption starts at the beginning either way) but,
+    // once the broker no longer holds offset 0, would read as records dropped unprocessed
+    // and stop every later owner with DATA_LOSS.
+    if (c.offset <= 0) continue;
     points[tp] = {c.offset, c.Encode()};
   }
   if (consumer_ == nullptr) return absl::OkStatus();

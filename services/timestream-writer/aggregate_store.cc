@@ -7,8 +7,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/pg/pg.h"
-#include "services/timestream-writer/incarnation.h"
 #include "pqxx/pqxx"
+#include "services/timestream-writer/incarnation.h"
 
 namespace tidemark::writer {
 namespace {
@@ -138,8 +138,8 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
                " AND a.window_size = interval '1 microsecond' * st.size_us"
                " AND a.window_start = 'epoch'::timestamptz + interval '1 microsecond' * st.start_us"
                " WHERE st.version <= a.version AND " +
-                   std::string(kNoCollision) +
-                   " AND a.xmin <> (txid_current() % 4294967296)::text::xid")) {
+               std::string(kNoCollision) +
+               " AND a.xmin <> (txid_current() % 4294967296)::text::xid")) {
         if (row[2].as<bool>()) {
           ++outcome.stale;
         } else if (row[3].as<bool>()) {
@@ -227,13 +227,11 @@ absl::StatusOr<int64_t> AggregateStore::Repair(const std::vector<SourcedLatePoin
         "v"
         " WHERE v.v IS NOT NULL"
         " GROUP BY r.series_id, r.size_us, r.start_us, r.version",
-        kUpsertSet,
-        // A repair that finds the stored values already right (the late point was a
-        // duplicate, or a replay) changes nothing, not even the version: subscribers see no
-        // update and replays stay no-ops.
-        " AND (excluded.count, excluded.sum, excluded.min, excluded.max, excluded.first,"
-        " excluded.last) IS DISTINCT FROM (aggregates.count, aggregates.sum, aggregates.min,"
-        " aggregates.max, aggregates.first, aggregates.last)"));
+        // A repair raises the window's version even when it finds the stored values right:
+        // a revision emitted before the late point (still on its way to the aggregates
+        // loop) must not overwrite it afterwards. A replayed repair has the same version, so
+        // it changes nothing.
+        kUpsertSet));
     tx.commit();
     return static_cast<int64_t>(repaired.affected_rows());
   } catch (const std::exception& e) {

@@ -815,6 +815,58 @@ TEST(AggregateStore, VersionsAndRepairsSurviveKafkaLosingItsHistory) {
   EXPECT_EQ(Query(db, "SELECT epoch FROM stream_incarnation"), "1");
 }
 
+// A repair outranks every revision emitted before the late point it repairs, even when it finds
+// the stored values right: a revision still on its way (the aggregates loop behind the late
+// one) must not overwrite it afterwards.
+TEST(AggregateStore, ARepairThatFindsTheValuesRightStillOutranksOlderRevisions) {
+  const std::string db = NewDatabase();
+  PointStore points(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(points.Open(*Logger()).ok());
+  const int64_t start = (NowUs() / 10'000'000) * 10'000'000;
+  auto aggregate = [&](int64_t version, double value) {
+    SourcedAggregate s;
+    v1::WindowAggregate& a = s.aggregate;
+    a.mutable_series()->set_series_id(42);
+    a.mutable_series()->set_canonical_key("m{device_id=\"d\"}");
+    a.set_window_size_us(10'000'000);
+    a.set_window_start_us(start);
+    a.set_count(1);
+    for (auto set : {&v1::WindowAggregate::set_sum, &v1::WindowAggregate::set_min,
+                     &v1::WindowAggregate::set_max, &v1::WindowAggregate::set_avg,
+                     &v1::WindowAggregate::set_first, &v1::WindowAggregate::set_last}) {
+      (a.*set)(value);
+    }
+    a.set_version(version);
+    return std::vector<SourcedAggregate>{s};
+  };
+  AggregateStore store(pg->Dsn(db), absl::Hours(48), absl::Hours(1));
+  // Revision 40 holds the point's first value (1.0). Later the point became 2.0 (revision 60,
+  // not stored yet) and then 1.0 again, beyond lateness: the repair (version 101) recomputes
+  // 1.0 from the raw point.
+  ASSERT_EQ(store.Write(aggregate(40, 1.0))->upserted, 1);
+  // The point store makes the day's partition with another device's point.
+  ASSERT_TRUE(WriteEvents(points, {MakeEvent("other", start + 1'000'000, 0.0)}).ok());
+  Query(db, absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                         " VALUES (42, 'epoch'::timestamptz + interval '1 microsecond' * ",
+                         start + 1'000'000, ", 1.0, 300, now())"));
+  Query(db, "INSERT INTO raw_progress (topic, partition, next_offset) VALUES ('rep_raw', 0, 100)");
+  SourcedLatePoint late;
+  late.late.mutable_series()->set_series_id(42);
+  late.late.set_raw_topic("rep_raw");
+  late.late.set_raw_partition(0);
+  late.late.set_raw_offset(50);
+  late.late.set_repair_version(101);
+  v1::WindowRef* w = late.late.add_windows();
+  w->set_window_size_us(10'000'000);
+  w->set_window_start_us(start);
+  auto repaired = store.Repair({late});
+  ASSERT_TRUE(repaired.ok()) << repaired.status();
+  // Revision 60 arrives after the repair: older, so it changes nothing.
+  ASSERT_TRUE(store.Write(aggregate(60, 2.0)).ok());
+  EXPECT_EQ(Query(db, "SELECT sum || ':' || (version & ((1::bigint << 48) - 1)) FROM aggregates"),
+            "1:101");
+}
+
 TEST(PointStore, AFarFutureRecordCreatesOnePartitionNotOnePerDayUpToIt) {
   const std::string db = NewDatabase();
   PointStore store(pg->Dsn(db), absl::Hours(48));

@@ -302,8 +302,8 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
 class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
                                              public kafka::DeliverySink {
  public:
-  StreamWrite(IngestServiceImpl& service, grpc::ByteBuffer* resp, WritePermission permission)
-      : service_(service), encoded_resp_(resp), permission_(std::move(permission)) {
+  StreamWrite(IngestServiceImpl& service, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp)
+      : service_(service), ctx_(ctx), encoded_resp_(resp) {
     StartRead(&request_);
   }
 
@@ -320,6 +320,21 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
       return;
     }
     service_.metrics_.requests.Add();
+    // The credentials are checked again for every message, so that a token revoked or
+    // expired while its stream is open stops writing within the credentials' reload interval
+    // (docs/security.md), as it does for new calls.
+    absl::StatusOr<WritePermission> permission = service_.Permission(ctx_);
+    if (!permission.ok()) {
+      Step step;
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        Fail(permission.status());
+        step = NextStepLocked();
+      }
+      Take(step);
+      return;
+    }
     if (!parsed_.Parse(Contiguous(request_, slices_, copy_))) {
       Step step;
       {
@@ -334,7 +349,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     const int64_t first_stamp_us = service_.clock_.Reserve(
         static_cast<int64_t>(parsed_.events().size()), time::ToMicros(absl::Now()));
     PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), first_stamp_us, next_index_,
-                                               service_.config_.limits, permission_);
+                                               service_.config_.limits, *permission);
     next_index_ += static_cast<int>(parsed_.events().size());
     service_.metrics_.CountRejected(batch.rejected);
     {
@@ -421,8 +436,8 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
   }
 
   IngestServiceImpl& service_;
+  grpc::CallbackServerContext* const ctx_;  // valid until OnDone
   grpc::ByteBuffer* encoded_resp_;
-  const WritePermission permission_;
   // The message being read, and where its bytes are found (reused from message to message).
   grpc::ByteBuffer request_;
   std::vector<grpc::Slice> slices_;
@@ -451,7 +466,7 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* IngestServiceImpl::WriteStream(
     grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp) {
   absl::StatusOr<WritePermission> permission = Permission(ctx);
   if (!permission.ok()) return new RefusedStream(permission.status());
-  return new StreamWrite(*this, resp, *std::move(permission));
+  return new StreamWrite(*this, ctx, resp);
 }
 
 }  // namespace tidemark::ingest

@@ -2,6 +2,8 @@
 // revocation and expiry, per-record refusals for devices outside a fleet and for explicit
 // versions, health and reflection, certificate rotation without a restart, SQL-injection
 // strings stored and read back byte-exact, and no secret in any log line.
+#include "common/grpc/security.h"
+
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -9,7 +11,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/credentials.h"
-#include "common/grpc/security.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -36,8 +37,8 @@ Grant MakeGrant(const std::string& name, const std::string& scopes,
                 const std::string& expires = "") {
   absl::StatusOr<std::string> token = auth::NewToken();
   EXPECT_TRUE(token.ok());
-  std::string line = absl::StrCat("token ", name, " sha256:", auth::TokenSha256(*token), " ",
-                                  scopes);
+  std::string line =
+      absl::StrCat("token ", name, " sha256:", auth::TokenSha256(*token), " ", scopes);
   if (!expires.empty()) absl::StrAppend(&line, " expires=", expires);
   return {*token, line};
 }
@@ -181,18 +182,21 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   std::ifstream admin_in(stack.credentials_file());
   std::string admin_line;
   std::getline(admin_in, admin_line);
-  std::vector<std::string> lines = {admin_line,   writer.line,  reader.line, fleet.line,
-                                    versions.line, expired.line, revoked.line,
-                                    "cert ops tidemark-client read,write"};
+  std::vector<std::string> lines = {
+      admin_line,    writer.line,  reader.line,  fleet.line,
+      versions.line, expired.line, revoked.line, "cert ops tidemark-client read,write"};
   WriteCredentials(stack.credentials_file(), lines);
 
   const int ingest = stack.ingest_port();
   const int query = stack.query_port();
-  auto tls = [&](const std::string& token) { return ClientSecurity{.ca_file = ca, .token = token}; };
+  auto tls = [&](const std::string& token) {
+    return ClientSecurity{.ca_file = ca, .token = token};
+  };
 
   // The file was just replaced; the services re-read it within about a second.
-  ASSERT_TRUE(WaitFor([&] { return Write(ingest, tls(writer.token), {Reading("d-1", 1)}).status.ok(); },
-                      absl::Seconds(15)));
+  ASSERT_TRUE(
+      WaitFor([&] { return Write(ingest, tls(writer.token), {Reading("d-1", 1)}).status.ok(); },
+              absl::Seconds(15)));
 
   // No token, a wrong token, an expired token: UNAUTHENTICATED, on both APIs and streams.
   for (const ClientSecurity& bad : {tls(""), tls("tdm_not-a-token"), tls(expired.token)}) {
@@ -219,8 +223,7 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   EXPECT_EQ(WriteStream(ingest, tls(reader.token)).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Read(query, tls(writer.token)).error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(Subscribe(query, tls(writer.token)).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Subscribe(query, tls(writer.token)).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_TRUE(Read(query, tls(reader.token)).ok());
   EXPECT_TRUE(WriteStream(ingest, tls(writer.token)).ok());
   EXPECT_EQ(Subscribe(query, tls(reader.token)).error_code(),
@@ -255,18 +258,19 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   EXPECT_TRUE(Read(query, cert).ok());
   EXPECT_TRUE(Write(ingest, cert, {Reading("d-3", 1)}).status.ok());
   const std::string other = stack.dir() + "/other-ca";
-  ASSERT_EQ(std::system(absl::StrCat(TIDEMARK_SOURCE_DIR, "/deploy/certs.sh ", other,
-                                     " > /dev/null").c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(
+          absl::StrCat(TIDEMARK_SOURCE_DIR, "/deploy/certs.sh ", other, " > /dev/null").c_str()),
+      0);
   ClientSecurity foreign{.ca_file = ca,
                          .cert_file = other + "/client.pem",
                          .key_file = other + "/client-key.pem",
                          .token = reader.token};
   EXPECT_EQ(Read(query, foreign).error_code(), grpc::StatusCode::UNAVAILABLE);
   // A server certificate from another CA is not trusted by the client either.
-  EXPECT_EQ(Read(query, ClientSecurity{.ca_file = other + "/ca.pem", .token = reader.token})
-                .error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(
+      Read(query, ClientSecurity{.ca_file = other + "/ca.pem", .token = reader.token}).error_code(),
+      grpc::StatusCode::UNAVAILABLE);
 
   // Plaintext to a TLS port fails; no data gets in.
   EXPECT_EQ(Write(ingest, ClientSecurity{.token = writer.token}, {Reading("plain", 1)})
@@ -289,16 +293,29 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   // Revocation: the token works, is removed from the file, and stops working without a
   // restart.
   EXPECT_TRUE(Read(query, tls(revoked.token)).ok());
+  // A stream opened before the revocation stops writing with it too.
+  auto stream_stub = v1::IngestService::NewStub(ChannelTo(ingest, tls(revoked.token)));
+  grpc::ClientContext stream_ctx;
+  stream_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::WriteResponse stream_resp;
+  auto open_stream = stream_stub->WriteStream(&stream_ctx, &stream_resp);
+  v1::WriteRequest before_revocation;
+  *before_revocation.add_events() = Reading("d-1", 2);
+  ASSERT_TRUE(open_stream->Write(before_revocation));
   lines.erase(std::find(lines.begin(), lines.end(), revoked.line));
   WriteCredentials(stack.credentials_file(), lines);
   EXPECT_TRUE(WaitFor(
       [&] {
-        return Read(query, tls(revoked.token)).error_code() ==
-                   grpc::StatusCode::UNAUTHENTICATED &&
+        return Read(query, tls(revoked.token)).error_code() == grpc::StatusCode::UNAUTHENTICATED &&
                Write(ingest, tls(revoked.token), {Reading("d-1", 1)}).status.error_code() ==
                    grpc::StatusCode::UNAUTHENTICATED;
       },
       absl::Seconds(15)));
+  v1::WriteRequest after_revocation;
+  *after_revocation.add_events() = Reading("after-revocation", 3);
+  open_stream->Write(after_revocation);
+  open_stream->WritesDone();
+  EXPECT_EQ(open_stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(Read(query, tls(reader.token)).ok());
 
   // A credentials file with a mistake is not loaded; the last good one stays in force.
@@ -318,9 +335,10 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
 TEST_F(SecurityTest, RenewedServerCertificateIsServedWithoutARestart) {
   Stack& stack = *stack_;
   const std::string renewed = stack.dir() + "/renewed";
-  ASSERT_EQ(std::system(absl::StrCat(TIDEMARK_SOURCE_DIR, "/deploy/certs.sh ", renewed,
-                                     " > /dev/null").c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(
+          absl::StrCat(TIDEMARK_SOURCE_DIR, "/deploy/certs.sh ", renewed, " > /dev/null").c_str()),
+      0);
   const ClientSecurity old_ca{.ca_file = stack.certs_dir() + "/ca.pem",
                               .token = stack.client_security().token};
   const ClientSecurity new_ca{.ca_file = renewed + "/ca.pem",
@@ -442,33 +460,31 @@ TEST_F(SecurityTest, KafkaSecuritySettingsPassThroughWithoutEchoingSecrets) {
   std::ofstream(file) << "# SASL over plaintext, for the test only\n"
                       << "security.protocol=sasl_plaintext\nsasl.mechanisms=PLAIN\n"
                       << "sasl.username=tidemark\nsasl.password=canary-kafka-secret-4711\n";
-  auto with_file = stack.Start(
-      "ingest-kafka-sasl", Stack::Binary("services/ingest/ingest"),
-      {"--listen=127.0.0.1:0", "--allow_unauthenticated",
-       absl::StrCat("--kafka_config_file=", file)},
-      {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
+  auto with_file = stack.Start("ingest-kafka-sasl", Stack::Binary("services/ingest/ingest"),
+                               {"--listen=127.0.0.1:0", "--allow_unauthenticated",
+                                absl::StrCat("--kafka_config_file=", file)},
+                               {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
   // It starts (the settings are valid) and serves; whether the broker accepts SASL is the
   // broker's business.
-  EXPECT_TRUE(WaitFor([&] { return absl::StrContains(with_file->Log(), "serving"); },
-                      absl::Seconds(20)));
+  EXPECT_TRUE(
+      WaitFor([&] { return absl::StrContains(with_file->Log(), "serving"); }, absl::Seconds(20)));
   with_file.reset();
 
   // A TLS setting that cannot work stops the service at start-up, naming the property.
-  auto bad_tls = stack.Start(
-      "ingest-kafka-tls", Stack::Binary("services/ingest/ingest"),
-      {"--listen=127.0.0.1:0", "--allow_unauthenticated",
-       "--kafka_config=security.protocol=ssl,ssl.ca.location=/nonexistent/ca.pem"},
-      {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
+  auto bad_tls =
+      stack.Start("ingest-kafka-tls", Stack::Binary("services/ingest/ingest"),
+                  {"--listen=127.0.0.1:0", "--allow_unauthenticated",
+                   "--kafka_config=security.protocol=ssl,ssl.ca.location=/nonexistent/ca.pem"},
+                  {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
   auto code = bad_tls->Wait(absl::Seconds(20));
   ASSERT_TRUE(code.ok());
   EXPECT_EQ(*code, 2);
   EXPECT_TRUE(absl::StrContains(bad_tls->Log(), "ssl.ca.location")) << bad_tls->Log();
 
-  auto bad_name = stack.Start(
-      "ingest-kafka-typo", Stack::Binary("services/ingest/ingest"),
-      {"--listen=127.0.0.1:0", "--allow_unauthenticated",
-       "--kafka_config=sasl.pasword=canary-kafka-secret-4711"},
-      {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
+  auto bad_name = stack.Start("ingest-kafka-typo", Stack::Binary("services/ingest/ingest"),
+                              {"--listen=127.0.0.1:0", "--allow_unauthenticated",
+                               "--kafka_config=sasl.pasword=canary-kafka-secret-4711"},
+                              {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}});
   code = bad_name->Wait(absl::Seconds(20));
   ASSERT_TRUE(code.ok());
   EXPECT_EQ(*code, 2);
@@ -479,10 +495,10 @@ TEST_F(SecurityTest, KafkaSecuritySettingsPassThroughWithoutEchoingSecrets) {
 TEST_F(SecurityTest, ReflectionOnlyWhenEnabled) {
   Stack& stack = *stack_;
   const int port = testing::FreePort();
-  auto query = stack.Start("query-reflection", Stack::Binary("services/query/query"),
-                           {absl::StrCat("--listen=127.0.0.1:", port), "--allow_unauthenticated",
-                            "--grpc_reflection"},
-                           {{"TIDEMARK_PG_DSN", stack.dsn()}});
+  auto query = stack.Start(
+      "query-reflection", Stack::Binary("services/query/query"),
+      {absl::StrCat("--listen=127.0.0.1:", port), "--allow_unauthenticated", "--grpc_reflection"},
+      {{"TIDEMARK_PG_DSN", stack.dsn()}});
   ASSERT_TRUE(WaitFor([&] { return HealthOf(port, {}) >= 0; }, absl::Seconds(20)));
   EXPECT_NE(ReflectionCall(port, {}), grpc::StatusCode::UNIMPLEMENTED);
 }
@@ -492,10 +508,10 @@ TEST_F(SecurityTest, NoSecretAppearsInAnyLogLine) {
   Stack& stack = *stack_;
   // A refused call with a token that resembles a real one, so that failures are logged too.
   const Grant stranger = MakeGrant("stranger", "read");
-  EXPECT_EQ(Read(stack.query_port(), {.ca_file = stack.certs_dir() + "/ca.pem",
-                                      .token = stranger.token})
-                .error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      Read(stack.query_port(), {.ca_file = stack.certs_dir() + "/ca.pem", .token = stranger.token})
+          .error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
   stack.RunSimulator({"--devices=5", "--rate=200", "--max_records=50"});
   const std::string logs = stack.AllLogs();
   ASSERT_FALSE(logs.empty());

@@ -44,6 +44,12 @@ std::string Size(int n) { return absl::StrCat("(interval '1 microsecond' * $", n
 std::string Micros(const std::string& expr) {
   return absl::StrCat("(EXTRACT(EPOCH FROM ", expr, ") * 1000000)::bigint");
 }
+// What a series' description (Series: id, key, measure, dimensions) adds to a response, about:
+// a page counts it against the response byte bound with the first row of the series.
+constexpr const char* kSeriesBytes =
+    "(octet_length(s.canonical_key) + octet_length(s.measure_name) +"
+    " octet_length(s.dimensions::text) + 24)::bigint";
+
 // From year -4370 to year 146,000: everything a timestamptz can hold that matters here.
 int64_t Clamp(int64_t t) {
   return std::clamp<int64_t>(t, -200'000'000'000'000'000, int64_t{1} << 62);
@@ -129,11 +135,20 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
         p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
         cursor.series_id, *page + 1);
     v1::ListSeriesResponse resp;
+    int64_t bytes = 0;
+    bool more = static_cast<int>(rows.size()) > *page;
     for (int i = 0; i < static_cast<int>(rows.size()) && i < *page; ++i) {
-      FillSeries(rows[i], resp.add_series());
+      if (bytes > limits_.max_response_bytes) {
+        more = true;
+        break;
+      }
+      v1::Series* series = resp.add_series();
+      FillSeries(rows[i], series);
+      bytes += static_cast<int64_t>(series->ByteSizeLong()) + 4;
     }
-    if (static_cast<int>(rows.size()) > *page) {
-      resp.set_next_page_token(EncodeCursor({resp.series(*page - 1).series_id(), INT64_MIN, -1}));
+    if (more) {
+      resp.set_next_page_token(
+          EncodeCursor({resp.series(resp.series_size() - 1).series_id(), INT64_MIN, -1}));
     }
     return resp;
   } catch (const std::exception& e) {
@@ -172,10 +187,11 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
     // Row-value comparison resumes exactly after the last point of the previous page.
     const pqxx::result rows = tx.exec_params(
         absl::StrCat(
-            "WITH sel AS MATERIALIZED (SELECT s.series_id FROM series s WHERE ", kSeriesFilter,
+            "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
+            " AS series_bytes FROM series s WHERE ", kSeriesFilter,
             ") SELECT p.series_id, (EXTRACT(EPOCH FROM p.time) * 1000000)::bigint AS time_us,"
-            " p.value_double, p.value_int, p.value_bool, p.value_string, p.version"
-            " FROM points p JOIN sel USING (series_id)"
+            " p.value_double, p.value_int, p.value_bool, p.value_string, p.version,"
+            " sel.series_bytes FROM points p JOIN sel USING (series_id)"
             " WHERE p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $6::bigint"
             " AND ($7::bigint = 9223372036854775807"
             "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $7::bigint)"
@@ -205,6 +221,7 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
         sp = resp.add_series();
         sp->mutable_series()->set_series_id(sid);
         ids.push_back(sid);
+        bytes += row[7].as<int64_t>();
       }
       v1::Point* point = sp->add_points();
       point->set_time_us(row[1].as<int64_t>());
@@ -289,8 +306,8 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
         absl::StrCat("(series_id, window_start) > ($10::bigint, ", Ts(11), ")");
     const pqxx::result rows = tx.exec_params(
         absl::StrCat(
-            "WITH sel AS MATERIALIZED (SELECT s.series_id FROM series s WHERE ", kSeriesFilter,
-            "),",
+            "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
+            " AS series_bytes FROM series s WHERE ", kSeriesFilter, "),",
             " stored AS (SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg,"
             "   a.first, a.last, a.version, false AS partial"
             "   FROM aggregates a JOIN sel USING (series_id)"
@@ -313,9 +330,9 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
             "   CROSS JOIN LATERAL (SELECT ", kNumericValue, " AS v) x",
             "   WHERE $9::boolean AND x.v IS NOT NULL GROUP BY 1, 2)", " SELECT series_id, ",
             Micros("window_start"),
-            ", count, sum, min, max, avg, first, last, version, partial FROM (",
+            ", count, sum, min, max, avg, first, last, version, partial, sel.series_bytes FROM (",
             " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
-            ") u ORDER BY series_id, window_start LIMIT $12"),
+            ") u JOIN sel USING (series_id) ORDER BY series_id, window_start LIMIT $12"),
         p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids, size, lo, hi,
         req.real_time(), cursor.series_id, Clamp(cursor.time_us), want + 1);
     std::map<int64_t, v1::Series*> series;
@@ -333,6 +350,7 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
         current = resp.add_series();
         current->mutable_series()->set_series_id(sid);
         series[sid] = current->mutable_series();
+        bytes += row[11].as<int64_t>();
       }
       v1::AggregateWindow* w = current->add_windows();
       w->set_start_us(row[1].as<int64_t>());
@@ -420,16 +438,19 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
                   " FROM series s WHERE ",
                   kSeriesFilter, " AND $12::bigint IS NOT NULL)", " SELECT sel.gk, 0::bigint, ",
                   Micros(bucket_of), ",", merged,
-                  ", count(DISTINCT a.series_id) FROM aggregates a JOIN sel USING (series_id)"
+                  ", count(DISTINCT a.series_id), 0::bigint"
+                  " FROM aggregates a JOIN sel USING (series_id)"
                   " WHERE ",
                   windows_in_range, " AND (sel.gk, ", bucket_of, ") > ($11::text COLLATE \"C\", ",
                   Ts(13), ")", " GROUP BY sel.gk, ", bucket_of, " ORDER BY 1, 3 LIMIT $14")
             // One series per group: each series' windows are read in index order and merged
             // on their own (many small sorts instead of one large one), twice as fast.
-            : absl::StrCat("WITH sel AS MATERIALIZED (SELECT s.series_id FROM series s WHERE ",
-                           kSeriesFilter, " AND s.series_id >= $12::bigint",
+            : absl::StrCat("WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
+                           " AS series_bytes FROM series s WHERE ", kSeriesFilter,
+                           " AND s.series_id >= $12::bigint",
                            " AND $6::jsonb IS NOT NULL AND $11::text IS NOT NULL)",
-                           " SELECT '', sel.series_id, b.* FROM sel CROSS JOIN LATERAL (SELECT ",
+                           " SELECT '', sel.series_id, b.*, sel.series_bytes"
+                           " FROM sel CROSS JOIN LATERAL (SELECT ",
                            Micros(bucket_of), " AS bucket_us,", merged, ", 1::bigint",
                            " FROM aggregates a WHERE a.series_id = sel.series_id AND ",
                            windows_in_range, " GROUP BY ", bucket_of, ") b",
@@ -462,9 +483,11 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
           for (int i = 0; i < req.group_by_size(); ++i) {
             (*current->mutable_group())[req.group_by(i)] = values.at(i).get<std::string>();
           }
+          bytes += static_cast<int64_t>(current->ByteSizeLong());
         } else {
           current->mutable_series()->set_series_id(gid);
           series[gid] = current->mutable_series();
+          bytes += row[11].as<int64_t>();
         }
       }
       v1::RollupBucket* b = current->add_buckets();

@@ -12,9 +12,11 @@ namespace tidemark::query {
 namespace {
 
 constexpr const char* kChannel = "tidemark_aggregate_changes";
-// Updates per response: large enough to amortise a write, small enough to stay far below
-// gRPC's message limit.
+// Updates per response, at most: large enough to amortise a write.
 constexpr size_t kUpdatesPerResponse = 500;
+// A response also ends before this many bytes (every update carries its series' dimensions),
+// the bound the query service's pages keep, well under gRPC's 4 MiB message limit.
+constexpr size_t kResponseBytes = 3 * 1024 * 1024;
 
 // Notes that a notification arrived; the hub reads the log after any wake-up anyway.
 class Wakeup final : public pqxx::notification_receiver {
@@ -129,7 +131,12 @@ void SubscribeReactor::WriteNextLocked() {
   }
   if (pending_.empty()) return;
   int64_t token = position_;
-  while (!pending_.empty() && static_cast<size_t>(in_flight_.updates_size()) < kUpdatesPerResponse) {
+  size_t bytes = 0;
+  while (!pending_.empty() &&
+         static_cast<size_t>(in_flight_.updates_size()) < kUpdatesPerResponse) {
+    const size_t update_bytes = pending_.front().second.ByteSizeLong() + 4;
+    if (in_flight_.updates_size() > 0 && bytes + update_bytes > kResponseBytes) break;
+    bytes += update_bytes;
     *in_flight_.add_updates() = std::move(pending_.front().second);
     token = pending_.front().first;
     pending_.pop_front();
@@ -213,8 +220,8 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
   std::set<int64_t> sizes;
   for (int64_t s : req.window_sizes_us()) {
     if (s <= 0) {
-      return new RefusedStream(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                            "window_sizes_us must be positive"));
+      return new RefusedStream(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "window_sizes_us must be positive"));
     }
     sizes.insert(s);
   }
@@ -224,8 +231,8 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "the query service is shutting down"));
   }
   auto reactor =
-      std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes),
-                                         start_after, options_.subscriber_buffer, metrics_);
+      std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes), start_after,
+                                         options_.subscriber_buffer, metrics_);
   joining_.push_back(reactor);
   metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
   return reactor.get();
@@ -347,7 +354,8 @@ void SubscriptionHub::Step(pqxx::connection& conn) {
     }
     if (changes.empty()) return;
     const int64_t now_us = absl::ToUnixMicros(absl::Now());
-    for (int64_t t : stored_at) metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
+    for (int64_t t : stored_at)
+      metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
     for (auto& r : active) r->Offer(changes, position);
     if (static_cast<int>(changes.size()) < options_.fetch_batch) return;
   }

@@ -311,6 +311,92 @@ TEST_F(QueryStoreTest, ExtremeRangeEndsReadLikeAnOpenRange) {
   EXPECT_EQ(points(INT64_MIN, kDay0 + 66 * kMin), 2);
 }
 
+// Series with wide descriptions (many long dimensions): every page of every read stays within
+// the response byte bound counting the series it describes, and paging still reaches them all.
+TEST(QueryStorePages, CountTheSeriesTheyDescribeAgainstTheByteBound) {
+  auto& pg = testing::SharedPgCluster();
+  auto dsn = pg.CreateDatabase("query_wide");
+  ASSERT_TRUE(dsn.ok()) << dsn.status();
+  auto conn = pg::Connect(*dsn);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  auto logger = log::MakeLogger("query-test");
+  ASSERT_TRUE(pg::ApplyMigrations(**conn, writer::SchemaMigrations(), *logger).ok());
+  constexpr int kSeries = 60;
+  {
+    pqxx::nontransaction tx(**conn);
+    tx.exec(absl::StrCat(
+        "SELECT tidemark_ensure_daily_partitions('points', '2026-11-19', '2026-11-21');"
+        "SELECT tidemark_ensure_daily_partitions('aggregates', '2026-11-19', '2026-11-21');"
+        // About 1.7 KB of dimensions each.
+        "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+        " SELECT i, 'wide' || i, 'wide', 'dev-' || i, jsonb_build_object('device_id', 'dev-' || i,"
+        " 'a', repeat('a', 200), 'b', repeat('b', 200), 'c', repeat('c', 200), 'd', repeat('d', "
+        "200),"
+        " 'e', repeat('e', 200), 'f', repeat('f', 200), 'g', repeat('g', 200), 'h', repeat('h', "
+        "200))"
+        " FROM generate_series(1, ",
+        kSeries, ") i;",
+        "INSERT INTO points (series_id, time, value_double, version, ingested_at) SELECT i, ",
+        Ts(kDay0 + kMin), ", i, 1, now() FROM generate_series(1, ", kSeries, ") i;",
+        "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
+        " first, last, version) SELECT i, interval '5 minutes', ",
+        Ts(kDay0), ", 1, i, i, i, i, i, i, 1 FROM generate_series(1, ", kSeries, ") i"));
+  }
+  QueryLimits limits;
+  limits.max_response_bytes = 16 * 1024;
+  QueryStore store(*dsn, limits);
+  // A page may pass the bound by the row that crossed it (a series description and its value).
+  const size_t bound = limits.max_response_bytes + 4 * 1024;
+  v1::SeriesSelector selector;
+  selector.set_measure_name("wide");
+  auto read_all = [&](auto read, auto request, auto count_items) {
+    int items = 0, pages = 0;
+    do {
+      auto r = (store.*read)(request, absl::Seconds(10));
+      if (!r.ok()) {
+        ADD_FAILURE() << r.status();
+        return -1;
+      }
+      EXPECT_LE(r->ByteSizeLong(), bound) << "page " << pages;
+      items += count_items(*r);
+      request.set_page_token(r->next_page_token());
+    } while (!request.page_token().empty() && ++pages < 100);
+    return items;
+  };
+  v1::ListSeriesRequest list;
+  *list.mutable_selector() = selector;
+  EXPECT_EQ(read_all(&QueryStore::ListSeries, list,
+                     [](const v1::ListSeriesResponse& r) { return r.series_size(); }),
+            kSeries);
+  v1::ReadPointsRequest points;
+  *points.mutable_selector() = selector;
+  EXPECT_EQ(read_all(&QueryStore::ReadPoints, points,
+                     [](const v1::ReadPointsResponse& r) {
+                       int n = 0;
+                       for (const auto& s : r.series()) n += s.points_size();
+                       return n;
+                     }),
+            kSeries);
+  v1::ReadAggregatesRequest windows;
+  *windows.mutable_selector() = selector;
+  windows.set_window_size_us(5 * kMin);
+  EXPECT_EQ(read_all(&QueryStore::ReadAggregates, windows,
+                     [](const v1::ReadAggregatesResponse& r) {
+                       int n = 0;
+                       for (const auto& s : r.series()) n += s.windows_size();
+                       return n;
+                     }),
+            kSeries);
+  v1::RollupRequest rollup;
+  *rollup.mutable_selector() = selector;
+  rollup.mutable_range()->set_start_us(kDay0);
+  rollup.mutable_range()->set_end_us(kDay0 + kHour);
+  rollup.set_bucket_us(kHour);
+  EXPECT_EQ(read_all(&QueryStore::Rollup, rollup,
+                     [](const v1::RollupResponse& r) { return r.groups_size(); }),
+            kSeries);
+}
+
 TEST_F(QueryStoreTest, BadRequestsAreInvalidArgumentWithAMessage) {
   QueryStore store = Store();
   v1::ReadAggregatesRequest unknown_size;

@@ -425,6 +425,14 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     finished_ = true;
     response_.set_accepted(accepted_);
     service_.metrics_.accepted.Add(accepted_);
+    if (!status_.ok()) {
+      // Events of earlier messages may already be durable: say how many, so that a client
+      // does not take the failure for "nothing was stored".
+      status_ = absl::Status(status_.code(),
+                             absl::StrCat(status_.message(), " (", accepted_,
+                                          " events of this stream were acknowledged by Kafka "
+                                          "before it ended and will be stored)"));
+    }
     step.finish = grpcutil::ToGrpcStatus(status_);
     if (step.finish->ok()) step.finish = Answer(response_, encoded_resp_);
     return step;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -219,6 +220,46 @@ TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
   EXPECT_EQ(resp.rejected(0).index(), 6);
   EXPECT_EQ(resp.rejected(0).reason(), v1::REJECT_REASON_MISSING_DEVICE_ID);
   EXPECT_TRUE(WaitFor([&] { return stack.CountPoints() == 11; }, absl::Seconds(30)));
+
+  // A message that is not a WriteRequest ends a stream; the error says how many events of
+  // its earlier messages were made durable.
+  grpc::GenericStub generic(grpc::CreateChannel(absl::StrCat("127.0.0.1:", stack.ingest_port()),
+                                                grpc::InsecureChannelCredentials()));
+  grpc::ClientContext gctx;
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(&gctx, "/tidemark.v1.IngestService/WriteStream", &cq);
+  auto wait = [&](void* tag) {
+    void* got = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&got, &ok));
+    EXPECT_EQ(got, tag);
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(wait(reinterpret_cast<void*>(1)));
+  v1::WriteRequest good;
+  for (int i = 0; i < 3; ++i) *good.add_events() = GoodEvent(absl::StrCat("g-", i), i);
+  const std::string wire = good.SerializeAsString();
+  grpc::Slice good_slice(wire), broken_slice(std::string("\x0b", 1));  // a group: refused
+  grpc::ByteBuffer good_buffer(&good_slice, 1), broken_buffer(&broken_slice, 1);
+  call->Write(good_buffer, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(wait(reinterpret_cast<void*>(2)));
+  absl::SleepFor(absl::Seconds(1));  // the good message is acknowledged before the broken one
+  call->Write(broken_buffer, reinterpret_cast<void*>(3));
+  wait(reinterpret_cast<void*>(3));
+  call->WritesDone(reinterpret_cast<void*>(4));
+  wait(reinterpret_cast<void*>(4));
+  grpc::ByteBuffer answer;
+  call->Read(&answer, reinterpret_cast<void*>(5));
+  wait(reinterpret_cast<void*>(5));
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(6));
+  wait(reinterpret_cast<void*>(6));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(
+      absl::StrContains(status.error_message(), "3 events of this stream were acknowledged"))
+      << status.error_message();
+  EXPECT_TRUE(WaitFor([&] { return stack.CountPoints() == 14; }, absl::Seconds(30)));
 }
 
 TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {

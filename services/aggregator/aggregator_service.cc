@@ -24,8 +24,11 @@ AggregatorMetrics::AggregatorMetrics(metrics::Registry& r)
                                    "Points beyond allowed lateness, sent for repair")),
       clock_corrected(r.AddCounter("tidemark_aggregator_clock_corrected_total",
                                    "Points windowed at their ingest time (clock ahead)")),
-      undecodable(r.AddCounter("tidemark_aggregator_undecodable_total",
-                               "Raw records that are not events")) {}
+      undecodable(
+          r.AddCounter("tidemark_aggregator_undecodable_total", "Raw records that are not events")),
+      added_size_repairs(r.AddCounter(
+          "tidemark_aggregator_added_size_repairs_total",
+          "Revisions of windows of a size added since the checkpoint, sent for repair")) {}
 
 // Counts outputs waiting for Kafka and remembers any failure.
 class AggregatorLoop::Deliveries final : public kafka::DeliverySink {
@@ -58,7 +61,8 @@ void AggregatorLoop::OnAssigned(const std::vector<kafka::AssignedPartition>& par
       return;
     }
     partitions_[a.partition] = std::make_unique<PartitionWindows>(
-        config_.windows, a.partition.topic, a.partition.partition, *checkpoint);
+        config_.windows, a.partition.topic, a.partition.partition, *checkpoint,
+        time::ToMicros(absl::Now()));
     if (!metrics_.watermark_lag.contains(a.partition.partition)) {
       metrics_.watermark_lag[a.partition.partition] = &metrics_.registry.AddGauge(
           "tidemark_aggregator_watermark_lag_seconds", "Wall clock minus the watermark",
@@ -188,6 +192,7 @@ absl::Status AggregatorLoop::Run(kafka::Consumer& consumer, const std::atomic<bo
       metrics_.beyond_lateness.Add(b.beyond_lateness - a.beyond_lateness);
       metrics_.clock_corrected.Add(b.clock_corrected - a.clock_corrected);
       metrics_.undecodable.Add(b.undecodable - a.undecodable);
+      metrics_.added_size_repairs.Add(b.added_size_repairs - a.added_size_repairs);
     }
     if (!Publish(out, stop)) {
       unpublished_ = true;

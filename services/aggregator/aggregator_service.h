@@ -33,6 +33,7 @@ struct AggregatorMetrics {
   metrics::Counter& beyond_lateness;
   metrics::Counter& clock_corrected;
   metrics::Counter& undecodable;
+  metrics::Counter& added_size_repairs;
   /// Per partition, created when a partition is first assigned.
   std::map<int32_t, metrics::Gauge*> watermark_lag;
 };

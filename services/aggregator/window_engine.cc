@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/series/series_key.h"
 #include "common/series/storable.h"
@@ -34,23 +35,32 @@ bool NumericValue(const series::MeasureValueView& v, double& out) {
 
 // a - b for b >= 0, held at INT64_MIN ("no time yet") instead of overflowing: a checkpoint
 // may carry any instant.
-int64_t SaturatingSub(int64_t a, int64_t b) {
-  return a < INT64_MIN + b ? INT64_MIN : a - b;
-}
+int64_t SaturatingSub(int64_t a, int64_t b) { return a < INT64_MIN + b ? INT64_MIN : a - b; }
 
 }  // namespace
 
 std::string Checkpoint::Encode() const {
-  return absl::StrCat("v1 ", watermark_us, " ", max_event_us);
+  return absl::StrCat("v2 ", watermark_us, " ", max_event_us, " ", absl::StrJoin(sizes_us, ","));
 }
 
 absl::StatusOr<Checkpoint> Checkpoint::Decode(int64_t offset, const std::string& metadata) {
   Checkpoint c;
   c.offset = offset;
   if (metadata.empty()) return c;
+  c.after_records = true;
   std::vector<std::string> parts = absl::StrSplit(metadata, ' ');
-  if (parts.size() != 3 || parts[0] != "v1" || !absl::SimpleAtoi(parts[1], &c.watermark_us) ||
-      !absl::SimpleAtoi(parts[2], &c.max_event_us)) {
+  const bool v1 = parts.size() == 3 && parts[0] == "v1";
+  const bool v2 = parts.size() == 4 && parts[0] == "v2";
+  bool readable = (v1 || v2) && absl::SimpleAtoi(parts[1], &c.watermark_us) &&
+                  absl::SimpleAtoi(parts[2], &c.max_event_us);
+  if (readable && v2) {
+    for (absl::string_view size : absl::StrSplit(parts[3], ',', absl::SkipEmpty())) {
+      int64_t us = 0;
+      readable = readable && absl::SimpleAtoi(size, &us) && us > 0;
+      c.sizes_us.push_back(us);
+    }
+  }
+  if (!readable) {
     return absl::DataLossError(
         absl::StrCat("committed aggregator checkpoint \"", metadata, "\" is not readable"));
   }
@@ -58,7 +68,8 @@ absl::StatusOr<Checkpoint> Checkpoint::Decode(int64_t offset, const std::string&
 }
 
 PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_topic,
-                                   int32_t partition, const Checkpoint& restored)
+                                   int32_t partition, const Checkpoint& restored,
+                                   int64_t restored_at_us)
     : config_(config),
       raw_topic_(std::move(raw_topic)),
       partition_(partition),
@@ -66,6 +77,16 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
       max_event_us_(restored.max_event_us),
       next_offset_(restored.offset) {
   for (absl::Duration d : config_.sizes) sizes_us_.push_back(absl::ToInt64Microseconds(d));
+  for (int64_t size : sizes_us_) {
+    const bool new_size = restored.after_records &&
+                          std::find(restored.sizes_us.begin(), restored.sizes_us.end(), size) ==
+                              restored.sizes_us.end();
+    incomplete_before_us_.push_back(
+        !new_size ? INT64_MIN
+                  : (restored_at_us == INT64_MIN
+                         ? INT64_MAX
+                         : restored_at_us + absl::ToInt64Microseconds(config_.future_clock_lead)));
+  }
 }
 
 void PartitionWindows::Skip(int64_t offset, int64_t now_us) {
@@ -208,6 +229,7 @@ void PartitionWindows::AddPoint(int64_t offset, SeriesState& state, int64_t time
       if (created) {
         w.series = series;
         w.first_offset = offset;
+        w.incomplete = start < incomplete_before_us_[i];
         // A series sends at a steady rate, so its next window holds about as many points as
         // the one its last point went to; growing a vector one doubling at a time was most
         // of ApplyPoint's time (aggregator_bench).
@@ -250,6 +272,22 @@ void PartitionWindows::AdvanceWatermark(int64_t watermark_us, int64_t version_of
 }
 
 void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset, EngineOutput& out) {
+  if (w.incomplete) {
+    // The writer recomputes it from the stored raw points, which hold what this replica did
+    // not replay, once the store holds every record up to version_offset.
+    v1::LatePoint& repair = out.late.emplace_back();
+    *repair.mutable_series() = *w.series;
+    repair.set_raw_topic(raw_topic_);
+    repair.set_raw_partition(partition_);
+    repair.set_raw_offset(version_offset);
+    repair.set_repair_version(2 * version_offset + 1);
+    v1::WindowRef* ref = repair.add_windows();
+    ref->set_window_size_us(key.size_us);
+    ref->set_window_start_us(key.start_us);
+    ++counters_.added_size_repairs;
+    w.emitted = true;
+    return;
+  }
   out.emissions.emplace_back(w.series, key.size_us, key.start_us, Aggregate(w.points),
                              2 * version_offset);
   if (w.emitted) {
@@ -275,6 +313,7 @@ Checkpoint PartitionWindows::CurrentCheckpoint() const {
   for (const auto& [key, w] : windows_) c.offset = std::min(c.offset, w.first_offset);
   c.watermark_us = watermark_us_;
   c.max_event_us = max_event_us_;
+  c.sizes_us = sizes_us_;
   return c;
 }
 

@@ -42,7 +42,13 @@ struct Checkpoint {
   int64_t offset = 0;
   int64_t watermark_us = INT64_MIN;
   int64_t max_event_us = INT64_MIN;
-  /// Commit metadata form: "v1 <watermark_us> <max_event_us>".
+  /// The window sizes the checkpoint was taken with: its offset is where their live windows
+  /// begin, not where a window of another size does.
+  std::vector<int64_t> sizes_us;
+  /// Whether records were processed before it (metadata was committed): without sizes
+  /// (a "v1" checkpoint), every size is taken as new.
+  bool after_records = false;
+  /// Commit metadata form: "v2 <watermark_us> <max_event_us> <size_us>,<size_us>...".
   std::string Encode() const;
   static absl::StatusOr<Checkpoint> Decode(int64_t offset, const std::string& metadata);
 };
@@ -59,6 +65,9 @@ struct EngineCounters {
   int64_t undecodable = 0;
   /// Points of a series whose id another live series already has.
   int64_t series_collisions = 0;
+  /// Revisions of windows of a size added since the checkpoint, which may hold points from
+  /// before the replay, sent for repair instead of emitted.
+  int64_t added_size_repairs = 0;
 };
 
 /// One revision of a window's aggregate, read with the accessors of the v1::WindowAggregate
@@ -114,8 +123,13 @@ struct EngineOutput {
 /// version of a window therefore always covers all of its points.
 class PartitionWindows final {
  public:
+  /// Resumes from `restored`, taken at wall time `restored_at_us`. A window size the
+  /// checkpoint was not taken with may have windows holding points of records before its
+  /// offset, which are not replayed: each revision of such a window (one starting before
+  /// restored_at_us plus the future-clock lead, past which no earlier point can lie) goes to
+  /// the late topic as a repair, so the writer computes it from every stored raw point.
   PartitionWindows(const WindowConfig& config, std::string raw_topic, int32_t partition,
-                   const Checkpoint& restored);
+                   const Checkpoint& restored, int64_t restored_at_us = INT64_MIN);
 
   /// Processes the raw record at `offset` (offsets increase), decoded. `now_us` is the wall
   /// clock, used only to notice idleness.
@@ -153,6 +167,8 @@ class PartitionWindows final {
     WindowPoints points;
     int64_t first_offset = 0;
     bool emitted = false;
+    /// Of a size added since the checkpoint, and may hold points not replayed.
+    bool incomplete = false;
   };
   /// A tracked series, and per window size the window its last point went to: consecutive
   /// points of a series nearly always fall in the same windows, which are then updated
@@ -179,6 +195,9 @@ class PartitionWindows final {
   std::vector<int64_t> sizes_us_;
   std::string raw_topic_;
   int32_t partition_;
+  /// Per size: windows starting before this may miss points of records before the restored
+  /// offset (INT64_MIN: none, the checkpoint was taken with this size).
+  std::vector<int64_t> incomplete_before_us_;
   int64_t watermark_us_;
   int64_t max_event_us_;
   int64_t next_offset_;

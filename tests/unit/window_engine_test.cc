@@ -4,7 +4,6 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-
 #include "common/series/event_points.h"
 #include "common/time/time_units.h"
 #include "gtest/gtest.h"
@@ -282,6 +281,20 @@ std::vector<v1::Event> RandomStream(std::mt19937_64& rng, int n) {
   return events;
 }
 
+// Every stored aggregate equals the batch over its window's stored points.
+void ExpectStoredAggregatesMatchBatch(const StoreModel& store) {
+  for (const auto& [key, got] : store.aggregates) {
+    const auto& [series, size, start] = key;
+    const AggregateValues want = Aggregate(store.Window(series, size, start));
+    EXPECT_EQ(got.count(), want.count) << "window " << size << " " << start;
+    EXPECT_DOUBLE_EQ(got.sum(), want.sum) << "window " << size << " " << start;
+    EXPECT_DOUBLE_EQ(got.min(), want.min);
+    EXPECT_DOUBLE_EQ(got.max(), want.max);
+    EXPECT_DOUBLE_EQ(got.first(), want.first);
+    EXPECT_DOUBLE_EQ(got.last(), want.last);
+  }
+}
+
 void ExpectStoreMatchesBatch(const StoreModel& store, const WindowConfig& config) {
   // Every window that has stored points has an aggregate equal to the batch over them.
   std::set<std::tuple<int64_t, int64_t, int64_t>> windows;
@@ -312,12 +325,15 @@ void ExpectStoreMatchesBatch(const StoreModel& store, const WindowConfig& config
 // the engine's outputs are upserted, repairs run as soon as the store holds their record.
 // With `restarts`, the engine is dropped at random moments and rebuilt from its last
 // checkpoint, replaying from the checkpoint's offset.
-void RunProperty(uint64_t seed, int restarts, std::vector<absl::Duration> sizes,
-                 absl::Duration out_of_orderness = absl::Seconds(2)) {
+// With `sizes_after_restart`, every restart runs with those sizes instead (a size added).
+StoreModel RunProperty(uint64_t seed, int restarts, std::vector<absl::Duration> sizes,
+                       absl::Duration out_of_orderness = absl::Seconds(2),
+                       std::vector<absl::Duration> sizes_after_restart = {}) {
   std::mt19937_64 rng(seed);
   WindowConfig config = TestConfig();
   config.sizes = std::move(sizes);
   config.out_of_orderness = out_of_orderness;
+  const bool resize = !sizes_after_restart.empty();
   const std::vector<v1::Event> events = RandomStream(rng, 600);
   StoreModel store;
   Checkpoint committed;
@@ -336,17 +352,30 @@ void RunProperty(uint64_t seed, int restarts, std::vector<absl::Duration> sizes,
     for (const auto& a : out.emissions) store.Upsert(a.ToProto());
     for (const auto& l : out.late) store.Repair(l);
     ++offset;
-    if (u(rng) < 0.3) committed = engine->CurrentCheckpoint();  // everything output is acked
+    if (u(rng) < 0.3) {  // everything output is acked; the checkpoint goes through Kafka
+      const Checkpoint c = engine->CurrentCheckpoint();
+      committed = *Checkpoint::Decode(c.offset, c.Encode());
+    }
     if (restarts > 0 && u(rng) < 0.02) {
       --restarts;
-      engine = std::make_unique<PartitionWindows>(config, "raw", 0, committed);
+      if (resize) config.sizes = sizes_after_restart;
+      // The wall clock at the restart: after every record processed so far arrived.
+      engine = std::make_unique<PartitionWindows>(config, "raw", 0, committed,
+                                                  events[offset - 1].ingest_time_us() + 1);
       offset = committed.offset;
     }
   }
   EngineOutput out;
   engine->AdvanceIfIdle(events.back().ingest_time_us() + 3600 * kS, out);
   for (const auto& a : out.emissions) store.Upsert(a.ToProto());
-  ExpectStoreMatchesBatch(store, config);
+  for (const auto& l : out.late) store.Repair(l);
+  if (resize) {
+    // Windows of the added size that ended before it was added have no aggregate.
+    ExpectStoredAggregatesMatchBatch(store);
+  } else {
+    ExpectStoreMatchesBatch(store, config);
+  }
+  return store;
 }
 
 TEST(WindowEngineProperty, FinalAggregatesEqualBatchOverStoredPoints) {
@@ -354,6 +383,21 @@ TEST(WindowEngineProperty, FinalAggregatesEqualBatchOverStoredPoints) {
     SCOPED_TRACE(seed);
     RunProperty(seed, /*restarts=*/0, {absl::Seconds(10), absl::Seconds(60)});
   }
+}
+
+// A size added at a restart: its windows holding points from before the replay are repaired
+// from the stored points rather than emitted from the replayed ones.
+TEST(WindowEngineProperty, ASizeAddedAtARestartStoresOnlyWholeWindows) {
+  int added_size_windows = 0;
+  for (uint64_t seed = 300; seed <= 340; ++seed) {
+    SCOPED_TRACE(seed);
+    const StoreModel store = RunProperty(seed, /*restarts=*/1, {absl::Seconds(10)},
+                                         absl::Seconds(2), {absl::Seconds(10), absl::Seconds(60)});
+    for (const auto& [key, a] : store.aggregates) {
+      if (std::get<1>(key) == 60 * kS) ++added_size_windows;
+    }
+  }
+  EXPECT_GT(added_size_windows, 0);
 }
 
 TEST(WindowEngineProperty, RestartsFromCheckpointsChangeNothing) {
@@ -382,7 +426,8 @@ TEST(WindowEngine, BoolAndStringEventsMoveTheWatermarkToo) {
   d.Send(At(kBase + 1 * kS, 1.0));
   size_t emitted = 0;
   // Only bool readings follow, on time: the numeric window must still close.
-  for (int s = 2; s <= 14; ++s) emitted += d.Send(Flag(kBase + s * kS, s % 2 == 0)).emissions.size();
+  for (int s = 2; s <= 14; ++s)
+    emitted += d.Send(Flag(kBase + s * kS, s % 2 == 0)).emissions.size();
   EXPECT_EQ(emitted, 1u);
   EXPECT_EQ(d.windows().watermark_us(), kBase + 12 * kS);
 }
@@ -403,7 +448,8 @@ TEST(WindowEngine, APartitionOfOnlyCorrectedPointsGoesIdleAndCloses) {
   for (const auto& a : out.emissions) {
     if (a.series().dimensions().at("device_id") == "d1") ++emitted;
   }
-  EXPECT_EQ(emitted, 1u) << "no record moved the watermark for the idle timeout: the wall clock does";
+  EXPECT_EQ(emitted, 1u)
+      << "no record moved the watermark for the idle timeout: the wall clock does";
 }
 
 TEST(WindowEngine, AClockAheadBelowTheCorrectionDoesNotMakeOthersLate) {

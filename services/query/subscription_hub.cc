@@ -88,6 +88,11 @@ SubscribeReactor::SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher,
       buffer_(buffer),
       metrics_(metrics) {}
 
+size_t SubscribeReactor::backlog() {
+  absl::MutexLock lock(&mu_);
+  return pending_.size();
+}
+
 bool SubscribeReactor::ended() {
   absl::MutexLock lock(&mu_);
   return ended_;
@@ -269,10 +274,11 @@ void SubscriptionHub::Run() {
         conn = *std::move(c);
         wakeup = std::make_unique<Wakeup>(*conn, kChannel);
       }
-      Step(*conn);
+      const bool catching_up = Step(*conn);
       reconnect.Reset();
-      // Wakes on a notification, or after a short wait to admit new subscribers.
-      conn->await_notification(0, 100'000);
+      // Wakes on a notification, or after a short wait to admit new subscribers and to go on
+      // with catch-ups that wait for their subscriber.
+      if (!catching_up) conn->await_notification(0, 100'000);
     } catch (const std::exception& e) {
       logger_->warn("msg=\"subscription hub cannot read the change log; retrying\" error=\"{}\"",
                     e.what());
@@ -283,7 +289,7 @@ void SubscriptionHub::Run() {
   }
 }
 
-void SubscriptionHub::Step(pqxx::connection& conn) {
+bool SubscriptionHub::Step(pqxx::connection& conn) {
   int64_t position;
   std::vector<std::shared_ptr<SubscribeReactor>> joining;
   {
@@ -298,42 +304,63 @@ void SubscriptionHub::Step(pqxx::connection& conn) {
                      " (SELECT up_to FROM aggregate_changes_pruned))")[0]
                    .as<int64_t>();
   }
-  if (!joining.empty()) {
-    int64_t pruned;
-    {
-      pqxx::read_transaction tx(conn);
-      pruned = tx.exec1("SELECT up_to FROM aggregate_changes_pruned")[0].as<int64_t>();
-    }
-    for (auto& r : joining) {
-      if (r->start_after() < 0) r->set_start_after(position);
-      if (r->start_after() < pruned) {
+  auto pruned_up_to = [&conn] {
+    pqxx::read_transaction tx(conn);
+    return tx.exec1("SELECT up_to FROM aggregate_changes_pruned")[0].as<int64_t>();
+  };
+  bool catching_up = false;
+  std::vector<std::shared_ptr<SubscribeReactor>> caught_up;
+  for (auto& r : joining) {
+    if (r->start_after() < 0) r->set_start_after(position);
+    if (r->caught_up_to() < 0) {
+      r->set_caught_up_to(r->start_after());
+      if (r->start_after() < pruned_up_to()) {
         r->End(grpc::Status(
             grpc::StatusCode::OUT_OF_RANGE,
             "the resume_token is older than the retained change log (the writer's "
             "--subscription_retention); read the gap with ReadAggregates and subscribe anew"));
       }
-      // Catch up from the token to where the active subscribers are.
-      for (int64_t from = r->start_after(); from < position && !r->ended();) {
-        std::vector<Change> missed = ReadChanges(conn, from, position, options_.fetch_batch);
-        if (missed.empty()) break;
-        from = missed.back().change_id;
-        r->Offer(missed, from);
+    }
+    if (r->ended()) continue;  // Remove takes it off the list
+    // Catch up from the token to where the active subscribers are: one batch per pass, and
+    // only while the subscriber has room for it, so that the gap goes as fast as the client
+    // takes it and the others are served between batches.
+    const int64_t from = r->caught_up_to();
+    if (from < position) {
+      const size_t backlog = r->backlog();
+      const size_t buffer = options_.subscriber_buffer;
+      if (backlog > buffer / 2) {
+        continue;  // its client is still reading; later passes go on
       }
-      // The pruner may have deleted part of the range while it was read: then what the
-      // catch-up did not find may be missing rather than absent.
-      {
-        pqxx::read_transaction tx(conn);
-        pruned = tx.exec1("SELECT up_to FROM aggregate_changes_pruned")[0].as<int64_t>();
-      }
-      if (r->start_after() < pruned) {
+      // Log rows, of which at most as many match: within the room the subscriber has.
+      const int batch = static_cast<int>(
+          std::max<size_t>(1, std::min<size_t>(options_.fetch_batch, buffer - backlog)));
+      std::vector<Change> missed = ReadChanges(conn, from, position, batch);
+      // The pruner may have deleted part of the range before it was read: then what the read
+      // did not find may be missing rather than absent.
+      if (from < pruned_up_to()) {
         r->End(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
                             "the change log was pruned while the subscription caught up; read "
                             "the gap with ReadAggregates and subscribe anew"));
+        continue;
       }
-      r->Offer({}, position);
+      if (missed.empty()) {
+        r->set_caught_up_to(position);
+      } else {
+        r->set_caught_up_to(missed.back().change_id);
+        r->Offer(missed, missed.back().change_id);
+      }
     }
+    if (r->caught_up_to() >= position) {
+      r->Offer({}, position);
+      caught_up.push_back(r);
+    } else {
+      catching_up = true;
+    }
+  }
+  if (!caught_up.empty()) {
     absl::MutexLock lock(&mu_);
-    for (auto& r : joining) {
+    for (auto& r : caught_up) {
       auto it = std::find(joining_.begin(), joining_.end(), r);
       if (it == joining_.end()) continue;  // finished meanwhile
       joining_.erase(it);
@@ -352,12 +379,12 @@ void SubscriptionHub::Step(pqxx::connection& conn) {
       position_ = position;
       active = active_;
     }
-    if (changes.empty()) return;
+    if (changes.empty()) return catching_up;
     const int64_t now_us = absl::ToUnixMicros(absl::Now());
     for (int64_t t : stored_at)
       metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
     for (auto& r : active) r->Offer(changes, position);
-    if (static_cast<int>(changes.size()) < options_.fetch_batch) return;
+    if (static_cast<int>(changes.size()) < options_.fetch_batch) return catching_up;
   }
 }
 

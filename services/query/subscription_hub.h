@@ -52,6 +52,11 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   void End(const grpc::Status& status);
   int64_t start_after() const { return start_after_; }
   void set_start_after(int64_t id) { start_after_ = id; }
+  /// How far the hub has read the log for it while it catches up (hub thread only).
+  int64_t caught_up_to() const { return caught_up_to_; }
+  void set_caught_up_to(int64_t id) { caught_up_to_ = id; }
+  /// Updates queued and not yet written.
+  size_t backlog();
   bool ended();
 
   void OnWriteDone(bool ok) override;
@@ -66,6 +71,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   const SeriesMatcher matcher_;
   const std::set<int64_t> window_sizes_;
   int64_t start_after_;  // written by the hub thread before its first Offer
+  int64_t caught_up_to_ = -1;
   const size_t buffer_;
   SubscriptionMetrics& metrics_;
   absl::Mutex mu_;
@@ -90,7 +96,9 @@ struct SubscriptionOptions {
 
 /// Follows the `aggregate_changes` log (the writer's transactions append to it and NOTIFY)
 /// with one connection and one thread, and fans every change out to the subscribers. A
-/// subscriber that resumes from a token is first sent the changes it missed.
+/// subscriber that resumes from a token is first sent the changes it missed, a batch at a
+/// time as it takes them (a gap larger than its buffer does not end it), between the passes
+/// that serve the others.
 class SubscriptionHub {
  public:
   SubscriptionHub(SubscriptionOptions options, SubscriptionMetrics& metrics,
@@ -106,8 +114,9 @@ class SubscriptionHub {
 
  private:
   void Run();
-  /// One pass: registrations, then new changes. Throws on database errors.
-  void Step(pqxx::connection& conn);
+  /// One pass: registrations and one batch of each catch-up, then new changes. Throws on
+  /// database errors. True when a catch-up has more to read at once.
+  bool Step(pqxx::connection& conn);
 
   const SubscriptionOptions options_;
   SubscriptionMetrics& metrics_;

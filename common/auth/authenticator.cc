@@ -24,14 +24,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 std::string Signature(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return "";
-  return absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
-                      st.st_mtim.tv_nsec);
+  return absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
 }
 
 absl::Status Expired(const Principal& p, absl::Time now) {
   if (now < p.expires) return absl::OkStatus();
-  return absl::UnauthenticatedError(absl::StrCat(
-      "the credential of \"", p.name, "\" expired at ", absl::FormatTime(p.expires)));
+  return absl::UnauthenticatedError(
+      absl::StrCat("the credential of \"", p.name, "\" expired at ", absl::FormatTime(p.expires)));
 }
 
 }  // namespace
@@ -75,15 +74,19 @@ void Authenticator::MaybeReload(absl::Time now) {
   absl::StatusOr<Credentials> parsed =
       text.ok() ? ParseCredentials(*text) : absl::StatusOr<Credentials>(text.status());
   if (!parsed.ok()) {
-    logger_->error("msg=\"credentials file not reloaded; the previous one stays in force\" "
-                   "file={} error=\"{}\"",
-                   path_, parsed.status().message());
+    logger_->error(
+        "msg=\"credentials file not reloaded; the previous one stays in force\" "
+        "file={} error=\"{}\"",
+        path_, parsed.status().message());
     return;
   }
   logger_->info("msg=\"credentials reloaded\" file={} tokens={} certificates={}", path_,
                 parsed->by_token_sha256.size(), parsed->by_certificate.size());
   auto fresh = std::make_shared<const Credentials>(*std::move(parsed));
   absl::MutexLock lock(&mu_);
+  // A later reload (this one stalled past the 1 s check interval) saw a newer file and may
+  // have installed it already: an older file must not replace it.
+  if (file_signature_ != signature) return;
   current_ = std::move(fresh);
 }
 
@@ -102,8 +105,7 @@ absl::StatusOr<Principal> Authenticator::Authenticate(
     constexpr absl::string_view kScheme = "bearer ";
     if (token.size() <= kScheme.size() ||
         !absl::EqualsIgnoreCase(token.substr(0, kScheme.size()), kScheme)) {
-      return absl::UnauthenticatedError(
-          "the authorization header must be \"Bearer <token>\"");
+      return absl::UnauthenticatedError("the authorization header must be \"Bearer <token>\"");
     }
     token = absl::StripLeadingAsciiWhitespace(token.substr(kScheme.size()));
     auto it = creds->by_token_sha256.find(TokenSha256(token));
@@ -120,9 +122,9 @@ absl::StatusOr<Principal> Authenticator::Authenticate(
     return it->second;
   }
   if (!certificate_identities.empty()) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "the client certificate (", certificate_identities.front(),
-        ") is not listed in the credentials file, and no bearer token was sent"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("the client certificate (", certificate_identities.front(),
+                     ") is not listed in the credentials file, and no bearer token was sent"));
   }
   return absl::UnauthenticatedError(
       "no credentials: send the header \"authorization: Bearer <token>\" or a client "

@@ -91,6 +91,12 @@ std::optional<Rejection> ValidateEvent(const series::EventView& event, size_t en
   }
   // A time beyond what Tidemark handles is too far ahead, or too far back, like any other.
   absl::StatusOr<int64_t> time_us = time::ToMicros(event.time(), event.time_unit());
+  if (absl::IsInvalidArgument(time_us.status())) {
+    return Reject(v1::REJECT_REASON_UNDECODABLE,
+                  absl::StrCat("time_unit ", static_cast<int>(event.time_unit()),
+                               " is not a time unit (seconds, milliseconds, microseconds or "
+                               "nanoseconds)"));
+  }
   if (!time_us.ok()) time_us = event.time() < 0 ? INT64_MIN : INT64_MAX;
   if (*time_us > now_us + absl::ToInt64Microseconds(limits.max_future)) {
     return Reject(v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE,

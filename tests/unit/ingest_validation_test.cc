@@ -55,6 +55,13 @@ TEST(Validation, EachRejectionReason) {
   EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_TIME_BEFORE_RETENTION);
   e.set_time(INT64_MAX);
   EXPECT_EQ(ReasonFor(e), v1::REJECT_REASON_TIME_TOO_FAR_IN_FUTURE);
+  // A unit this version does not know says so, rather than "too far ahead".
+  e = Valid();
+  e.set_time_unit(static_cast<v1::TimeUnit>(7));
+  std::optional<Rejection> unknown_unit = ValidateEvent(e, kNowUs, {});
+  ASSERT_TRUE(unknown_unit.has_value());
+  EXPECT_EQ(unknown_unit->reason, v1::REJECT_REASON_UNDECODABLE);
+  EXPECT_NE(unknown_unit->message.find("time_unit 7"), std::string::npos) << unknown_unit->message;
 
   e = Valid();
   e.clear_measures();

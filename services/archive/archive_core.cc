@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 
 #include "absl/strings/numbers.h"
@@ -198,6 +199,16 @@ void AppendKey(std::string& out, absl::string_view key) {
 }
 
 }  // namespace
+
+std::optional<std::string> WhyNoJsonLine(const series::EventView& event) {
+  for (const auto& [name, v] : event.measures()) {
+    if (v.value_case() == v1::MeasureValue::kDoubleValue && !std::isfinite(v.double_value())) {
+      return absl::StrCat("measure \"", name,
+                          "\" is not a finite number, which a JSON line cannot hold");
+    }
+  }
+  return std::nullopt;
+}
 
 std::string EventToJsonLine(const v1::Event& event, const Origin& origin) {
   series::EventView view;

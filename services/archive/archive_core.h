@@ -55,6 +55,9 @@ struct Origin {
 /// type: int64 measures as JSON integers, doubles always with a fraction or exponent. A
 /// decoded record and the message it decodes to give the same bytes.
 std::string EventToJsonLine(const series::EventView& event, const Origin& origin);
+/// Why `event` has no JSON line (a NaN or infinite measure: JSON has no such number), or
+/// nothing. Ingest never accepts one; a record from another producer is rejected.
+std::optional<std::string> WhyNoJsonLine(const series::EventView& event);
 std::string EventToJsonLine(const v1::Event& event, const Origin& origin);
 
 /// The event of a JSON line written by EventToJsonLine (for replay).

@@ -162,6 +162,11 @@ class LakeBatchBuilder final : public kafka::BatchBuilder {
                                     std::nullopt});
       return;
     }
+    if (std::optional<std::string> why = WhyNoJsonLine(event_)) {
+      batch_->rejections.push_back(
+          {index, v1::REJECT_REASON_NON_FINITE_NUMBER, *std::move(why), "", std::nullopt});
+      return;
+    }
     std::string line = EventToJsonLine(event_, {tp.topic, tp.partition, m.offset()});
     line += '\n';
     b.file_by_hour.try_emplace(HourPartition(*instant), config_.gzip_level)

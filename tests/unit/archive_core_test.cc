@@ -1,5 +1,7 @@
 #include "services/archive/archive_core.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
@@ -49,7 +51,8 @@ TEST(PartitionInstant, EventTimeIsUncorrectedAndArrivalIsTheIngestTime) {
 }
 
 TEST(FileName, SortsByOffset) {
-  EXPECT_EQ(FileName("tidemark.raw", 3, 100, 199), "tidemark.raw-3-000000000100-000000000199.jsonl.gz");
+  EXPECT_EQ(FileName("tidemark.raw", 3, 100, 199),
+            "tidemark.raw-3-000000000100-000000000199.jsonl.gz");
   EXPECT_LT(FileName("tidemark.raw", 3, 99, 150), FileName("tidemark.raw", 3, 151, 160));
 }
 
@@ -80,8 +83,7 @@ TEST(JsonLine, RoundTripsEveryFieldAndKeepsNumberTypes) {
   const std::string line = EventToJsonLine(e, {"tidemark.raw", 3, 42});
   EXPECT_NE(line.find("\"temperature\":11.0"), std::string::npos) << line;
   EXPECT_NE(line.find("\"speed\":60,"), std::string::npos) << line;
-  EXPECT_NE(line.find("\"event_time\":\"2021-01-04T10:46:15.225000Z\""), std::string::npos)
-      << line;
+  EXPECT_NE(line.find("\"event_time\":\"2021-01-04T10:46:15.225000Z\""), std::string::npos) << line;
   EXPECT_NE(line.find("\"offset\":42"), std::string::npos) << line;
   EXPECT_EQ(line.find('\n'), std::string::npos);
   absl::StatusOr<v1::Event> back = EventFromJsonLine(line);
@@ -94,6 +96,25 @@ TEST(JsonLine, RoundTripsEveryFieldAndKeepsNumberTypes) {
 
 // Found by fuzz_archive_json_line: a hand-edited or damaged lake line with a number beyond
 // int64 used to wrap, or (a fraction beyond int64) convert with undefined behaviour.
+// JSON has no NaN or infinity: such an event has no line (the archive rejects it), any other
+// has one.
+TEST(JsonLine, NoLineForANonFiniteMeasure) {
+  v1::Event e;
+  e.set_device_id("d");
+  e.set_time(1);
+  (*e.mutable_measures())["ok"].set_double_value(1.5);
+  series::EventView view;
+  view.Assign(e);
+  EXPECT_FALSE(WhyNoJsonLine(view).has_value());
+  for (double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+    (*e.mutable_measures())["temperature"].set_double_value(bad);
+    view.Assign(e);
+    const std::optional<std::string> why = WhyNoJsonLine(view);
+    ASSERT_TRUE(why.has_value()) << bad;
+    EXPECT_NE(why->find("temperature"), std::string::npos) << *why;
+  }
+}
+
 TEST(JsonLine, RefusesIntegersBeyondInt64AndFractionsWhereIntegersBelong) {
   const std::string head = R"({"device_id":"d","time_unit":"MILLISECONDS","dimensions":{},)";
   const auto line = [&](const std::string& time, const std::string& measure,
@@ -112,7 +133,10 @@ TEST(JsonLine, RefusesIntegersBeyondInt64AndFractionsWhereIntegersBelong) {
 TEST(JsonLine, EscapesControlCharactersAndReplacesBytesThatAreNotUtf8) {
   v1::Event e;
   // "\x01" "e": one literal "\x01e" would be the single byte 0x1e.
-  e.set_device_id(std::string("a\"b\\c\nd\x01" "e\0", 10));
+  e.set_device_id(
+      std::string("a\"b\\c\nd\x01"
+                  "e\0",
+                  10));
   e.set_time(1);
   (*e.mutable_dimensions())["site"] = "M\xc3\xbcnchen \xe2\x82\xac \xf0\x9f\x98\x80";
   (*e.mutable_measures())["raw"].set_string_value("ok\xff\xed\xa0\x80!");
@@ -120,7 +144,9 @@ TEST(JsonLine, EscapesControlCharactersAndReplacesBytesThatAreNotUtf8) {
   (*e.mutable_measures())["whole"].set_double_value(-3.0);
   const std::string line = EventToJsonLine(e, {"t", 0, 0});
   const nlohmann::json j = nlohmann::json::parse(line);
-  EXPECT_EQ(j["device_id"], std::string("a\"b\\c\nd\x01" "e\0", 10));
+  EXPECT_EQ(j["device_id"], std::string("a\"b\\c\nd\x01"
+                                        "e\0",
+                                        10));
   EXPECT_EQ(j["dimensions"]["site"], "M\xc3\xbcnchen \xe2\x82\xac \xf0\x9f\x98\x80");
   // 0xFF, then a UTF-16 surrogate encoded in UTF-8 (3 bytes): each invalid byte is replaced.
   EXPECT_EQ(j["measures"]["raw"], "ok\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!");
@@ -184,7 +210,8 @@ TEST(PendingBatches, EncodeDecode) {
   const std::vector<PendingBatch> batches = {
       {"tidemark.raw", 3, 100, 199, {"year=2026/month=11/day=22/hour=02/a.jsonl.gz"}},
       {"tidemark.raw", 3, 200, 250, {}}};
-  absl::StatusOr<std::vector<PendingBatch>> back = DecodePendingBatches(EncodePendingBatches(batches));
+  absl::StatusOr<std::vector<PendingBatch>> back =
+      DecodePendingBatches(EncodePendingBatches(batches));
   ASSERT_TRUE(back.ok());
   ASSERT_EQ(back->size(), 2u);
   EXPECT_EQ((*back)[0].files, batches[0].files);

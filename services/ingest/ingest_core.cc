@@ -216,7 +216,7 @@ int64_t IngestClock::Reserve(int64_t count, int64_t now_us) {
 }
 
 PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
-                                   int64_t first_stamp_us, int first_index,
+                                   int64_t first_stamp_us, int64_t first_index,
                                    const ValidationLimits& limits,
                                    const WritePermission& permission) {
   const int64_t now_us = first_stamp_us;
@@ -234,7 +234,7 @@ PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
     if (!r) r = CheckPermission(event, permission);
     if (r) {
       v1::RejectedRecord& rec = batch.rejected.emplace_back();
-      rec.set_index(first_index + static_cast<int>(i));
+      rec.set_index(first_index + static_cast<int64_t>(i));
       rec.set_reason(r->reason);
       rec.set_message(std::move(r->message));
       continue;
@@ -250,8 +250,8 @@ PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
 }
 
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t first_stamp_us, int first_index, const ValidationLimits& limits,
-                            const WritePermission& permission) {
+                            int64_t first_stamp_us, int64_t first_index,
+                            const ValidationLimits& limits, const WritePermission& permission) {
   std::vector<std::string> encoded;
   encoded.reserve(events.size());
   for (const v1::Event& e : events) encoded.push_back(e.SerializeAsString());

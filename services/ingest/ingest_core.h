@@ -113,14 +113,14 @@ class IngestClock {
 /// validated against. `first_index` offsets the reported indexes (a stream's later messages
 /// continue its numbering). Pure: no I/O.
 PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
-                                   int64_t first_stamp_us, int first_index,
+                                   int64_t first_stamp_us, int64_t first_index,
                                    const ValidationLimits& limits,
                                    const WritePermission& permission = {});
 
 /// The same for events held as messages (WriteJson's, which come from JSON).
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t first_stamp_us, int first_index, const ValidationLimits& limits,
-                            const WritePermission& permission = {});
+                            int64_t first_stamp_us, int64_t first_index,
+                            const ValidationLimits& limits, const WritePermission& permission = {});
 
 /// Checks that hold for a request as a whole; INVALID_ARGUMENT with an actionable message.
 absl::Status ValidateRequestShape(int event_count, const ValidationLimits& limits);

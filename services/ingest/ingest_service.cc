@@ -350,7 +350,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
         static_cast<int64_t>(parsed_.events().size()), time::ToMicros(absl::Now()));
     PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), first_stamp_us, next_index_,
                                                service_.config_.limits, *permission);
-    next_index_ += static_cast<int>(parsed_.events().size());
+    next_index_ += static_cast<int64_t>(parsed_.events().size());
     service_.metrics_.CountRejected(batch.rejected);
     {
       absl::MutexLock lock(&mu_);
@@ -451,7 +451,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
   std::vector<grpc::Slice> slices_;
   std::string copy_;
   EncodedRequest parsed_;
-  int next_index_ = 0;
+  int64_t next_index_ = 0;  // a long-lived stream may pass 2^31 events
   absl::Mutex mu_;
   int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;

@@ -35,7 +35,7 @@ using aggregator::WindowConfig;
 
 bool Same(const Checkpoint& a, const Checkpoint& b) {
   return a.offset == b.offset && a.watermark_us == b.watermark_us &&
-         a.max_event_us == b.max_event_us;
+         a.max_event_us == b.max_event_us && a.sizes == b.sizes;
 }
 
 // One step of the script: a record at the next offset (an event, or bytes that are not one),
@@ -67,8 +67,7 @@ std::vector<Step> ReadScript(FuzzedDataProvider& in) {
     e.set_device_id(absl::StrCat("d", op % 3));
     // Mostly around now; sometimes far ahead of the ingest time (corrected), sometimes hours
     // late.
-    e.set_time(now_us + in.ConsumeIntegralInRange<int64_t>(-3 * 3600'000'000LL,
-                                                            40 * 60'000'000LL));
+    e.set_time(now_us + in.ConsumeIntegralInRange<int64_t>(-3 * 3600'000'000LL, 40 * 60'000'000LL));
     e.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
     e.set_ingest_time_us(now_us);
     if (op & 0x10) e.set_version(in.ConsumeIntegralInRange<int64_t>(0, 3));
@@ -113,8 +112,7 @@ void Run(PartitionWindows& engine, const std::vector<Step>& steps, size_t from, 
 void CheckAggregate(const v1::WindowAggregate& a) {
   const std::string what = Describe(a);
   TIDEMARK_FUZZ_CHECK(a.count() > 0, "an emitted window is not empty: " + what);
-  TIDEMARK_FUZZ_CHECK(a.window_size_us() > 0 &&
-                          a.window_start_us() % a.window_size_us() == 0,
+  TIDEMARK_FUZZ_CHECK(a.window_size_us() > 0 && a.window_start_us() % a.window_size_us() == 0,
                       "an emitted window is aligned to its size: " + what);
   TIDEMARK_FUZZ_CHECK(a.min() <= a.max() && a.min() <= a.first() && a.first() <= a.max() &&
                           a.min() <= a.last() && a.last() <= a.max() && a.min() <= a.avg() &&
@@ -158,7 +156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   WindowConfig config;
   config.sizes = {absl::Minutes(5), absl::Hours(1)};
   {
-    PartitionWindows engine(config, "tidemark.raw", 0, start);
+    PartitionWindows engine(config, "tidemark.raw", 0, start, kNowUs);
     std::map<std::tuple<int64_t, int64_t, int64_t>, v1::WindowAggregate> last;
     int64_t watermark = engine.watermark_us();
     for (size_t i = 0; i < steps.size(); ++i) {
@@ -167,9 +165,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       TIDEMARK_FUZZ_CHECK(engine.watermark_us() >= watermark, "the watermark never moves back");
       watermark = engine.watermark_us();
       const Checkpoint cp = engine.CurrentCheckpoint();
-      TIDEMARK_FUZZ_CHECK(cp.offset >= start.offset &&
-                              cp.offset <= start.offset + static_cast<int64_t>(i) + 1,
-                          "the checkpoint offset is between the restored one and the next");
+      TIDEMARK_FUZZ_CHECK(
+          cp.offset >= start.offset && cp.offset <= start.offset + static_cast<int64_t>(i) + 1,
+          "the checkpoint offset is between the restored one and the next");
       TIDEMARK_FUZZ_CHECK(cp.watermark_us == engine.watermark_us(),
                           "the checkpoint keeps the watermark");
       absl::StatusOr<Checkpoint> decoded = Checkpoint::Decode(cp.offset, cp.Encode());
@@ -178,8 +176,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (const aggregator::Emission& emission : outputs[0].emissions) {
         const v1::WindowAggregate a = emission.ToProto();
         CheckAggregate(a);
-        const auto key = std::make_tuple(a.series().series_id(), a.window_size_us(),
-                                         a.window_start_us());
+        const auto key =
+            std::make_tuple(a.series().series_id(), a.window_size_us(), a.window_start_us());
         auto [it, first] = last.try_emplace(key, a);
         if (!first) {
           TIDEMARK_FUZZ_CHECK(a.version() >= it->second.version(),
@@ -193,9 +191,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
       }
       for (const v1::LatePoint& late : outputs[0].late) {
-        TIDEMARK_FUZZ_CHECK(late.repair_version() == 2 * late.raw_offset() + 1 &&
-                                late.windows_size() > 0,
-                            "a repair has its record's odd version and its windows");
+        TIDEMARK_FUZZ_CHECK(
+            late.repair_version() == 2 * late.raw_offset() + 1 && late.windows_size() > 0,
+            "a repair has its record's odd version and its windows");
       }
     }
   }
@@ -206,29 +204,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (steps.empty()) return 0;
   config.idle_timeout = absl::Hours(24 * 365);
   const size_t k = in.ConsumeIntegralInRange<size_t>(0, steps.size());
-  PartitionWindows uninterrupted(config, "tidemark.raw", 0, start);
+  PartitionWindows uninterrupted(config, "tidemark.raw", 0, start, kNowUs);
   std::vector<EngineOutput> expected;
   Run(uninterrupted, steps, 0, k, start.offset, false, nullptr);
   const Checkpoint cp = uninterrupted.CurrentCheckpoint();
   Run(uninterrupted, steps, k, steps.size(), start.offset, false, &expected);
 
-  TIDEMARK_FUZZ_CHECK(cp.offset >= start.offset &&
-                          cp.offset <= start.offset + static_cast<int64_t>(k),
-                      "the checkpoint offset is between the restored one and the next");
+  TIDEMARK_FUZZ_CHECK(
+      cp.offset >= start.offset && cp.offset <= start.offset + static_cast<int64_t>(k),
+      "the checkpoint offset is between the restored one and the next");
   absl::StatusOr<Checkpoint> resumed_from = Checkpoint::Decode(cp.offset, cp.Encode());
   TIDEMARK_FUZZ_CHECK(resumed_from.ok(), "a checkpoint decodes");
-  PartitionWindows restarted(config, "tidemark.raw", 0, *resumed_from);
+  // The wall clock at the restart: after every step before it. A size the first checkpoint
+  // lacked is in the second with the bound the uninterrupted engine uses, so both repair the
+  // same windows.
+  PartitionWindows restarted(config, "tidemark.raw", 0, *resumed_from,
+                             k == 0 ? kNowUs : steps[k - 1].now_us);
   const size_t replay_from = static_cast<size_t>(cp.offset - start.offset);
   Run(restarted, steps, replay_from, k, start.offset, false, nullptr);
   std::vector<EngineOutput> actual;
   Run(restarted, steps, k, steps.size(), start.offset, false, &actual);
   for (size_t i = 0; i < expected.size(); ++i) {
+    TIDEMARK_FUZZ_CHECK(
+        expected[i].late.size() == actual[i].late.size(),
+        absl::StrCat("after a restart at step ", k, ", step ", k + i, " sends ",
+                     actual[i].late.size(), " repairs, not ", expected[i].late.size()));
     const auto& e = expected[i].emissions;
     const auto& a = actual[i].emissions;
-    TIDEMARK_FUZZ_CHECK(e.size() == a.size(),
-                        absl::StrCat("after a restart at step ", k, " from offset ", cp.offset,
-                                     ", step ", k + i, " emits ", a.size(), " aggregates, not ",
-                                     e.size()));
+    TIDEMARK_FUZZ_CHECK(
+        e.size() == a.size(),
+        absl::StrCat("after a restart at step ", k, " from offset ", cp.offset, ", step ", k + i,
+                     " emits ", a.size(), " aggregates, not ", e.size()));
     for (size_t j = 0; j < e.size(); ++j) {
       std::string diff;
       TIDEMARK_FUZZ_CHECK(SameMessage(a[j].ToProto(), e[j].ToProto(), &diff),

@@ -139,8 +139,9 @@ absl::Status AggregatorLoop::FlushAndCommit(const std::vector<kafka::TopicPartit
     // Nothing consumed of a partition the group never committed: its checkpoint is offset 0,
     // which is no better than no commit (consumption starts at the beginning either way) but,
     // once the broker no longer holds offset 0, would read as records dropped unprocessed
-    // and stop every later owner with DATA_LOSS.
-    if (c.offset <= 0) continue;
+    // and stop every later owner with DATA_LOSS. (Once records were consumed, offset 0 is
+    // committed: a window still holding it must fail loudly if the broker drops it.)
+    if (c.offset <= 0 && !it->second->consumed()) continue;
     points[tp] = {c.offset, c.Encode()};
   }
   if (consumer_ == nullptr) return absl::OkStatus();

@@ -6,7 +6,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/series/series_key.h"
 #include "common/series/storable.h"
@@ -40,7 +39,14 @@ int64_t SaturatingSub(int64_t a, int64_t b) { return a < INT64_MIN + b ? INT64_M
 }  // namespace
 
 std::string Checkpoint::Encode() const {
-  return absl::StrCat("v2 ", watermark_us, " ", max_event_us, " ", absl::StrJoin(sizes_us, ","));
+  std::string out = absl::StrCat("v2 ", watermark_us, " ", max_event_us, " ");
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    absl::StrAppend(&out, i == 0 ? "" : ",", sizes[i].size_us);
+    if (sizes[i].incomplete_before_us != INT64_MIN) {
+      absl::StrAppend(&out, "@", sizes[i].incomplete_before_us);
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<Checkpoint> Checkpoint::Decode(int64_t offset, const std::string& metadata) {
@@ -54,10 +60,12 @@ absl::StatusOr<Checkpoint> Checkpoint::Decode(int64_t offset, const std::string&
   bool readable = (v1 || v2) && absl::SimpleAtoi(parts[1], &c.watermark_us) &&
                   absl::SimpleAtoi(parts[2], &c.max_event_us);
   if (readable && v2) {
-    for (absl::string_view size : absl::StrSplit(parts[3], ',', absl::SkipEmpty())) {
-      int64_t us = 0;
-      readable = readable && absl::SimpleAtoi(size, &us) && us > 0;
-      c.sizes_us.push_back(us);
+    for (absl::string_view item : absl::StrSplit(parts[3], ',', absl::SkipEmpty())) {
+      std::vector<absl::string_view> fields = absl::StrSplit(item, '@');
+      Checkpoint::Size& size = c.sizes.emplace_back();
+      readable = readable && fields.size() <= 2 && absl::SimpleAtoi(fields[0], &size.size_us) &&
+                 size.size_us > 0 &&
+                 (fields.size() == 1 || absl::SimpleAtoi(fields[1], &size.incomplete_before_us));
     }
   }
   if (!readable) {
@@ -78,18 +86,23 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
       next_offset_(restored.offset) {
   for (absl::Duration d : config_.sizes) sizes_us_.push_back(absl::ToInt64Microseconds(d));
   for (int64_t size : sizes_us_) {
-    const bool new_size = restored.after_records &&
-                          std::find(restored.sizes_us.begin(), restored.sizes_us.end(), size) ==
-                              restored.sizes_us.end();
-    incomplete_before_us_.push_back(
-        !new_size ? INT64_MIN
-                  : (restored_at_us == INT64_MIN
-                         ? INT64_MAX
-                         : restored_at_us + absl::ToInt64Microseconds(config_.future_clock_lead)));
+    auto known = std::find_if(restored.sizes.begin(), restored.sizes.end(),
+                              [size](const Checkpoint::Size& s) { return s.size_us == size; });
+    if (known != restored.sizes.end()) {
+      incomplete_before_us_.push_back(known->incomplete_before_us);
+    } else if (!restored.after_records) {
+      incomplete_before_us_.push_back(INT64_MIN);  // nothing was processed before
+    } else if (restored_at_us == INT64_MIN) {
+      incomplete_before_us_.push_back(INT64_MAX);
+    } else {
+      incomplete_before_us_.push_back(restored_at_us +
+                                      absl::ToInt64Microseconds(config_.future_clock_lead));
+    }
   }
 }
 
 void PartitionWindows::Skip(int64_t offset, int64_t now_us) {
+  consumed_ = true;
   ++counters_.undecodable;
   next_offset_ = offset + 1;
   if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
@@ -119,6 +132,7 @@ void PartitionWindows::Process(int64_t offset, const v1::Event& event, int64_t n
 
 void PartitionWindows::Process(int64_t offset, const series::EventView& event, int64_t now_us,
                                EngineOutput& out) {
+  consumed_ = true;
   next_offset_ = offset + 1;
   // The mapping of series::EventToPoints (one point per measure in name order, the shared
   // storable rule, the future-clock correction, version = client version or ingest time),
@@ -313,7 +327,18 @@ Checkpoint PartitionWindows::CurrentCheckpoint() const {
   for (const auto& [key, w] : windows_) c.offset = std::min(c.offset, w.first_offset);
   c.watermark_us = watermark_us_;
   c.max_event_us = max_event_us_;
-  c.sizes_us = sizes_us_;
+  const int64_t lateness = absl::ToInt64Microseconds(config_.allowed_lateness);
+  for (size_t i = 0; i < sizes_us_.size(); ++i) {
+    Checkpoint::Size& size = c.sizes.emplace_back();
+    size.size_us = sizes_us_[i];
+    // Kept while a window starting before the bound can still be live (not beyond lateness).
+    const int64_t bound = incomplete_before_us_[i];
+    if (bound != INT64_MIN &&
+        (watermark_us_ == INT64_MIN || bound > INT64_MAX - sizes_us_[i] - lateness ||
+         watermark_us_ < bound + sizes_us_[i] + lateness)) {
+      size.incomplete_before_us = bound;
+    }
+  }
   return c;
 }
 

@@ -42,13 +42,20 @@ struct Checkpoint {
   int64_t offset = 0;
   int64_t watermark_us = INT64_MIN;
   int64_t max_event_us = INT64_MIN;
-  /// The window sizes the checkpoint was taken with: its offset is where their live windows
-  /// begin, not where a window of another size does.
-  std::vector<int64_t> sizes_us;
+  /// A window size the checkpoint was taken with: its offset is where its live windows
+  /// begin. Windows of a size added at an earlier restart that start before
+  /// `incomplete_before_us` may hold points no replay reaches (INT64_MIN: none).
+  struct Size {
+    int64_t size_us = 0;
+    int64_t incomplete_before_us = INT64_MIN;
+    friend bool operator==(const Size&, const Size&) = default;
+  };
+  std::vector<Size> sizes;
   /// Whether records were processed before it (metadata was committed): without sizes
   /// (a "v1" checkpoint), every size is taken as new.
   bool after_records = false;
-  /// Commit metadata form: "v2 <watermark_us> <max_event_us> <size_us>,<size_us>...".
+  /// Commit metadata form: "v2 <watermark_us> <max_event_us>
+  /// <size_us>[@<incomplete_before_us>],...".
   std::string Encode() const;
   static absl::StatusOr<Checkpoint> Decode(int64_t offset, const std::string& metadata);
 };
@@ -127,7 +134,9 @@ class PartitionWindows final {
   /// checkpoint was not taken with may have windows holding points of records before its
   /// offset, which are not replayed: each revision of such a window (one starting before
   /// restored_at_us plus the future-clock lead, past which no earlier point can lie) goes to
-  /// the late topic as a repair, so the writer computes it from every stored raw point.
+  /// the late topic as a repair, so the writer computes it from every stored raw point. The
+  /// checkpoint carries that bound on until no such window can be live, so that a later
+  /// restart repairs the same windows.
   PartitionWindows(const WindowConfig& config, std::string raw_topic, int32_t partition,
                    const Checkpoint& restored, int64_t restored_at_us = INT64_MIN);
 
@@ -149,6 +158,8 @@ class PartitionWindows final {
   size_t open_windows() const { return windows_.size(); }
   size_t tracked_series() const { return series_.size(); }
   const EngineCounters& counters() const { return counters_; }
+  /// Whether a record was processed or skipped since the restore.
+  bool consumed() const { return consumed_; }
 
  private:
   struct Key {
@@ -215,6 +226,7 @@ class PartitionWindows final {
   /// The view Process(v1::Event) reads a message through, kept to reuse its allocations.
   series::EventView message_view_;
   EngineCounters counters_;
+  bool consumed_ = false;
 };
 
 }  // namespace tidemark::aggregator

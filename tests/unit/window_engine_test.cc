@@ -192,6 +192,18 @@ TEST(WindowEngine, CheckpointNeedsTheOldestLiveWindow) {
   EXPECT_EQ(back->watermark_us, c.watermark_us);
   EXPECT_EQ(back->max_event_us, c.max_event_us);
   EXPECT_FALSE(Checkpoint::Decode(0, "garbage").ok());
+  // Sizes, and the bound of an added size's incomplete windows, survive their metadata.
+  c.sizes = {{10 * kS, INT64_MIN}, {60 * kS, kBase + 30 * kS}};
+  back = Checkpoint::Decode(7, c.Encode());
+  ASSERT_TRUE(back.ok()) << c.Encode();
+  EXPECT_EQ(back->sizes, c.sizes);
+  EXPECT_TRUE(back->after_records);
+  // A checkpoint of the version before sizes were recorded: every size counts as new.
+  back = Checkpoint::Decode(7, "v1 5 6");
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->sizes.empty());
+  EXPECT_TRUE(back->after_records);
+  EXPECT_FALSE(Checkpoint::Decode(0, "v2 5 6 10@x").ok());
 }
 
 // ---- Property: random streams against a batch computation over the stored points. ----
@@ -386,12 +398,13 @@ TEST(WindowEngineProperty, FinalAggregatesEqualBatchOverStoredPoints) {
 }
 
 // A size added at a restart: its windows holding points from before the replay are repaired
-// from the stored points rather than emitted from the replayed ones.
+// from the stored points rather than emitted from the replayed ones, also after further
+// restarts while such windows are open.
 TEST(WindowEngineProperty, ASizeAddedAtARestartStoresOnlyWholeWindows) {
   int added_size_windows = 0;
-  for (uint64_t seed = 300; seed <= 340; ++seed) {
+  for (uint64_t seed = 300; seed <= 360; ++seed) {
     SCOPED_TRACE(seed);
-    const StoreModel store = RunProperty(seed, /*restarts=*/1, {absl::Seconds(10)},
+    const StoreModel store = RunProperty(seed, /*restarts=*/4, {absl::Seconds(10)},
                                          absl::Seconds(2), {absl::Seconds(10), absl::Seconds(60)});
     for (const auto& [key, a] : store.aggregates) {
       if (std::get<1>(key) == 60 * kS) ++added_size_windows;

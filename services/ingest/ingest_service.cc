@@ -260,7 +260,9 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
   }
   const v1::JsonMapping mapping =
       MergeMapping(MappingForFormat(req->format(), config_.default_json_mapping), req->mapping());
-  // One stamp per record: a record without a time (the turbine format) is at its own.
+  // One stamp per record. A parsed record's ingest time is the stamp of its place among the
+  // parsed ones (PrepareEvents stamps them in order); one without a time (the turbine
+  // format) takes that same instant as its event time.
   const int64_t first_stamp_us = clock_.Reserve(req->records_size(), time::ToMicros(absl::Now()));
   // Parse every record, keeping the position of each parsed event in the request so
   // that rejections name the record the client sent.
@@ -277,7 +279,8 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
                                  config_.limits.max_event_bytes));
       continue;
     }
-    absl::StatusOr<v1::Event> e = JsonToEvent(req->records(i), mapping, first_stamp_us + i);
+    absl::StatusOr<v1::Event> e =
+        JsonToEvent(req->records(i), mapping, first_stamp_us + events.size());
     if (!e.ok()) {
       v1::RejectedRecord& r = malformed.emplace_back();
       r.set_index(i);

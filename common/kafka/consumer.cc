@@ -170,6 +170,14 @@ void Consumer::Revoke(rd_kafka_topic_partition_list_t* partitions) {
   logger_->info("msg=\"partitions revoked\" count={}", partitions->cnt);
 }
 
+void Consumer::RevokeForTesting(const std::vector<TopicPartition>& partitions) {
+  ListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+  for (const TopicPartition& tp : partitions) {
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);
+  }
+  Revoke(list.get());
+}
+
 Message::Message(absl::string_view topic, const rd_kafka_message_t& m)
     : topic_(topic),
       partition_(m.partition),
@@ -186,6 +194,7 @@ absl::StatusOr<std::vector<Message>> Consumer::Poll(size_t max_messages, absl::D
   int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
   revoked_in_poll_.clear();
   while (out.size() < max_messages) {
+    if (poll_hook_) poll_hook_();
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, wait_ms);
     if (!revoked_in_poll_.empty()) {
       // A rebalance took partitions inside that call: what was taken of them before it is the

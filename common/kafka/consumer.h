@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -110,6 +111,12 @@ class Consumer final {
   /// from the offsets librdkafka caches with each fetch: cheap, never blocks.
   int64_t Lag() const;
 
+  /// For tests of what a rebalance inside Poll() does: `hook` runs inside Poll() before each
+  /// call to librdkafka's poll (where librdkafka serves rebalances), and RevokeForTesting
+  /// takes partitions away as a rebalance does (listener told, partitions unassigned).
+  void SetPollHookForTesting(std::function<void()> hook) { poll_hook_ = std::move(hook); }
+  void RevokeForTesting(const std::vector<TopicPartition>& partitions);
+
  private:
   Consumer() = default;
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -128,6 +135,7 @@ class Consumer final {
   // Partitions revoked during the current Poll(): librdkafka serves the rebalance inside its
   // poll, after the records that call already took, which are the next owner's now.
   std::vector<TopicPartition> revoked_in_poll_;
+  std::function<void()> poll_hook_;
 };
 
 }  // namespace tidemark::kafka

@@ -757,6 +757,52 @@ TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
   EXPECT_NE(status.message().find("never processed"), absl::string_view::npos) << status;
 }
 
+// What a consumer took of a partition it then lost is the next owner's. librdkafka serves a
+// rebalance inside its poll, after records Poll() has already taken in the same call: Poll()
+// must not return those.
+class AssignmentTracker final : public kafka::PartitionListener {
+ public:
+  void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override {
+    for (const auto& p : partitions) assigned.insert(p.partition);
+  }
+  void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override {
+    for (const auto& p : partitions) assigned.erase(p);
+  }
+  std::set<kafka::TopicPartition> assigned;
+};
+
+TEST(Consumer, PollReturnsNoRecordOfAPartitionRevokedWhileItCollected) {
+  const std::string topic = "revoked_mid_poll";
+  ASSERT_TRUE(broker->CreateTopic(topic, 4).ok());
+  std::vector<v1::Event> events = Events(4000, 40, NowUs());
+  Produce(topic, events);
+  AssignmentTracker tracker;
+  auto consumer = kafka::Consumer::Create(
+      {.brokers = broker->bootstrap_servers(), .group_id = "revoked-mid-poll", .topics = {topic}},
+      Logger(), &tracker);
+  ASSERT_TRUE(consumer.ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto got = (*consumer)->Poll(1, absl::Milliseconds(200));
+        return got.ok() && !got->empty();
+      },
+      absl::Seconds(30)));
+  ASSERT_EQ(tracker.assigned.size(), 4u);
+  // Every partition is taken away in the middle of a Poll, after it took hundreds of records.
+  std::vector<kafka::TopicPartition> lost;
+  for (int32_t p = 0; p < 4; ++p) lost.push_back({topic, p});
+  int calls = 0;
+  (*consumer)->SetPollHookForTesting([&] {
+    if (++calls == 400) (*consumer)->RevokeForTesting(lost);
+  });
+  auto got = (*consumer)->Poll(1'000'000, absl::Seconds(1));
+  (*consumer)->SetPollHookForTesting(nullptr);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_GE(calls, 400) << "the Poll ended before the revocation";
+  EXPECT_TRUE(tracker.assigned.empty());
+  EXPECT_EQ(got->size(), 0u) << "records of partitions revoked during the Poll that returned them";
+}
+
 TEST(AggregateStore, VersionsAndRepairsSurviveKafkaLosingItsHistory) {
   const std::string db = NewDatabase();
   PointStore points(pg->Dsn(db), absl::Hours(48));

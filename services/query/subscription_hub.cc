@@ -274,11 +274,12 @@ void SubscriptionHub::Run() {
         conn = *std::move(c);
         wakeup = std::make_unique<Wakeup>(*conn, kChannel);
       }
-      const bool catching_up = Step(*conn);
+      const Next next = Step(*conn);
       reconnect.Reset();
-      // Wakes on a notification, or after a short wait to admit new subscribers and to go on
-      // with catch-ups that wait for their subscriber.
-      if (!catching_up) conn->await_notification(0, 100'000);
+      // Wakes on a notification, or after a short wait to admit new subscribers; soon, when a
+      // catch-up waits for its client to read (its queue drains at the client's pace).
+      if (next == Next::kWait) conn->await_notification(0, 100'000);
+      if (next == Next::kWaitOnClient) conn->await_notification(0, 5'000);
     } catch (const std::exception& e) {
       logger_->warn("msg=\"subscription hub cannot read the change log; retrying\" error=\"{}\"",
                     e.what());
@@ -289,7 +290,7 @@ void SubscriptionHub::Run() {
   }
 }
 
-bool SubscriptionHub::Step(pqxx::connection& conn) {
+SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
   int64_t position;
   std::vector<std::shared_ptr<SubscribeReactor>> joining;
   {
@@ -308,7 +309,7 @@ bool SubscriptionHub::Step(pqxx::connection& conn) {
     pqxx::read_transaction tx(conn);
     return tx.exec1("SELECT up_to FROM aggregate_changes_pruned")[0].as<int64_t>();
   };
-  bool catching_up = false;
+  Next next = Next::kWait;
   std::vector<std::shared_ptr<SubscribeReactor>> caught_up;
   for (auto& r : joining) {
     if (r->start_after() < 0) r->set_start_after(position);
@@ -330,7 +331,9 @@ bool SubscriptionHub::Step(pqxx::connection& conn) {
       const size_t backlog = r->backlog();
       const size_t buffer = options_.subscriber_buffer;
       if (backlog > buffer / 2) {
-        continue;  // its client is still reading; later passes go on
+        // Its client is still reading; a pass soon goes on.
+        if (next == Next::kWait) next = Next::kWaitOnClient;
+        continue;
       }
       // Log rows, of which at most as many match: within the room the subscriber has.
       const int batch = static_cast<int>(
@@ -355,7 +358,7 @@ bool SubscriptionHub::Step(pqxx::connection& conn) {
       r->Offer({}, position);
       caught_up.push_back(r);
     } else {
-      catching_up = true;
+      next = Next::kContinue;
     }
   }
   if (!caught_up.empty()) {
@@ -379,12 +382,12 @@ bool SubscriptionHub::Step(pqxx::connection& conn) {
       position_ = position;
       active = active_;
     }
-    if (changes.empty()) return catching_up;
+    if (changes.empty()) return next;
     const int64_t now_us = absl::ToUnixMicros(absl::Now());
     for (int64_t t : stored_at)
       metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
     for (auto& r : active) r->Offer(changes, position);
-    if (static_cast<int>(changes.size()) < options_.fetch_batch) return catching_up;
+    if (static_cast<int>(changes.size()) < options_.fetch_batch) return next;
   }
 }
 

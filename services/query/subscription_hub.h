@@ -114,9 +114,15 @@ class SubscriptionHub {
 
  private:
   void Run();
+  /// What a pass leaves to do.
+  enum class Next {
+    kWait,          // nothing until a notification (or the poll interval)
+    kContinue,      // a catch-up has more to read at once
+    kWaitOnClient,  // a catch-up waits for its client to take what it was sent
+  };
   /// One pass: registrations and one batch of each catch-up, then new changes. Throws on
-  /// database errors. True when a catch-up has more to read at once.
-  bool Step(pqxx::connection& conn);
+  /// database errors.
+  Next Step(pqxx::connection& conn);
 
   const SubscriptionOptions options_;
   SubscriptionMetrics& metrics_;

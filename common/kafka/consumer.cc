@@ -126,11 +126,15 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
     if (tp.metadata != nullptr && tp.metadata_size > 0) {
       a.committed_metadata.assign(static_cast<const char*>(tp.metadata), tp.metadata_size);
     }
+    int64_t low = 0, high = 0;
     if (tp.offset < 0) {
       tp.offset = RD_KAFKA_OFFSET_BEGINNING;
+      if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high, 10000) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        a.earliest_offset = low;
+      }
       continue;
     }
-    int64_t low = 0, high = 0;
     if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high, 10000) ==
             RD_KAFKA_RESP_ERR_NO_ERROR &&
         tp.offset < low) {

@@ -62,6 +62,9 @@ struct AssignedPartition {
   /// partition's beginning).
   int64_t committed_offset = -1;
   std::string committed_metadata;
+  /// Without a committed offset: the earliest offset the broker holds, where consumption
+  /// starts (-1 when it could not be read, or with a committed offset).
+  int64_t earliest_offset = -1;
 };
 
 /// Told about partitions gained and lost in a rebalance, on the thread calling Poll().

@@ -464,7 +464,18 @@ std::string PendingPath(absl::string_view topic, int32_t partition) {
   return absl::StrCat("_pending/", topic, "-", partition, ".json");
 }
 
-absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset) {
+absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset,
+                                    int64_t earliest_offset) {
+  if (committed_offset < 0 && earliest_offset >= 0 && batch.first_offset > earliest_offset) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "partition ", batch.topic, "/", batch.partition,
+        " has no committed offset, but this consumer group archived it up to the batch at ",
+        batch.first_offset, "-", batch.last_offset,
+        ": the group's offsets were lost (expired after offsets.retention.minutes, or "
+        "deleted); starting from the earliest offset (",
+        earliest_offset, ") would archive everything before that batch twice. Set the group's ",
+        "offset of this partition to ", batch.first_offset, " to resume exactly once"));
+  }
   if (committed_offset > batch.last_offset) return Resume::kKeepFiles;
   if (committed_offset <= batch.first_offset) return Resume::kDeleteFiles;
   return absl::FailedPreconditionError(absl::StrCat(

@@ -120,7 +120,11 @@ std::string PendingPath(absl::string_view topic, int32_t partition);
 /// - committed <= first_offset (or never committed): the batch will be consumed again, maybe
 ///   cut differently, so its files must go before anything is rewritten.
 /// Anything else means the lake and the group disagree (e.g. offsets reset by hand): refused.
+/// So is a group that never committed (-1) while the batch begins after `earliest_offset`,
+/// where such a group starts: the group archived the records before the batch, and its
+/// offsets were lost (expired, or deleted); starting over would archive them twice.
 enum class Resume { kKeepFiles, kDeleteFiles };
-absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset);
+absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset,
+                                    int64_t earliest_offset = -1);
 
 }  // namespace tidemark::archive

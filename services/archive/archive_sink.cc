@@ -20,7 +20,7 @@ ArchiveSink::ArchiveSink(Lake& lake, ArchiveConfig config, ArchiveMetrics& metri
 
 void ArchiveSink::OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) {
   for (const kafka::AssignedPartition& p : partitions) {
-    to_recover_[p.partition] = p.committed_offset;
+    to_recover_[p.partition] = p;
   }
 }
 
@@ -79,7 +79,9 @@ absl::Status ArchiveSink::DeleteFiles(const PendingBatch& batch) {
   return absl::OkStatus();
 }
 
-absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp, int64_t committed_offset) {
+absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
+                                  const kafka::AssignedPartition& assigned) {
+  const int64_t committed_offset = assigned.committed_offset;
   absl::StatusOr<std::string> record = lake_.Get(PendingPath(tp.topic, tp.partition));
   uncommitted_[tp].clear();
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
@@ -107,7 +109,7 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp, int64_t commi
     batches = std::vector<PendingBatch>{std::move(listed)};
   }
   for (const PendingBatch& b : *batches) {
-    absl::StatusOr<Resume> resume = DecideResume(b, committed_offset);
+    absl::StatusOr<Resume> resume = DecideResume(b, committed_offset, assigned.earliest_offset);
     if (!resume.ok()) return resume.status();
     if (*resume == Resume::kDeleteFiles) {
       logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",

@@ -63,7 +63,7 @@ class ArchiveSink final : public kafka::BatchSink {
   /// Writes the files of a prepared batch (a LakeBatch) and records them as pending.
   absl::StatusOr<std::vector<kafka::RecordRejection>> WriteBatch(kafka::PreparedBatch& prepared);
   /// Undoes the uncommitted batches a predecessor recorded for the partition.
-  absl::Status Recover(const kafka::TopicPartition& tp, int64_t committed_offset);
+  absl::Status Recover(const kafka::TopicPartition& tp, const kafka::AssignedPartition& assigned);
   absl::Status Put(const std::string& path, absl::string_view data);
   absl::Status DeleteFiles(const PendingBatch& batch);
 
@@ -72,7 +72,7 @@ class ArchiveSink final : public kafka::BatchSink {
   ArchiveMetrics& metrics_;
   std::shared_ptr<spdlog::logger> logger_;
   /// Assigned partitions not yet recovered, with their committed offsets.
-  std::map<kafka::TopicPartition, int64_t> to_recover_;
+  std::map<kafka::TopicPartition, kafka::AssignedPartition> to_recover_;
   /// Per partition, the batches written whose commit has not been confirmed.
   std::map<kafka::TopicPartition, std::vector<PendingBatch>> uncommitted_;
   mutable absl::Mutex health_mu_;

@@ -228,8 +228,15 @@ TEST(ResumeRule, KeepsCommittedBatchesAndUndoesTheRest) {
   EXPECT_EQ(*DecideResume(b, 100), Resume::kDeleteFiles);
   // The commit of an earlier batch failed too: everything from 50 is consumed again.
   EXPECT_EQ(*DecideResume(b, 50), Resume::kDeleteFiles);
-  // Never committed.
+  // Never committed: the first batch of a new group, which starts at the earliest offset.
   EXPECT_EQ(*DecideResume(b, -1), Resume::kDeleteFiles);
+  EXPECT_EQ(*DecideResume(b, -1, 100), Resume::kDeleteFiles);
+  EXPECT_EQ(*DecideResume(b, -1, 150), Resume::kDeleteFiles);  // retention passed its start
+  // No committed offset, yet the group archived everything before 100: its offsets were lost.
+  const absl::StatusOr<Resume> lost = DecideResume(b, -1, 20);
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(lost.status().message().find("offsets were lost"), absl::string_view::npos);
+  EXPECT_NE(lost.status().message().find("to 100 "), absl::string_view::npos) << lost.status();
   // A commit inside a batch cannot come from the archive.
   const absl::StatusOr<Resume> inside = DecideResume(b, 150);
   EXPECT_EQ(inside.status().code(), absl::StatusCode::kFailedPrecondition);

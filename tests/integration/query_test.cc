@@ -368,24 +368,22 @@ TEST(QueryStorePages, CountTheSeriesTheyDescribeAgainstTheByteBound) {
   EXPECT_EQ(read_all(&QueryStore::ListSeries, list,
                      [](const v1::ListSeriesResponse& r) { return r.series_size(); }),
             kSeries);
+  // The rows of a page: what `rows_of` counts in each of its series.
+  auto rows = [](auto rows_of) {
+    return [rows_of](const auto& page) {
+      int n = 0;
+      for (const auto& s : page.series()) n += (s.*rows_of)();
+      return n;
+    };
+  };
   v1::ReadPointsRequest points;
   *points.mutable_selector() = selector;
-  EXPECT_EQ(read_all(&QueryStore::ReadPoints, points,
-                     [](const v1::ReadPointsResponse& r) {
-                       int n = 0;
-                       for (const auto& s : r.series()) n += s.points_size();
-                       return n;
-                     }),
+  EXPECT_EQ(read_all(&QueryStore::ReadPoints, points, rows(&v1::SeriesPoints::points_size)),
             kSeries);
   v1::ReadAggregatesRequest windows;
   *windows.mutable_selector() = selector;
   windows.set_window_size_us(5 * kMin);
-  EXPECT_EQ(read_all(&QueryStore::ReadAggregates, windows,
-                     [](const v1::ReadAggregatesResponse& r) {
-                       int n = 0;
-                       for (const auto& s : r.series()) n += s.windows_size();
-                       return n;
-                     }),
+  EXPECT_EQ(read_all(&QueryStore::ReadAggregates, windows, rows(&v1::SeriesWindows::windows_size)),
             kSeries);
   v1::RollupRequest rollup;
   *rollup.mutable_selector() = selector;
@@ -462,6 +460,18 @@ class SubscribeTest : public QueryStoreTest {
     service_.reset();
   }
 
+  // The resume token of a subscription opened now: its first response, which has no updates.
+  std::string TokenOfNow(const v1::SubscribeRequest& req) {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Subscribe(&ctx, req);
+    v1::SubscribeResponse first;
+    EXPECT_TRUE(reader->Read(&first));
+    EXPECT_EQ(first.updates_size(), 0);
+    ctx.TryCancel();
+    reader->Finish();
+    return first.resume_token();
+  }
+
   // Stores `n` new versions of `windows` windows of series 2, one transaction per version.
   void StoreVersions(int first_version, int n, int windows = 1) {
     for (int v = first_version; v < first_version + n; ++v) {
@@ -493,17 +503,7 @@ TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
   StartServer(10'000);
   v1::SubscribeRequest req;
   req.mutable_selector()->add_series_ids(2);
-  std::string token;
-  {
-    grpc::ClientContext ctx;
-    auto reader = stub_->Subscribe(&ctx, req);
-    v1::SubscribeResponse first;
-    ASSERT_TRUE(reader->Read(&first));
-    EXPECT_EQ(first.updates_size(), 0);
-    token = first.resume_token();
-    ctx.TryCancel();
-    reader->Finish();
-  }
+  const std::string token = TokenOfNow(req);
   StoreVersions(100, 20);  // stored while nobody listens
   req.set_resume_token(token);
   grpc::ClientContext ctx;
@@ -570,16 +570,7 @@ TEST_F(SubscribeTest, AResumeAcrossAGapLargerThanTheBufferCatchesUp) {
   StartServer(1'000, 5'000);
   v1::SubscribeRequest req;
   req.mutable_selector()->add_series_ids(2);
-  std::string token;
-  {
-    grpc::ClientContext ctx;
-    auto reader = stub_->Subscribe(&ctx, req);
-    v1::SubscribeResponse first;
-    ASSERT_TRUE(reader->Read(&first));
-    token = first.resume_token();
-    ctx.TryCancel();
-    reader->Finish();
-  }
+  const std::string token = TokenOfNow(req);
   StoreVersions(10'000, 300, 200);  // 60,000 updates while nobody listens
   req.set_resume_token(token);
   grpc::ClientContext ctx;

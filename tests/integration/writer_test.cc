@@ -813,22 +813,46 @@ TEST(Consumer, PollReturnsNoRecordOfAPartitionRevokedWhileItCollected) {
   EXPECT_EQ(got->size(), 0u) << "records of partitions revoked during the Poll that returned them";
 }
 
+// A revision of series 42's 10-second window at `start`, of one point of `value`.
+std::vector<SourcedAggregate> WindowOfOnePoint(int64_t start, int64_t version, double value) {
+  SourcedAggregate s;
+  v1::WindowAggregate& a = s.aggregate;
+  a.mutable_series()->set_series_id(42);
+  a.mutable_series()->set_canonical_key("m{device_id=\"d\"}");
+  a.set_window_size_us(10'000'000);
+  a.set_window_start_us(start);
+  a.set_count(1);
+  for (auto set : {&v1::WindowAggregate::set_sum, &v1::WindowAggregate::set_min,
+                   &v1::WindowAggregate::set_max, &v1::WindowAggregate::set_avg,
+                   &v1::WindowAggregate::set_first, &v1::WindowAggregate::set_last}) {
+    (a.*set)(value);
+  }
+  a.set_version(version);
+  return {s};
+}
+
+// A request to repair that window, for a late point at `raw_offset` of `raw_topic`/0.
+SourcedLatePoint RepairOfTheWindow(int64_t start, const std::string& raw_topic, int64_t raw_offset,
+                                   int64_t repair_version) {
+  SourcedLatePoint late;
+  late.late.mutable_series()->set_series_id(42);
+  late.late.set_raw_topic(raw_topic);
+  late.late.set_raw_partition(0);
+  late.late.set_raw_offset(raw_offset);
+  late.late.set_repair_version(repair_version);
+  v1::WindowRef* w = late.late.add_windows();
+  w->set_window_size_us(10'000'000);
+  w->set_window_start_us(start);
+  return late;
+}
+
 TEST(AggregateStore, VersionsAndRepairsSurviveKafkaLosingItsHistory) {
   const std::string db = NewDatabase();
   PointStore points(pg->Dsn(db), absl::Hours(48));
   ASSERT_TRUE(points.Open(*Logger()).ok());
   const int64_t start = (NowUs() / 10'000'000) * 10'000'000;
   auto aggregate = [&](int64_t version, double sum) {
-    SourcedAggregate s;
-    v1::WindowAggregate& a = s.aggregate;
-    a.mutable_series()->set_series_id(42);
-    a.mutable_series()->set_canonical_key("m{device_id=\"d\"}");
-    a.set_window_size_us(10'000'000);
-    a.set_window_start_us(start);
-    a.set_count(1);
-    a.set_sum(sum);
-    a.set_version(version);
-    return std::vector<SourcedAggregate>{s};
+    return WindowOfOnePoint(start, version, sum);
   };
   // Before: the store holds raw records up to offset 500 and a revision at version 1000.
   Query(db, "INSERT INTO raw_progress (topic, partition, next_offset) VALUES ('inc_raw', 0, 500)");
@@ -854,16 +878,8 @@ TEST(AggregateStore, VersionsAndRepairsSurviveKafkaLosingItsHistory) {
   EXPECT_EQ(Query(db, "SELECT sum || ':' || version FROM aggregates"),
             absl::StrCat("2:", (int64_t{1} << kIncarnationShift) + 10));
   // A repair of a point at new offset 2 waits for the raw loop instead of trusting offset 500.
-  SourcedLatePoint late;
-  late.late.mutable_series()->set_series_id(42);
-  late.late.set_raw_topic("inc_raw");
-  late.late.set_raw_partition(0);
-  late.late.set_raw_offset(2);
-  late.late.set_repair_version(5);
-  v1::WindowRef* w = late.late.add_windows();
-  w->set_window_size_us(10'000'000);
-  w->set_window_start_us(start);
-  EXPECT_EQ(after.Repair({late}).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(after.Repair({RepairOfTheWindow(start, "inc_raw", 2, 5)}).status().code(),
+            absl::StatusCode::kUnavailable);
   // Checking again changes nothing: the store no longer holds offsets Kafka lacks.
   ASSERT_TRUE(CheckKafkaIncarnation(broker->bootstrap_servers(), "inc-group", "inc_raw",
                                     pg->Dsn(db), *Logger())
@@ -880,20 +896,7 @@ TEST(AggregateStore, ARepairThatFindsTheValuesRightStillOutranksOlderRevisions) 
   ASSERT_TRUE(points.Open(*Logger()).ok());
   const int64_t start = (NowUs() / 10'000'000) * 10'000'000;
   auto aggregate = [&](int64_t version, double value) {
-    SourcedAggregate s;
-    v1::WindowAggregate& a = s.aggregate;
-    a.mutable_series()->set_series_id(42);
-    a.mutable_series()->set_canonical_key("m{device_id=\"d\"}");
-    a.set_window_size_us(10'000'000);
-    a.set_window_start_us(start);
-    a.set_count(1);
-    for (auto set : {&v1::WindowAggregate::set_sum, &v1::WindowAggregate::set_min,
-                     &v1::WindowAggregate::set_max, &v1::WindowAggregate::set_avg,
-                     &v1::WindowAggregate::set_first, &v1::WindowAggregate::set_last}) {
-      (a.*set)(value);
-    }
-    a.set_version(version);
-    return std::vector<SourcedAggregate>{s};
+    return WindowOfOnePoint(start, version, value);
   };
   AggregateStore store(pg->Dsn(db), absl::Hours(48), absl::Hours(1));
   // Revision 40 holds the point's first value (1.0). Later the point became 2.0 (revision 60,
@@ -906,16 +909,7 @@ TEST(AggregateStore, ARepairThatFindsTheValuesRightStillOutranksOlderRevisions) 
                          " VALUES (42, 'epoch'::timestamptz + interval '1 microsecond' * ",
                          start + 1'000'000, ", 1.0, 300, now())"));
   Query(db, "INSERT INTO raw_progress (topic, partition, next_offset) VALUES ('rep_raw', 0, 100)");
-  SourcedLatePoint late;
-  late.late.mutable_series()->set_series_id(42);
-  late.late.set_raw_topic("rep_raw");
-  late.late.set_raw_partition(0);
-  late.late.set_raw_offset(50);
-  late.late.set_repair_version(101);
-  v1::WindowRef* w = late.late.add_windows();
-  w->set_window_size_us(10'000'000);
-  w->set_window_start_us(start);
-  auto repaired = store.Repair({late});
+  auto repaired = store.Repair({RepairOfTheWindow(start, "rep_raw", 50, 101)});
   ASSERT_TRUE(repaired.ok()) << repaired.status();
   // Revision 60 arrives after the repair: older, so it changes nothing.
   ASSERT_TRUE(store.Write(aggregate(60, 2.0)).ok());

@@ -17,8 +17,8 @@ namespace {
 absl::StatusOr<std::string> ReadPem(const std::string& setting, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat("bad setting --", setting, ": cannot read ",
-                                                   path));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad setting --", setting, ": cannot read ", path));
   }
   std::ostringstream text;
   text << in.rdbuf();
@@ -121,32 +121,35 @@ absl::StatusOr<std::unique_ptr<auth::Authenticator>> AuthenticatorFor(
 std::string Describe(const ServerSecurity& s) {
   return absl::StrCat(
       "tls=", s.tls() ? "on" : "off", " client_certificates=",
-      s.tls_client_ca_file.empty() ? "off"
-                                   : (s.tls_require_client_cert ? "required" : "verified"),
+      s.tls_client_ca_file.empty() ? "off" : (s.tls_require_client_cert ? "required" : "verified"),
       " auth=",
       !s.credentials_file.empty() ? "credentials_file"
                                   : (s.allow_unauthenticated ? "none" : "unset"),
       " reflection=", s.reflection ? "on" : "off");
 }
 
-absl::StatusOr<auth::Principal> CallPrincipal(auth::Authenticator& authenticator,
-                                              const grpc::ServerContextBase& ctx) {
-  if (authenticator.open()) return auth::Unrestricted();
-  absl::string_view authorization;
+CallCredentials CredentialsOf(const grpc::ServerContextBase& ctx) {
+  CallCredentials c;
   const auto& metadata = ctx.client_metadata();
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
-    authorization = absl::string_view(it->second.data(), it->second.size());
+    c.authorization.assign(it->second.data(), it->second.size());
   }
-  std::vector<std::string> identities;
   const std::shared_ptr<const grpc::AuthContext> auth_context = ctx.auth_context();
   if (auth_context && auth_context->IsPeerAuthenticated()) {
     for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
       for (const grpc::string_ref& value : auth_context->FindPropertyValues(property)) {
-        identities.emplace_back(value.data(), value.size());
+        c.certificate_identities.emplace_back(value.data(), value.size());
       }
     }
   }
-  return authenticator.Authenticate(authorization, identities);
+  return c;
+}
+
+absl::StatusOr<auth::Principal> CallPrincipal(auth::Authenticator& authenticator,
+                                              const grpc::ServerContextBase& ctx) {
+  if (authenticator.open()) return auth::Unrestricted();
+  const CallCredentials c = CredentialsOf(ctx);
+  return authenticator.Authenticate(c.authorization, c.certificate_identities);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,

@@ -54,6 +54,15 @@ absl::StatusOr<std::unique_ptr<auth::Authenticator>> AuthenticatorFor(
 /// auth=credentials_file reflection=off".
 std::string Describe(const ServerSecurity& security);
 
+/// What a call presents to be authenticated: its authorization header and the identities of
+/// its verified client certificate. A copy, so that a long call can be authenticated again
+/// (credentials are revoked and expire) without its context.
+struct CallCredentials {
+  std::string authorization;
+  std::vector<std::string> certificate_identities;
+};
+CallCredentials CredentialsOf(const grpc::ServerContextBase& ctx);
+
 /// The principal of a call, from its bearer token or verified client certificate.
 absl::StatusOr<auth::Principal> CallPrincipal(auth::Authenticator& authenticator,
                                               const grpc::ServerContextBase& ctx);

@@ -90,9 +90,8 @@ void QueryServiceImpl::WorkerLoop() {
     }
     absl::Status status;
     // A client without a deadline shows up as one centuries away; none runs past the maximum.
-    const absl::Duration timeout =
-        CallTimeout(absl::FromChrono(call.ctx->deadline()) - absl::Now(),
-                    config_.default_timeout, config_.max_timeout);
+    const absl::Duration timeout = CallTimeout(absl::FromChrono(call.ctx->deadline()) - absl::Now(),
+                                               config_.default_timeout, config_.max_timeout);
     if (call.ctx->IsCancelled()) {
       status = absl::CancelledError("the call was cancelled before it ran");
     } else if (timeout <= absl::ZeroDuration()) {
@@ -157,7 +156,16 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     metrics_.failures.Add();
     return new RefusedSubscription(s);
   }
-  return hub_.Subscribe(*req, config_.limits);
+  // Asked again before each batch of changes, from the credentials the call presented.
+  auto authorize = [&authenticator = authenticator_,
+                    credentials = grpcutil::CredentialsOf(*ctx)]() -> absl::Status {
+    if (authenticator.open()) return absl::OkStatus();
+    absl::StatusOr<auth::Principal> principal =
+        authenticator.Authenticate(credentials.authorization, credentials.certificate_identities);
+    if (!principal.ok()) return principal.status();
+    return auth::RequireRead(*principal);
+  };
+  return hub_.Subscribe(*req, config_.limits, std::move(authorize));
 }
 
 }  // namespace tidemark::query

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc/serve.h"
 #include "common/pg/pg.h"
 #include "common/retry/backoff.h"
 #include "pqxx/pqxx"
@@ -80,13 +81,15 @@ SubscriptionMetrics::SubscriptionMetrics(metrics::Registry& r)
 
 SubscribeReactor::SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher,
                                    std::set<int64_t> window_sizes, int64_t start_after,
-                                   size_t buffer, SubscriptionMetrics& metrics)
+                                   size_t buffer, SubscriptionMetrics& metrics,
+                                   std::function<absl::Status()> authorize)
     : hub_(hub),
       matcher_(std::move(matcher)),
       window_sizes_(std::move(window_sizes)),
       start_after_(start_after),
       buffer_(buffer),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      authorize_(std::move(authorize)) {}
 
 size_t SubscribeReactor::backlog() {
   absl::MutexLock lock(&mu_);
@@ -99,6 +102,13 @@ bool SubscribeReactor::ended() {
 }
 
 void SubscribeReactor::Offer(const std::vector<Change>& changes, int64_t position) {
+  // A token revoked or expired while the stream is open stops it, as it stops new calls.
+  if (!changes.empty() && authorize_) {
+    if (absl::Status s = authorize_(); !s.ok()) {
+      End(grpcutil::ToGrpcStatus(s));
+      return;
+    }
+  }
   absl::MutexLock lock(&mu_);
   if (ended_) return;
   for (const Change& c : changes) {
@@ -207,7 +217,8 @@ SubscriptionHub::~SubscriptionHub() {
 }
 
 grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
-    const v1::SubscribeRequest& req, const QueryLimits& limits) {
+    const v1::SubscribeRequest& req, const QueryLimits& limits,
+    std::function<absl::Status()> authorize) {
   absl::StatusOr<SeriesMatcher> matcher = SeriesMatcher::Compile(req.selector(), limits);
   if (!matcher.ok()) {
     return new RefusedStream(
@@ -235,9 +246,9 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
     return new RefusedStream(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "the query service is shutting down"));
   }
-  auto reactor =
-      std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes), start_after,
-                                         options_.subscriber_buffer, metrics_);
+  auto reactor = std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes),
+                                                    start_after, options_.subscriber_buffer,
+                                                    metrics_, std::move(authorize));
   joining_.push_back(reactor);
   metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
   return reactor.get();

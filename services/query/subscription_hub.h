@@ -1,6 +1,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -42,8 +43,11 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
  public:
   /// `start_after`: the change id after which the stream starts; -1 for the hub's position
   /// when it joins.
+  /// `authorize` says whether the caller's credentials still let it read (they are revoked
+  /// and expire); it is asked before each batch of changes is offered. It may be empty.
   SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher, std::set<int64_t> window_sizes,
-                   int64_t start_after, size_t buffer, SubscriptionMetrics& metrics);
+                   int64_t start_after, size_t buffer, SubscriptionMetrics& metrics,
+                   std::function<absl::Status()> authorize = {});
 
   /// Called by the hub thread, in change order. `position` is the last change id the hub has
   /// looked at; the stream's resume token reaches it once everything before is written.
@@ -74,6 +78,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   int64_t caught_up_to_ = -1;
   const size_t buffer_;
   SubscriptionMetrics& metrics_;
+  const std::function<absl::Status()> authorize_;
   absl::Mutex mu_;
   std::deque<std::pair<int64_t, v1::WindowAggregate>> pending_ ABSL_GUARDED_BY(mu_);
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
@@ -106,9 +111,10 @@ class SubscriptionHub {
   /// Ends every stream with UNAVAILABLE and stops the thread.
   ~SubscriptionHub();
 
-  /// Starts a stream for a request; errors end it at once.
-  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(const v1::SubscribeRequest& req,
-                                                             const QueryLimits& limits);
+  /// Starts a stream for a request; errors end it at once. `authorize`: see SubscribeReactor.
+  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
+      const v1::SubscribeRequest& req, const QueryLimits& limits,
+      std::function<absl::Status()> authorize = {});
   /// Called from OnDone: the hub forgets the reactor before it is deleted.
   void Remove(SubscribeReactor* reactor);
 

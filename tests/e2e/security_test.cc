@@ -302,6 +302,13 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   v1::WriteRequest before_revocation;
   *before_revocation.add_events() = Reading("d-1", 2);
   ASSERT_TRUE(open_stream->Write(before_revocation));
+  // So does a subscription: the next change it would be sent ends it.
+  auto subscribe_stub = v1::QueryService::NewStub(ChannelTo(query, tls(revoked.token)));
+  grpc::ClientContext subscribe_ctx;
+  subscribe_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto subscription = subscribe_stub->Subscribe(&subscribe_ctx, v1::SubscribeRequest());
+  v1::SubscribeResponse confirmation;
+  ASSERT_TRUE(subscription->Read(&confirmation));
   lines.erase(std::find(lines.begin(), lines.end(), revoked.line));
   WriteCredentials(stack.credentials_file(), lines);
   EXPECT_TRUE(WaitFor(
@@ -316,6 +323,16 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   open_stream->Write(after_revocation);
   open_stream->WritesDone();
   EXPECT_EQ(open_stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  stack.Sql(
+      "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
+      " first, last, version) SELECT series_id, interval '5 minutes',"
+      " date_bin(interval '5 minutes', now(), 'epoch'), 1, 1, 1, 1, 1, 1, 1, 1"
+      " FROM series LIMIT 1");
+  v1::SubscribeResponse update;
+  int updates_after_revocation = 0;
+  while (subscription->Read(&update)) updates_after_revocation += update.updates_size();
+  EXPECT_EQ(subscription->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(updates_after_revocation, 0);
   EXPECT_TRUE(Read(query, tls(reader.token)).ok());
 
   // A credentials file with a mistake is not loaded; the last good one stays in force.

@@ -464,18 +464,40 @@ std::string PendingPath(absl::string_view topic, int32_t partition) {
   return absl::StrCat("_pending/", topic, "-", partition, ".json");
 }
 
-absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset,
-                                    int64_t earliest_offset) {
-  if (committed_offset < 0 && earliest_offset >= 0 && batch.first_offset > earliest_offset) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "partition ", batch.topic, "/", batch.partition,
-        " has no committed offset, but this consumer group archived it up to the batch at ",
-        batch.first_offset, "-", batch.last_offset,
-        ": the group's offsets were lost (expired after offsets.retention.minutes, or "
-        "deleted); starting from the earliest offset (",
-        earliest_offset, ") would archive everything before that batch twice. Set the group's ",
-        "offset of this partition to ", batch.first_offset, " to resume exactly once"));
+absl::Status CheckStartWithoutCommit(absl::string_view topic, int32_t partition,
+                                     int64_t lowest_first_offset, int64_t earliest_offset) {
+  if (lowest_first_offset == INT64_MAX || lowest_first_offset == earliest_offset) {
+    return absl::OkStatus();
   }
+  const std::string where = absl::StrCat("partition ", topic, "/", partition,
+                                         " has no committed offset but uncommitted archive "
+                                         "batches from offset ",
+                                         lowest_first_offset);
+  if (earliest_offset < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where,
+        ", and Kafka's earliest offset of it could not be read, so whether the group's "
+        "offsets were lost cannot be told; restart the archive to ask again"));
+  }
+  if (lowest_first_offset > earliest_offset) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where,
+        ": this consumer group archived the records before them, and its offsets were "
+        "lost (expired after offsets.retention.minutes, or deleted). Starting from the "
+        "earliest offset (",
+        earliest_offset, ") would archive them twice; set the group's offset of this partition to ",
+        lowest_first_offset, " to resume exactly once"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      where, ", and Kafka no longer holds offsets ", lowest_first_offset, " to ",
+      earliest_offset - 1,
+      " of them: redoing those batches would lose them. Check the lake's files of this "
+      "partition from offset ",
+      lowest_first_offset, ", then set the group's offset (to ", earliest_offset,
+      " to archive what Kafka holds)"));
+}
+
+absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset) {
   if (committed_offset > batch.last_offset) return Resume::kKeepFiles;
   if (committed_offset <= batch.first_offset) return Resume::kDeleteFiles;
   return absl::FailedPreconditionError(absl::StrCat(

@@ -120,11 +120,18 @@ std::string PendingPath(absl::string_view topic, int32_t partition);
 /// - committed <= first_offset (or never committed): the batch will be consumed again, maybe
 ///   cut differently, so its files must go before anything is rewritten.
 /// Anything else means the lake and the group disagree (e.g. offsets reset by hand): refused.
-/// So is a group that never committed (-1) while the batch begins after `earliest_offset`,
-/// where such a group starts: the group archived the records before the batch, and its
-/// offsets were lost (expired, or deleted); starting over would archive them twice.
 enum class Resume { kKeepFiles, kDeleteFiles };
-absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset,
-                                    int64_t earliest_offset = -1);
+absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset);
+
+/// For a partition the group never committed, whose pending batches (or, if its pending
+/// record is unreadable, files) begin at `lowest_first_offset` (INT64_MAX: none), where
+/// consumption starts: Kafka's earliest offset (-1: unknown). OK only when they begin there,
+/// as a new group's first batches do. Beginning after it means the group archived what came
+/// before and its offsets were lost (expired after offsets.retention.minutes, or deleted):
+/// starting over would archive it all twice. Beginning before it means Kafka dropped records
+/// of an uncommitted batch, which undoing the batch would lose. Both are refused, as is not
+/// knowing.
+absl::Status CheckStartWithoutCommit(absl::string_view topic, int32_t partition,
+                                     int64_t lowest_first_offset, int64_t earliest_offset);
 
 }  // namespace tidemark::archive

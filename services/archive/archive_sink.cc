@@ -97,19 +97,30 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
         tp.partition, batches.status().message());
     absl::StatusOr<std::vector<std::string>> files = lake_.List("year=");
     if (!files.ok()) return AsBatchFailure(files.status());
-    PendingBatch listed{
-        tp.topic, tp.partition, std::max<int64_t>(committed_offset, 0), INT64_MAX, {}};
+    PendingBatch listed{tp.topic, tp.partition, INT64_MAX, INT64_MAX, {}};
     for (const std::string& file : *files) {
       const std::optional<FileRange> range = ParseFileName(file.substr(file.rfind('/') + 1));
       if (range && range->topic == tp.topic && range->partition == tp.partition &&
           range->first_offset >= committed_offset) {
         listed.files.push_back(file);
+        listed.first_offset = std::min(listed.first_offset, range->first_offset);
       }
     }
-    batches = std::vector<PendingBatch>{std::move(listed)};
+    if (committed_offset >= 0) listed.first_offset = committed_offset;
+    batches = std::vector<PendingBatch>{};
+    if (!listed.files.empty()) batches->push_back(std::move(listed));
+  }
+  if (committed_offset < 0) {
+    int64_t lowest = INT64_MAX;
+    for (const PendingBatch& b : *batches) lowest = std::min(lowest, b.first_offset);
+    if (absl::Status s =
+            CheckStartWithoutCommit(tp.topic, tp.partition, lowest, assigned.earliest_offset);
+        !s.ok()) {
+      return s;
+    }
   }
   for (const PendingBatch& b : *batches) {
-    absl::StatusOr<Resume> resume = DecideResume(b, committed_offset, assigned.earliest_offset);
+    absl::StatusOr<Resume> resume = DecideResume(b, committed_offset);
     if (!resume.ok()) return resume.status();
     if (*resume == Resume::kDeleteFiles) {
       logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",

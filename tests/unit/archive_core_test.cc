@@ -228,19 +228,33 @@ TEST(ResumeRule, KeepsCommittedBatchesAndUndoesTheRest) {
   EXPECT_EQ(*DecideResume(b, 100), Resume::kDeleteFiles);
   // The commit of an earlier batch failed too: everything from 50 is consumed again.
   EXPECT_EQ(*DecideResume(b, 50), Resume::kDeleteFiles);
-  // Never committed: the first batch of a new group, which starts at the earliest offset.
+  // Never committed.
   EXPECT_EQ(*DecideResume(b, -1), Resume::kDeleteFiles);
-  EXPECT_EQ(*DecideResume(b, -1, 100), Resume::kDeleteFiles);
-  EXPECT_EQ(*DecideResume(b, -1, 150), Resume::kDeleteFiles);  // retention passed its start
-  // No committed offset, yet the group archived everything before 100: its offsets were lost.
-  const absl::StatusOr<Resume> lost = DecideResume(b, -1, 20);
-  EXPECT_EQ(lost.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(lost.status().message().find("offsets were lost"), absl::string_view::npos);
-  EXPECT_NE(lost.status().message().find("to 100 "), absl::string_view::npos) << lost.status();
   // A commit inside a batch cannot come from the archive.
   const absl::StatusOr<Resume> inside = DecideResume(b, 150);
   EXPECT_EQ(inside.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(inside.status().message().find("100 or 200"), absl::string_view::npos);
+}
+
+// A partition the group never committed starts at Kafka's earliest offset: its uncommitted
+// batches may be undone only if they begin there.
+TEST(ResumeRule, WithoutACommitBatchesMustBeginWhereConsumptionStarts) {
+  // A new group's first batches (a commit that failed, then another batch): undone and redone.
+  EXPECT_TRUE(CheckStartWithoutCommit("raw", 0, 100, 100).ok());
+  EXPECT_TRUE(CheckStartWithoutCommit("raw", 0, INT64_MAX, 100).ok());  // nothing pending
+  // The group archived everything before 100: its offsets were lost.
+  absl::Status lost = CheckStartWithoutCommit("raw", 0, 100, 20);
+  EXPECT_EQ(lost.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(lost.message().find("lost"), absl::string_view::npos) << lost;
+  EXPECT_NE(lost.message().find("to 100 to resume"), absl::string_view::npos) << lost;
+  // Kafka dropped records of an uncommitted batch: undoing it would lose them.
+  absl::Status dropped = CheckStartWithoutCommit("raw", 0, 100, 150);
+  EXPECT_EQ(dropped.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(dropped.message().find("no longer holds offsets 100 to 149"), absl::string_view::npos)
+      << dropped;
+  // Not knowing where consumption starts.
+  EXPECT_EQ(CheckStartWithoutCommit("raw", 0, 100, -1).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -349,6 +350,16 @@ absl::Status Append(Slist& list, const std::string& line) {
   return absl::OkStatus();
 }
 
+// What changes when a file is replaced or rewritten: device and inode (a rename over it, as
+// Kubernetes' secret volumes do), size, and modification and change times. Empty when the
+// file cannot be stat'ed.
+std::string FileStamp(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                      st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec);
+}
+
 std::string Describe(const S3Config& config, absl::string_view method, absl::string_view key) {
   return absl::StrCat(method, " s3://", config.bucket, "/", key);
 }
@@ -363,50 +374,6 @@ std::pair<std::string, std::string> SplitEndpoint(absl::string_view endpoint) {
     }
   }
   return {};
-}
-
-// Parses `~/.aws/credentials`-style INI text into the named profile's keys.
-absl::StatusOr<S3Config> FromCredentialsFile(S3Config config, const std::string& path,
-                                             const std::string& profile) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-                     "write profile [",
-                     profile, "] to ", path, " (AWS_SHARED_CREDENTIALS_FILE)"));
-  }
-  std::string line;
-  std::string section;
-  bool found = false;
-  std::map<std::string, std::string> values;
-  while (std::getline(in, line)) {
-    const absl::string_view l = absl::StripAsciiWhitespace(line);
-    if (l.empty() || l[0] == '#' || l[0] == ';') continue;
-    if (l.front() == '[' && l.back() == ']') {
-      section = std::string(absl::StripAsciiWhitespace(l.substr(1, l.size() - 2)));
-      found = found || section == profile;
-      continue;
-    }
-    if (section != profile) continue;
-    const size_t eq = l.find('=');
-    if (eq == absl::string_view::npos) continue;
-    values[absl::AsciiStrToLower(absl::StripAsciiWhitespace(l.substr(0, eq)))] =
-        std::string(absl::StripAsciiWhitespace(l.substr(eq + 1)));
-  }
-  if (!found) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no S3 credentials: AWS_ACCESS_KEY_ID is not set and ", path,
-                     " has no profile [", profile, "] (AWS_PROFILE)"));
-  }
-  config.access_key = values["aws_access_key_id"];
-  config.secret_key = values["aws_secret_access_key"];
-  config.session_token = values["aws_session_token"];
-  if (config.access_key.empty() || config.secret_key.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no S3 credentials: profile [", profile, "] in ", path,
-                     " lacks aws_access_key_id or aws_secret_access_key"));
-  }
-  return config;
 }
 
 }  // namespace
@@ -505,7 +472,9 @@ absl::Status StatusFromResponse(int http_status, absl::string_view body, absl::s
   if (e.code == "RequestTimeout" || e.code == "OperationAborted" || e.code == "SlowDown") {
     return absl::UnavailableError(message);
   }
-  if (http_status == 401 || http_status == 403) return absl::PermissionDeniedError(message);
+  if (http_status == 401 || http_status == 403 || IsCredentialRefusal(http_status, e.code)) {
+    return absl::PermissionDeniedError(message);
+  }
   if (http_status == 404) return absl::NotFoundError(message);
   if (http_status == 408 || http_status == 429) return absl::UnavailableError(message);
   if (http_status == 501) return absl::UnimplementedError(message);
@@ -517,6 +486,17 @@ absl::Status StatusFromResponse(int http_status, absl::string_view body, absl::s
   }
   if (http_status >= 400 && http_status < 500) return absl::InvalidArgumentError(message);
   return absl::InternalError(absl::StrCat(message, " (unexpected HTTP status)"));
+}
+
+bool IsCredentialRefusal(int http_status, absl::string_view s3_error_code) {
+  // AccessDenied is not among them: it refuses what the keys may do, not the keys.
+  static constexpr absl::string_view kCodes[] = {"InvalidAccessKeyId",   "SignatureDoesNotMatch",
+                                                 "ExpiredToken",         "InvalidToken",
+                                                 "TokenRefreshRequired", "InvalidSecurity"};
+  if (http_status != 400 && http_status != 403) return false;
+  // HEAD answers carry no body, so no code.
+  if (s3_error_code.empty()) return http_status == 403;
+  return std::find(std::begin(kCodes), std::end(kCodes), s3_error_code) != std::end(kCodes);
 }
 
 bool IsRetriable(const absl::Status& status) {
@@ -576,7 +556,52 @@ absl::StatusOr<S3Config> CredentialsFromEnvironment(S3Config config) {
   }
   std::string profile = env("AWS_PROFILE");
   if (profile.empty()) profile = "default";
-  return FromCredentialsFile(std::move(config), path, profile);
+  return CredentialsFromFile(std::move(config), path, profile);
+}
+
+absl::StatusOr<S3Config> CredentialsFromFile(S3Config config, const std::string& path,
+                                             const std::string& profile) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                     "write profile [",
+                     profile, "] to ", path, " (AWS_SHARED_CREDENTIALS_FILE)"));
+  }
+  std::string line;
+  std::string section;
+  bool found = false;
+  std::map<std::string, std::string> values;
+  while (std::getline(in, line)) {
+    const absl::string_view l = absl::StripAsciiWhitespace(line);
+    if (l.empty() || l[0] == '#' || l[0] == ';') continue;
+    if (l.front() == '[' && l.back() == ']') {
+      section = std::string(absl::StripAsciiWhitespace(l.substr(1, l.size() - 2)));
+      found = found || section == profile;
+      continue;
+    }
+    if (section != profile) continue;
+    const size_t eq = l.find('=');
+    if (eq == absl::string_view::npos) continue;
+    values[absl::AsciiStrToLower(absl::StripAsciiWhitespace(l.substr(0, eq)))] =
+        std::string(absl::StripAsciiWhitespace(l.substr(eq + 1)));
+  }
+  if (!found) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no S3 credentials: AWS_ACCESS_KEY_ID is not set and ", path,
+                     " has no profile [", profile, "] (AWS_PROFILE)"));
+  }
+  config.access_key = values["aws_access_key_id"];
+  config.secret_key = values["aws_secret_access_key"];
+  config.session_token = values["aws_session_token"];
+  if (config.access_key.empty() || config.secret_key.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no S3 credentials: profile [", profile, "] in ", path,
+                     " lacks aws_access_key_id or aws_secret_access_key"));
+  }
+  config.credentials_file = path;
+  config.credentials_profile = profile;
+  return config;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -621,7 +646,26 @@ absl::StatusOr<std::unique_ptr<S3Client>> S3Client::Create(S3Config config) {
 }
 
 S3Client::S3Client(S3Config config, std::unique_ptr<Curl> curl)
-    : config_(std::move(config)), curl_(std::move(curl)) {}
+    : config_(std::move(config)), curl_(std::move(curl)) {
+  if (!config_.credentials_file.empty()) credentials_stamp_ = FileStamp(config_.credentials_file);
+}
+
+void S3Client::RefreshCredentials() {
+  if (config_.credentials_file.empty()) return;
+  std::string stamp = FileStamp(config_.credentials_file);
+  if (!credentials_refused_ && stamp == credentials_stamp_) return;
+  absl::StatusOr<S3Config> reread =
+      CredentialsFromFile(config_, config_.credentials_file, config_.credentials_profile);
+  if (!reread.ok()) {
+    reload_error_ = reread.status();
+    return;
+  }
+  config_.access_key = std::move(reread->access_key);
+  config_.secret_key = std::move(reread->secret_key);
+  config_.session_token = std::move(reread->session_token);
+  credentials_stamp_ = std::move(stamp);
+  reload_error_ = absl::OkStatus();
+}
 
 S3Client::~S3Client() = default;
 
@@ -631,6 +675,7 @@ absl::StatusOr<S3Response> S3Client::Send(const S3Request& request) {
       request.method != "DELETE") {
     return absl::InvalidArgumentError(absl::StrCat("S3 ", what, ": unsupported method"));
   }
+  RefreshCredentials();
   CURL* h = curl_->handle;
   // Options start from scratch for every request; the connection cache survives the reset.
   curl_easy_reset(h);
@@ -713,6 +758,9 @@ absl::StatusOr<S3Response> S3Client::Send(const S3Request& request) {
   curl_easy_reset(h);
   if (!transport.ok()) return transport;
   response.http_status = static_cast<int>(status);
+  credentials_refused_ =
+      (status == 400 || status == 403) &&
+      IsCredentialRefusal(response.http_status, ParseErrorBody(response.body).code);
   return response;
 }
 
@@ -722,6 +770,12 @@ absl::StatusOr<S3Response> S3Client::Call(const S3Request& request) {
   if (absl::Status s = StatusFromResponse(response->http_status, response->body,
                                           Describe(config_, request.method, request.key));
       !s.ok()) {
+    // Refused keys while the file that should hold new ones cannot be read: say both.
+    if (credentials_refused_ && !reload_error_.ok()) {
+      return absl::Status(
+          s.code(),
+          absl::StrCat(s.message(), "; reading the credentials again: ", reload_error_.message()));
+    }
     return s;
   }
   return response;

@@ -27,6 +27,12 @@ struct S3Config {
   std::string secret_key;
   /// Sent as x-amz-security-token when set (temporary credentials).
   std::string session_token;
+  /// Where the keys came from when they came from a shared credentials file (set by
+  /// CredentialsFromFile). S3Client reads the profile again before a request when the file
+  /// has changed or S3 refused the keys of the last one, so rotated keys and renewed
+  /// temporary credentials take effect without a restart. Empty: the keys are fixed.
+  std::string credentials_file;
+  std::string credentials_profile;
   /// For a whole request, connecting included.
   absl::Duration timeout = absl::Seconds(30);
   /// `host:port` to connect to instead of the endpoint's address; the Host header and the
@@ -41,6 +47,16 @@ struct S3Config {
 /// kept, so a flag beats the environment. FAILED_PRECONDITION naming every place looked at
 /// when no source has both keys.
 absl::StatusOr<S3Config> CredentialsFromEnvironment(S3Config config);
+
+/// The keys of `profile` in the shared credentials file (INI) at `path`, and the file and
+/// profile themselves, so that S3Client follows later changes. FAILED_PRECONDITION when the
+/// file cannot be read or the profile lacks either key.
+absl::StatusOr<S3Config> CredentialsFromFile(S3Config config, const std::string& path,
+                                             const std::string& profile);
+
+/// Whether S3 refused a request's credentials (wrong, unknown, expired or revoked keys or
+/// session token), as opposed to refusing what the request asks for.
+bool IsCredentialRefusal(int http_status, absl::string_view s3_error_code);
 
 /// Whether the same request may succeed later: UNAVAILABLE (network errors, timeouts, 5xx,
 /// throttling), DEADLINE_EXCEEDED and ABORTED. Everything else needs a change first.
@@ -76,7 +92,8 @@ struct S3Response {
 ///
 /// Failures carry codes a caller can act on (see IsRetriable): UNAVAILABLE for network
 /// errors, timeouts, 5xx and throttling (429, 503 SlowDown); PERMISSION_DENIED for 403 with
-/// the server's code and message; NOT_FOUND for 404; FAILED_PRECONDITION for conflicts (409,
+/// the server's code and message, and for refused session tokens (ExpiredToken and the like,
+/// which S3 answers with 400); NOT_FOUND for 404; FAILED_PRECONDITION for conflicts (409,
 /// 412, 416) and redirects (wrong region or endpoint); INVALID_ARGUMENT for other 4xx;
 /// UNIMPLEMENTED for 501; DATA_LOSS when a put's ETag does not match the bytes sent.
 class S3Client final {
@@ -114,9 +131,17 @@ class S3Client final {
   absl::StatusOr<std::string> ListPage(absl::string_view prefix,
                                        absl::string_view continuation_token,
                                        std::vector<std::string>& keys);
+  /// Reads config_.credentials_file again if it changed since it was last read, or if S3
+  /// refused the last request's keys. Keeps the keys it has when the file cannot be read
+  /// (a rotation midway) and remembers why in reload_error_.
+  void RefreshCredentials();
 
-  const S3Config config_;
+  S3Config config_;
   std::unique_ptr<Curl> curl_;
+  /// The credentials file's identity, size and times when it was last read.
+  std::string credentials_stamp_;
+  bool credentials_refused_ = false;
+  absl::Status reload_error_;
 };
 
 // The wire format, exposed for tests.

@@ -197,6 +197,56 @@ TEST_F(S3ClientTest, WrongCredentialsArePermissionDenied) {
   EXPECT_TRUE(absl::StrContains(unknown.message(), "InvalidAccessKeyId")) << unknown;
 }
 
+// Keys from a shared credentials file follow the file: rotated keys (or renewed temporary ones)
+// take effect at the next request, without a new client, and a file caught midway through a
+// rewrite does not cost the keys that work.
+TEST_F(S3ClientTest, CredentialsFileChangesTakeEffectWithoutANewClient) {
+  const S3Config good = server_->Config("tidemark-rotate");
+  ASSERT_TRUE(NewClient(good)->CreateBucketIfMissing().ok());
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/tidemark-rotate-credentials-", getpid());
+  const auto write_file = [&path](const std::string& id, const std::string& secret) {
+    const std::string next = path + ".next";
+    std::ofstream(next) << "[default]\naws_access_key_id = other\naws_secret_access_key = x\n"
+                        << "[archive]\naws_access_key_id = " << id << "\n"
+                        << (secret.empty() ? "" : "aws_secret_access_key = " + secret + "\n");
+    // As credential helpers and Kubernetes' secret volumes do: a rename over the old file.
+    std::filesystem::rename(next, path);
+  };
+  write_file(good.access_key, "expired-secret");
+  S3Config keyless = good;
+  keyless.access_key.clear();
+  keyless.secret_key.clear();
+  absl::StatusOr<S3Config> from_file = CredentialsFromFile(keyless, path, "archive");
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  auto client = NewClient(*from_file);
+
+  const absl::Status refused = client->Put("k", "v1");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+
+  write_file(good.access_key, good.secret_key);
+  EXPECT_TRUE(client->Put("k", "v2").ok()) << "the rotated keys are used at once";
+  EXPECT_EQ(client->Get("k").value_or(""), "v2");
+
+  write_file(good.access_key, "");  // caught midway: no secret yet
+  EXPECT_TRUE(client->Put("k", "v3").ok()) << "an incomplete file keeps the working keys";
+
+  // Refused keys with a file that cannot be read: the error says both.
+  write_file("NOSUCHKEY", "whatever");
+  EXPECT_EQ(client->Put("k", "v4").code(), absl::StatusCode::kPermissionDenied);
+  std::filesystem::remove(path);
+  const absl::Status both = client->Put("k", "v5");
+  EXPECT_EQ(both.code(), absl::StatusCode::kPermissionDenied) << both;
+  EXPECT_TRUE(absl::StrContains(both.message(), "InvalidAccessKeyId")) << both;
+  EXPECT_TRUE(absl::StrContains(both.message(), "reading the credentials again")) << both;
+  EXPECT_TRUE(absl::StrContains(both.message(), path)) << both;
+
+  write_file(good.access_key, good.secret_key);
+  EXPECT_TRUE(client->Put("k", "v6").ok());
+  EXPECT_EQ(NewClient(good)->Get("k").value_or(""), "v6");
+  std::filesystem::remove(path);
+}
+
 // Its own server: this one is stopped.
 TEST(S3ClientStopped, StoppedServerIsRetriableUnavailable) {
   absl::StatusOr<std::unique_ptr<testing::S3rver>> started = testing::S3rver::Start();

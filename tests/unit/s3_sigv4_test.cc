@@ -538,6 +538,10 @@ TEST(S3Wire, HttpStatusToCode) {
            {409, xml("OperationAborted"), absl::StatusCode::kUnavailable},
            {403, xml("AccessDenied"), absl::StatusCode::kPermissionDenied},
            {403, xml("InvalidAccessKeyId"), absl::StatusCode::kPermissionDenied},
+           // Refused session tokens: S3 answers 400, but the request itself is fine.
+           {400, xml("ExpiredToken"), absl::StatusCode::kPermissionDenied},
+           {400, xml("InvalidToken"), absl::StatusCode::kPermissionDenied},
+           {400, xml("TokenRefreshRequired"), absl::StatusCode::kPermissionDenied},
            {404, xml("NoSuchBucket"), absl::StatusCode::kNotFound},
            {404, "", absl::StatusCode::kNotFound},
            {400, xml("InvalidArgument"), absl::StatusCode::kInvalidArgument},
@@ -559,6 +563,19 @@ TEST(S3Wire, HttpStatusToCode) {
       "PUT s3://a_b/");
   EXPECT_EQ(s.message(),
             "S3 PUT s3://a_b/: HTTP 400 InvalidBucketName: The specified bucket is not valid.");
+}
+
+TEST(S3Wire, CredentialRefusals) {
+  for (const char* code : {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                           "InvalidToken", "TokenRefreshRequired"}) {
+    EXPECT_TRUE(IsCredentialRefusal(403, code)) << code;
+    EXPECT_TRUE(IsCredentialRefusal(400, code)) << code;
+    EXPECT_FALSE(IsCredentialRefusal(500, code)) << code;
+  }
+  EXPECT_TRUE(IsCredentialRefusal(403, "")) << "a HEAD answer has no body";
+  EXPECT_FALSE(IsCredentialRefusal(400, ""));
+  EXPECT_FALSE(IsCredentialRefusal(403, "AccessDenied")) << "the keys' rights, not the keys";
+  EXPECT_FALSE(IsCredentialRefusal(400, "InvalidArgument"));
 }
 
 TEST(S3Wire, Digests) {
@@ -615,6 +632,7 @@ TEST(S3Credentials, EnvironmentVariables) {
   EXPECT_EQ(c->access_key, "AKIDENV");
   EXPECT_EQ(c->secret_key, "envsecret");
   EXPECT_EQ(c->session_token, "envtoken");
+  EXPECT_EQ(c->credentials_file, "") << "a process's environment does not change";
 
   // Keys given explicitly win.
   S3Config explicit_keys;
@@ -654,6 +672,9 @@ TEST(S3Credentials, SharedCredentialsFile) {
     EXPECT_EQ(c->access_key, "AKIDDEFAULT");
     EXPECT_EQ(c->secret_key, "defaultsecret");
     EXPECT_EQ(c->session_token, "");
+    // Remembered, so that the client follows the file.
+    EXPECT_EQ(c->credentials_file, path);
+    EXPECT_EQ(c->credentials_profile, "default");
   }
   {
     ScopedEnv profile("AWS_PROFILE", "archive");

@@ -757,6 +757,92 @@ TEST(Consumer, CommittedOffsetDroppedByTheBrokerIsDataLoss) {
   EXPECT_NE(status.message().find("never processed"), absl::string_view::npos) << status;
 }
 
+// A group that starts a partition without a commit learns where the broker's records begin
+// (the archive checks its uncommitted files against it): 0 for an untrimmed partition, the
+// first retained offset for one the broker trimmed, and -1 (not asked) with a commit.
+class AssignedRecorder final : public kafka::PartitionListener {
+ public:
+  void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override {
+    for (const auto& p : partitions) assigned[p.partition] = p;
+  }
+  void OnRevoked(const std::vector<kafka::TopicPartition>&) override {}
+  std::map<kafka::TopicPartition, kafka::AssignedPartition> assigned;
+};
+
+TEST(Consumer, StartWithoutACommitReportsTheEarliestOffset) {
+  // One topic keeps everything; the other gets over 5 MiB, so its first records go.
+  const std::string whole_topic = "earliest_whole";
+  const std::string trimmed_topic = "earliest_trimmed";
+  ASSERT_TRUE(broker->CreateTopic(whole_topic, 1).ok());
+  ASSERT_TRUE(broker->CreateTopic(trimmed_topic, 1).ok());
+  auto producer = kafka::Producer::Create(
+      {.brokers = broker->bootstrap_servers(), .compression = "none"}, Logger());
+  ASSERT_TRUE(producer.ok());
+  ASSERT_TRUE((*producer)->Produce(whole_topic, "k", "one", nullptr).ok());
+  std::mt19937_64 rng(2);
+  std::string blob(600 * 1024, '\0');
+  for (int i = 0; i < 12; ++i) {
+    for (char& c : blob) c = static_cast<char>(rng());
+    ASSERT_TRUE((*producer)->Produce(trimmed_topic, "k", blob, nullptr).ok());
+    ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+  }
+  const kafka::TopicPartition whole_tp{whole_topic, 0};
+  const kafka::TopicPartition trimmed_tp{trimmed_topic, 0};
+  const std::string group = "earliest-group";
+
+  AssignedRecorder fresh;
+  std::map<kafka::TopicPartition, int64_t> first;
+  {
+    auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
+                                             .group_id = group,
+                                             .topics = {whole_topic, trimmed_topic}},
+                                            Logger(), &fresh);
+    ASSERT_TRUE(consumer.ok());
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto m = (*consumer)->Poll(4, absl::Milliseconds(200));
+          if (m.ok()) {
+            for (const kafka::Message& r : *m) {
+              first.emplace(kafka::TopicPartition{std::string(r.topic()), r.partition()},
+                            r.offset());
+            }
+          }
+          return first.size() == 2;
+        },
+        absl::Seconds(30)));
+    std::map<kafka::TopicPartition, int64_t> next;
+    for (const auto& [tp, offset] : first) next[tp] = offset + 1;
+    ASSERT_TRUE((*consumer)->Commit(next).ok());
+  }
+  ASSERT_EQ(fresh.assigned.size(), 2u);
+  EXPECT_EQ(fresh.assigned.at(trimmed_tp).committed_offset, -1);
+  EXPECT_GT(fresh.assigned.at(trimmed_tp).earliest_offset, 0)
+      << "the broker dropped the partition's first records";
+  EXPECT_EQ(fresh.assigned.at(trimmed_tp).earliest_offset, first.at(trimmed_tp))
+      << "consumption starts there";
+  EXPECT_EQ(fresh.assigned.at(whole_tp).committed_offset, -1);
+  EXPECT_EQ(fresh.assigned.at(whole_tp).earliest_offset, 0);
+  EXPECT_EQ(first.at(whole_tp), 0);
+
+  // The same group again: it committed, so the earliest offset is not asked for.
+  AssignedRecorder resumed;
+  auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
+                                           .group_id = group,
+                                           .topics = {whole_topic, trimmed_topic}},
+                                          Logger(), &resumed);
+  ASSERT_TRUE(consumer.ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        (void)(*consumer)->Poll(4, absl::Milliseconds(100));
+        return resumed.assigned.size() == 2;
+      },
+      absl::Seconds(30)));
+  for (const auto& [tp, a] : resumed.assigned) {
+    EXPECT_EQ(a.committed_offset, first.at(tp) + 1) << tp.topic;
+    EXPECT_EQ(a.earliest_offset, -1) << tp.topic;
+  }
+}
+
 // What a consumer took of a partition it then lost is the next owner's. librdkafka serves a
 // rebalance inside its poll, after records Poll() has already taken in the same call: Poll()
 // must not return those.

@@ -596,6 +596,39 @@ TEST_F(SubscribeTest, AResumeAcrossAGapLargerThanTheBufferCatchesUp) {
   EXPECT_EQ(metrics_->subscriptions.ended_slow.Value(), 0u);
 }
 
+// Every update carries its series' dimensions: 600 updates of a series with about 10 KB of
+// them are some 6 MB, more than gRPC's 4 MiB message limit if sent as one response of 500.
+// Responses end before 3 MiB, so the subscriber receives every update.
+TEST_F(SubscribeTest, ResponsesStayWithinGrpcsMessageLimit) {
+  StartServer(10'000);
+  Sql("INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+      " SELECT 9, 'k9', 'power', 'd9', jsonb_build_object('device_id', 'd9', 'a', repeat('a',"
+      " 2500), 'b', repeat('b', 2500), 'c', repeat('c', 2500), 'd', repeat('d', 2500))");
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(9);
+  grpc::ClientContext ctx;
+  auto reader = stub_->Subscribe(&ctx, req);
+  v1::SubscribeResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  // 600 windows in one transaction: one change-log read offers them all at once.
+  Sql(absl::StrCat(
+      "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
+      " first, last, version) SELECT 9, interval '5 minutes', ",
+      Ts(kDay0), " + i * interval '1 minute', 1, 1, 1, 1, 1, 1, 1, 1",
+      " FROM generate_series(0, 599) i"));
+  int64_t received = 0;
+  size_t largest = 0;
+  while (received < 600 && reader->Read(&resp)) {
+    received += resp.updates_size();
+    largest = std::max(largest, resp.ByteSizeLong());
+  }
+  ctx.TryCancel();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(received, 600) << status.error_code() << " " << status.error_message();
+  EXPECT_GT(largest, 1u << 20) << "responses carry many updates";
+  EXPECT_LE(largest, 3u << 20);
+}
+
 TEST_F(SubscribeTest, MalformedTokenAndBadRegexAreInvalidArgument) {
   StartServer(100);
   v1::SubscribeRequest bad_token;

@@ -101,14 +101,18 @@ bool SubscribeReactor::ended() {
   return ended_;
 }
 
+bool SubscribeReactor::CheckAuthorized() {
+  if (!authorize_) return true;
+  if (absl::Status s = authorize_(); !s.ok()) {
+    End(grpcutil::ToGrpcStatus(s));
+    return false;
+  }
+  return true;
+}
+
 void SubscribeReactor::Offer(const std::vector<Change>& changes, int64_t position) {
   // A token revoked or expired while the stream is open stops it, as it stops new calls.
-  if (!changes.empty() && authorize_) {
-    if (absl::Status s = authorize_(); !s.ok()) {
-      End(grpcutil::ToGrpcStatus(s));
-      return;
-    }
-  }
+  if (!changes.empty() && !CheckAuthorized()) return;
   absl::MutexLock lock(&mu_);
   if (ended_) return;
   for (const Change& c : changes) {
@@ -277,6 +281,8 @@ void SubscriptionHub::Run() {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
     }
+    // Also while the database is unreachable: a revoked token stops reading at once.
+    CheckAuthorizations();
     try {
       if (!conn || !conn->is_open()) {
         wakeup.reset();
@@ -299,6 +305,19 @@ void SubscriptionHub::Run() {
       absl::SleepFor(reconnect.Next());
     }
   }
+}
+
+void SubscriptionHub::CheckAuthorizations() {
+  const absl::Time now = absl::Now();
+  if (now - authorizations_checked_ < absl::Seconds(1)) return;
+  authorizations_checked_ = now;
+  std::vector<std::shared_ptr<SubscribeReactor>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    all = joining_;
+    all.insert(all.end(), active_.begin(), active_.end());
+  }
+  for (auto& r : all) r->CheckAuthorized();
 }
 
 SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {

@@ -44,7 +44,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// `start_after`: the change id after which the stream starts; -1 for the hub's position
   /// when it joins.
   /// `authorize` says whether the caller's credentials still let it read (they are revoked
-  /// and expire); it is asked before each batch of changes is offered. It may be empty.
+  /// and expire); it is asked before each batch of changes is offered, and by the hub about
+  /// once a second (CheckAuthorized), so an idle stream ends too. It may be empty.
   SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher, std::set<int64_t> window_sizes,
                    int64_t start_after, size_t buffer, SubscriptionMetrics& metrics,
                    std::function<absl::Status()> authorize = {});
@@ -54,6 +55,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   void Offer(const std::vector<Change>& changes, int64_t position);
   /// Ends the stream (idempotent).
   void End(const grpc::Status& status);
+  /// Asks `authorize` and ends the stream with its refusal; false when it ended.
+  bool CheckAuthorized();
   int64_t start_after() const { return start_after_; }
   void set_start_after(int64_t id) { start_after_ = id; }
   /// How far the hub has read the log for it while it catches up (hub thread only).
@@ -129,6 +132,9 @@ class SubscriptionHub {
   /// One pass: registrations and one batch of each catch-up, then new changes. Throws on
   /// database errors.
   Next Step(pqxx::connection& conn);
+  /// Ends the streams whose credentials were revoked or expired, about once a second whether
+  /// or not changes arrive (hub thread only).
+  void CheckAuthorizations();
 
   const SubscriptionOptions options_;
   SubscriptionMetrics& metrics_;
@@ -142,6 +148,7 @@ class SubscriptionHub {
   /// The last change id dispatched to the active subscribers (-1 until known).
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
+  absl::Time authorizations_checked_ = absl::InfinitePast();  // hub thread only
   std::thread thread_;
 };
 

@@ -309,6 +309,13 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   auto subscription = subscribe_stub->Subscribe(&subscribe_ctx, v1::SubscribeRequest());
   v1::SubscribeResponse confirmation;
   ASSERT_TRUE(subscription->Read(&confirmation));
+  // And one to which no change ever comes (a series that does not exist) ends as well.
+  grpc::ClientContext idle_ctx;
+  idle_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::SubscribeRequest nothing;
+  nothing.mutable_selector()->add_series_ids(987'654'321);
+  auto idle = subscribe_stub->Subscribe(&idle_ctx, nothing);
+  ASSERT_TRUE(idle->Read(&confirmation));
   lines.erase(std::find(lines.begin(), lines.end(), revoked.line));
   WriteCredentials(stack.credentials_file(), lines);
   EXPECT_TRUE(WaitFor(
@@ -323,6 +330,11 @@ TEST_F(SecurityTest, EachCredentialIsRefusedWithTheRightStatusAndTheRightOneSucc
   open_stream->Write(after_revocation);
   open_stream->WritesDone();
   EXPECT_EQ(open_stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  while (idle->Read(&confirmation)) {
+  }
+  const grpc::Status idle_status = idle->Finish();
+  EXPECT_EQ(idle_status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << idle_status.error_message() << " (before any change: not at its deadline)";
   stack.Sql(
       "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
       " first, last, version) SELECT series_id, interval '5 minutes',"

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 
 namespace tidemark::s3 {
 namespace {
@@ -352,10 +353,15 @@ absl::Status Append(Slist& list, const std::string& line) {
 
 // What changes when a file is replaced or rewritten: device and inode (a rename over it, as
 // Kubernetes' secret volumes do), size, and modification and change times. Empty when the
-// file cannot be stat'ed.
+// file cannot be stat'ed, and when it changed less than two seconds ago: a rewrite of the
+// same size within the file system's timestamp granularity would leave the stamp as it was,
+// so a file that new is read again at the next request.
 std::string FileStamp(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return "";
+  const absl::Time changed =
+      std::max(absl::TimeFromTimespec(st.st_mtim), absl::TimeFromTimespec(st.st_ctim));
+  if (absl::Now() - changed < absl::Seconds(2)) return "";
   return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
                       st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec);
 }
@@ -645,15 +651,15 @@ absl::StatusOr<std::unique_ptr<S3Client>> S3Client::Create(S3Config config) {
   return std::unique_ptr<S3Client>(new S3Client(std::move(config), std::move(curl)));
 }
 
+// No stamp yet: the first request reads the file again, so a change between the read that
+// made `config` and now is not missed.
 S3Client::S3Client(S3Config config, std::unique_ptr<Curl> curl)
-    : config_(std::move(config)), curl_(std::move(curl)) {
-  if (!config_.credentials_file.empty()) credentials_stamp_ = FileStamp(config_.credentials_file);
-}
+    : config_(std::move(config)), curl_(std::move(curl)) {}
 
 void S3Client::RefreshCredentials() {
   if (config_.credentials_file.empty()) return;
   std::string stamp = FileStamp(config_.credentials_file);
-  if (!credentials_refused_ && stamp == credentials_stamp_) return;
+  if (!credentials_refused_ && !stamp.empty() && stamp == credentials_stamp_) return;
   absl::StatusOr<S3Config> reread =
       CredentialsFromFile(config_, config_.credentials_file, config_.credentials_profile);
   if (!reread.ok()) {
@@ -764,6 +770,20 @@ absl::StatusOr<S3Response> S3Client::Send(const S3Request& request) {
   return response;
 }
 
+absl::Status S3Client::ExplainRefusal(absl::Status status) const {
+  if (!credentials_refused_ || status.ok()) return status;
+  std::string source;
+  if (config_.credentials_file.empty()) {
+    source = "the keys were given at start (flags or environment) and are not read again";
+  } else if (!reload_error_.ok()) {
+    source = absl::StrCat("reading the credentials again: ", reload_error_.message());
+  } else {
+    source = absl::StrCat("the keys are profile [", config_.credentials_profile, "] of ",
+                          config_.credentials_file, ", read again before the next request");
+  }
+  return absl::Status(status.code(), absl::StrCat(status.message(), "; ", source));
+}
+
 absl::StatusOr<S3Response> S3Client::Call(const S3Request& request) {
   absl::StatusOr<S3Response> response = Send(request);
   if (!response.ok()) return response.status();
@@ -865,8 +885,8 @@ absl::Status S3Client::Delete(absl::string_view key) {
   if (response->http_status == 404 && ParseErrorBody(response->body).code == "NoSuchKey") {
     return absl::OkStatus();
   }
-  return StatusFromResponse(response->http_status, response->body,
-                            Describe(config_, "DELETE", key));
+  return ExplainRefusal(
+      StatusFromResponse(response->http_status, response->body, Describe(config_, "DELETE", key)));
 }
 
 absl::Status S3Client::CreateBucketIfMissing() {
@@ -875,7 +895,8 @@ absl::Status S3Client::CreateBucketIfMissing() {
   absl::StatusOr<S3Response> exists = Send(head);
   if (!exists.ok()) return exists.status();
   if (exists->http_status != 404) {
-    return StatusFromResponse(exists->http_status, exists->body, Describe(config_, "HEAD", ""));
+    return ExplainRefusal(
+        StatusFromResponse(exists->http_status, exists->body, Describe(config_, "HEAD", "")));
   }
   S3Request create;
   create.method = "PUT";
@@ -890,8 +911,8 @@ absl::Status S3Client::CreateBucketIfMissing() {
   create.body = location;
   absl::StatusOr<S3Response> created = Send(create);
   if (!created.ok()) return created.status();
-  const absl::Status status =
-      StatusFromResponse(created->http_status, created->body, Describe(config_, "PUT", ""));
+  const absl::Status status = ExplainRefusal(
+      StatusFromResponse(created->http_status, created->body, Describe(config_, "PUT", "")));
   if (created->http_status != 409) return status;
   // Created meanwhile by another writer (S3 says BucketAlreadyOwnedByYou; some stores say
   // BucketAlreadyExists for one's own bucket too): fine if this account can use it.

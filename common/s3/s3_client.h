@@ -121,6 +121,8 @@ class S3Client final {
   /// do not cover.
   absl::StatusOr<S3Response> Send(const S3Request& request);
 
+  /// Its keys change when they are read again (see S3Config::credentials_file): not to be
+  /// read during a call on another thread.
   const S3Config& config() const { return config_; }
 
  private:
@@ -135,6 +137,9 @@ class S3Client final {
   /// refused the last request's keys. Keeps the keys it has when the file cannot be read
   /// (a rotation midway) and remembers why in reload_error_.
   void RefreshCredentials();
+  /// When S3 refused the keys: `status`, saying where they come from and whether they are
+  /// read again (or why reading them failed).
+  absl::Status ExplainRefusal(absl::Status status) const;
 
   S3Config config_;
   std::unique_ptr<Curl> curl_;

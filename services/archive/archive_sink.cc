@@ -85,7 +85,10 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
   absl::StatusOr<std::string> record = lake_.Get(PendingPath(tp.topic, tp.partition));
   uncommitted_[tp].clear();
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
-  if (!record.ok()) return AsBatchFailure(record.status());
+  if (!record.ok()) {
+    metrics_.errors.Add();
+    return AsBatchFailure(record.status());
+  }
   absl::StatusOr<std::vector<PendingBatch>> batches = DecodePendingBatches(*record);
   if (!batches.ok()) {
     // A store that lost part of the record (S3 never does; a crashed test store or a damaged
@@ -96,7 +99,10 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
         " error=\"{}\"",
         tp.partition, batches.status().message());
     absl::StatusOr<std::vector<std::string>> files = lake_.List("year=");
-    if (!files.ok()) return AsBatchFailure(files.status());
+    if (!files.ok()) {
+      metrics_.errors.Add();
+      return AsBatchFailure(files.status());
+    }
     PendingBatch listed{tp.topic, tp.partition, INT64_MAX, INT64_MAX, {}};
     for (const std::string& file : *files) {
       const std::optional<FileRange> range = ParseFileName(file.substr(file.rfind('/') + 1));

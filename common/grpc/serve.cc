@@ -14,8 +14,8 @@ int ServeUntilShutdown(process::ShutdownSignal& shutdown, metrics::Registry& reg
                        spdlog::logger& logger) {
   // The logger is shared with the caller, which owns it for the whole run.
   std::shared_ptr<spdlog::logger> shared_logger(&logger, [](spdlog::logger*) {});
-  metrics::HealthMonitor health(options.health ? options.health : [] { return absl::OkStatus(); },
-                                registry, shared_logger);
+  metrics::HealthMonitor health(
+      options.health ? options.health : [] { return absl::OkStatus(); }, registry, shared_logger);
   auto metrics_server = metrics::MetricsServer::Start(
       registry, options.metrics_host, options.metrics_port, [&health] { return health.Current(); });
   if (!metrics_server.ok()) {
@@ -36,13 +36,15 @@ int ServeUntilShutdown(process::ShutdownSignal& shutdown, metrics::Registry& reg
   logger.info("msg=\"serving\" grpc_port={} metrics_port={} {}", (*server)->port(),
               (*metrics_server)->port(), Describe(options.security));
   if (!options.security.tls()) {
-    logger.warn("msg=\"gRPC is plaintext: set --tls_cert_file and --tls_key_file unless TLS "
-                "ends in front of this service\"");
+    logger.warn(
+        "msg=\"gRPC is plaintext: set --tls_cert_file and --tls_key_file unless TLS "
+        "ends in front of this service\"");
   }
   const int sig = shutdown.Wait();
   logger.info("msg=\"shutting down\" signal={}", sig);
   // No health change may reach the server once it is shut down (it answers NOT_SERVING then).
   health.SetListener(nullptr);
+  if (options.before_shutdown) options.before_shutdown();
   (*server)->Shutdown(options.shutdown_grace);
   return process::ShutdownSignal::ExitCode();
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,10 @@ struct ServeOptions {
   std::vector<std::string> health_service_names;
   /// TLS, client certificates and reflection (credentials are checked by the services).
   ServerSecurity security;
+  /// Runs when the shutdown signal arrives, before the server stops taking calls: for
+  /// streams that would otherwise run until the grace period ends and be cancelled (a
+  /// subscription ends with UNAVAILABLE instead, which tells its client to resume).
+  std::function<void()> before_shutdown;
 };
 
 /// Serves `services` over gRPC, and the registry over HTTP /metrics with /health, until

@@ -71,7 +71,8 @@ int Run(int argc, char** argv) {
        // Every query reads PostgreSQL.
        .health = [&probe] { return probe.Check(); },
        .health_service_names = {v1::QueryService::service_full_name()},
-       .security = access->security},
+       .security = access->security,
+       .before_shutdown = [&service] { service.BeginShutdown(); }},
       *logger);
 }
 

@@ -149,6 +149,8 @@ class RefusedSubscription final : public grpc::ServerWriteReactor<v1::SubscribeR
 };
 }  // namespace
 
+void QueryServiceImpl::BeginShutdown() { hub_.EndAll(); }
+
 grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
   metrics_.calls.Add();
@@ -156,7 +158,8 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     metrics_.failures.Add();
     return new RefusedSubscription(s);
   }
-  // Asked again before each batch of changes, from the credentials the call presented.
+  // Asked again before each batch of changes and every authorization_interval, from the
+  // credentials the call presented.
   auto authorize = [&authenticator = authenticator_,
                     credentials = grpcutil::CredentialsOf(*ctx)]() -> absl::Status {
     if (authenticator.open()) return absl::OkStatus();

@@ -51,6 +51,9 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
                    auth::Authenticator& authenticator, std::shared_ptr<spdlog::logger> logger);
   /// Finishes queued calls with UNAVAILABLE and joins the workers.
   ~QueryServiceImpl() override;
+  /// Ends open subscriptions with UNAVAILABLE, so that their clients resume elsewhere,
+  /// instead of being cancelled when the server's grace period ends.
+  void BeginShutdown();
 
   grpc::ServerUnaryReactor* ListSeries(grpc::CallbackServerContext* ctx,
                                        const v1::ListSeriesRequest* req,
@@ -77,9 +80,9 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, Task task);
   /// Submits a store read whose result becomes the response.
   template <typename Req, typename Resp>
-  grpc::ServerUnaryReactor* SubmitRead(
-      grpc::CallbackServerContext* ctx, const Req* req, Resp* resp,
-      absl::StatusOr<Resp> (QueryStore::*read)(const Req&, absl::Duration)) {
+  grpc::ServerUnaryReactor* SubmitRead(grpc::CallbackServerContext* ctx, const Req* req, Resp* resp,
+                                       absl::StatusOr<Resp> (QueryStore::*read)(const Req&,
+                                                                                absl::Duration)) {
     return Submit(ctx, [req, resp, read](QueryStore& store, absl::Duration timeout) {
       absl::StatusOr<Resp> r = (store.*read)(*req, timeout);
       if (!r.ok()) return r.status();

@@ -103,6 +103,7 @@ bool SubscribeReactor::ended() {
 
 bool SubscribeReactor::CheckAuthorized() {
   if (!authorize_) return true;
+  if (ended()) return false;
   if (absl::Status s = authorize_(); !s.ok()) {
     End(grpcutil::ToGrpcStatus(s));
     return false;
@@ -197,6 +198,7 @@ SubscriptionHub::SubscriptionHub(SubscriptionOptions options, SubscriptionMetric
                                  std::shared_ptr<spdlog::logger> logger)
     : options_(std::move(options)), metrics_(metrics), logger_(std::move(logger)) {
   thread_ = std::thread([this] { Run(); });
+  authorization_thread_ = std::thread([this] { CheckAuthorizations(); });
 }
 
 SubscriptionHub::~SubscriptionHub() {
@@ -208,6 +210,7 @@ SubscriptionHub::~SubscriptionHub() {
     all.insert(all.end(), active_.begin(), active_.end());
   }
   thread_.join();
+  authorization_thread_.join();
   for (auto& r : all) {
     r->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the query service is shutting down"));
   }
@@ -246,7 +249,7 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
     sizes.insert(s);
   }
   absl::MutexLock lock(&mu_);
-  if (stopping_) {
+  if (stopping_ || ending_) {
     return new RefusedStream(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "the query service is shutting down"));
   }
@@ -256,6 +259,21 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
   joining_.push_back(reactor);
   metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
   return reactor.get();
+}
+
+void SubscriptionHub::EndAll() {
+  std::vector<std::shared_ptr<SubscribeReactor>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    ending_ = true;
+    all = joining_;
+    all.insert(all.end(), active_.begin(), active_.end());
+  }
+  for (auto& r : all) {
+    r->End(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the query service is shutting down; subscribe again with the last "
+                        "resume_token received"));
+  }
 }
 
 void SubscriptionHub::Remove(SubscribeReactor* reactor) {
@@ -281,8 +299,6 @@ void SubscriptionHub::Run() {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
     }
-    // Also while the database is unreachable: a revoked token stops reading at once.
-    CheckAuthorizations();
     try {
       if (!conn || !conn->is_open()) {
         wakeup.reset();
@@ -308,16 +324,15 @@ void SubscriptionHub::Run() {
 }
 
 void SubscriptionHub::CheckAuthorizations() {
-  const absl::Time now = absl::Now();
-  if (now - authorizations_checked_ < absl::Seconds(1)) return;
-  authorizations_checked_ = now;
-  std::vector<std::shared_ptr<SubscribeReactor>> all;
-  {
-    absl::MutexLock lock(&mu_);
-    all = joining_;
+  absl::MutexLock lock(&mu_);
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.authorization_interval)) {
+    std::vector<std::shared_ptr<SubscribeReactor>> all = joining_;
     all.insert(all.end(), active_.begin(), active_.end());
+    mu_.Unlock();
+    for (auto& r : all) r->CheckAuthorized();
+    all.clear();  // a reactor removed meanwhile is deleted here, outside the lock
+    mu_.Lock();
   }
-  for (auto& r : all) r->CheckAuthorized();
 }
 
 SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {

@@ -44,8 +44,9 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// `start_after`: the change id after which the stream starts; -1 for the hub's position
   /// when it joins.
   /// `authorize` says whether the caller's credentials still let it read (they are revoked
-  /// and expire); it is asked before each batch of changes is offered, and by the hub about
-  /// once a second (CheckAuthorized), so an idle stream ends too. It may be empty.
+  /// and expire); it is asked before each batch of changes is offered, and by the hub every
+  /// SubscriptionOptions::authorization_interval (CheckAuthorized), so an idle stream ends
+  /// too. It may be empty.
   SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher, std::set<int64_t> window_sizes,
                    int64_t start_after, size_t buffer, SubscriptionMetrics& metrics,
                    std::function<absl::Status()> authorize = {});
@@ -100,6 +101,9 @@ struct SubscriptionOptions {
   int fetch_batch = 1000;
   /// Undelivered updates beyond which a subscriber is ended.
   size_t subscriber_buffer = 10'000;
+  /// How often every stream's credentials are checked again, changes or not (they are also
+  /// checked before each batch of changes).
+  absl::Duration authorization_interval = absl::Seconds(1);
 };
 
 /// Follows the `aggregate_changes` log (the writer's transactions append to it and NOTIFY)
@@ -120,6 +124,9 @@ class SubscriptionHub {
       std::function<absl::Status()> authorize = {});
   /// Called from OnDone: the hub forgets the reactor before it is deleted.
   void Remove(SubscribeReactor* reactor);
+  /// Ends every stream with UNAVAILABLE (resume with the last token) and refuses new ones:
+  /// the service is shutting down.
+  void EndAll();
 
  private:
   void Run();
@@ -132,8 +139,9 @@ class SubscriptionHub {
   /// One pass: registrations and one batch of each catch-up, then new changes. Throws on
   /// database errors.
   Next Step(pqxx::connection& conn);
-  /// Ends the streams whose credentials were revoked or expired, about once a second whether
-  /// or not changes arrive (hub thread only).
+  /// Ends the streams whose credentials were revoked or expired, every
+  /// authorization_interval whether or not changes arrive, on a thread of its own so that a
+  /// database that hangs does not delay it.
   void CheckAuthorizations();
 
   const SubscriptionOptions options_;
@@ -141,6 +149,7 @@ class SubscriptionHub {
   std::shared_ptr<spdlog::logger> logger_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;  // EndAll ran
   // Owned here until OnDone removes them; the hub thread offers to copies of these lists, so a
   // reactor finishing meanwhile stays alive until the offer returns.
   std::vector<std::shared_ptr<SubscribeReactor>> joining_ ABSL_GUARDED_BY(mu_);
@@ -148,8 +157,8 @@ class SubscriptionHub {
   /// The last change id dispatched to the active subscribers (-1 until known).
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
-  absl::Time authorizations_checked_ = absl::InfinitePast();  // hub thread only
   std::thread thread_;
+  std::thread authorization_thread_;
 };
 
 }  // namespace tidemark::query

@@ -3,10 +3,15 @@
 // order), real-time partial windows, interpolation from an aggregate field, page and byte
 // limits; and Subscribe over real gRPC: catch-up from a token, a pruned token, and a slow
 // subscriber ended with RESOURCE_EXHAUSTED. The whole pipeline is in tests/e2e/query_test.cc.
+#include <unistd.h>
+
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/auth/authenticator.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/pg/pg.h"
@@ -436,13 +441,15 @@ TEST_F(QueryStoreTest, BadRequestsAreInvalidArgumentWithAMessage) {
 // Subscribe over real gRPC against the same database.
 class SubscribeTest : public QueryStoreTest {
  protected:
-  void StartServer(size_t buffer, int fetch_batch = 5000) {
+  void StartServer(size_t buffer, int fetch_batch = 5000,
+                   absl::Duration authorization_interval = absl::Seconds(1)) {
     QueryConfig config;
     config.pg_dsn = *dsn_;
     config.workers = 1;
     config.subscriptions.subscriber_buffer = buffer;
     config.subscriptions.fetch_batch = fetch_batch;
     config.subscriptions.poll_interval = absl::Milliseconds(200);
+    config.subscriptions.authorization_interval = authorization_interval;
     metrics_ = std::make_unique<QueryMetrics>(registry_);
     service_ = std::make_unique<QueryServiceImpl>(config, *metrics_, *authenticator_,
                                                   log::MakeLogger("query"));
@@ -458,6 +465,23 @@ class SubscribeTest : public QueryStoreTest {
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     service_.reset();
+  }
+
+  // Checks calls against a credentials file granting `read` to a token that expires at
+  // `expires` (whole seconds); returns the token.
+  std::string RequireTokenExpiringAt(absl::Time expires) {
+    absl::StatusOr<std::string> token = auth::NewToken();
+    EXPECT_TRUE(token.ok());
+    const std::string path = absl::StrCat(::testing::TempDir(), "/query-credentials-", getpid());
+    std::ofstream(path) << "token subscriber sha256:" << auth::TokenSha256(*token)
+                        << " read expires="
+                        << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires, absl::UTCTimeZone())
+                        << "\n";
+    absl::StatusOr<std::unique_ptr<auth::Authenticator>> a =
+        auth::Authenticator::FromFile(path, log::MakeLogger("auth"));
+    EXPECT_TRUE(a.ok()) << a.status();
+    authenticator_ = *std::move(a);
+    return *token;
   }
 
   // The resume token of a subscription opened now: its first response, which has no updates.
@@ -602,8 +626,9 @@ TEST_F(SubscribeTest, AResumeAcrossAGapLargerThanTheBufferCatchesUp) {
 TEST_F(SubscribeTest, ResponsesStayWithinGrpcsMessageLimit) {
   StartServer(10'000);
   Sql("INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
-      " SELECT 9, 'k9', 'power', 'd9', jsonb_build_object('device_id', 'd9', 'a', repeat('a',"
-      " 2500), 'b', repeat('b', 2500), 'c', repeat('c', 2500), 'd', repeat('d', 2500))");
+      " SELECT 9, 'k9', 'wide_subscribed', 'd9', jsonb_build_object('device_id', 'd9', 'a',"
+      " repeat('a', 2500), 'b', repeat('b', 2500), 'c', repeat('c', 2500), 'd', repeat('d',"
+      " 2500)) ON CONFLICT DO NOTHING");
   v1::SubscribeRequest req;
   req.mutable_selector()->add_series_ids(9);
   grpc::ClientContext ctx;
@@ -615,7 +640,8 @@ TEST_F(SubscribeTest, ResponsesStayWithinGrpcsMessageLimit) {
       "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
       " first, last, version) SELECT 9, interval '5 minutes', ",
       Ts(kDay0), " + i * interval '1 minute', 1, 1, 1, 1, 1, 1, 1, 1",
-      " FROM generate_series(0, 599) i"));
+      " FROM generate_series(0, 599) i ON CONFLICT (series_id, window_size, window_start)"
+      " DO UPDATE SET version = aggregates.version + 1"));
   int64_t received = 0;
   size_t largest = 0;
   while (received < 600 && reader->Read(&resp)) {
@@ -627,6 +653,50 @@ TEST_F(SubscribeTest, ResponsesStayWithinGrpcsMessageLimit) {
   EXPECT_EQ(received, 600) << status.error_code() << " " << status.error_message();
   EXPECT_GT(largest, 1u << 20) << "responses carry many updates";
   EXPECT_LE(largest, 3u << 20);
+}
+
+// Credentials expire (or are revoked) under open subscriptions. One to which no change comes
+// ends within the check interval; one to which a change comes is not sent it, even when the
+// periodic check is far off.
+TEST_F(SubscribeTest, AnIdleSubscriptionEndsWhenItsTokenExpires) {
+  const absl::Time expires = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) + 3);
+  const std::string token = RequireTokenExpiringAt(expires);
+  StartServer(100, 5000, absl::Milliseconds(200));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(987'654'321);  // no such series: no change comes
+  auto reader = stub_->Subscribe(&ctx, req);
+  v1::SubscribeResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  while (reader->Read(&resp)) {
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  EXPECT_GE(absl::Now(), expires);
+  EXPECT_LT(absl::Now(), expires + absl::Seconds(5)) << "within the interval, not at the deadline";
+}
+
+TEST_F(SubscribeTest, AChangeAfterTheTokenExpiredIsNotSent) {
+  const absl::Time expires = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) + 2);
+  const std::string token = RequireTokenExpiringAt(expires);
+  StartServer(100, 5000, absl::Hours(1));  // only the check before each batch
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(2);
+  auto reader = stub_->Subscribe(&ctx, req);
+  v1::SubscribeResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  absl::SleepFor(expires - absl::Now() + absl::Milliseconds(200));
+  StoreVersions(50'000, 1);
+  int updates = 0;
+  while (reader->Read(&resp)) updates += resp.updates_size();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  EXPECT_EQ(updates, 0);
 }
 
 TEST_F(SubscribeTest, MalformedTokenAndBadRegexAreInvalidArgument) {

@@ -67,6 +67,15 @@ absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char
   }
   absl::SetProgramUsageMessage(usage);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  // Every service has a metrics port; one out of range would fail later as "cannot bind".
+  if (const absl::CommandLineFlag* port = absl::FindCommandLineFlag("metrics_port")) {
+    const auto value = port->TryGet<int>();
+    if (value && (*value < 0 || *value > 65535)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad setting --metrics_port (",
+                                                     EnvironmentName("metrics_port"), ")=", *value,
+                                                     ": must be a port, 0 to 65535 (0 picks one)"));
+    }
+  }
   return std::vector<std::string>(positional.begin() + 1, positional.end());
 }
 
@@ -89,6 +98,13 @@ absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration valu
   return absl::InvalidArgumentError(absl::StrCat(
       "bad setting --", flag_name, " (", EnvironmentName(flag_name),
       ")=", absl::FormatDuration(value), ": must be zero or a positive duration such as 2m"));
+}
+
+absl::Status RequireAtLeast(absl::string_view flag_name, absl::Duration value, absl::Duration min) {
+  if (value >= min) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "bad setting --", flag_name, " (", EnvironmentName(flag_name),
+      ")=", absl::FormatDuration(value), ": must be at least ", absl::FormatDuration(min)));
 }
 
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value) {

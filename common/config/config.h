@@ -29,6 +29,8 @@ std::string EnvironmentName(absl::string_view flag_name);
 absl::Status RequirePositive(absl::string_view flag_name, int64_t value);
 absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value);
 absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration value);
+/// `value` >= `min`, e.g. for durations a library counts in whole milliseconds.
+absl::Status RequireAtLeast(absl::string_view flag_name, absl::Duration value, absl::Duration min);
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value);
 absl::Status RequireOneOf(absl::string_view flag_name, absl::string_view value,
                           const std::vector<std::string>& allowed);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -20,6 +21,12 @@ namespace tidemark::log {
 
 /// Creates the service's named logger: UTC timestamps, `key=value` message fields, level
 /// from TIDEMARK_LOG_LEVEL (default info). One per process, created in main and passed in.
+/// A TIDEMARK_LOG_LEVEL that names no level logs at info and says so in its first line,
+/// rather than silencing the service.
 std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name);
+
+/// A level's name, in any case: trace, debug, info, warn (warning), error (err), critical,
+/// off; empty is info. nullopt for anything else (spdlog's own parser makes that `off`).
+std::optional<spdlog::level::level_enum> ParseLevel(absl::string_view name);
 
 }  // namespace tidemark::log

@@ -46,7 +46,11 @@ absl::StatusOr<ingest::IngestConfig> ConfigFromFlags() {
         config::RequirePositive("raw_retention", c.limits.retention),
         config::RequirePositive("max_future", c.limits.max_future),
         config::RequirePositive("max_events_per_request", c.limits.max_events_per_request),
-        config::RequirePositive("delivery_timeout", absl::GetFlag(FLAGS_delivery_timeout)),
+        // librdkafka counts whole milliseconds, and takes 0 as "no timeout".
+        config::RequireAtLeast("delivery_timeout", absl::GetFlag(FLAGS_delivery_timeout),
+                               absl::Milliseconds(1)),
+        // librdkafka takes 0 as "no bound", which would drop the RESOURCE_EXHAUSTED bound.
+        config::RequirePositive("max_queued_events", absl::GetFlag(FLAGS_max_queued_events)),
         config::RequireOneOf("kafka_compression", absl::GetFlag(FLAGS_kafka_compression),
                              {"lz4", "zstd", "snappy", "gzip", "none"})}) {
     if (!s.ok()) return s;

@@ -33,15 +33,14 @@ std::shared_ptr<grpc::Channel> Channel(int port, const grpcutil::ClientSecurity&
 // and query use them.
 std::vector<std::string> SecureApi(const std::string& dir, grpcutil::ClientSecurity& client) {
   const std::string certs = dir + "/certs";
-  EXPECT_EQ(std::system(absl::StrCat(TIDEMARK_SOURCE_DIR, "/deploy/certs.sh ", certs,
-                                     " > /dev/null")
-                            .c_str()),
-            0);
+  EXPECT_EQ(
+      std::system(
+          absl::StrCat(TIDEMARK_SOURCE_DIR, "/deploy/certs.sh ", certs, " > /dev/null").c_str()),
+      0);
   absl::StatusOr<std::string> token = auth::NewToken();
   EXPECT_TRUE(token.ok());
-  std::ofstream(dir + "/credentials")
-      << "token stack-admin sha256:" << auth::TokenSha256(*token)
-      << " read,write,explicit_version\n";
+  std::ofstream(dir + "/credentials") << "token stack-admin sha256:" << auth::TokenSha256(*token)
+                                      << " read,write,explicit_version\n";
   client = {.ca_file = certs + "/ca.pem", .token = *token};
   return {absl::StrCat("--tls_cert_file=", certs, "/server.pem"),
           absl::StrCat("--tls_key_file=", certs, "/server-key.pem"),
@@ -165,7 +164,7 @@ void Stack::StartAggregator(int n) {
 std::unique_ptr<ChildProcess> Stack::Start(const std::string& name, const std::string& path,
                                            const std::vector<std::string>& args,
                                            std::map<std::string, std::string> env) {
-  env["TIDEMARK_LOG_LEVEL"] = "info";
+  env.emplace("TIDEMARK_LOG_LEVEL", "info");  // unless the caller sets one
   // An open API unless the stack is secure (the variable means nothing to other services).
   if (!options_.secure) env.emplace("TIDEMARK_ALLOW_UNAUTHENTICATED", "true");
   const std::string log = absl::StrCat(dir_, "/", name, ".log");

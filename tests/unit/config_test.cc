@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "absl/flags/flag.h"
+#include "common/log/log.h"
 #include "gtest/gtest.h"
 #include "tools/devbroker/dev_broker.h"
 
@@ -77,6 +78,21 @@ TEST(DevBrokerTopics, ParsesAndRejects) {
   EXPECT_FALSE(devbroker::ParseTopics("tidemark.raw").ok());
   EXPECT_FALSE(devbroker::ParseTopics("tidemark.raw:0").ok());
   EXPECT_FALSE(devbroker::ParseTopics(":3").ok());
+}
+
+// TIDEMARK_LOG_LEVEL: spdlog's own parser makes any unknown name (INFO, information, a typo)
+// `off`, which silenced a service, including the line naming a bad setting.
+TEST(Config, LogLevelNamesInAnyCaseAndNothingElse) {
+  EXPECT_EQ(log::ParseLevel(""), spdlog::level::info);
+  EXPECT_EQ(log::ParseLevel("INFO"), spdlog::level::info);
+  EXPECT_EQ(log::ParseLevel(" Debug "), spdlog::level::debug);
+  EXPECT_EQ(log::ParseLevel("warning"), spdlog::level::warn);
+  EXPECT_EQ(log::ParseLevel("WARN"), spdlog::level::warn);
+  EXPECT_EQ(log::ParseLevel("err"), spdlog::level::err);
+  EXPECT_EQ(log::ParseLevel("off"), spdlog::level::off);
+  for (const char* wrong : {"information", "bogus", "inf", "1"}) {
+    EXPECT_EQ(log::ParseLevel(wrong), std::nullopt) << wrong;
+  }
 }
 
 }  // namespace

@@ -7,14 +7,22 @@
 
 namespace tidemark::pg {
 
-std::string WithConnectTimeout(const std::string& dsn, int seconds) {
+std::string WithSetting(const std::string& dsn, absl::string_view keyword,
+                        absl::string_view value) {
   if (absl::StartsWith(dsn, "postgres://") || absl::StartsWith(dsn, "postgresql://")) {
-    return absl::StrCat(dsn, absl::StrContains(dsn, "?") ? "&" : "?", "connect_timeout=", seconds);
+    return absl::StrCat(dsn, absl::StrContains(dsn, "?") ? "&" : "?", keyword, "=", value);
   }
-  return absl::StrCat(dsn, " connect_timeout=", seconds);
+  return absl::StrCat(dsn, " ", keyword, "=", value);
 }
 
-HealthProbe::HealthProbe(std::string dsn) : dsn_(WithConnectTimeout(dsn, 2)) {}
+std::string WithConnectTimeout(const std::string& dsn, int seconds) {
+  return WithSetting(dsn, "connect_timeout", absl::StrCat(seconds));
+}
+
+// Two seconds to connect, and five for "SELECT 1" to be acknowledged: a server that vanished
+// without a reset makes the service NOT_SERVING within seconds, not the kernel's minutes.
+HealthProbe::HealthProbe(std::string dsn)
+    : dsn_(WithSetting(WithConnectTimeout(dsn, 2), "tcp_user_timeout", "5000")) {}
 
 HealthProbe::~HealthProbe() = default;
 

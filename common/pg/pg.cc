@@ -1,11 +1,14 @@
 #include "common/pg/pg.h"
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -49,7 +52,8 @@ std::vector<Setting> ParseKeywordValue(absl::string_view dsn, size_t* stopped_at
     setting_begin = i;
     if (i >= dsn.size()) break;
     Setting s;
-    while (i < dsn.size() && dsn[i] != '=' && !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
+    while (i < dsn.size() && dsn[i] != '=' &&
+           !absl::ascii_isspace(static_cast<unsigned char>(dsn[i]))) {
       s.keyword.push_back(dsn[i++]);
     }
     skip_space();
@@ -99,7 +103,8 @@ UriParts SplitUri(absl::string_view dsn) {
 std::string PercentDecode(absl::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+    if (s[i] == '%' && i + 2 < s.size() &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) &&
         absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 2]))) {
       out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
       i += 2;
@@ -148,8 +153,9 @@ std::vector<std::pair<size_t, size_t>> HiddenSpans(absl::string_view dsn) {
       const size_t colon = dsn.substr(0, p.at).find(':', p.userinfo_begin);
       if (colon != absl::string_view::npos) spans.push_back({colon + 1, p.at});
     }
-    ForEachUriPasswordParam(dsn, p.query_begin,
-                            [&](size_t b, size_t e) { spans.push_back({b, e}); });
+    ForEachUriPasswordParam(dsn, p.query_begin, [&](size_t b, size_t e) {
+      spans.push_back({b, e});
+    });
   } else {
     size_t stopped_at = 0;
     for (const Setting& s : ParseKeywordValue(dsn, &stopped_at)) {
@@ -218,10 +224,44 @@ std::string DsnPassword(absl::string_view dsn) {
   return password;
 }
 
+std::string WithNetworkTimeouts(const std::string& dsn) {
+  std::vector<std::pair<absl::string_view, absl::string_view>> defaults = {
+      {"keepalives_idle", "30"},
+      {"keepalives_interval", "10"},
+      {"keepalives_count", "3"},
+      {"tcp_user_timeout", "30000"}};
+  if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) defaults.push_back({"connect_timeout", "10"});
+  std::vector<std::string> present;
+  const bool uri = IsUri(dsn);
+  if (uri) {
+    const UriParts p = SplitUri(dsn);
+    if (p.query_begin != std::string::npos) {
+      for (absl::string_view param :
+           absl::StrSplit(absl::string_view(dsn).substr(p.query_begin + 1), '&')) {
+        present.emplace_back(param.substr(0, param.find('=')));
+      }
+    }
+  } else {
+    for (const Setting& s : ParseKeywordValue(dsn)) present.push_back(s.keyword);
+  }
+  std::string out = dsn;
+  bool has_query = uri && SplitUri(dsn).query_begin != std::string::npos;
+  for (const auto& [keyword, value] : defaults) {
+    if (std::find(present.begin(), present.end(), keyword) != present.end()) continue;
+    if (uri) {
+      absl::StrAppend(&out, has_query ? "&" : "?", keyword, "=", value);
+      has_query = true;
+    } else {
+      absl::StrAppend(&out, out.empty() ? "" : " ", keyword, "=", value);
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
     const std::string& dsn, const std::vector<std::string>& session_setup) {
   try {
-    auto conn = std::make_unique<pqxx::connection>(dsn);
+    auto conn = std::make_unique<pqxx::connection>(WithNetworkTimeouts(dsn));
     if (!session_setup.empty()) {
       pqxx::nontransaction tx(*conn);
       for (const std::string& sql : session_setup) tx.exec0(sql);
@@ -262,8 +302,8 @@ absl::Status FromSqlState(absl::string_view state, absl::string_view what) {
   // 08 connection exception, 57P01-57P05 shutdown / cannot connect now, 53 insufficient
   // resources (disk full, out of memory, too many connections), 58 system error (I/O),
   // 55P03 lock not available and 57014 statement timeout: the server, not the data.
-  if (in_class("08") || in_class("57P") || in_class("53") || in_class("58") ||
-      state == "55P03" || state == "57014" || state == "55006") {
+  if (in_class("08") || in_class("57P") || in_class("53") || in_class("58") || state == "55P03" ||
+      state == "57014" || state == "55006") {
     return absl::UnavailableError(absl::StrCat("PostgreSQL unavailable: ", what));
   }
   // 40 transaction rollback: serialization failure, deadlock.
@@ -350,8 +390,8 @@ void CreateLockTable(pqxx::connection& conn) {
   for (int attempt = 1;; ++attempt) {
     try {
       pqxx::work tx(conn);
-      tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", kLocksTable,
-                            " (name text PRIMARY KEY)"));
+      tx.exec0(
+          absl::StrCat("CREATE TABLE IF NOT EXISTS ", kLocksTable, " (name text PRIMARY KEY)"));
       tx.exec0(absl::StrCat("INSERT INTO ", kLocksTable,
                             " (name) VALUES ('migrations') ON CONFLICT DO NOTHING"));
       tx.commit();

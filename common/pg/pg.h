@@ -27,8 +27,18 @@ std::string RedactDsn(absl::string_view dsn);
 /// The password `dsn` names (the last one, as libpq takes it), or "".
 std::string DsnPassword(absl::string_view dsn);
 
-/// Opens a connection and runs `session_setup` on it (e.g. creating temporary staging
-/// tables). Fails with UNAVAILABLE when the server cannot be reached.
+/// `dsn` with the network timeouts libpq leaves to the kernel, unless `dsn` sets them:
+/// connect_timeout=10 (unless PGCONNECT_TIMEOUT is set), TCP keepalives after 30 s idle, every
+/// 10 s, 3 unanswered, and tcp_user_timeout=30000 (ms unacknowledged). Without them a
+/// connection to a server that vanished without a reset (a partition, a crashed host, a
+/// failover that moved its address) blocks its caller for the kernel's ~15 minutes of
+/// retransmissions, while health still says SERVING. A long query is not cut short: the
+/// server acknowledges it and answers keepalives while it runs.
+std::string WithNetworkTimeouts(const std::string& dsn);
+
+/// Opens a connection (with WithNetworkTimeouts) and runs `session_setup` on it (e.g.
+/// creating temporary staging tables). Fails with UNAVAILABLE when the server cannot be
+/// reached.
 absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
     const std::string& dsn, const std::vector<std::string>& session_setup = {});
 

@@ -1,5 +1,4 @@
 #include "common/pg/pg.h"
-
 #include "gtest/gtest.h"
 #include "pqxx/except"
 
@@ -17,14 +16,13 @@ TEST(PgErrors, ExceptionsWithoutTheirSqlStateAreClassifiedByType) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(FromException(pqxx::data_exception("bad value")).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(FromException(pqxx::check_violation(
-                              "ERROR:  no partition of relation \"points\" found for row"))
+  EXPECT_EQ(FromException(
+                pqxx::check_violation("ERROR:  no partition of relation \"points\" found for row"))
                 .code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(FromException(pqxx::serialization_failure("could not serialize")).code(),
             absl::StatusCode::kAborted);
-  EXPECT_EQ(FromException(pqxx::deadlock_detected("deadlock")).code(),
-            absl::StatusCode::kAborted);
+  EXPECT_EQ(FromException(pqxx::deadlock_detected("deadlock")).code(), absl::StatusCode::kAborted);
   EXPECT_EQ(FromException(pqxx::statement_completion_unknown("lost")).code(),
             absl::StatusCode::kUnknown);
   EXPECT_EQ(FromException(pqxx::insufficient_privilege("permission denied")).code(),
@@ -49,8 +47,8 @@ TEST(PgErrors, DataDependentErrorsOfEveryClassRefuseTheData) {
 }
 
 TEST(PgErrors, ServerTroubleIsRetried) {
-  for (const char* state : {"08006", "57P01", "57P03", "53100", "53200", "53300", "58030",
-                            "55P03", "57014", "40001", "40P01"}) {
+  for (const char* state : {"08006", "57P01", "57P03", "53100", "53200", "53300", "58030", "55P03",
+                            "57014", "40001", "40P01"}) {
     EXPECT_TRUE(IsRetriable(FromSqlState(state, "x"))) << state;
   }
 }
@@ -60,6 +58,29 @@ TEST(PgErrors, ConfigurationTroubleIsNeitherRetriableNorData) {
   for (const char* state : {"42501", "42P01", "XX000", "0A000", "25006"}) {
     EXPECT_EQ(CodeOf(state), absl::StatusCode::kInternal) << state;
   }
+}
+
+// Network timeouts go into every connection's DSN, in its own form, without overriding what
+// the operator set.
+TEST(PgDsn, NetworkTimeoutsAreAddedUnlessSet) {
+  unsetenv("PGCONNECT_TIMEOUT");
+  EXPECT_EQ(WithNetworkTimeouts("dbname=tidemark host=db"),
+            "dbname=tidemark host=db keepalives_idle=30 keepalives_interval=10 keepalives_count=3"
+            " tcp_user_timeout=30000 connect_timeout=10");
+  EXPECT_EQ(WithNetworkTimeouts("host=db connect_timeout=3 tcp_user_timeout = 0"),
+            "host=db connect_timeout=3 tcp_user_timeout = 0 keepalives_idle=30"
+            " keepalives_interval=10 keepalives_count=3");
+  EXPECT_EQ(WithNetworkTimeouts("postgresql:///tidemark"),
+            "postgresql:///tidemark?keepalives_idle=30&keepalives_interval=10&keepalives_count=3"
+            "&tcp_user_timeout=30000&connect_timeout=10");
+  EXPECT_EQ(WithNetworkTimeouts("postgres://u@db/t?sslmode=require&keepalives_idle=5"),
+            "postgres://u@db/t?sslmode=require&keepalives_idle=5&keepalives_interval=10"
+            "&keepalives_count=3&tcp_user_timeout=30000&connect_timeout=10");
+  setenv("PGCONNECT_TIMEOUT", "4", 1);
+  EXPECT_EQ(WithNetworkTimeouts(""),
+            "keepalives_idle=30 keepalives_interval=10 keepalives_count=3 tcp_user_timeout=30000")
+      << "libpq's own variable is left to apply";
+  unsetenv("PGCONNECT_TIMEOUT");
 }
 
 }  // namespace

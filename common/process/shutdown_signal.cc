@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 
 namespace tidemark::process {
 namespace {
@@ -36,6 +37,19 @@ int ShutdownSignal::Wait() {
   sigset_t set = ShutdownSet();
   int sig = 0;
   sigwait(&set, &sig);
+  // From now on a second SIGTERM or SIGINT (an operator's second Ctrl-C, a supervisor that
+  // lost patience) ends the process at once: every service is safe to kill at any point, and
+  // a shutdown waiting on an unreachable Kafka or database can take minutes.
+  std::thread([set] {
+    int again = 0;
+    do {
+      sigwait(&set, &again);
+    } while (again == SIGUSR1);
+    static constexpr char kMessage[] =
+        "second shutdown signal: exiting without finishing the shutdown\n";
+    (void)!write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+    _exit(128 + again);
+  }).detach();
   return sig;
 }
 

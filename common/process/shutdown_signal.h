@@ -12,6 +12,7 @@ class ShutdownSignal final {
   ShutdownSignal& operator=(const ShutdownSignal&) = delete;
 
   /// Blocks until SIGTERM or SIGINT arrives, or RequestStop() is called. Returns the signal.
+  /// Once called, a further SIGTERM or SIGINT exits the process at once with 128 + signal.
   int Wait();
   /// Asks Wait() to return, from any thread. A component that hit a fatal error passes a
   /// non-zero exit code, so that the process exits with it and its supervisor restarts it.

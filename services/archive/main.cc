@@ -61,8 +61,8 @@ absl::StatusOr<int64_t> FlagTime(const char* name, const std::string& text) {
   return absl::ToUnixMicros(t);
 }
 
-int RunReplay(archive::Lake& lake, archive::PartitionTime by, spdlog::logger& logger,
-              std::shared_ptr<spdlog::logger> shared_logger) {
+int RunReplay(process::ShutdownSignal& shutdown, archive::Lake& lake, archive::PartitionTime by,
+              spdlog::logger& logger, std::shared_ptr<spdlog::logger> shared_logger) {
   archive::ReplayRequest req;
   absl::StatusOr<int64_t> from = FlagTime("from", absl::GetFlag(FLAGS_from));
   absl::StatusOr<int64_t> to = FlagTime("to", absl::GetFlag(FLAGS_to));
@@ -78,16 +78,28 @@ int RunReplay(archive::Lake& lake, archive::PartitionTime by, spdlog::logger& lo
   req.partition_by = by;
   req.topic = absl::GetFlag(FLAGS_raw_topic);
   archive::DeliveryFailures failures;  // outlives the producer and its queued records
-  auto producer = kafka::Producer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),
-                                           .delivery_timeout = absl::Seconds(60)},
-                                          shared_logger);
+  auto producer = kafka::Producer::Create(
+      {.brokers = absl::GetFlag(FLAGS_kafka_brokers), .delivery_timeout = absl::Seconds(60)},
+      shared_logger);
   if (!producer.ok()) {
     logger.critical("msg=\"{}\"", producer.status().message());
     return 2;
   }
-  absl::StatusOr<archive::ReplayOutcome> outcome = archive::Replay(lake, **producer, failures, req);
+  // SIGTERM or Ctrl-C stops the replay at the next event, once what was sent is acknowledged.
+  process::StopFlag stop(shutdown, logger);
+  absl::StatusOr<archive::ReplayOutcome> outcome =
+      archive::Replay(lake, **producer, failures, req, &stop.flag());
   if (!outcome.ok()) {
     logger.critical("msg=\"replay failed\" error=\"{}\"", outcome.status().message());
+    return 1;
+  }
+  if (outcome->stopped) {
+    logger.warn(
+        "msg=\"replay stopped before the end of the range; replay it again to finish (what is "
+        "already stored does not change)\" files={} events={} topic={}",
+        outcome->files, outcome->events, req.topic);
+    std::printf("{\"files\": %ld, \"events\": %ld, \"stopped\": true}\n", outcome->files,
+                outcome->events);
     return 1;
   }
   logger.info("msg=\"replayed\" files={} events={} topic={}", outcome->files, outcome->events,
@@ -121,15 +133,16 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
-  absl::StatusOr<std::unique_ptr<archive::Lake>> lake =
-      archive::OpenLake(absl::GetFlag(FLAGS_lake), {.endpoint = absl::GetFlag(FLAGS_s3_endpoint),
-                                                    .region = absl::GetFlag(FLAGS_s3_region),
-                                                    .path_style = absl::GetFlag(FLAGS_s3_path_style)});
+  absl::StatusOr<std::unique_ptr<archive::Lake>> lake = archive::OpenLake(
+      absl::GetFlag(FLAGS_lake), {.endpoint = absl::GetFlag(FLAGS_s3_endpoint),
+                                  .region = absl::GetFlag(FLAGS_s3_region),
+                                  .path_style = absl::GetFlag(FLAGS_s3_path_style)});
   if (!lake.ok()) {
     logger->critical("msg=\"{}\"", lake.status().message());
     return 2;
   }
-  if (args->size() == 1 && (*args)[0] == "replay") return RunReplay(**lake, *by, *logger, logger);
+  if (args->size() == 1 && (*args)[0] == "replay")
+    return RunReplay(shutdown, **lake, *by, *logger, logger);
   if (!args->empty()) {
     logger->critical("msg=\"unknown command {}; the only command is replay\"", (*args)[0]);
     return 2;
@@ -171,18 +184,18 @@ int Run(int argc, char** argv) {
         return sink.Health();
       },
       registry, logger);
-  auto metrics_server =
-      metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
-                                    absl::GetFlag(FLAGS_metrics_port),
-                                    [&health] { return health.Current(); });
+  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                                      absl::GetFlag(FLAGS_metrics_port),
+                                                      [&health] { return health.Current(); });
   if (!metrics_server.ok()) {
     logger->critical("msg=\"{}\"", metrics_server.status().message());
     return 1;
   }
   process::StopFlag stop(shutdown, *logger);
   logger->info("msg=\"archiving\" topic={} lake={} partition_by={} group={} metrics_port={}",
-               absl::GetFlag(FLAGS_raw_topic), (*lake)->Describe(), absl::GetFlag(FLAGS_partition_by),
-               absl::GetFlag(FLAGS_group_id), (*metrics_server)->port());
+               absl::GetFlag(FLAGS_raw_topic), (*lake)->Describe(),
+               absl::GetFlag(FLAGS_partition_by), absl::GetFlag(FLAGS_group_id),
+               (*metrics_server)->port());
   // On SIGTERM the loop writes what it holds and commits it before returning.
   const absl::Status result = loop.Run(**consumer, stop.flag());
   if (!result.ok()) {

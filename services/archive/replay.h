@@ -25,6 +25,9 @@ struct ReplayRequest {
 struct ReplayOutcome {
   int64_t files = 0;
   int64_t events = 0;
+  /// Stopped by a shutdown signal before the end of the range: `events` (of `files` files,
+  /// the last perhaps in part) were sent and acknowledged.
+  bool stopped = false;
 };
 
 /// Counts records Kafka did not acknowledge. Must outlive the producer it is given to: records
@@ -43,8 +46,10 @@ class DeliveryFailures final : public kafka::DeliverySink {
 /// Reads the lake's files for the hours of the range back into the raw topic, keyed by device
 /// id, each event as it was archived: its original time, version and ingest time, so that the
 /// store's versioned upserts make a second replay change nothing. Waits for Kafka to
-/// acknowledge every event.
+/// acknowledge every event. Raising `stop` (when given) ends it at the next event, once what
+/// was sent is acknowledged.
 absl::StatusOr<ReplayOutcome> Replay(Lake& lake, kafka::Producer& producer,
-                                     DeliveryFailures& failures, const ReplayRequest& request);
+                                     DeliveryFailures& failures, const ReplayRequest& request,
+                                     const std::atomic<bool>* stop = nullptr);
 
 }  // namespace tidemark::archive

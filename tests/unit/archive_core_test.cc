@@ -1,12 +1,18 @@
 #include "services/archive/archive_core.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "services/archive/lake.h"
+#include "services/archive/replay.h"
 
 namespace tidemark::archive {
 namespace {
@@ -255,6 +261,37 @@ TEST(ResumeRule, WithoutACommitBatchesMustBeginWhereConsumptionStarts) {
   // Not knowing where consumption starts.
   EXPECT_EQ(CheckStartWithoutCommit("raw", 0, 100, -1).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// A replay stopped by a shutdown signal (Ctrl-C on the runbook's command) sends nothing more and
+// says it stopped, instead of running to the end of its range.
+TEST(Replay, StopsWhenAskedAndSaysSo) {
+  const std::string root = absl::StrCat(::testing::TempDir(), "/replay-stop-", getpid());
+  std::unique_ptr<Lake> lake = LocalLake(root);
+  v1::Event e;
+  e.set_device_id("turbine-0001");
+  e.set_time(1'609'757'175'225);
+  e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+  (*e.mutable_measures())["temperature"].set_double_value(11.0);
+  e.set_ingest_time_us(1'609'757'175'300'000);
+  const int64_t hour = 1'609'754'400'000'000;  // 2021-01-04T10:00Z
+  ASSERT_TRUE(lake->Put(absl::StrCat(HourPartition(hour), "/", FileName("tidemark.raw", 0, 0, 0)),
+                        Gzip(EventToJsonLine(e, {"tidemark.raw", 0, 0})))
+                  .ok());
+  // No broker: nothing may be produced, or the final flush would wait for minutes.
+  auto producer = kafka::Producer::Create({.brokers = "127.0.0.1:1"}, spdlog::default_logger());
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  DeliveryFailures failures;
+  const std::atomic<bool> stop{true};
+  ReplayRequest request;
+  request.from_us = hour;
+  request.to_us = hour + 3'600'000'000;
+  request.topic = "tidemark.raw";
+  absl::StatusOr<ReplayOutcome> outcome = Replay(*lake, **producer, failures, request, &stop);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_TRUE(outcome->stopped);
+  EXPECT_EQ(outcome->events, 0);
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

@@ -299,6 +299,40 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
   return WritePrepared(ctx, std::move(batch), resp);
 }
 
+// The deliveries of one message of a stream, passed on to the stream: when the last one
+// arrives, the time from the message to Kafka's acknowledgement of all its events is observed
+// as a unary Write's is (tidemark_ingest_write_seconds). Deletes itself after the last.
+class MessageDeliveries final : public kafka::DeliverySink {
+ public:
+  MessageDeliveries(kafka::DeliverySink& stream, IngestMetrics& metrics, size_t pending)
+      : stream_(stream), metrics_(metrics), pending_(pending) {}
+
+  void OnDelivery(rd_kafka_resp_err_t err) override {
+    if (err) failed_ = true;
+    kafka::DeliverySink& stream = stream_;
+    Settle(1);
+    stream.OnDelivery(err);  // last: it may finish the stream
+  }
+  // Events that were never queued: the stream accounts for them itself.
+  void Abandon(size_t count) {
+    failed_ = true;
+    Settle(count);
+  }
+
+ private:
+  void Settle(size_t count) {
+    if (pending_.fetch_sub(count) != count) return;
+    if (!failed_) metrics_.write_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start_));
+    delete this;
+  }
+
+  kafka::DeliverySink& stream_;
+  IngestMetrics& metrics_;
+  std::atomic<size_t> pending_;
+  std::atomic<bool> failed_ = false;
+  const absl::Time start_ = absl::Now();
+};
+
 // A client stream: reads while fewer than max_inflight_per_stream records await Kafka,
 // and answers once the client has finished and every record is settled. StartRead and
 // Finish are called outside the lock: Finish may run OnDone, which deletes this.
@@ -369,17 +403,25 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     }
     size_t queued = 0;
     absl::Status produce_status;
+    auto* deliveries = batch.accepted.empty()
+                           ? nullptr
+                           : new MessageDeliveries(*this, service_.metrics_, batch.accepted.size());
     for (uint32_t i : service_.ProduceOrder(batch.accepted)) {
       const AcceptedRecord& rec = batch.accepted[i];
       produce_status =
-          service_.producer_.Produce(service_.config_.raw_topic, rec.key, rec.value, this);
+          service_.producer_.Produce(service_.config_.raw_topic, rec.key, rec.value, deliveries);
       if (!produce_status.ok()) break;
       ++queued;
+    }
+    const size_t unqueued = batch.accepted.size() - queued;
+    if (unqueued > 0) {
+      service_.metrics_.kafka_failures.Add(unqueued);
+      deliveries->Abandon(unqueued);
     }
     Step step;
     {
       absl::MutexLock lock(&mu_);
-      inflight_ -= static_cast<int64_t>(batch.accepted.size() - queued);
+      inflight_ -= static_cast<int64_t>(unqueued);
       if (!produce_status.ok()) Fail(produce_status);
       step = NextStepLocked();
     }
@@ -391,9 +433,13 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     {
       absl::MutexLock lock(&mu_);
       --inflight_;
+      // Counted as they come, so that a long-lived stream shows in the rates (and in the
+      // rejection ratio's denominator) while it runs, not only when it ends.
       if (err) {
+        service_.metrics_.kafka_failures.Add();
         Fail(DeliveryFailure(err));
       } else {
+        service_.metrics_.accepted.Add();
         ++accepted_;
       }
       step = NextStepLocked();
@@ -427,7 +473,6 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     if (inflight_ > 0) return step;
     finished_ = true;
     response_.set_accepted(accepted_);
-    service_.metrics_.accepted.Add(accepted_);
     if (!status_.ok()) {
       // Events of earlier messages may already be durable: say how many, so that a client
       // does not take the failure for "nothing was stored".

@@ -315,6 +315,35 @@ TEST(Operations, HealthCheckingAndPrometheusMetrics) {
   EXPECT_NE(res->body.find("tidemark_ingest_events_rejected_total 1\n"), std::string::npos);
   EXPECT_NE(res->body.find("# TYPE tidemark_ingest_write_seconds histogram"), std::string::npos);
 
+  // A stream's events count as Kafka acknowledges them, while it is still open, and each of
+  // its messages is timed as a Write is.
+  grpc::ClientContext sctx;
+  v1::WriteResponse sresp;
+  auto stream = stack.ingest().WriteStream(&sctx, &sresp);
+  for (int m = 0; m < 2; ++m) {
+    v1::WriteRequest message;
+    for (int i = 0; i < 5; ++i) *message.add_events() = GoodEvent(absl::StrCat("stream-", m), i);
+    ASSERT_TRUE(stream->Write(message));
+  }
+  std::string open_body;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = http.Get("/metrics");
+        open_body = r ? r->body : "";
+        return absl::StrContains(open_body, "tidemark_ingest_events_accepted_total 11\n") &&
+               absl::StrContains(open_body, "tidemark_ingest_write_seconds_count 3\n");
+      },
+      absl::Seconds(30)))
+      << open_body;
+  ASSERT_TRUE(stream->WritesDone());
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(sresp.accepted(), 10);
+  res = http.Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_TRUE(absl::StrContains(res->body, "tidemark_ingest_events_accepted_total 11\n"))
+      << "counted once\n"
+      << res->body;
+
   // The writer reports how far behind each of its consumer loops is.
   const std::string wlog = stack.writer().Log();
   const size_t wat = wlog.find("metrics_port=");

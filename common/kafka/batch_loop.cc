@@ -97,7 +97,7 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
     absl::StatusOr<std::vector<Message>> polled = consumer.Poll(room, wait);
     if (!polled.ok()) return polled.status();
     if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
-    metrics_.consumer_lag.Set(static_cast<double>(consumer.Lag()));
+    UpdateLag(consumer, /*ask_broker=*/false);
     for (Message& m : *polled) {
       pending_bytes_ += m.value().size();
       pending_.push_back(std::move(m));
@@ -121,11 +121,23 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
   return absl::OkStatus();
 }
 
+void BatchLoop::UpdateLag(Consumer& consumer, bool ask_broker) {
+  // Records polled and held for a batch are not counted: the archive holds minutes of them
+  // by design, and a loop that keeps up must not look behind.
+  metrics_.consumer_lag.Set(static_cast<double>(consumer.Lag(ask_broker)));
+}
+
 void BatchLoop::WaitPolling(Consumer& consumer, absl::Duration delay) {
   metrics_.store_retries.Add();
   // Polling paused partitions fetches nothing but keeps the group membership alive and
   // serves rebalances.
   const absl::Time until = absl::Now() + delay;
+  // While the store is down the lag is what an operator watches grow; the paused partitions'
+  // ends come from the broker, every few seconds.
+  if (absl::Now() >= next_lag_query_) {
+    UpdateLag(consumer, /*ask_broker=*/true);
+    next_lag_query_ = absl::Now() + absl::Seconds(5);
+  }
   while (absl::Now() < until) {
     absl::StatusOr<std::vector<Message>> none =
         consumer.Poll(1, std::min(absl::Milliseconds(100), until - absl::Now()));

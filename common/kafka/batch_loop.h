@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <future>
 #include <map>
-#include <set>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -161,6 +161,8 @@ class BatchLoop final : public PartitionListener {
   absl::Status PublishRejections(const std::vector<std::pair<std::string, std::string>>& records);
   /// Waits `delay` (from a retry::Backoff) while polling the paused consumer.
   void WaitPolling(Consumer& consumer, absl::Duration delay);
+  /// Sets the lag gauge: records behind the partitions' ends (see Consumer::Lag).
+  void UpdateLag(Consumer& consumer, bool ask_broker);
   /// overlap_store: gives the sink's builder the records of pending_ it has not had, starting
   /// a builder for a new batch or one whose records changed other than by polling.
   void BuildPending();
@@ -194,6 +196,7 @@ class BatchLoop final : public PartitionListener {
     absl::Time started;
   };
   std::optional<InFlight> in_flight_;
+  absl::Time next_lag_query_ = absl::InfinitePast();
 };
 
 }  // namespace tidemark::kafka

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/kafka/client_properties.h"
@@ -133,8 +136,10 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
           RD_KAFKA_RESP_ERR_NO_ERROR) {
         a.earliest_offset = low;
       }
+      start_offsets_[{tp.topic, tp.partition}] = std::max<int64_t>(0, a.earliest_offset);
       continue;
     }
+    start_offsets_[{tp.topic, tp.partition}] = tp.offset;
     if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high, 10000) ==
             RD_KAFKA_RESP_ERR_NO_ERROR &&
         tp.offset < low) {
@@ -333,22 +338,48 @@ std::vector<TopicPartition> Consumer::Assignment() const {
 
 namespace tidemark::kafka {
 
-int64_t Consumer::Lag() const {
+int64_t Consumer::Lag(bool ask_broker) const {
   rd_kafka_topic_partition_list_t* list = nullptr;
   if (rd_kafka_assignment(rk_, &list) != RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
   ListPtr owned(list);
   if (rd_kafka_position(rk_, list) != RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+  // The partitions' ends from the broker: a ListOffsets for "latest" (timestamp -1).
+  std::map<std::pair<std::string, int32_t>, int64_t> asked;
+  if (ask_broker && list->cnt > 0) {
+    ListPtr ends(rd_kafka_topic_partition_list_new(list->cnt));
+    for (int i = 0; i < list->cnt; ++i) {
+      rd_kafka_topic_partition_list_add(ends.get(), list->elems[i].topic, list->elems[i].partition)
+          ->offset = RD_KAFKA_OFFSET_END;
+    }
+    if (rd_kafka_offsets_for_times(rk_, ends.get(), 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < ends->cnt; ++i) {
+        const rd_kafka_topic_partition_t& e = ends->elems[i];
+        if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0) {
+          asked[{e.topic, e.partition}] = e.offset;
+        }
+      }
+    }
+  }
   int64_t lag = 0;
   for (int i = 0; i < list->cnt; ++i) {
     int64_t low = 0, high = 0;
     const rd_kafka_topic_partition_t& tp = list->elems[i];
-    if (tp.offset < 0 ||
-        rd_kafka_get_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high < 0) {
+    // A partition nothing was consumed from yet (paused before its first fetch, for one)
+    // starts where it was assigned to start.
+    int64_t position = tp.offset;
+    if (position < 0) {
+      const auto start = start_offsets_.find({tp.topic, tp.partition});
+      if (start == start_offsets_.end()) continue;
+      position = start->second;
+    }
+    if (auto it = asked.find({tp.topic, tp.partition}); it != asked.end()) {
+      high = it->second;
+    } else if (rd_kafka_get_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high) !=
+                   RD_KAFKA_RESP_ERR_NO_ERROR ||
+               high < 0) {
       continue;
     }
-    lag += std::max<int64_t>(0, high - tp.offset);
+    lag += std::max<int64_t>(0, high - position);
   }
   return lag;
 }

@@ -111,8 +111,11 @@ class Consumer final {
   absl::Status ResumeAll();
   std::vector<TopicPartition> Assignment() const;
   /// Records behind the end of the assigned partitions (high watermark minus position),
-  /// from the offsets librdkafka caches with each fetch: cheap, never blocks.
-  int64_t Lag() const;
+  /// from the offsets librdkafka caches with each fetch: cheap, never blocks. Paused
+  /// partitions are not fetched, so their cached ends stand still: with `ask_broker` the ends
+  /// come from the broker instead (one request per leader, up to a second), and the cached
+  /// ones when it does not answer.
+  int64_t Lag(bool ask_broker = false) const;
 
   /// For tests of what a rebalance inside Poll() does: `hook` runs inside Poll() before each
   /// call to librdkafka's poll (where librdkafka serves rebalances), and RevokeForTesting
@@ -139,6 +142,9 @@ class Consumer final {
   // poll, after the records that call already took, which are the next owner's now.
   std::vector<TopicPartition> revoked_in_poll_;
   std::function<void()> poll_hook_;
+  // Where each partition assigned so far starts (its committed offset, else the earliest the
+  // broker held): Lag's position for a partition nothing was consumed from yet.
+  std::map<std::pair<std::string, int32_t>, int64_t> start_offsets_;
 };
 
 }  // namespace tidemark::kafka

@@ -79,7 +79,14 @@ void AggregatorLoop::OnRevoked(const std::vector<kafka::TopicPartition>& partiti
     logger_->warn("msg=\"commit on revoke failed; the next owner replays more\" error=\"{}\"",
                   s.message());
   }
-  for (const kafka::TopicPartition& tp : partitions) partitions_.erase(tp);
+  for (const kafka::TopicPartition& tp : partitions) {
+    partitions_.erase(tp);
+    // Another replica reports it now; a last value left here (high, if the partition moved
+    // because this replica fell behind) would keep the lag alert firing.
+    if (auto it = metrics_.watermark_lag.find(tp.partition); it != metrics_.watermark_lag.end()) {
+      it->second->Set(0);
+    }
+  }
 }
 
 bool AggregatorLoop::Publish(EngineOutput& out, const std::atomic<bool>& stop) {

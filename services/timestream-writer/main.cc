@@ -3,6 +3,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/config/common_flags.h"
 #include "common/config/config.h"
 #include "common/kafka/consumer.h"
@@ -13,8 +15,8 @@
 #include "common/pg/health_probe.h"
 #include "common/pg/pg.h"
 #include "common/process/shutdown_signal.h"
-#include "common/retry/backoff.h"
 #include "common/process/stop_flag.h"
+#include "common/retry/backoff.h"
 #include "services/timestream-writer/aggregate_store.h"
 #include "services/timestream-writer/incarnation.h"
 #include "services/timestream-writer/point_store.h"
@@ -89,6 +91,40 @@ int Run(int argc, char** argv) {
   }
   const std::string& dsn = *dsn_or;
   logger->info("msg=\"store\" dsn=\"{}\"", pg::RedactDsn(dsn));
+
+  // Metrics and health from the start: a writer waiting for PostgreSQL or Kafka is up and
+  // NOT_SERVING (saying what it waits for), not a replica that looks down. The writer does
+  // its job once started, while Kafka and PostgreSQL answer and every loop runs.
+  metrics::Registry registry;
+  absl::Mutex start_mu;
+  std::string waiting_for = "starting: opening the store";  // guarded by start_mu
+  kafka::Producer* started_producer = nullptr;              // guarded by start_mu; set once running
+  std::atomic<int> loops_stopped{0};
+  pg::HealthProbe pg_probe(dsn);
+  metrics::HealthMonitor health(
+      [&]() -> absl::Status {
+        kafka::Producer* producer = nullptr;
+        {
+          absl::MutexLock lock(&start_mu);
+          if (started_producer == nullptr) {
+            return absl::UnavailableError(waiting_for);
+          }
+          producer = started_producer;
+        }
+        if (loops_stopped.load() > 0) return absl::UnavailableError("a consumer loop stopped");
+        if (absl::Status s = producer->Health(); !s.ok()) return s;
+        return pg_probe.Check();
+      },
+      registry, logger);
+  auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
+                                                      absl::GetFlag(FLAGS_metrics_port),
+                                                      [&health] { return health.Current(); });
+  if (!metrics_server.ok()) {
+    logger->critical("msg=\"{}\"", metrics_server.status().message());
+    return 1;
+  }
+  logger->info("msg=\"starting\" metrics_port={}", (*metrics_server)->port());
+
   const absl::Duration ahead = absl::GetFlag(FLAGS_partitions_ahead);
   writer::PointStore points(dsn, ahead);
   // The schema must exist before consuming; wait for PostgreSQL rather than exit.
@@ -96,6 +132,10 @@ int Run(int argc, char** argv) {
     absl::Status s = points.Open(*logger);
     if (s.ok()) break;
     logger->warn("msg=\"cannot open the store; retrying\" error=\"{}\"", s.message());
+    {
+      absl::MutexLock lock(&start_mu);
+      waiting_for = absl::StrCat("starting: opening the store: ", s.message());
+    }
     if (!retry::SleepUnlessStopped(backoff.Next(), stop.flag())) return 0;
   }
   // Kafka may have lost history the store holds (the development broker restarted empty);
@@ -106,13 +146,16 @@ int Run(int argc, char** argv) {
                                                    absl::GetFlag(FLAGS_raw_topic), dsn, *logger);
     if (s.ok()) break;
     logger->warn("msg=\"cannot compare the store with Kafka; retrying\" error=\"{}\"", s.message());
+    {
+      absl::MutexLock lock(&start_mu);
+      waiting_for = absl::StrCat("starting: comparing the store with Kafka: ", s.message());
+    }
     if (!retry::SleepUnlessStopped(backoff.Next(), stop.flag())) return 0;
   }
   const absl::Duration change_retention = absl::GetFlag(FLAGS_subscription_retention);
   writer::AggregateStore aggregates(dsn, ahead, change_retention);
   writer::AggregateStore repairs(dsn, ahead, change_retention);
 
-  metrics::Registry registry;
   writer::RawPointSink raw_sink(points, absl::GetFlag(FLAGS_future_clock_lead),
                                 absl::GetFlag(FLAGS_raw_retention), registry);
   writer::AggregateSink aggregate_sink(aggregates, absl::GetFlag(FLAGS_aggregate_retention),
@@ -148,8 +191,7 @@ int Run(int argc, char** argv) {
     // Raw batches are decoded while the previous one is stored.
     cfg.overlap_store = spec.sink == &raw_sink;
     r->metrics = std::make_unique<kafka::BatchLoopMetrics>(registry, "tidemark_writer", spec.name);
-    r->loop =
-        std::make_unique<kafka::BatchLoop>(cfg, *spec.sink, **producer, *r->metrics, logger);
+    r->loop = std::make_unique<kafka::BatchLoop>(cfg, *spec.sink, **producer, *r->metrics, logger);
     auto consumer = kafka::Consumer::Create({.brokers = absl::GetFlag(FLAGS_kafka_brokers),
                                              .group_id = spec.group,
                                              .topics = {spec.topic}},
@@ -161,23 +203,9 @@ int Run(int argc, char** argv) {
     r->consumer = *std::move(consumer);
     runners.push_back(std::move(r));
   }
-  // The writer does its job while Kafka and PostgreSQL answer and every loop runs.
-  std::atomic<int> loops_stopped{0};
-  pg::HealthProbe pg_probe(dsn);
-  metrics::HealthMonitor health(
-      [&producer = **producer, &pg_probe, &loops_stopped]() -> absl::Status {
-        if (loops_stopped.load() > 0) return absl::UnavailableError("a consumer loop stopped");
-        if (absl::Status s = producer.Health(); !s.ok()) return s;
-        return pg_probe.Check();
-      },
-      registry, logger);
-  auto metrics_server =
-      metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
-                                    absl::GetFlag(FLAGS_metrics_port),
-                                    [&health] { return health.Current(); });
-  if (!metrics_server.ok()) {
-    logger->critical("msg=\"{}\"", metrics_server.status().message());
-    return 1;
+  {
+    absl::MutexLock lock(&start_mu);
+    started_producer = producer->get();
   }
   logger->info("msg=\"consuming\" raw={} aggregates={} late={} group={} metrics_port={}",
                specs[0].topic, specs[1].topic, specs[2].topic, group, (*metrics_server)->port());
@@ -191,6 +219,12 @@ int Run(int argc, char** argv) {
     });
   }
   for (auto& r : runners) r->thread.join();
+  {
+    // The producer goes before the health monitor does.
+    absl::MutexLock lock(&start_mu);
+    started_producer = nullptr;
+    waiting_for = "shutting down";
+  }
   int code = process::ShutdownSignal::ExitCode();
   for (auto& r : runners) {
     if (!r->result.ok()) {

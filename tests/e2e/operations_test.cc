@@ -125,7 +125,63 @@ TEST(Operations, HealthIsNotServingWhilePostgresOrKafkaIsDown) {
       absl::Seconds(20)))
       << "query " << GrpcHealth(query, "") << " writer " << HttpHealth(writer);
   EXPECT_EQ(GrpcHealth(ingest, "tidemark.v1.IngestService"), kServing);
+  // The writer's lag grows while it waits for PostgreSQL, as records arrive (its partitions
+  // are paused, so the ends come from the broker, not from fetches). One event first, so that
+  // the writer holds a batch it cannot store and pauses; then 3,000 behind it.
+  const auto write = [&](int events, const std::string& device) {
+    v1::WriteRequest req;
+    for (int i = 0; i < events; ++i) {
+      v1::Event* e = req.add_events();
+      e->set_device_id(absl::StrCat(device, "-", i % 50));
+      e->set_time(absl::ToUnixMillis(absl::Now()) - i);
+      e->set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+      (*e->mutable_measures())["power"].set_double_value(i);
+    }
+    grpc::ClientContext ctx;
+    v1::WriteResponse resp;
+    const grpc::Status s = stack.ingest().Write(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.accepted(), events);
+  };
+  const auto writer_metric = [&](const std::string& series) {
+    const std::string text = Metrics(writer);
+    const size_t at = text.find(series + " ");
+    double value = -1;
+    if (at != std::string::npos) {
+      const size_t start = at + series.size() + 1;
+      (void)absl::SimpleAtod(text.substr(start, text.find('\n', start) - start), &value);
+    }
+    return value;
+  };
+  const std::string raw_lag = "tidemark_writer_consumer_lag_records{loop=\"raw\"}";
+  write(1, "lag-first");
+  ASSERT_TRUE(WaitFor(
+      [&] { return writer_metric("tidemark_writer_store_retries_total{loop=\"raw\"}") > 0; },
+      absl::Seconds(30)));
+  for (int r = 0; r < 3; ++r) write(1000, "lag-behind");
+  EXPECT_TRUE(WaitFor([&] { return writer_metric(raw_lag) >= 3000; }, absl::Seconds(30)))
+      << raw_lag << " " << writer_metric(raw_lag);
+  // A writer started now waits for PostgreSQL with its metrics and health up, NOT_SERVING
+  // and saying what it waits for (not a replica that looks down).
+  auto late_writer = stack.Start(
+      "writer-started-without-postgres",
+      Stack::Binary("services/timestream-writer/timestream-writer"), {"--group_id=late-writer"},
+      {{"TIDEMARK_KAFKA_BROKERS", stack.brokers()}, {"TIDEMARK_PG_DSN", pg.Dsn(stack.db())}});
+  const int late_writer_port = MetricsPort(*late_writer);
+  ASSERT_GT(late_writer_port, 0) << late_writer->Log();
+  EXPECT_EQ(HttpHealth(late_writer_port), 503);
+  EXPECT_TRUE(absl::StrContains(Metrics(late_writer_port), "tidemark_serving 0"));
+  {
+    httplib::Client client("127.0.0.1", late_writer_port);
+    auto res = client.Get("/health");
+    ASSERT_TRUE(res);
+    EXPECT_TRUE(absl::StrContains(res->body, "opening the store")) << res->body;
+  }
   ASSERT_TRUE(pg.StartAgain().ok());
+  EXPECT_TRUE(WaitFor([&] { return writer_metric(raw_lag) == 0; }, absl::Seconds(60)))
+      << "and falls once PostgreSQL is back: " << writer_metric(raw_lag);
+  EXPECT_TRUE(WaitFor([&] { return HttpHealth(late_writer_port) == 200; }, absl::Seconds(60)))
+      << late_writer->Log();
   EXPECT_TRUE(WaitFor(
       [&] {
         return GrpcHealth(query, "tidemark.v1.QueryService") == kServing &&
@@ -192,6 +248,36 @@ TEST(Operations, HealthReturnsToServingWhenKafkaReturns) {
   ASSERT_TRUE(BrokerControl(control, "/brokers/1/up"));
   EXPECT_TRUE(WaitFor([&] { return both(kServing, 200); }, absl::Seconds(30)))
       << "ingest " << GrpcHealth(ingest, "") << " aggregator " << HttpHealth(aggregator);
+}
+
+// SIGTERM ends open subscriptions with UNAVAILABLE (their clients resume with their token)
+// at once, rather than letting the grace period run out and cancelling them.
+TEST(Operations, QueryShutdownEndsSubscriptionsWithUnavailable) {
+  testing::PgCluster& pg = testing::SharedPgCluster();
+  Stack stack(pg);
+  const int port = testing::FreePort();
+  auto query_p = stack.Start("query-shutdown", Stack::Binary("services/query/query"),
+                             {absl::StrCat("--listen=127.0.0.1:", port)},
+                             {{"TIDEMARK_PG_DSN", pg.Dsn(stack.db(), "tidemark_query")}});
+  ASSERT_TRUE(WaitFor([&] { return GrpcHealth(port, "") == kServing; }, absl::Seconds(30)));
+  auto stub = v1::QueryService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto reader = stub->Subscribe(&ctx, v1::SubscribeRequest());
+  v1::SubscribeResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  const absl::Time signalled = absl::Now();
+  query_p->Signal(SIGTERM);
+  while (reader->Read(&resp)) {
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "resume_token")) << status.error_message();
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(3)) << "not at the end of the grace period";
+  const absl::StatusOr<int> code = query_p->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
 }
 
 TEST(Operations, APortInUseIsAStartUpError) {
@@ -266,6 +352,28 @@ TEST(Operations, HelpListsEveryFlagAndABadValueIsRefusedByName) {
     EXPECT_EQ(agg_code, 2) << variable << "=" << value << "\n" << agg_log;
     EXPECT_TRUE(absl::StrContains(agg_log, variable)) << agg_log;
   }
+  // Values librdkafka would take to mean "no bound" (0 queued events, a delivery timeout of
+  // 0 ms), and a metrics port that is no port.
+  const std::vector<std::pair<std::string, std::string>> bad_ingest = {
+      {"TIDEMARK_MAX_QUEUED_EVENTS", "0"},
+      {"TIDEMARK_DELIVERY_TIMEOUT", "500us"},
+      {"TIDEMARK_METRICS_PORT", "70000"}};
+  for (const auto& [variable, value] : bad_ingest) {
+    const auto [ingest_code, ingest_log] =
+        RunBinary(stack, absl::StrCat("bad-", variable, value), "services/ingest/ingest", {},
+                  {{variable, value}});
+    EXPECT_EQ(ingest_code, 2) << variable << "=" << value << "\n" << ingest_log;
+    EXPECT_TRUE(absl::StrContains(ingest_log, variable)) << ingest_log;
+  }
+  // A log level that names none logs at info and says so, instead of silencing the service.
+  const auto [level_code, level_log] =
+      RunBinary(stack, "bad-log-level", "services/ingest/ingest", {},
+                {{"TIDEMARK_LOG_LEVEL", "information"}, {"TIDEMARK_KAFKA_COMPRESSION", "brotli"}});
+  EXPECT_EQ(level_code, 2) << level_log;
+  EXPECT_TRUE(absl::StrContains(level_log, "TIDEMARK_LOG_LEVEL")) << level_log;
+  EXPECT_TRUE(absl::StrContains(level_log, "TIDEMARK_KAFKA_COMPRESSION"))
+      << "the bad setting is still named\n"
+      << level_log;
 }
 
 // Metric names a PromQL expression uses (our own and the process_* ones).

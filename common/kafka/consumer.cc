@@ -136,7 +136,12 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
           RD_KAFKA_RESP_ERR_NO_ERROR) {
         a.earliest_offset = low;
       }
-      start_offsets_[{tp.topic, tp.partition}] = std::max<int64_t>(0, a.earliest_offset);
+      // Unknown when the broker did not say: then Lag skips the partition until it is fetched.
+      if (a.earliest_offset >= 0) {
+        start_offsets_[{tp.topic, tp.partition}] = a.earliest_offset;
+      } else {
+        start_offsets_.erase({tp.topic, tp.partition});
+      }
       continue;
     }
     start_offsets_[{tp.topic, tp.partition}] = tp.offset;

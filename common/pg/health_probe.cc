@@ -19,8 +19,9 @@ std::string WithConnectTimeout(const std::string& dsn, int seconds) {
   return WithSetting(dsn, "connect_timeout", absl::StrCat(seconds));
 }
 
-// Two seconds to connect, and five for "SELECT 1" to be acknowledged: a server that vanished
-// without a reset makes the service NOT_SERVING within seconds, not the kernel's minutes.
+// Two seconds to connect, and five for "SELECT 1" to be acknowledged (a server that vanished
+// without a reset) or answered (statement_timeout): NOT_SERVING within seconds, not the
+// kernel's minutes. A server that stops answering altogether still blocks the check.
 HealthProbe::HealthProbe(std::string dsn)
     : dsn_(WithSetting(WithConnectTimeout(dsn, 2), "tcp_user_timeout", "5000")) {}
 
@@ -29,7 +30,9 @@ HealthProbe::~HealthProbe() = default;
 absl::Status HealthProbe::Check() {
   if (conn_ == nullptr || !conn_->is_open()) {
     conn_.reset();
-    absl::StatusOr<std::unique_ptr<pqxx::connection>> conn = Connect(dsn_);
+    // A server that still acknowledges packets but does not answer ends the check too.
+    absl::StatusOr<std::unique_ptr<pqxx::connection>> conn =
+        Connect(dsn_, {"SET statement_timeout = 5000"});
     if (!conn.ok()) {
       return absl::UnavailableError(
           absl::StrCat("PostgreSQL unreachable: ", conn.status().message()));

@@ -233,6 +233,8 @@ std::string WithNetworkTimeouts(const std::string& dsn) {
   if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) defaults.push_back({"connect_timeout", "10"});
   std::vector<std::string> present;
   const bool uri = IsUri(dsn);
+  // A service file's settings would be overridden by the DSN's: leave them to it.
+  if (std::getenv("PGSERVICE") != nullptr) return dsn;
   if (uri) {
     const UriParts p = SplitUri(dsn);
     if (p.query_begin != std::string::npos) {
@@ -242,14 +244,25 @@ std::string WithNetworkTimeouts(const std::string& dsn) {
       }
     }
   } else {
-    for (const Setting& s : ParseKeywordValue(dsn)) present.push_back(s.keyword);
+    size_t stopped_at = 0;
+    for (const Setting& s : ParseKeywordValue(dsn, &stopped_at)) present.push_back(s.keyword);
+    // Appending to what libpq reads differently (a malformed DSN, or one whose last value
+    // ends in a backslash, which would escape the separator) could change its meaning.
+    size_t backslashes = 0;
+    while (backslashes < dsn.size() && dsn[dsn.size() - 1 - backslashes] == '\\') ++backslashes;
+    if (stopped_at != dsn.size() || backslashes % 2 == 1) return dsn;
   }
+  if (std::find(present.begin(), present.end(), "service") != present.end()) return dsn;
   std::string out = dsn;
   bool has_query = uri && SplitUri(dsn).query_begin != std::string::npos;
+  // "...?" or "...&" already ends in a separator.
+  const bool ends_in_separator = uri && (absl::EndsWith(dsn, "?") || absl::EndsWith(dsn, "&"));
   for (const auto& [keyword, value] : defaults) {
     if (std::find(present.begin(), present.end(), keyword) != present.end()) continue;
     if (uri) {
-      absl::StrAppend(&out, has_query ? "&" : "?", keyword, "=", value);
+      const bool first = out.size() == dsn.size();
+      absl::StrAppend(&out, first && ends_in_separator ? "" : (has_query ? "&" : "?"), keyword, "=",
+                      value);
       has_query = true;
     } else {
       absl::StrAppend(&out, out.empty() ? "" : " ", keyword, "=", value);

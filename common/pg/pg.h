@@ -27,7 +27,8 @@ std::string RedactDsn(absl::string_view dsn);
 /// The password `dsn` names (the last one, as libpq takes it), or "".
 std::string DsnPassword(absl::string_view dsn);
 
-/// `dsn` with the network timeouts libpq leaves to the kernel, unless `dsn` sets them:
+/// `dsn` with the network timeouts libpq leaves to the kernel, unless `dsn` sets them (or
+/// names a service file, or PGSERVICE is set, or is malformed: then `dsn` as it is):
 /// connect_timeout=10 (unless PGCONNECT_TIMEOUT is set), TCP keepalives after 30 s idle, every
 /// 10 s, 3 unanswered, and tcp_user_timeout=30000 (ms unacknowledged). Without them a
 /// connection to a server that vanished without a reset (a partition, a crashed host, a

@@ -361,7 +361,9 @@ std::string FileStamp(const std::string& path) {
   if (stat(path.c_str(), &st) != 0) return "";
   const absl::Time changed =
       std::max(absl::TimeFromTimespec(st.st_mtim), absl::TimeFromTimespec(st.st_ctim));
-  if (absl::Now() - changed < absl::Seconds(2)) return "";
+  // A time in the future (another host's clock, on a shared volume) counts as settled.
+  const absl::Duration age = absl::Now() - changed;
+  if (age >= absl::ZeroDuration() && age < absl::Seconds(2)) return "";
   return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
                       st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec);
 }

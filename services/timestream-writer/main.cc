@@ -103,16 +103,13 @@ int Run(int argc, char** argv) {
   pg::HealthProbe pg_probe(dsn);
   metrics::HealthMonitor health(
       [&]() -> absl::Status {
-        kafka::Producer* producer = nullptr;
         {
+          // Held while the producer is used: it is destroyed after the pointer is cleared.
           absl::MutexLock lock(&start_mu);
-          if (started_producer == nullptr) {
-            return absl::UnavailableError(waiting_for);
-          }
-          producer = started_producer;
+          if (started_producer == nullptr) return absl::UnavailableError(waiting_for);
+          if (loops_stopped.load() > 0) return absl::UnavailableError("a consumer loop stopped");
+          if (absl::Status s = started_producer->Health(); !s.ok()) return s;
         }
-        if (loops_stopped.load() > 0) return absl::UnavailableError("a consumer loop stopped");
-        if (absl::Status s = producer->Health(); !s.ok()) return s;
         return pg_probe.Check();
       },
       registry, logger);

@@ -76,6 +76,14 @@ TEST(PgDsn, NetworkTimeoutsAreAddedUnlessSet) {
   EXPECT_EQ(WithNetworkTimeouts("postgres://u@db/t?sslmode=require&keepalives_idle=5"),
             "postgres://u@db/t?sslmode=require&keepalives_idle=5&keepalives_interval=10"
             "&keepalives_count=3&tcp_user_timeout=30000&connect_timeout=10");
+  EXPECT_EQ(WithNetworkTimeouts("postgresql://db/t?"),
+            "postgresql://db/t?keepalives_idle=30&keepalives_interval=10&keepalives_count=3"
+            "&tcp_user_timeout=30000&connect_timeout=10");
+  // Left as they are: a service file's settings, a value whose trailing backslash would
+  // escape the separator, a DSN libpq would not parse either.
+  EXPECT_EQ(WithNetworkTimeouts("service=tidemark"), "service=tidemark");
+  EXPECT_EQ(WithNetworkTimeouts("host=db password=abc\\"), "host=db password=abc\\");
+  EXPECT_EQ(WithNetworkTimeouts("host=db password"), "host=db password");
   setenv("PGCONNECT_TIMEOUT", "4", 1);
   EXPECT_EQ(WithNetworkTimeouts(""),
             "keepalives_idle=30 keepalives_interval=10 keepalives_count=3 tcp_user_timeout=30000")

@@ -345,6 +345,15 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
   }
 
   void OnReadDone(bool ok) override {
+    {
+      // A message that arrives once the service is shutting down is not written: the status
+      // says how many events were acknowledged, and the client sends the rest elsewhere.
+      absl::MutexLock lock(&mu_);
+      if (stopping_ || finished_) {
+        reading_ = false;
+        return;
+      }
+    }
     if (!ok) {
       Step step;
       {
@@ -447,7 +456,28 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     Take(step);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    service_.ForgetStream(this);
+    delete this;
+  }
+
+  // The service is shutting down: read no more, and finish once what was queued is settled,
+  // even with a read outstanding (it completes, not ok, after the finish).
+  void Stop() {
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      stopping_ = true;
+      // A client that has sent everything is answered as usual once it is settled.
+      if (!reading_done_) {
+        Fail(absl::UnavailableError(
+            "ingest is shutting down; send the events not acknowledged to another replica"));
+      }
+      step = NextStepLocked();
+    }
+    Take(step);
+  }
 
  private:
   struct Step {
@@ -462,7 +492,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
 
   Step NextStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Step step;
-    if (finished_ || reading_) return step;
+    if (finished_ || (reading_ && !stopping_)) return step;
     if (!reading_done_) {
       if (inflight_ < service_.config_.max_inflight_per_stream) {
         reading_ = true;
@@ -507,6 +537,7 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
   bool reading_ ABSL_GUARDED_BY(mu_) = true;
   bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // Stop() ran
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   v1::WriteResponse response_ ABSL_GUARDED_BY(mu_);
 };
@@ -522,7 +553,24 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* IngestServiceImpl::WriteStream(
     grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp) {
   absl::StatusOr<WritePermission> permission = Permission(ctx);
   if (!permission.ok()) return new RefusedStream(permission.status());
-  return new StreamWrite(*this, ctx, resp);
+  absl::MutexLock lock(&streams_mu_);
+  if (shutting_down_) return new RefusedStream(absl::UnavailableError("ingest is shutting down"));
+  auto* stream = new StreamWrite(*this, ctx, resp);
+  streams_.insert(stream);
+  return stream;
+}
+
+void IngestServiceImpl::ForgetStream(StreamWrite* stream) {
+  absl::MutexLock lock(&streams_mu_);
+  streams_.erase(stream);
+}
+
+void IngestServiceImpl::BeginShutdown() {
+  // Under the lock, so that no stream is deleted meanwhile: gRPC runs a stream's OnDone
+  // (which takes the lock to leave) on its own threads, never inside Finish.
+  absl::MutexLock lock(&streams_mu_);
+  shutting_down_ = true;
+  for (StreamWrite* stream : streams_) stream->Stop();
 }
 
 }  // namespace tidemark::ingest

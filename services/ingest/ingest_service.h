@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,11 @@ class IngestServiceImpl final : public IngestServiceBase {
                                       const v1::WriteJsonRequest* req,
                                       v1::WriteResponse* resp) override;
 
+  /// Ends open WriteStreams with UNAVAILABLE once what they queued is settled, saying how many
+  /// of their events Kafka acknowledged, and refuses new ones: otherwise they would keep
+  /// writing through the shutdown grace and then be cancelled without that count.
+  void BeginShutdown();
+
  private:
   class UnaryWrite;
   class StreamWrite;
@@ -73,6 +79,8 @@ class IngestServiceImpl final : public IngestServiceBase {
                                           grpc::ByteBuffer* encoded_resp = nullptr);
   /// The order in which to produce a request's records: partition by partition.
   std::vector<uint32_t> ProduceOrder(const std::vector<AcceptedRecord>& records);
+  /// Called from a stream's OnDone.
+  void ForgetStream(StreamWrite* stream);
   /// What the call's credentials may write; UNAUTHENTICATED or PERMISSION_DENIED.
   absl::StatusOr<WritePermission> Permission(grpc::CallbackServerContext* ctx);
 
@@ -82,6 +90,10 @@ class IngestServiceImpl final : public IngestServiceBase {
   auth::Authenticator& authenticator_;
   std::shared_ptr<spdlog::logger> logger_;
   IngestClock clock_;
+  // Open streams, for BeginShutdown; a stream leaves in its OnDone.
+  absl::Mutex streams_mu_;
+  std::set<StreamWrite*> streams_ ABSL_GUARDED_BY(streams_mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(streams_mu_) = false;
 };
 
 }  // namespace tidemark::ingest

@@ -114,7 +114,8 @@ int Run(int argc, char** argv) {
        // Ingest cannot acknowledge a write without Kafka.
        .health = [&producer = **producer] { return producer.Health(); },
        .health_service_names = {v1::IngestService::service_full_name()},
-       .security = access->security},
+       .security = access->security,
+       .before_shutdown = [&service] { service.BeginShutdown(); }},
       *logger);
 }
 

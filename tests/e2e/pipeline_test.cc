@@ -267,6 +267,31 @@ TEST(Pipeline, WriteStreamIndexesRejectionsAcrossTheStream) {
   EXPECT_TRUE(WaitFor([&] { return stack.CountPoints() == 14; }, absl::Seconds(30)));
 }
 
+// SIGTERM ends an open stream at once with UNAVAILABLE and how many of its events Kafka
+// acknowledged (they will be stored), instead of letting it write through the grace period and
+// cancelling it without that count.
+TEST(Pipeline, IngestShutdownEndsAStreamWithItsAcknowledgedCount) {
+  Stack stack(testing::SharedPgCluster());
+  grpc::ClientContext ctx;
+  v1::WriteResponse resp;
+  auto stream = stack.ingest().WriteStream(&ctx, &resp);
+  v1::WriteRequest req;
+  for (int i = 0; i < 3; ++i) *req.add_events() = GoodEvent(absl::StrCat("shutdown-", i), i);
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(WaitFor([&] { return stack.CountPoints() == 3; }, absl::Seconds(30)));
+  const absl::Time signalled = absl::Now();
+  stack.ingest_process().Signal(SIGTERM);
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_TRUE(
+      absl::StrContains(status.error_message(), "3 events of this stream were acknowledged"))
+      << status.error_message();
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(3)) << "not at the end of the grace period";
+  const absl::StatusOr<int> code = stack.ingest_process().Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+}
+
 TEST(Pipeline, IngestAnswersUnavailableWhenKafkaIsGone) {
   Stack stack(testing::SharedPgCluster());
   stack.broker().Signal(SIGKILL);

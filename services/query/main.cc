@@ -17,6 +17,8 @@ ABSL_FLAG(int, workers, 4, "Concurrent queries, each with its own database conne
 ABSL_FLAG(int, max_queued_calls, 256, "Calls waiting beyond which RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, subscriber_buffer, 10000,
           "Undelivered updates beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_subscriptions, 1000,
+          "Open Subscribe streams beyond which a new one is refused with RESOURCE_EXHAUSTED");
 
 namespace {
 
@@ -45,10 +47,13 @@ int Run(int argc, char** argv) {
   cfg.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
   const int subscriber_buffer = absl::GetFlag(FLAGS_subscriber_buffer);
   cfg.subscriptions.subscriber_buffer = static_cast<size_t>(std::max(1, subscriber_buffer));
+  const int max_subscriptions = absl::GetFlag(FLAGS_max_subscriptions);
+  cfg.subscriptions.max_subscriptions = static_cast<size_t>(std::max(1, max_subscriptions));
   for (absl::Status s : {config::RequireNonEmpty("pg_dsn", cfg.pg_dsn),
                          config::RequirePositive("workers", cfg.workers),
                          config::RequirePositive("max_queued_calls", cfg.max_queued_calls),
-                         config::RequirePositive("subscriber_buffer", subscriber_buffer)}) {
+                         config::RequirePositive("subscriber_buffer", subscriber_buffer),
+                         config::RequirePositive("max_subscriptions", max_subscriptions)}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;

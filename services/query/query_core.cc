@@ -28,12 +28,10 @@ absl::StatusOr<std::shared_ptr<const re2::RE2>> CompileMatcher(const v1::Dimensi
   options.set_log_errors(false);
   auto re = std::make_shared<const re2::RE2>(Anchored(m.value()), options);
   if (!re->ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("the regular expression of matcher ", m.name(),
-                                                   m.op() == v1::DimensionMatcher::OP_REGEX
-                                                       ? "=~"
-                                                       : "!~",
-                                                   "\"", m.value(), "\" is not valid: ",
-                                                   re->error()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the regular expression of matcher ", m.name(),
+                     m.op() == v1::DimensionMatcher::OP_REGEX ? "=~" : "!~", "\"", m.value(),
+                     "\" is not valid: ", re->error()));
   }
   return re;
 }
@@ -179,8 +177,8 @@ bool SeriesMatcher::Matches(const v1::Series& series) const {
     return false;
   }
   if (selector_.series_ids_size() > 0 &&
-      std::find(selector_.series_ids().begin(), selector_.series_ids().end(),
-                series.series_id()) == selector_.series_ids().end()) {
+      std::find(selector_.series_ids().begin(), selector_.series_ids().end(), series.series_id()) ==
+          selector_.series_ids().end()) {
     return false;
   }
   for (int i = 0; i < selector_.matchers_size(); ++i) {
@@ -233,9 +231,9 @@ absl::Status RequireStoredSize(int64_t size_us, const std::vector<int64_t>& stor
         absl::StrCat(what, " is required; stored window sizes: ", SizesText(stored_sizes)));
   }
   if (std::find(stored_sizes.begin(), stored_sizes.end(), size_us) == stored_sizes.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("no aggregates are stored for ", what, " ",
-                                                   FormatSize(size_us),
-                                                   "; stored window sizes: ", SizesText(stored_sizes)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("no aggregates are stored for ", what, " ", FormatSize(size_us),
+                     "; stored window sizes: ", SizesText(stored_sizes)));
   }
   return absl::OkStatus();
 }
@@ -248,10 +246,10 @@ absl::StatusOr<int64_t> ChooseSourceWindow(int64_t bucket_us, int64_t requested,
       return s;
     }
     if (bucket_us % requested != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bucket ", FormatSize(bucket_us), " is not a multiple of the source window ",
-          FormatSize(requested), "; choose a bucket that is (e.g. ", FormatSize(requested * 12),
-          ") or leave source_window_size_us 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bucket ", FormatSize(bucket_us), " is not a multiple of the source window ",
+                       FormatSize(requested), "; choose a bucket that is (e.g. ",
+                       FormatSize(requested * 12), ") or leave source_window_size_us 0"));
     }
     return requested;
   }
@@ -448,9 +446,9 @@ std::vector<v1::InterpolatedValue> InterpolateSteps(const std::vector<Observatio
           const double x = static_cast<double>(t - obs.front().time_us) / kMicrosPerSecond;
           const double h = xs[i + 1] - xs[i];
           const double a = (xs[i + 1] - x) / h, b = (x - xs[i]) / h;
-          emit(t, a * ys[i] + b * ys[i + 1] +
-                      ((a * a * a - a) * second[i] + (b * b * b - b) * second[i + 1]) * h * h /
-                          6.0);
+          emit(t,
+               a * ys[i] + b * ys[i + 1] +
+                   ((a * a * a - a) * second[i] + (b * b * b - b) * second[i + 1]) * h * h / 6.0);
         }
         break;
       default:

@@ -76,6 +76,8 @@ SubscriptionMetrics::SubscriptionMetrics(metrics::Registry& r)
                              "Aggregate updates queued to subscribers")),
       ended_slow(r.AddCounter("tidemark_query_subscribers_ended_slow_total",
                               "Subscribers ended with RESOURCE_EXHAUSTED for falling behind")),
+      refused_full(r.AddCounter("tidemark_query_subscriptions_refused_total",
+                                "Subscribe streams refused at --max_subscriptions")),
       delivery_lag(r.AddHistogram("tidemark_query_subscription_lag_seconds",
                                   "From a version's store transaction to the hub reading it")) {}
 
@@ -252,6 +254,13 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
   if (stopping_ || ending_) {
     return new RefusedStream(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "the query service is shutting down"));
+  }
+  if (joining_.size() + active_.size() >= options_.max_subscriptions) {
+    metrics_.refused_full.Add();
+    return new RefusedStream(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("this query replica serves ", options_.max_subscriptions,
+                     " subscriptions already (--max_subscriptions); retry later or elsewhere")));
   }
   auto reactor = std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes),
                                                     start_after, options_.subscriber_buffer,

@@ -31,6 +31,7 @@ struct SubscriptionMetrics {
   metrics::Gauge& subscribers;
   metrics::Counter& delivered;
   metrics::Counter& ended_slow;
+  metrics::Counter& refused_full;
   metrics::Histogram& delivery_lag;
 };
 
@@ -101,6 +102,9 @@ struct SubscriptionOptions {
   int fetch_batch = 1000;
   /// Undelivered updates beyond which a subscriber is ended.
   size_t subscriber_buffer = 10'000;
+  /// Open streams beyond which a new one is refused: each holds up to subscriber_buffer
+  /// updates, so together they are bounded too.
+  size_t max_subscriptions = 1000;
   /// How often every stream's credentials are checked again, changes or not (they are also
   /// checked before each batch of changes).
   absl::Duration authorization_interval = absl::Seconds(1);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth/authenticator.h"
@@ -442,8 +443,10 @@ TEST_F(QueryStoreTest, BadRequestsAreInvalidArgumentWithAMessage) {
 class SubscribeTest : public QueryStoreTest {
  protected:
   void StartServer(size_t buffer, int fetch_batch = 5000,
-                   absl::Duration authorization_interval = absl::Seconds(1)) {
+                   absl::Duration authorization_interval = absl::Seconds(1),
+                   size_t max_subscriptions = 1000) {
     QueryConfig config;
+    config.subscriptions.max_subscriptions = max_subscriptions;
     config.pg_dsn = *dsn_;
     config.workers = 1;
     config.subscriptions.subscriber_buffer = buffer;
@@ -697,6 +700,43 @@ TEST_F(SubscribeTest, AChangeAfterTheTokenExpiredIsNotSent) {
   const grpc::Status status = reader->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
   EXPECT_EQ(updates, 0);
+}
+
+// Each stream's queue is bounded, and so is their number: beyond it a new one is refused,
+// and a place freed is taken again.
+TEST_F(SubscribeTest, SubscriptionsBeyondTheLimitAreRefused) {
+  StartServer(100, 5000, absl::Seconds(1), /*max_subscriptions=*/2);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(2);
+  v1::SubscribeResponse resp;
+  grpc::ClientContext first_ctx, second_ctx, third_ctx;
+  auto first = stub_->Subscribe(&first_ctx, req);
+  ASSERT_TRUE(first->Read(&resp));
+  auto second = stub_->Subscribe(&second_ctx, req);
+  ASSERT_TRUE(second->Read(&resp));
+  auto third = stub_->Subscribe(&third_ctx, req);
+  EXPECT_FALSE(third->Read(&resp));
+  const grpc::Status refused = third->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "--max_subscriptions"))
+      << refused.error_message();
+  EXPECT_EQ(metrics_->subscriptions.refused_full.Value(), 1u);
+
+  first_ctx.TryCancel();
+  first->Finish();
+  // The freed place is taken again once the cancelled stream is done.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        grpc::ClientContext ctx;
+        auto reader = stub_->Subscribe(&ctx, req);
+        const bool opened = reader->Read(&resp);
+        ctx.TryCancel();
+        reader->Finish();
+        return opened;
+      },
+      absl::Seconds(10)));
+  second_ctx.TryCancel();
+  second->Finish();
 }
 
 TEST_F(SubscribeTest, MalformedTokenAndBadRegexAreInvalidArgument) {

@@ -397,9 +397,13 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), first_stamp_us, next_index_,
                                                service_.config_.limits, *permission);
     next_index_ += static_cast<int64_t>(parsed_.events().size());
-    service_.metrics_.CountRejected(batch.rejected);
     {
       absl::MutexLock lock(&mu_);
+      reading_ = false;
+      // Stop() ran while this message was checked: it may have finished the stream already,
+      // with a count this message's events would not be in. Nothing of it is written.
+      if (stopping_ || finished_) return;
+      service_.metrics_.CountRejected(batch.rejected);
       for (v1::RejectedRecord& r : batch.rejected) {
         if (response_.rejected_size() < kMaxListedStreamRejections) {
           *response_.add_rejected() = std::move(r);
@@ -408,7 +412,6 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
         }
       }
       inflight_ += static_cast<int64_t>(batch.accepted.size());
-      reading_ = false;
     }
     size_t queued = 0;
     absl::Status produce_status;

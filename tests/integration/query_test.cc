@@ -728,6 +728,7 @@ TEST_F(SubscribeTest, SubscriptionsBeyondTheLimitAreRefused) {
   EXPECT_TRUE(WaitFor(
       [&] {
         grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
         auto reader = stub_->Subscribe(&ctx, req);
         const bool opened = reader->Read(&resp);
         ctx.TryCancel();

@@ -19,13 +19,16 @@
 namespace tidemark::metrics {
 
 HealthMonitor::HealthMonitor(HealthCheck check, Registry& registry,
-                             std::shared_ptr<spdlog::logger> logger, absl::Duration interval)
+                             std::shared_ptr<spdlog::logger> logger, absl::Duration interval,
+                             absl::Duration stall_limit)
     : check_(std::move(check)),
       serving_gauge_(registry.AddGauge(
           "tidemark_serving", "1 while the service can do its job (health SERVING), else 0")),
       logger_(std::move(logger)),
-      interval_(interval) {
+      interval_(interval),
+      stall_limit_(stall_limit) {
   thread_ = std::thread([this] { Loop(); });
+  watchdog_ = std::thread([this] { WatchForStall(); });
 }
 
 HealthMonitor::~HealthMonitor() {
@@ -33,6 +36,7 @@ HealthMonitor::~HealthMonitor() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
+  watchdog_.join();
   thread_.join();
 }
 
@@ -47,24 +51,49 @@ void HealthMonitor::SetListener(std::function<void(bool serving)> listener) {
   if (listener_) listener_(current_.ok());
 }
 
+void HealthMonitor::Publish(const absl::Status& status) {
+  const bool changed = !checked_ || status.ok() != current_.ok();
+  if (changed && status.ok()) {
+    logger_->info("msg=\"health: SERVING\"");
+  } else if (changed) {
+    logger_->warn("msg=\"health: NOT_SERVING\" reason={:?}", std::string(status.message()));
+  }
+  current_ = status;
+  checked_ = true;
+  serving_gauge_.Set(status.ok() ? 1 : 0);
+  if (changed && listener_) listener_(status.ok());
+}
+
 void HealthMonitor::Loop() {
   while (true) {
-    const absl::Status status = check_();
     {
       absl::MutexLock lock(&mu_);
-      const bool changed = !checked_ || status.ok() != current_.ok();
-      if (changed && status.ok()) {
-        logger_->info("msg=\"health: SERVING\"");
-      } else if (changed) {
-        logger_->warn("msg=\"health: NOT_SERVING\" reason={:?}", std::string(status.message()));
-      }
-      current_ = status;
-      checked_ = true;
-      serving_gauge_.Set(status.ok() ? 1 : 0);
-      if (changed && listener_) listener_(status.ok());
-      auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval_)) return;
+      check_started_ = absl::Now();
     }
+    const absl::Status status = check_();
+    absl::MutexLock lock(&mu_);
+    check_started_ = absl::InfinitePast();
+    stall_reported_ = false;
+    Publish(status);
+    auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval_)) return;
+  }
+}
+
+void HealthMonitor::WatchForStall() {
+  absl::MutexLock lock(&mu_);
+  auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+  // Looking four times per limit reports a stall at most a quarter of the limit late.
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping), stall_limit_ / 4)) {
+    if (check_started_ == absl::InfinitePast() || stall_reported_) continue;
+    const absl::Duration running = absl::Now() - check_started_;
+    if (running < stall_limit_) continue;
+    stall_reported_ = true;
+    Publish(absl::UnavailableError(
+        absl::StrCat("the health check has not answered for ",
+                     absl::FormatDuration(absl::Trunc(running, absl::Milliseconds(100))),
+                     " (a database, broker or store that accepts connections but does not "
+                     "answer)")));
   }
 }
 
@@ -127,8 +156,8 @@ std::string ProcessMetricsText() {
   absl::StrAppend(&out,
                   "# HELP tidemark_build_info Which Tidemark build this process runs; always 1\n"
                   "# TYPE tidemark_build_info gauge\n",
-                  "tidemark_build_info{service=\"", program_invocation_short_name,
-                  "\",version=\"", TIDEMARK_VERSION, "\"} 1\n");
+                  "tidemark_build_info{service=\"", program_invocation_short_name, "\",version=\"",
+                  TIDEMARK_VERSION, "\"} 1\n");
   return out;
 }
 

@@ -15,14 +15,18 @@ namespace tidemark::metrics {
 
 /// Runs a service's health check on its own thread every `interval` and keeps the latest
 /// answer, so that probes (gRPC health, HTTP /health) never wait on a database or a broker.
-/// Logs each change and exports it as the gauge `tidemark_serving` (1 or 0). A listener, when
-/// set, is told of every change (and once of the current state) on the monitor's thread.
+/// A check still running after `stall_limit` (a server that accepts packets but never
+/// answers) turns the answer NOT_SERVING until the check returns: the last answer is not
+/// kept while nothing is known. Logs each change and exports it as the gauge
+/// `tidemark_serving` (1 or 0). A listener, when set, is told of every change (and once of
+/// the current state), under the monitor's lock, on one of its threads.
 /// Thread-safe; the check must be safe to call from the monitor's thread.
 class HealthMonitor final {
  public:
   HealthMonitor(HealthCheck check, Registry& registry, std::shared_ptr<spdlog::logger> logger,
-                absl::Duration interval = absl::Seconds(1));
-  /// Stops the thread (waits for a check in progress).
+                absl::Duration interval = absl::Seconds(1),
+                absl::Duration stall_limit = absl::Seconds(10));
+  /// Stops the threads (waits for a check in progress).
   ~HealthMonitor();
 
   /// OK while serving; otherwise why not. NOT_SERVING until the first check has run.
@@ -32,17 +36,25 @@ class HealthMonitor final {
 
  private:
   void Loop();
+  // Reports a check that has run longer than stall_limit_.
+  void WatchForStall();
+  void Publish(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   HealthCheck check_;
   Gauge& serving_gauge_;
   std::shared_ptr<spdlog::logger> logger_;
   const absl::Duration interval_;
+  const absl::Duration stall_limit_;
   mutable absl::Mutex mu_;
   absl::Status current_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("starting");
   bool checked_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // When the check in progress started; InfinitePast while none runs.
+  absl::Time check_started_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool stall_reported_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(bool)> listener_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
+  std::thread watchdog_;
 };
 
 /// The `process_*` metrics of the Prometheus client libraries (CPU seconds, resident and

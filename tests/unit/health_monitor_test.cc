@@ -1,0 +1,100 @@
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/metrics/health.h"
+#include "gtest/gtest.h"
+
+namespace tidemark::metrics {
+namespace {
+
+// Polls `done` until it holds or 10 s pass (a loaded machine is slow, never this slow).
+template <typename F>
+bool Eventually(F done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+TEST(HealthMonitor, FollowsTheCheck) {
+  Registry registry;
+  std::atomic<bool> healthy{false};
+  HealthMonitor health(
+      [&] { return healthy ? absl::OkStatus() : absl::UnavailableError("no broker"); }, registry,
+      spdlog::default_logger(), absl::Milliseconds(10));
+  ASSERT_TRUE(Eventually([&] { return health.Current().message() == "no broker"; }));
+  healthy = true;
+  ASSERT_TRUE(Eventually([&] { return health.Current().ok(); }));
+  EXPECT_NE(registry.Render().find("tidemark_serving 1"), std::string::npos);
+}
+
+// A check that never returns (a server that accepts packets but never answers) must not leave
+// the last answer, SERVING, standing: past the stall limit the service is NOT_SERVING, the
+// gauge and the listener (the gRPC health service) say so, and the check's return restores it.
+TEST(HealthMonitor, ACheckThatDoesNotAnswerTurnsNotServing) {
+  Registry registry;
+  std::atomic<int> calls{0};
+  absl::Notification release;
+  HealthMonitor health(
+      [&] {
+        if (++calls == 2) release.WaitForNotification();
+        return absl::OkStatus();
+      },
+      registry, spdlog::default_logger(), absl::Milliseconds(10), absl::Milliseconds(200));
+  // Runs before the monitor's destructor, which waits for the check, even on a failed assert.
+  auto unblock = absl::MakeCleanup([&] {
+    if (!release.HasBeenNotified()) release.Notify();
+  });
+  absl::Mutex mu;
+  std::vector<bool> told;
+  health.SetListener([&](bool serving) {
+    absl::MutexLock lock(&mu);
+    told.push_back(serving);
+  });
+  ASSERT_TRUE(Eventually([&] { return calls >= 2; }));
+  ASSERT_TRUE(Eventually([&] { return !health.Current().ok(); }));
+  EXPECT_EQ(health.Current().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(health.Current().message().find("has not answered"), std::string::npos)
+      << health.Current();
+  EXPECT_NE(registry.Render().find("tidemark_serving 0"), std::string::npos);
+  EXPECT_EQ(calls.load(), 2);  // still the same check
+  release.Notify();
+  ASSERT_TRUE(Eventually([&] { return health.Current().ok(); }));
+  EXPECT_NE(registry.Render().find("tidemark_serving 1"), std::string::npos);
+  absl::MutexLock lock(&mu);
+  ASSERT_GE(told.size(), 3u);
+  // Told at once of the current state, then the stall, then the return; nothing else.
+  EXPECT_FALSE(told[told.size() - 2]);
+  EXPECT_TRUE(told.back());
+  EXPECT_EQ(std::count(told.begin(), told.end(), false), told.front() ? 1 : 2);
+}
+
+// A slow check that answers within the limit is not a stall.
+TEST(HealthMonitor, ASlowCheckWithinTheLimitIsNotAStall) {
+  Registry registry;
+  std::atomic<int> calls{0};
+  std::atomic<bool> turned_down{false};
+  HealthMonitor health(
+      [&] {
+        ++calls;
+        absl::SleepFor(absl::Milliseconds(50));
+        return absl::OkStatus();
+      },
+      registry, spdlog::default_logger(), absl::Milliseconds(1), absl::Seconds(5));
+  ASSERT_TRUE(Eventually([&] { return health.Current().ok(); }));
+  health.SetListener([&](bool serving) {
+    if (!serving) turned_down = true;
+  });
+  ASSERT_TRUE(Eventually([&] { return calls >= 10; }));
+  EXPECT_FALSE(turned_down);
+  EXPECT_TRUE(health.Current().ok());
+}
+
+}  // namespace
+}  // namespace tidemark::metrics

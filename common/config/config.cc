@@ -12,12 +12,108 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+
+extern char** environ;
 
 namespace tidemark::config {
 
 std::string EnvironmentName(absl::string_view flag_name) {
   return absl::StrCat("TIDEMARK_", absl::AsciiStrToUpper(flag_name));
 }
+
+namespace {
+
+// Environment variables read outside the flags.
+constexpr const char* kOtherVariables[] = {"TIDEMARK_LOG_LEVEL", "TIDEMARK_TOKEN"};
+
+// The program's own flags (absl's --flagfile, --fromenv, ... left out).
+bool IsOwnFlag(const absl::CommandLineFlag& flag) {
+  return !absl::StrContains(flag.Filename(), "absl/");
+}
+
+// Levenshtein distance, stopping early: anything above `limit` is reported as limit + 1.
+size_t EditDistance(absl::string_view a, absl::string_view b, size_t limit) {
+  if (a.size() > b.size() + limit || b.size() > a.size() + limit) return limit + 1;
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    size_t best = row[0];
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+      best = std::min(best, row[j]);
+    }
+    if (best > limit) return limit + 1;
+  }
+  return std::min(row[b.size()], limit + 1);
+}
+
+// The candidate nearest to `name` within two edits, or empty.
+std::string Nearest(absl::string_view name, const std::vector<std::string>& candidates) {
+  std::string nearest;
+  size_t best = 3;
+  for (const std::string& c : candidates) {
+    const size_t d = EditDistance(name, c, 2);
+    if (d < best) best = d, nearest = c;
+  }
+  return nearest;
+}
+
+std::vector<std::string> OwnFlagNames() {
+  std::vector<std::string> names;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsOwnFlag(*flag)) names.emplace_back(name);
+  }
+  return names;
+}
+
+// absl exits 1 on a flag it does not know or a value it cannot parse, printing its own line
+// with no hint; each `--name` and `--name=value` is checked here first, so a mistake is a
+// named setting error like one in the environment. `--name value`, `--noname` for a boolean
+// and absl's own flags are left to absl.
+absl::Status CheckCommandLine(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "-")) continue;  // positional
+    absl::ConsumePrefix(&arg, "-");
+    const size_t eq = arg.find('=');
+    const absl::string_view name = arg.substr(0, eq);
+    if (name.empty()) continue;  // "-" is a positional argument
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no")) {
+      flag = absl::FindCommandLineFlag(name.substr(2));
+      if (flag != nullptr && flag->TryGet<bool>().has_value()) continue;
+      flag = nullptr;
+    }
+    if (flag == nullptr) {
+      const std::string nearest = Nearest(name, OwnFlagNames());
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name,
+                       nearest.empty() ? " (--help lists the flags)"
+                                       : absl::StrCat(" (did you mean --", nearest, "?)")));
+    }
+    if (eq == absl::string_view::npos) {
+      if (!flag->TryGet<bool>().has_value()) ++i;  // `--name value`: the value is not a flag
+      continue;
+    }
+    if (!IsOwnFlag(*flag)) continue;
+    const std::string value(arg.substr(eq + 1));
+    std::string error;
+    // Sets the flag; absl's parse below sets it again to the same value.
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad setting --", name, "=\"", value, "\" (",
+                                                     EnvironmentName(name), "): ", error));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 bool IsHelpFlag(absl::string_view arg) {
   return arg == "-h" || arg == "--help" || arg == "-help" || arg == "--helpfull" ||
@@ -28,7 +124,7 @@ std::string HelpText(absl::string_view program, absl::string_view usage) {
   std::vector<absl::CommandLineFlag*> flags;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     // absl's own (--flagfile, --fromenv, ...) are not settings of the service.
-    if (absl::StrContains(flag->Filename(), "absl/")) continue;
+    if (!IsOwnFlag(*flag)) continue;
     flags.push_back(flag);
   }
   std::sort(flags.begin(), flags.end(),
@@ -44,8 +140,28 @@ std::string HelpText(absl::string_view program, absl::string_view usage) {
   return out;
 }
 
+std::vector<std::string> MisspelledEnvironment() {
+  std::vector<std::string> known;
+  for (const std::string& name : OwnFlagNames()) known.push_back(EnvironmentName(name));
+  known.insert(known.end(), std::begin(kOtherVariables), std::end(kOtherVariables));
+  std::vector<std::string> warnings;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const absl::string_view entry = *e;
+    const absl::string_view name = entry.substr(0, entry.find('='));
+    if (!absl::StartsWith(name, "TIDEMARK_")) continue;
+    if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+    const std::string nearest = Nearest(name, known);
+    if (nearest.empty()) continue;
+    warnings.push_back(
+        absl::StrCat("environment variable ", name, " sets nothing; did you mean ", nearest, "?"));
+  }
+  std::sort(warnings.begin(), warnings.end());
+  return warnings;
+}
+
 absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char** argv,
-                                                                  absl::string_view usage) {
+                                                                  absl::string_view usage,
+                                                                  spdlog::logger* logger) {
   for (int i = 1; i < argc; ++i) {
     if (absl::string_view(argv[i]) == "--") break;
     if (IsHelpFlag(argv[i])) {
@@ -65,6 +181,14 @@ absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char
           absl::StrCat("bad setting ", env, "=\"", value, "\" (flag --", name, "): ", error));
     }
   }
+  for (const std::string& warning : MisspelledEnvironment()) {
+    if (logger != nullptr) {
+      logger->warn("msg=\"{}\"", warning);
+    } else {
+      std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    }
+  }
+  if (absl::Status s = CheckCommandLine(argc, argv); !s.ok()) return s;
   absl::SetProgramUsageMessage(usage);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   // Every service has a metrics port; one out of range would fail later as "cannot bind".

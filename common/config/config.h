@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "spdlog/logger.h"
 
 namespace tidemark::config {
 
@@ -15,8 +16,18 @@ namespace tidemark::config {
 /// Returns the positional arguments, or an InvalidArgument error naming the bad setting
 /// and its source. On `--help` prints `usage` and every flag with its default, help and
 /// environment variable, and exits 0; exits (through absl) on a malformed command line.
+/// A flag the program does not have (`--kafka_broker`) or a value its flag cannot take
+/// (`--batch_max_records=many`) is such an error too, naming the nearest flag; a value given
+/// as the next argument (`--name value`) is left to absl, which exits 1 when it is bad.
+/// Each TIDEMARK_* variable that sets nothing here but is within two edits of one that
+/// does is logged as a warning on `logger` (stderr when null): a typo is not silently ignored.
 absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char** argv,
-                                                                  absl::string_view usage);
+                                                                  absl::string_view usage,
+                                                                  spdlog::logger* logger = nullptr);
+
+/// The warnings above, one per misspelled-looking TIDEMARK_* variable, naming the variable
+/// it probably meant. Variables far from every name are another program's settings.
+std::vector<std::string> MisspelledEnvironment();
 
 /// The --help text: `usage`, then each flag (absl's own left out) with its environment name.
 std::string HelpText(absl::string_view program, absl::string_view usage);

@@ -57,7 +57,8 @@ absl::StatusOr<std::vector<absl::Duration>> ParseWindows(const std::string& spec
 int Run(int argc, char** argv) {
   process::ShutdownSignal shutdown;
   auto logger = log::MakeLogger("aggregator");
-  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark aggregator"); !args.ok()) {
+  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark aggregator", logger.get());
+      !args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;
   }

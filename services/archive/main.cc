@@ -113,7 +113,8 @@ int Run(int argc, char** argv) {
   auto logger = log::MakeLogger("archive");
   auto args = config::ParseFlagsAndEnvironment(
       argc, argv,
-      "tidemark archive [replay --from=RFC3339 --to=RFC3339 [--device=ID]] [--lake=DIR|s3://...]");
+      "tidemark archive [replay --from=RFC3339 --to=RFC3339 [--device=ID]] [--lake=DIR|s3://...]",
+      logger.get());
   if (!args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;

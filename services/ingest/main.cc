@@ -66,7 +66,8 @@ absl::StatusOr<ingest::IngestConfig> ConfigFromFlags() {
 int Run(int argc, char** argv) {
   process::ShutdownSignal shutdown;
   auto logger = log::MakeLogger("ingest");
-  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark ingest service");
+  if (auto args =
+          config::ParseFlagsAndEnvironment(argc, argv, "tidemark ingest service", logger.get());
       !args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;

@@ -28,7 +28,8 @@ int Run(int argc, char** argv) {
   process::ShutdownSignal shutdown;
   auto logger = log::MakeLogger("query");
   if (auto args = config::ParseFlagsAndEnvironment(
-          argc, argv, "tidemark query service (connect with the read-only role's DSN)");
+          argc, argv, "tidemark query service (connect with the read-only role's DSN)",
+          logger.get());
       !args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;

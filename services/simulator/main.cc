@@ -30,7 +30,8 @@ using namespace tidemark;
 
 int Run(int argc, char** argv) {
   auto logger = log::MakeLogger("simulator");
-  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark device simulator");
+  if (auto args =
+          config::ParseFlagsAndEnvironment(argc, argv, "tidemark device simulator", logger.get());
       !args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;

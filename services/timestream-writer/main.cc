@@ -59,7 +59,8 @@ struct LoopRunner {
 int Run(int argc, char** argv) {
   process::ShutdownSignal shutdown;
   auto logger = log::MakeLogger("timestream-writer");
-  if (auto args = config::ParseFlagsAndEnvironment(argc, argv, "tidemark timestream-writer");
+  if (auto args =
+          config::ParseFlagsAndEnvironment(argc, argv, "tidemark timestream-writer", logger.get());
       !args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;

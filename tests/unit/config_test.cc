@@ -33,14 +33,61 @@ TEST(Config, BadEnvironmentValueNamesTheSetting) {
   EXPECT_NE(r.status().message().find("--config_test_batch"), absl::string_view::npos);
 }
 
+// absl exits 1 on these with a line of its own; they are setting errors like the
+// environment's (exit 2 with the setting named) and a near miss names the flag meant.
+TEST(Config, BadCommandLineNamesTheSettingAndTheNearestFlag) {
+  char prog[] = "test";
+  char typo[] = "--config_test_bach=3";
+  char* argv1[] = {prog, typo};
+  absl::StatusOr<std::vector<std::string>> r = ParseFlagsAndEnvironment(2, argv1, "test");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("unknown flag --config_test_bach (did you mean "
+                                      "--config_test_batch?)"),
+            absl::string_view::npos)
+      << r.status();
+
+  char far[] = "-zzzzzzzzzzzzzzzz";
+  char* argv2[] = {prog, far};
+  r = ParseFlagsAndEnvironment(2, argv2, "test");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("--help lists the flags"), absl::string_view::npos)
+      << r.status();
+
+  char bad_value[] = "--config_test_batch=many";
+  char* argv3[] = {prog, bad_value};
+  r = ParseFlagsAndEnvironment(2, argv3, "test");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("--config_test_batch=\"many\" (TIDEMARK_CONFIG_TEST_BATCH)"),
+            absl::string_view::npos)
+      << r.status();
+}
+
+// A misspelled variable used to be ignored without a word, leaving the default in force.
+TEST(Config, AMisspelledVariableIsNamedWithTheOneMeant) {
+  setenv("TIDEMARK_CONFIG_TEST_BACH", "25", 1);
+  setenv("TIDEMARK_CONFIG_TEST_NAME", "fine", 1);
+  setenv("TIDEMARK_LOG_LEVEL", "info", 1);
+  setenv("TIDEMARK_A_SETTING_OF_ANOTHER_PROGRAM", "1", 1);
+  const std::vector<std::string> warnings = MisspelledEnvironment();
+  unsetenv("TIDEMARK_CONFIG_TEST_BACH");
+  unsetenv("TIDEMARK_CONFIG_TEST_NAME");
+  unsetenv("TIDEMARK_LOG_LEVEL");
+  unsetenv("TIDEMARK_A_SETTING_OF_ANOTHER_PROGRAM");
+  EXPECT_EQ(warnings, std::vector<std::string>{
+                          "environment variable TIDEMARK_CONFIG_TEST_BACH sets nothing; did you "
+                          "mean TIDEMARK_CONFIG_TEST_BATCH?"});
+}
+
 TEST(Config, EnvironmentSetsFlagsAndTheCommandLineWins) {
   setenv("TIDEMARK_CONFIG_TEST_BATCH", "25", 1);
   setenv("TIDEMARK_CONFIG_TEST_NAME", "from-env", 1);
   char prog[] = "test";
-  char flag[] = "--config_test_name=from-flag";
+  // `--name value`: the value is the flag's, not a positional argument or a flag.
+  char flag[] = "--config_test_name";
+  char value[] = "from-flag";
   char positional[] = "points";
-  char* argv[] = {prog, flag, positional};
-  absl::StatusOr<std::vector<std::string>> r = ParseFlagsAndEnvironment(3, argv, "test");
+  char* argv[] = {prog, flag, value, positional};
+  absl::StatusOr<std::vector<std::string>> r = ParseFlagsAndEnvironment(4, argv, "test");
   unsetenv("TIDEMARK_CONFIG_TEST_BATCH");
   unsetenv("TIDEMARK_CONFIG_TEST_NAME");
   ASSERT_TRUE(r.ok()) << r.status();

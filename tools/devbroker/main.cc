@@ -45,7 +45,8 @@ int Run(int argc, char** argv) {
   process::ShutdownSignal shutdown;
   auto logger = log::MakeLogger("devbroker");
   if (auto args = config::ParseFlagsAndEnvironment(
-          argc, argv, "development Kafka broker (librdkafka mock cluster) on 127.0.0.1");
+          argc, argv, "development Kafka broker (librdkafka mock cluster) on 127.0.0.1",
+          logger.get());
       !args.ok()) {
     logger->critical("msg=\"{}\"", args.status().message());
     return 2;
@@ -67,16 +68,18 @@ int Run(int argc, char** argv) {
     const size_t colon = control_listen.rfind(':');
     if (colon == std::string::npos || !absl::SimpleAtoi(control_listen.substr(colon + 1), &port) ||
         port < 0 || port > 65535) {
-      logger->critical("msg=\"bad setting --control_listen: expected host:port, e.g. "
-                       "127.0.0.1:0\" value=\"{}\"",
-                       control_listen);
+      logger->critical(
+          "msg=\"bad setting --control_listen: expected host:port, e.g. "
+          "127.0.0.1:0\" value=\"{}\"",
+          control_listen);
       return 2;
     }
     host = control_listen.substr(0, colon);
     if (!devbroker::IsLoopback(host)) {
-      logger->critical("msg=\"bad setting --control_listen: the fault controls have no "
-                       "authentication and listen on loopback only\" value=\"{}\"",
-                       control_listen);
+      logger->critical(
+          "msg=\"bad setting --control_listen: the fault controls have no "
+          "authentication and listen on loopback only\" value=\"{}\"",
+          control_listen);
       return 2;
     }
   }

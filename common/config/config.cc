@@ -52,12 +52,15 @@ size_t EditDistance(absl::string_view a, absl::string_view b, size_t limit) {
   return std::min(row[b.size()], limit + 1);
 }
 
-// The candidate nearest to `name` within two edits, or empty.
-std::string Nearest(absl::string_view name, const std::vector<std::string>& candidates) {
+// The candidate nearest to `name` within two edits (one for names of up to five letters
+// after `prefix`, which are two edits from too many others), or empty.
+std::string Nearest(absl::string_view name, const std::vector<std::string>& candidates,
+                    absl::string_view prefix = "") {
   std::string nearest;
-  size_t best = 3;
+  const size_t limit = name.size() <= prefix.size() + 5 ? 1 : 2;
+  size_t best = limit + 1;
   for (const std::string& c : candidates) {
-    const size_t d = EditDistance(name, c, 2);
+    const size_t d = EditDistance(name, c, limit);
     if (d < best) best = d, nearest = c;
   }
   return nearest;
@@ -150,7 +153,7 @@ std::vector<std::string> MisspelledEnvironment() {
     const absl::string_view name = entry.substr(0, entry.find('='));
     if (!absl::StartsWith(name, "TIDEMARK_")) continue;
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-    const std::string nearest = Nearest(name, known);
+    const std::string nearest = Nearest(name, known, "TIDEMARK_");
     if (nearest.empty()) continue;
     warnings.push_back(
         absl::StrCat("environment variable ", name, " sets nothing; did you mean ", nearest, "?"));
@@ -235,6 +238,20 @@ absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view valu
   if (!value.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrCat("missing setting --", flag_name, " (", EnvironmentName(flag_name), ")"));
+}
+
+absl::Status RequireTopicName(absl::string_view flag_name, absl::string_view value) {
+  if (value.empty()) return RequireNonEmpty(flag_name, value);
+  // The broker refuses anything else, and librdkafka only says so once the first record fails.
+  const bool legal = value.size() <= 249 && value != "." && value != ".." &&
+                     std::all_of(value.begin(), value.end(), [](char c) {
+                       return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                              c == '_' || c == '-';
+                     });
+  if (legal) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad setting --", flag_name, " (", EnvironmentName(flag_name), ")=\"", value,
+                   "\": a Kafka topic name is 1 to 249 letters, digits, '.', '_' or '-'"));
 }
 
 absl::Status RequireOneOf(absl::string_view flag_name, absl::string_view value,

@@ -20,7 +20,7 @@ namespace tidemark::config {
 /// (`--batch_max_records=many`) is such an error too, naming the nearest flag; a value given
 /// as the next argument (`--name value`) is left to absl, which exits 1 when it is bad.
 /// Each TIDEMARK_* variable that sets nothing here but is within two edits of one that
-/// does is logged as a warning on `logger` (stderr when null): a typo is not silently ignored.
+/// does (one edit for short names) is logged as a warning on `logger` (stderr when null): a typo is not silently ignored.
 absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char** argv,
                                                                   absl::string_view usage,
                                                                   spdlog::logger* logger = nullptr);
@@ -43,6 +43,8 @@ absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration valu
 /// `value` >= `min`, e.g. for durations a library counts in whole milliseconds.
 absl::Status RequireAtLeast(absl::string_view flag_name, absl::Duration value, absl::Duration min);
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value);
+/// A name Kafka accepts for a topic: 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-'.
+absl::Status RequireTopicName(absl::string_view flag_name, absl::string_view value);
 absl::Status RequireOneOf(absl::string_view flag_name, absl::string_view value,
                           const std::vector<std::string>& allowed);
 

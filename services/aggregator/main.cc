@@ -81,7 +81,11 @@ int Run(int argc, char** argv) {
         config::RequireNonNegative("allowed_lateness", cfg.windows.allowed_lateness),
         config::RequirePositive("idle_timeout", cfg.windows.idle_timeout),
         config::RequirePositive("future_clock_lead", cfg.windows.future_clock_lead),
-        config::RequirePositive("commit_interval", cfg.commit_interval)}) {
+        config::RequirePositive("commit_interval", cfg.commit_interval),
+        config::RequireTopicName("raw_topic", absl::GetFlag(FLAGS_raw_topic)),
+        config::RequireTopicName("aggregates_topic", cfg.aggregates_topic),
+        config::RequireTopicName("late_topic", cfg.late_topic),
+        config::RequireNonEmpty("group_id", absl::GetFlag(FLAGS_group_id))}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;

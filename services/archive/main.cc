@@ -126,9 +126,13 @@ int Run(int argc, char** argv) {
         config::RequirePositive("batch_max_age", absl::GetFlag(FLAGS_batch_max_age)),
         config::RequirePositive("batch_max_bytes", absl::GetFlag(FLAGS_batch_max_bytes)),
         config::RequirePositive("batch_max_records", absl::GetFlag(FLAGS_batch_max_records)),
-        gzip_level >= 1 && gzip_level <= 9
-            ? absl::OkStatus()
-            : absl::InvalidArgumentError("gzip_level must be between 1 and 9")}) {
+        config::RequireTopicName("raw_topic", absl::GetFlag(FLAGS_raw_topic)),
+        config::RequireTopicName("rejected_topic", absl::GetFlag(FLAGS_rejected_topic)),
+        config::RequireNonEmpty("group_id", absl::GetFlag(FLAGS_group_id)),
+        gzip_level >= 1 && gzip_level <= 9 ? absl::OkStatus()
+                                           : absl::InvalidArgumentError(absl::StrCat(
+                                                 "bad setting --gzip_level (TIDEMARK_GZIP_LEVEL)=",
+                                                 gzip_level, ": must be 1 (fast) to 9 (small)"))}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;

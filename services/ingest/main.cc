@@ -42,7 +42,10 @@ absl::StatusOr<ingest::IngestConfig> ConfigFromFlags() {
   c.limits.max_future = absl::GetFlag(FLAGS_max_future);
   c.limits.max_events_per_request = absl::GetFlag(FLAGS_max_events_per_request);
   for (absl::Status s :
-       {config::RequireNonEmpty("raw_topic", c.raw_topic),
+       {config::RequireTopicName("raw_topic", c.raw_topic),
+        // Without a time or device key every WriteJson event would be refused.
+        config::RequireNonEmpty("json_time_key", absl::GetFlag(FLAGS_json_time_key)),
+        config::RequireNonEmpty("json_device_key", absl::GetFlag(FLAGS_json_device_key)),
         config::RequirePositive("raw_retention", c.limits.retention),
         config::RequirePositive("max_future", c.limits.max_future),
         config::RequirePositive("max_events_per_request", c.limits.max_events_per_request),

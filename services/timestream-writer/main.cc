@@ -73,6 +73,12 @@ int Run(int argc, char** argv) {
         config::RequirePositive("aggregate_retention", absl::GetFlag(FLAGS_aggregate_retention)),
         config::RequirePositive("subscription_retention",
                                 absl::GetFlag(FLAGS_subscription_retention)),
+        config::RequirePositive("partitions_ahead", absl::GetFlag(FLAGS_partitions_ahead)),
+        config::RequireTopicName("raw_topic", absl::GetFlag(FLAGS_raw_topic)),
+        config::RequireTopicName("aggregates_topic", absl::GetFlag(FLAGS_aggregates_topic)),
+        config::RequireTopicName("late_topic", absl::GetFlag(FLAGS_late_topic)),
+        config::RequireTopicName("rejected_topic", absl::GetFlag(FLAGS_rejected_topic)),
+        config::RequireNonEmpty("group_id", absl::GetFlag(FLAGS_group_id)),
         config::RequireNonEmpty("pg_dsn", absl::GetFlag(FLAGS_pg_dsn))}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());

@@ -365,6 +365,24 @@ TEST(Operations, HelpListsEveryFlagAndABadValueIsRefusedByName) {
     EXPECT_EQ(ingest_code, 2) << variable << "=" << value << "\n" << ingest_log;
     EXPECT_TRUE(absl::StrContains(ingest_log, variable)) << ingest_log;
   }
+  // A topic name the broker would refuse only when the first record is sent.
+  const auto [topic_code, topic_log] =
+      RunBinary(stack, "bad-topic", "services/timestream-writer/timestream-writer", {},
+                {{"TIDEMARK_LATE_TOPIC", "tidemark late"}});
+  EXPECT_EQ(topic_code, 2) << topic_log;
+  EXPECT_TRUE(absl::StrContains(topic_log, "TIDEMARK_LATE_TOPIC")) << topic_log;
+  // An unknown flag is a setting error too (absl alone exits 1 without a hint), naming the
+  // flag meant; a misspelled variable, which used to leave the default in force without a
+  // word, is named with the one meant.
+  const auto [flag_code, flag_log] =
+      RunBinary(stack, "unknown-flag", "services/aggregator/aggregator", {"--allowed_latenes=5m"},
+                {{"TIDEMARK_IDLE_TIMOUT", "1m"}});
+  EXPECT_EQ(flag_code, 2) << flag_log;
+  EXPECT_TRUE(absl::StrContains(flag_log, "did you mean --allowed_lateness?")) << flag_log;
+  EXPECT_TRUE(absl::StrContains(flag_log,
+                                "TIDEMARK_IDLE_TIMOUT sets nothing; did you mean "
+                                "TIDEMARK_IDLE_TIMEOUT?"))
+      << flag_log;
   // A log level that names none logs at info and says so, instead of silencing the service.
   const auto [level_code, level_log] =
       RunBinary(stack, "bad-log-level", "services/ingest/ingest", {},

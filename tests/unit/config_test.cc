@@ -9,6 +9,7 @@
 
 ABSL_FLAG(int, config_test_batch, 10, "a setting for the test");
 ABSL_FLAG(std::string, config_test_name, "default", "another setting for the test");
+ABSL_FLAG(std::string, tq, "", "a setting with a short name, for the test");
 
 namespace tidemark::config {
 namespace {
@@ -68,11 +69,14 @@ TEST(Config, AMisspelledVariableIsNamedWithTheOneMeant) {
   setenv("TIDEMARK_CONFIG_TEST_NAME", "fine", 1);
   setenv("TIDEMARK_LOG_LEVEL", "info", 1);
   setenv("TIDEMARK_A_SETTING_OF_ANOTHER_PROGRAM", "1", 1);
+  // Two edits from TIDEMARK_TQ, but short names are that close to too many others.
+  setenv("TIDEMARK_DB", "tidemark", 1);
   const std::vector<std::string> warnings = MisspelledEnvironment();
   unsetenv("TIDEMARK_CONFIG_TEST_BACH");
   unsetenv("TIDEMARK_CONFIG_TEST_NAME");
   unsetenv("TIDEMARK_LOG_LEVEL");
   unsetenv("TIDEMARK_A_SETTING_OF_ANOTHER_PROGRAM");
+  unsetenv("TIDEMARK_DB");
   EXPECT_EQ(warnings, std::vector<std::string>{
                           "environment variable TIDEMARK_CONFIG_TEST_BACH sets nothing; did you "
                           "mean TIDEMARK_CONFIG_TEST_BATCH?"});
@@ -113,6 +117,14 @@ TEST(Config, RangeChecksNameTheSetting) {
   EXPECT_NE(s.message().find("brotli"), absl::string_view::npos) << s;
   EXPECT_NE(s.message().find("lz4, zstd"), absl::string_view::npos) << s;
   EXPECT_TRUE(RequireOneOf("kafka_compression", "zstd", {"lz4", "zstd"}).ok());
+  EXPECT_TRUE(RequireTopicName("raw_topic", "tidemark.raw_v2-eu").ok());
+  for (const char* bad : {"", "tidemark raw", "tidemark/raw", "..", "töpic"}) {
+    s = RequireTopicName("raw_topic", bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("TIDEMARK_RAW_TOPIC"), absl::string_view::npos) << s;
+  }
+  EXPECT_FALSE(RequireTopicName("raw_topic", std::string(250, 'a')).ok());
+  EXPECT_TRUE(RequireTopicName("raw_topic", std::string(249, 'a')).ok());
 }
 
 TEST(DevBrokerTopics, ParsesAndRejects) {

@@ -22,6 +22,9 @@ absl::Status DeliveryFailure(rd_kafka_resp_err_t err) {
                    "; nothing is lost by retrying the request"));
 }
 
+// The trailer that carries a failed stream's WriteResponse (see ingest.proto).
+constexpr absl::string_view kStreamAnswerTrailer = "tidemark-write-response-bin";
+
 // A stream's answer lists this many rejections at most (WriteResponse.rejected_unlisted).
 constexpr int kMaxListedStreamRejections = 10'000;
 
@@ -495,7 +498,10 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
 
   Step NextStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Step step;
-    if (finished_ || (reading_ && !stopping_)) return step;
+    // A failed stream (Kafka, credentials) or a stopped one finishes even with a read
+    // outstanding, which completes, not ok, after the finish: a client that waits without
+    // sending learns of the failure now, not when it next sends or closes.
+    if (finished_ || (reading_ && !stopping_ && status_.ok())) return step;
     if (!reading_done_) {
       if (inflight_ < service_.config_.max_inflight_per_stream) {
         reading_ = true;
@@ -513,6 +519,9 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
                              absl::StrCat(status_.message(), " (", accepted_,
                                           " events of this stream were acknowledged by Kafka "
                                           "before it ended and will be stored)"));
+      // gRPC sends no response message with a failure: the answer so far (the count and the
+      // rejected records) goes in a trailer instead.
+      ctx_->AddTrailingMetadata(std::string(kStreamAnswerTrailer), response_.SerializeAsString());
     }
     step.finish = grpcutil::ToGrpcStatus(status_);
     if (step.finish->ok()) step.finish = Answer(response_, encoded_resp_);

@@ -175,6 +175,50 @@ TEST(BrokerFaults, BrokerDownWithoutFailoverIsWaitedOut) {
   DrainAndCheck(stack, load);
 }
 
+// A stream whose events Kafka does not acknowledge in time ends with UNAVAILABLE then, even
+// while its client sends nothing (it used to wait for the client's next message or close),
+// and carries what it answered so far (the rejections) in a trailer. The leader of every raw
+// partition is down while the other brokers are up, so ingest queues the events and their
+// delivery times out.
+TEST(BrokerFaults, AStreamThatKafkaFailsEndsWhileItsClientWaits) {
+  Stack stack(testing::SharedPgCluster(),
+              testing::StackOptions{.brokers = 3, .ingest_flags = {"--delivery_timeout=2s"}});
+  testing::BrokerControl& control = stack.broker_control();
+  for (int p = 0; p < 12; ++p) Control(control.SetLeader("tidemark.raw", p, 2));
+  Control(control.Down(2));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::WriteResponse resp;
+  auto stream = stack.ingest().WriteStream(&ctx, &resp);
+  v1::WriteRequest req;
+  for (const char* device : {"stream-waits", ""}) {  // the second is rejected: no device id
+    v1::Event& e = *req.add_events();
+    e.set_device_id(device);
+    e.set_time(absl::ToUnixMillis(absl::Now()));
+    e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+    (*e.mutable_measures())["temperature"].set_double_value(1.5);
+  }
+  ASSERT_TRUE(stream->Write(req));
+  const absl::Time sent = absl::Now();
+  const grpc::Status status = stream->Finish();  // waits for the status; the stream stays open
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "Kafka did not acknowledge"))
+      << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "0 events of this stream"))
+      << status.error_message();
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(30)) << "ended by the client's deadline";
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  const auto answer_bytes = trailers.find("tidemark-write-response-bin");
+  ASSERT_NE(answer_bytes, trailers.end());
+  v1::WriteResponse answer;
+  ASSERT_TRUE(answer.ParseFromString(
+      std::string(answer_bytes->second.data(), answer_bytes->second.size())));
+  EXPECT_EQ(answer.accepted(), 0);
+  ASSERT_EQ(answer.rejected_size(), 1);
+  EXPECT_EQ(answer.rejected(0).index(), 1);
+  Control(control.Up(2));
+}
+
 TEST(BrokerFaults, ControlInterfaceRejectsWhatDoesNotExist) {
   const std::string dir = absl::StrCat("/tmp/tidemark-devbroker-", getpid());
   std::filesystem::create_directories(dir);

@@ -19,6 +19,9 @@ ABSL_FLAG(int, subscriber_buffer, 10000,
           "Undelivered updates beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_subscriptions, 1000,
           "Open Subscribe streams beyond which a new one is refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_subscriptions_per_client, 250,
+          "Open Subscribe streams of one client (token or certificate; address when "
+          "unauthenticated) beyond which its new one is refused with RESOURCE_EXHAUSTED");
 
 namespace {
 
@@ -50,11 +53,14 @@ int Run(int argc, char** argv) {
   cfg.subscriptions.subscriber_buffer = static_cast<size_t>(std::max(1, subscriber_buffer));
   const int max_subscriptions = absl::GetFlag(FLAGS_max_subscriptions);
   cfg.subscriptions.max_subscriptions = static_cast<size_t>(std::max(1, max_subscriptions));
+  const int per_client = absl::GetFlag(FLAGS_max_subscriptions_per_client);
+  cfg.subscriptions.max_subscriptions_per_client = static_cast<size_t>(std::max(1, per_client));
   for (absl::Status s : {config::RequireNonEmpty("pg_dsn", cfg.pg_dsn),
                          config::RequirePositive("workers", cfg.workers),
                          config::RequirePositive("max_queued_calls", cfg.max_queued_calls),
                          config::RequirePositive("subscriber_buffer", subscriber_buffer),
-                         config::RequirePositive("max_subscriptions", max_subscriptions)}) {
+                         config::RequirePositive("max_subscriptions", max_subscriptions),
+                         config::RequirePositive("max_subscriptions_per_client", per_client)}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;

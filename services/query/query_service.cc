@@ -41,23 +41,25 @@ QueryServiceImpl::~QueryServiceImpl() {
   for (std::thread& t : workers_) t.join();
 }
 
-absl::Status QueryServiceImpl::MayRead(grpc::CallbackServerContext* ctx) {
+absl::StatusOr<auth::Principal> QueryServiceImpl::MayRead(grpc::CallbackServerContext* ctx) {
   absl::StatusOr<auth::Principal> principal = grpcutil::CallPrincipal(authenticator_, *ctx);
   if (!principal.ok()) {
     metrics_.unauthenticated.Add();
     return principal.status();
   }
-  absl::Status s = auth::RequireRead(*principal);
-  if (!s.ok()) metrics_.permission_denied.Add();
-  return s;
+  if (absl::Status s = auth::RequireRead(*principal); !s.ok()) {
+    metrics_.permission_denied.Add();
+    return s;
+  }
+  return principal;
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Submit(grpc::CallbackServerContext* ctx, Task task) {
   metrics_.calls.Add();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status s = MayRead(ctx); !s.ok()) {
+  if (absl::StatusOr<auth::Principal> p = MayRead(ctx); !p.ok()) {
     metrics_.failures.Add();
-    reactor->Finish(grpcutil::ToGrpcStatus(s));
+    reactor->Finish(grpcutil::ToGrpcStatus(p.status()));
     return reactor;
   }
   {
@@ -147,6 +149,13 @@ class RefusedSubscription final : public grpc::ServerWriteReactor<v1::SubscribeR
   explicit RefusedSubscription(const absl::Status& why) { Finish(grpcutil::ToGrpcStatus(why)); }
   void OnDone() override { delete this; }
 };
+// "ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1", "ipv6:[::1]:5000" -> "ipv6:[::1]".
+std::string PeerHost(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  if (colon == std::string::npos || colon <= peer.find(':')) return peer;
+  return peer.substr(0, colon);
+}
+
 }  // namespace
 
 void QueryServiceImpl::BeginShutdown() { hub_.EndAll(); }
@@ -154,10 +163,14 @@ void QueryServiceImpl::BeginShutdown() { hub_.EndAll(); }
 grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
   metrics_.calls.Add();
-  if (absl::Status s = MayRead(ctx); !s.ok()) {
+  absl::StatusOr<auth::Principal> principal = MayRead(ctx);
+  if (!principal.ok()) {
     metrics_.failures.Add();
-    return new RefusedSubscription(s);
+    return new RefusedSubscription(principal.status());
   }
+  // Whom --max_subscriptions_per_client counts: the principal when credentials are checked,
+  // else the caller's address without its port (behind a proxy, the proxy's).
+  std::string client = authenticator_.open() ? PeerHost(ctx->peer()) : principal->name;
   // Asked again before each batch of changes and every authorization_interval, from the
   // credentials the call presented.
   auto authorize = [&authenticator = authenticator_,
@@ -168,7 +181,7 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     if (!principal.ok()) return principal.status();
     return auth::RequireRead(*principal);
   };
-  return hub_.Subscribe(*req, config_.limits, std::move(authorize));
+  return hub_.Subscribe(*req, config_.limits, std::move(authorize), client);
 }
 
 }  // namespace tidemark::query

@@ -74,9 +74,9 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
 
  private:
   using Task = std::function<absl::Status(QueryStore&, absl::Duration)>;
-  /// OK when the call's credentials carry the read scope; UNAUTHENTICATED or
+  /// The caller, when the call's credentials carry the read scope; UNAUTHENTICATED or
   /// PERMISSION_DENIED otherwise.
-  absl::Status MayRead(grpc::CallbackServerContext* ctx);
+  absl::StatusOr<auth::Principal> MayRead(grpc::CallbackServerContext* ctx);
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, Task task);
   /// Submits a store read whose result becomes the response.
   template <typename Req, typename Resp>

@@ -77,21 +77,28 @@ SubscriptionMetrics::SubscriptionMetrics(metrics::Registry& r)
       ended_slow(r.AddCounter("tidemark_query_subscribers_ended_slow_total",
                               "Subscribers ended with RESOURCE_EXHAUSTED for falling behind")),
       refused_full(r.AddCounter("tidemark_query_subscriptions_refused_total",
-                                "Subscribe streams refused at --max_subscriptions")),
+                                "Subscribe streams refused at --max_subscriptions (replica) or "
+                                "--max_subscriptions_per_client (client)",
+                                "limit=\"replica\"")),
+      refused_client_full(r.AddCounter("tidemark_query_subscriptions_refused_total",
+                                       "Subscribe streams refused at --max_subscriptions (replica) "
+                                       "or --max_subscriptions_per_client (client)",
+                                       "limit=\"client\"")),
       delivery_lag(r.AddHistogram("tidemark_query_subscription_lag_seconds",
                                   "From a version's store transaction to the hub reading it")) {}
 
 SubscribeReactor::SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher,
                                    std::set<int64_t> window_sizes, int64_t start_after,
                                    size_t buffer, SubscriptionMetrics& metrics,
-                                   std::function<absl::Status()> authorize)
+                                   std::function<absl::Status()> authorize, std::string client)
     : hub_(hub),
       matcher_(std::move(matcher)),
       window_sizes_(std::move(window_sizes)),
       start_after_(start_after),
       buffer_(buffer),
       metrics_(metrics),
-      authorize_(std::move(authorize)) {}
+      authorize_(std::move(authorize)),
+      client_(std::move(client)) {}
 
 size_t SubscribeReactor::backlog() {
   absl::MutexLock lock(&mu_);
@@ -227,7 +234,7 @@ SubscriptionHub::~SubscriptionHub() {
 
 grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
     const v1::SubscribeRequest& req, const QueryLimits& limits,
-    std::function<absl::Status()> authorize) {
+    std::function<absl::Status()> authorize, const std::string& client) {
   absl::StatusOr<SeriesMatcher> matcher = SeriesMatcher::Compile(req.selector(), limits);
   if (!matcher.ok()) {
     return new RefusedStream(
@@ -262,9 +269,22 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
         absl::StrCat("this query replica serves ", options_.max_subscriptions,
                      " subscriptions already (--max_subscriptions); retry later or elsewhere")));
   }
+  size_t of_client = 0;
+  for (const auto* list : {&joining_, &active_}) {
+    for (const auto& r : *list) of_client += r->client() == client;
+  }
+  if (of_client >= options_.max_subscriptions_per_client) {
+    metrics_.refused_client_full.Add();
+    return new RefusedStream(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat(client, " has ", of_client,
+                     " subscriptions open on this query replica already "
+                     "(--max_subscriptions_per_client); end one first, or select more series "
+                     "with one subscription")));
+  }
   auto reactor = std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes),
                                                     start_after, options_.subscriber_buffer,
-                                                    metrics_, std::move(authorize));
+                                                    metrics_, std::move(authorize), client);
   joining_.push_back(reactor);
   metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
   return reactor.get();

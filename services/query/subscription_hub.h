@@ -32,6 +32,7 @@ struct SubscriptionMetrics {
   metrics::Counter& delivered;
   metrics::Counter& ended_slow;
   metrics::Counter& refused_full;
+  metrics::Counter& refused_client_full;
   metrics::Histogram& delivery_lag;
 };
 
@@ -50,7 +51,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// too. It may be empty.
   SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher, std::set<int64_t> window_sizes,
                    int64_t start_after, size_t buffer, SubscriptionMetrics& metrics,
-                   std::function<absl::Status()> authorize = {});
+                   std::function<absl::Status()> authorize = {}, std::string client = "");
 
   /// Called by the hub thread, in change order. `position` is the last change id the hub has
   /// looked at; the stream's resume token reaches it once everything before is written.
@@ -60,6 +61,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// Asks `authorize` and ends the stream with its refusal; false when it ended.
   bool CheckAuthorized();
   int64_t start_after() const { return start_after_; }
+  /// Who opened it (SubscriptionHub::Subscribe), for the per-client limit.
+  const std::string& client() const { return client_; }
   void set_start_after(int64_t id) { start_after_ = id; }
   /// How far the hub has read the log for it while it catches up (hub thread only).
   int64_t caught_up_to() const { return caught_up_to_; }
@@ -84,6 +87,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   const size_t buffer_;
   SubscriptionMetrics& metrics_;
   const std::function<absl::Status()> authorize_;
+  const std::string client_;
   absl::Mutex mu_;
   std::deque<std::pair<int64_t, v1::WindowAggregate>> pending_ ABSL_GUARDED_BY(mu_);
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
@@ -105,6 +109,9 @@ struct SubscriptionOptions {
   /// Open streams beyond which a new one is refused: each holds up to subscriber_buffer
   /// updates, so together they are bounded too.
   size_t max_subscriptions = 1000;
+  /// Open streams of one client beyond which its new one is refused, so that one client
+  /// cannot take every place of the replica.
+  size_t max_subscriptions_per_client = 250;
   /// How often every stream's credentials are checked again, changes or not (they are also
   /// checked before each batch of changes).
   absl::Duration authorization_interval = absl::Seconds(1);
@@ -123,9 +130,11 @@ class SubscriptionHub {
   ~SubscriptionHub();
 
   /// Starts a stream for a request; errors end it at once. `authorize`: see SubscribeReactor.
+  /// `client` names who asks (a principal, an address): at most max_subscriptions_per_client
+  /// streams are open for each.
   grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
       const v1::SubscribeRequest& req, const QueryLimits& limits,
-      std::function<absl::Status()> authorize = {});
+      std::function<absl::Status()> authorize = {}, const std::string& client = "");
   /// Called from OnDone: the hub forgets the reactor before it is deleted.
   void Remove(SubscribeReactor* reactor);
   /// Ends every stream with UNAVAILABLE (resume with the last token) and refuses new ones:

@@ -444,9 +444,10 @@ class SubscribeTest : public QueryStoreTest {
  protected:
   void StartServer(size_t buffer, int fetch_batch = 5000,
                    absl::Duration authorization_interval = absl::Seconds(1),
-                   size_t max_subscriptions = 1000) {
+                   size_t max_subscriptions = 1000, size_t max_subscriptions_per_client = 250) {
     QueryConfig config;
     config.subscriptions.max_subscriptions = max_subscriptions;
+    config.subscriptions.max_subscriptions_per_client = max_subscriptions_per_client;
     config.pg_dsn = *dsn_;
     config.workers = 1;
     config.subscriptions.subscriber_buffer = buffer;
@@ -700,6 +701,52 @@ TEST_F(SubscribeTest, AChangeAfterTheTokenExpiredIsNotSent) {
   const grpc::Status status = reader->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
   EXPECT_EQ(updates, 0);
+}
+
+// One client cannot take every place of a replica: beyond its own limit its new stream is
+// refused, while another client still subscribes.
+TEST_F(SubscribeTest, OneClientCannotTakeEveryPlace) {
+  absl::StatusOr<std::string> alice = auth::NewToken(), bob = auth::NewToken();
+  ASSERT_TRUE(alice.ok() && bob.ok());
+  const std::string path = absl::StrCat(::testing::TempDir(), "/query-two-clients-", getpid());
+  std::ofstream(path) << "token alice sha256:" << auth::TokenSha256(*alice) << " read\n"
+                      << "token bob sha256:" << auth::TokenSha256(*bob) << " read\n";
+  absl::StatusOr<std::unique_ptr<auth::Authenticator>> a =
+      auth::Authenticator::FromFile(path, log::MakeLogger("auth"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  authenticator_ = *std::move(a);
+  StartServer(100, 5000, absl::Seconds(1), /*max_subscriptions=*/10,
+              /*max_subscriptions_per_client=*/2);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(2);
+  v1::SubscribeResponse resp;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  auto subscribe = [&](const std::string& token) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return stub_->Subscribe(contexts.back().get(), req);
+  };
+  auto first = subscribe(*alice);
+  ASSERT_TRUE(first->Read(&resp));
+  auto second = subscribe(*alice);
+  ASSERT_TRUE(second->Read(&resp));
+  auto third = subscribe(*alice);
+  EXPECT_FALSE(third->Read(&resp));
+  const grpc::Status refused = third->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "alice has 2 subscriptions"))
+      << refused.error_message();
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "--max_subscriptions_per_client"))
+      << refused.error_message();
+  EXPECT_EQ(metrics_->subscriptions.refused_client_full.Value(), 1u);
+  EXPECT_EQ(metrics_->subscriptions.refused_full.Value(), 0u);
+  auto bobs = subscribe(*bob);
+  EXPECT_TRUE(bobs->Read(&resp)) << "another client still has places";
+  for (auto& c : contexts) c->TryCancel();
+  first->Finish();
+  second->Finish();
+  bobs->Finish();
 }
 
 // Each stream's queue is bounded, and so is their number: beyond it a new one is refused,

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 extern char** environ;
@@ -26,6 +27,32 @@ namespace {
 
 // Environment variables read outside the flags.
 constexpr const char* kOtherVariables[] = {"TIDEMARK_LOG_LEVEL", "TIDEMARK_TOKEN"};
+
+// Every setting of every Tidemark program: a variable meant for another program (a shared
+// environment, TIDEMARK_GROUP_ID beside the CLI's --group_by) is no typo. The operations test
+// checks each program's --help against this list.
+// clang-format off
+constexpr const char* kTidemarkSettings[] = {
+    "aggregates_topic", "aggregate_retention", "allowed_lateness", "allow_unauthenticated",
+    "batch_max_age", "batch_max_bytes", "batch_max_records", "batch_size", "bootstrap_file",
+    "brokers", "bucket", "clock_ahead", "commit_interval", "control_file", "control_listen",
+    "credentials_file", "delivery_timeout", "device", "devices", "duration", "end", "expires",
+    "field", "fill", "format", "from", "future_clock_lead", "group_by", "group_id",
+    "grpc_reflection", "gzip_level", "height", "idle_timeout", "ingest", "json_device_key",
+    "json_measure_suffix", "json_time_key", "json_time_unit_key", "kafka_brokers",
+    "kafka_compression", "kafka_config", "kafka_config_file", "lake", "late_time", "late_topic",
+    "limit", "listen", "max_events_per_request", "max_future", "max_lookback",
+    "max_out_of_orderness", "max_queued_calls", "max_queued_events", "max_records",
+    "max_subscriptions", "max_subscriptions_per_client", "measure", "method", "metrics_host",
+    "metrics_port", "name", "partitions_ahead", "partition_by", "percent_clock_ahead",
+    "percent_late", "pg_dsn", "pg_password_file", "query", "rate", "raw_retention", "raw_topic",
+    "real_time", "rejected_topic", "resume", "s3_endpoint", "s3_path_style", "s3_region", "scopes",
+    "seed", "service", "since", "source_window", "start", "step", "subscriber_buffer",
+    "subscription_retention", "timeout", "tls", "tls_ca_file", "tls_cert_file",
+    "tls_client_ca_file", "tls_client_cert_file", "tls_client_key_file", "tls_key_file",
+    "tls_refresh_interval", "tls_require_client_cert", "tls_server_name", "to", "token",
+    "token_file", "topics", "turbine_share", "where", "width", "window", "windows", "workers"};
+// clang-format on
 
 // The program's own flags (absl's --flagfile, --fromenv, ... left out).
 bool IsOwnFlag(const absl::CommandLineFlag& flag) {
@@ -74,48 +101,6 @@ std::vector<std::string> OwnFlagNames() {
   return names;
 }
 
-// absl exits 1 on a flag it does not know or a value it cannot parse, printing its own line
-// with no hint; each `--name` and `--name=value` is checked here first, so a mistake is a
-// named setting error like one in the environment. `--name value`, `--noname` for a boolean
-// and absl's own flags are left to absl.
-absl::Status CheckCommandLine(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (arg == "--") break;
-    if (!absl::ConsumePrefix(&arg, "-")) continue;  // positional
-    absl::ConsumePrefix(&arg, "-");
-    const size_t eq = arg.find('=');
-    const absl::string_view name = arg.substr(0, eq);
-    if (name.empty()) continue;  // "-" is a positional argument
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    if (flag == nullptr && absl::StartsWith(name, "no")) {
-      flag = absl::FindCommandLineFlag(name.substr(2));
-      if (flag != nullptr && flag->TryGet<bool>().has_value()) continue;
-      flag = nullptr;
-    }
-    if (flag == nullptr) {
-      const std::string nearest = Nearest(name, OwnFlagNames());
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name,
-                       nearest.empty() ? " (--help lists the flags)"
-                                       : absl::StrCat(" (did you mean --", nearest, "?)")));
-    }
-    if (eq == absl::string_view::npos) {
-      if (!flag->TryGet<bool>().has_value()) ++i;  // `--name value`: the value is not a flag
-      continue;
-    }
-    if (!IsOwnFlag(*flag)) continue;
-    const std::string value(arg.substr(eq + 1));
-    std::string error;
-    // Sets the flag; absl's parse below sets it again to the same value.
-    if (!flag->ParseFrom(value, &error)) {
-      return absl::InvalidArgumentError(absl::StrCat("bad setting --", name, "=\"", value, "\" (",
-                                                     EnvironmentName(name), "): ", error));
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 bool IsHelpFlag(absl::string_view arg) {
@@ -143,16 +128,89 @@ std::string HelpText(absl::string_view program, absl::string_view usage) {
   return out;
 }
 
+absl::Status CheckCommandLine(int argc, char** argv) {
+  // Names absl takes without their being flags (--version, --helpon=...), and those the
+  // command line or environment allows to be unknown (--undefok=a,b).
+  std::vector<std::string> allowed = {"help",      "helpfull",    "helpshort", "helpon",
+                                      "helpmatch", "helppackage", "version",   "only_check_args"};
+  if (const absl::CommandLineFlag* undefok = absl::FindCommandLineFlag("undefok")) {
+    for (absl::string_view n : absl::StrSplit(undefok->CurrentValue(), ',', absl::SkipEmpty())) {
+      allowed.emplace_back(n);
+    }
+  }
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "-")) continue;
+    absl::ConsumePrefix(&arg, "-");
+    if (!absl::ConsumePrefix(&arg, "undefok")) continue;
+    if (!absl::ConsumePrefix(&arg, "=")) {
+      if (!arg.empty() || i + 1 >= argc) continue;
+      arg = argv[i + 1];
+    }
+    for (absl::string_view n : absl::StrSplit(arg, ',', absl::SkipEmpty())) allowed.emplace_back(n);
+  }
+  auto is_allowed = [&allowed](absl::string_view name) {
+    return std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+  };
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "-")) continue;  // positional
+    absl::ConsumePrefix(&arg, "-");
+    const size_t eq = arg.find('=');
+    const absl::string_view name = arg.substr(0, eq);
+    if (name.empty()) continue;  // "-" is a positional argument
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && is_allowed(name)) continue;
+    if (flag == nullptr && absl::StartsWith(name, "no")) {
+      flag = absl::FindCommandLineFlag(name.substr(2));
+      if (flag != nullptr && flag->TryGet<bool>().has_value()) continue;
+      flag = nullptr;
+    }
+    if (flag == nullptr) {
+      const std::string nearest = Nearest(name, OwnFlagNames());
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name,
+                       nearest.empty() ? " (--help lists the flags)"
+                                       : absl::StrCat(" (did you mean --", nearest, "?)")));
+    }
+    std::string value;
+    if (eq != absl::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
+    } else if (flag->TryGet<bool>().has_value() || i + 1 >= argc) {
+      continue;  // `--bool`, or a value missing (absl says so)
+    } else {
+      value = argv[++i];  // `--name value`
+    }
+    if (!IsOwnFlag(*flag)) continue;
+    std::string error;
+    // Sets the flag; absl's parse below sets it again to the same value.
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad setting --", name, "=\"", value, "\" (",
+                                                     EnvironmentName(name), "): ", error));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool IsTidemarkSetting(absl::string_view flag_name) {
+  return std::find(std::begin(kTidemarkSettings), std::end(kTidemarkSettings), flag_name) !=
+         std::end(kTidemarkSettings);
+}
+
 std::vector<std::string> MisspelledEnvironment() {
   std::vector<std::string> known;
   for (const std::string& name : OwnFlagNames()) known.push_back(EnvironmentName(name));
   known.insert(known.end(), std::begin(kOtherVariables), std::end(kOtherVariables));
+  std::vector<std::string> everyones = known;
+  for (const char* name : kTidemarkSettings) everyones.push_back(EnvironmentName(name));
   std::vector<std::string> warnings;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     const absl::string_view entry = *e;
     const absl::string_view name = entry.substr(0, entry.find('='));
     if (!absl::StartsWith(name, "TIDEMARK_")) continue;
-    if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+    if (std::find(everyones.begin(), everyones.end(), name) != everyones.end()) continue;
     const std::string nearest = Nearest(name, known, "TIDEMARK_");
     if (nearest.empty()) continue;
     warnings.push_back(

@@ -17,17 +17,29 @@ namespace tidemark::config {
 /// and its source. On `--help` prints `usage` and every flag with its default, help and
 /// environment variable, and exits 0; exits (through absl) on a malformed command line.
 /// A flag the program does not have (`--kafka_broker`) or a value its flag cannot take
-/// (`--batch_max_records=many`) is such an error too, naming the nearest flag; a value given
-/// as the next argument (`--name value`) is left to absl, which exits 1 when it is bad.
+/// (`--batch_max_records=many`, `--batch_max_records many`) is such an error too, naming the
+/// nearest flag (flags in a --flagfile are absl's, which exits 1 on a bad one).
 /// Each TIDEMARK_* variable that sets nothing here but is within two edits of one that
-/// does (one edit for short names) is logged as a warning on `logger` (stderr when null): a typo is not silently ignored.
+/// does (one edit for short names) is logged as a warning on `logger` (stderr when null): a typo is
+/// not silently ignored.
 absl::StatusOr<std::vector<std::string>> ParseFlagsAndEnvironment(int argc, char** argv,
                                                                   absl::string_view usage,
                                                                   spdlog::logger* logger = nullptr);
 
+/// The command-line check above, without parsing: absl exits 1 on a flag it does not know
+/// or a value it cannot parse, with no hint. Values of the program's own flags are parsed
+/// (and set); absl's own flags, the names absl takes without their being flags (--version,
+/// --helpon=...) and those --undefok allows are left to absl.
+absl::Status CheckCommandLine(int argc, char** argv);
+
 /// The warnings above, one per misspelled-looking TIDEMARK_* variable, naming the variable
-/// it probably meant. Variables far from every name are another program's settings.
+/// it probably meant. A setting of another Tidemark program, or a variable far from every
+/// name (another program's), is not warned about.
 std::vector<std::string> MisspelledEnvironment();
+
+/// Whether `flag_name` is a setting of some Tidemark program (services, simulator, devbroker,
+/// CLI).
+bool IsTidemarkSetting(absl::string_view flag_name);
 
 /// The --help text: `usage`, then each flag (absl's own left out) with its environment name.
 std::string HelpText(absl::string_view program, absl::string_view usage);

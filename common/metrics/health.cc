@@ -68,11 +68,11 @@ void HealthMonitor::Loop() {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      check_started_ = absl::Now();
+      check_started_ = std::chrono::steady_clock::now();
     }
     const absl::Status status = check_();
     absl::MutexLock lock(&mu_);
-    check_started_ = absl::InfinitePast();
+    check_started_.reset();
     stall_reported_ = false;
     Publish(status);
     auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -85,8 +85,9 @@ void HealthMonitor::WatchForStall() {
   auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
   // Looking four times per limit reports a stall at most a quarter of the limit late.
   while (!mu_.AwaitWithTimeout(absl::Condition(&stopping), stall_limit_ / 4)) {
-    if (check_started_ == absl::InfinitePast() || stall_reported_) continue;
-    const absl::Duration running = absl::Now() - check_started_;
+    if (!check_started_ || stall_reported_) continue;
+    const absl::Duration running =
+        absl::FromChrono(std::chrono::steady_clock::now() - *check_started_);
     if (running < stall_limit_) continue;
     stall_reported_ = true;
     Publish(absl::UnavailableError(

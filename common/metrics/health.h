@@ -1,7 +1,9 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -49,8 +51,9 @@ class HealthMonitor final {
   absl::Status current_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("starting");
   bool checked_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // When the check in progress started; InfinitePast while none runs.
-  absl::Time check_started_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // When the check in progress started (a monotonic clock: a wall-clock step is no stall);
+  // nullopt while none runs.
+  std::optional<std::chrono::steady_clock::time_point> check_started_ ABSL_GUARDED_BY(mu_);
   bool stall_reported_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(bool)> listener_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;

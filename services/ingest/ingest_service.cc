@@ -22,8 +22,29 @@ absl::Status DeliveryFailure(rd_kafka_resp_err_t err) {
                    "; nothing is lost by retrying the request"));
 }
 
-// The trailer that carries a failed stream's WriteResponse (see ingest.proto).
+// The trailer that carries a failed stream's WriteResponse (see ingest.proto), and its size
+// at most: clients refuse trailers beyond 8 KiB by default (GRPC_ARG_MAX_METADATA_SIZE) and
+// proxies buffer a few KiB of headers, and the trailer is base64 on the wire (4/3 the bytes).
 constexpr absl::string_view kStreamAnswerTrailer = "tidemark-write-response-bin";
+constexpr size_t kMaxStreamAnswerTrailerBytes = 2048;
+
+// `answer` as the trailer carries it: the first rejections that fit in
+// kMaxStreamAnswerTrailerBytes, the others counted in rejected_unlisted.
+std::string TrailerAnswer(const v1::WriteResponse& answer) {
+  v1::WriteResponse out;
+  out.set_accepted(answer.accepted());
+  int listed = 0;
+  size_t bytes = out.ByteSizeLong() + 11;  // room for rejected_unlisted
+  for (const v1::RejectedRecord& r : answer.rejected()) {
+    const size_t size = r.ByteSizeLong() + 4;  // tag and length
+    if (bytes + size > kMaxStreamAnswerTrailerBytes) break;
+    bytes += size;
+    *out.add_rejected() = r;
+    ++listed;
+  }
+  out.set_rejected_unlisted(answer.rejected_unlisted() + answer.rejected_size() - listed);
+  return out.SerializeAsString();
+}
 
 // A stream's answer lists this many rejections at most (WriteResponse.rejected_unlisted).
 constexpr int kMaxListedStreamRejections = 10'000;
@@ -520,8 +541,8 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
                                           " events of this stream were acknowledged by Kafka "
                                           "before it ended and will be stored)"));
       // gRPC sends no response message with a failure: the answer so far (the count and the
-      // rejected records) goes in a trailer instead.
-      ctx_->AddTrailingMetadata(std::string(kStreamAnswerTrailer), response_.SerializeAsString());
+      // first rejected records) goes in a trailer instead.
+      ctx_->AddTrailingMetadata(std::string(kStreamAnswerTrailer), TrailerAnswer(response_));
     }
     step.finish = grpcutil::ToGrpcStatus(status_);
     if (step.finish->ok()) step.finish = Answer(response_, encoded_resp_);

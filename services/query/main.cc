@@ -20,8 +20,8 @@ ABSL_FLAG(int, subscriber_buffer, 10000,
 ABSL_FLAG(int, max_subscriptions, 1000,
           "Open Subscribe streams beyond which a new one is refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_subscriptions_per_client, 250,
-          "Open Subscribe streams of one client (token or certificate; address when "
-          "unauthenticated) beyond which its new one is refused with RESOURCE_EXHAUSTED");
+          "Open Subscribe streams of one client (its token or certificate) beyond which its new "
+          "one is refused with RESOURCE_EXHAUSTED; not applied with --allow_unauthenticated");
 
 namespace {
 

@@ -149,13 +149,6 @@ class RefusedSubscription final : public grpc::ServerWriteReactor<v1::SubscribeR
   explicit RefusedSubscription(const absl::Status& why) { Finish(grpcutil::ToGrpcStatus(why)); }
   void OnDone() override { delete this; }
 };
-// "ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1", "ipv6:[::1]:5000" -> "ipv6:[::1]".
-std::string PeerHost(const std::string& peer) {
-  const size_t colon = peer.rfind(':');
-  if (colon == std::string::npos || colon <= peer.find(':')) return peer;
-  return peer.substr(0, colon);
-}
-
 }  // namespace
 
 void QueryServiceImpl::BeginShutdown() { hub_.EndAll(); }
@@ -168,9 +161,10 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     metrics_.failures.Add();
     return new RefusedSubscription(principal.status());
   }
-  // Whom --max_subscriptions_per_client counts: the principal when credentials are checked,
-  // else the caller's address without its port (behind a proxy, the proxy's).
-  std::string client = authenticator_.open() ? PeerHost(ctx->peer()) : principal->name;
+  // Whom --max_subscriptions_per_client counts: the principal. A replica that checks no
+  // credentials cannot tell clients apart (behind a proxy every caller has its address), so
+  // only --max_subscriptions holds there.
+  const std::string client = authenticator_.open() ? "" : principal->name;
   // Asked again before each batch of changes and every authorization_interval, from the
   // credentials the call presented.
   auto authorize = [&authenticator = authenticator_,

@@ -273,7 +273,7 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
   for (const auto* list : {&joining_, &active_}) {
     for (const auto& r : *list) of_client += r->client() == client;
   }
-  if (of_client >= options_.max_subscriptions_per_client) {
+  if (!client.empty() && of_client >= options_.max_subscriptions_per_client) {
     metrics_.refused_client_full.Add();
     return new RefusedStream(grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,

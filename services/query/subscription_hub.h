@@ -130,8 +130,8 @@ class SubscriptionHub {
   ~SubscriptionHub();
 
   /// Starts a stream for a request; errors end it at once. `authorize`: see SubscribeReactor.
-  /// `client` names who asks (a principal, an address): at most max_subscriptions_per_client
-  /// streams are open for each.
+  /// `client` names who asks (a principal): at most max_subscriptions_per_client streams are
+  /// open for each; an empty one is not limited so.
   grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
       const v1::SubscribeRequest& req, const QueryLimits& limits,
       std::function<absl::Status()> authorize = {}, const std::string& client = "");

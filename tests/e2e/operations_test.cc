@@ -9,10 +9,12 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/config/config.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -319,6 +321,7 @@ TEST(Operations, HelpListsEveryFlagAndABadValueIsRefusedByName) {
       {"services/archive/archive", {"--lake=", "(TIDEMARK_LAKE)"}},
       {"services/simulator/simulator", {"--rate=", "(TIDEMARK_RATE)"}},
       {"tools/cli/tidemark", {"--query=", "(TIDEMARK_QUERY)", "health"}},
+      {"tools/devbroker/devbroker", {"--brokers=", "(TIDEMARK_BROKERS)"}},
   };
   for (const auto& [binary, needles] : expected) {
     const auto [code, out] = RunBinary(stack, "help", binary, {"--help"});
@@ -327,6 +330,15 @@ TEST(Operations, HelpListsEveryFlagAndABadValueIsRefusedByName) {
     EXPECT_FALSE(absl::StrContains(out, "--flagfile")) << binary << ": absl's own flags listed";
     for (const std::string& n : needles) {
       EXPECT_TRUE(absl::StrContains(out, n)) << binary << " --help lacks " << n << "\n" << out;
+    }
+    // Every setting is known to every program, so that none takes another's variable in a
+    // shared environment for a misspelling of its own.
+    static const std::regex variable(R"(\(TIDEMARK_([A-Z0-9_]+)\))");
+    for (auto it = std::sregex_iterator(out.begin(), out.end(), variable);
+         it != std::sregex_iterator(); ++it) {
+      const std::string flag = absl::AsciiStrToLower((*it)[1].str());
+      EXPECT_TRUE(config::IsTidemarkSetting(flag))
+          << binary << ": --" << flag << " is missing from kTidemarkSettings (common/config)";
     }
   }
   // A value outside a setting's choices stops the service at start, naming the setting, its

@@ -10,6 +10,7 @@
 ABSL_FLAG(int, config_test_batch, 10, "a setting for the test");
 ABSL_FLAG(std::string, config_test_name, "default", "another setting for the test");
 ABSL_FLAG(std::string, tq, "", "a setting with a short name, for the test");
+ABSL_FLAG(bool, config_test_switch, false, "a boolean setting for the test");
 
 namespace tidemark::config {
 namespace {
@@ -61,6 +62,29 @@ TEST(Config, BadCommandLineNamesTheSettingAndTheNearestFlag) {
   EXPECT_NE(r.status().message().find("--config_test_batch=\"many\" (TIDEMARK_CONFIG_TEST_BATCH)"),
             absl::string_view::npos)
       << r.status();
+}
+
+// What absl accepts stays accepted: its own names, --undefok, `--name value` with a value
+// that starts with '-', `--nobool`, positional arguments and everything after `--`.
+TEST(Config, TheCommandLineCheckKeepsWhatAbslAccepts) {
+  auto check = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "test");
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    return CheckCommandLine(static_cast<int>(argv.size()), argv.data());
+  };
+  EXPECT_TRUE(check({"--version"}).ok());
+  EXPECT_TRUE(check({"--helpon=config_test"}).ok());
+  EXPECT_TRUE(check({"--undefok=not_a_flag,other", "--not_a_flag=3", "-other"}).ok());
+  EXPECT_TRUE(check({"--undefok", "not_a_flag", "--not_a_flag"}).ok());
+  EXPECT_TRUE(check({"--config_test_name", "-starts-with-dash", "positional", "-"}).ok());
+  EXPECT_TRUE(check({"--", "--not_a_flag"}).ok());
+  EXPECT_TRUE(check({"-config_test_batch=4"}).ok());
+  EXPECT_TRUE(check({"--noconfig_test_switch", "--config_test_switch", "positional"}).ok());
+  EXPECT_FALSE(check({"--not_a_flag"}).ok());
+  const absl::Status s = check({"--config_test_batch", "many"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("--config_test_batch=\"many\""), absl::string_view::npos) << s;
 }
 
 // A misspelled variable used to be ignored without a word, leaving the default in force.

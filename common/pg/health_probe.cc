@@ -1,29 +1,18 @@
 #include "common/pg/health_probe.h"
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/pg/pg.h"
 #include "pqxx/nontransaction"
 
 namespace tidemark::pg {
 
-std::string WithSetting(const std::string& dsn, absl::string_view keyword,
-                        absl::string_view value) {
-  if (absl::StartsWith(dsn, "postgres://") || absl::StartsWith(dsn, "postgresql://")) {
-    return absl::StrCat(dsn, absl::StrContains(dsn, "?") ? "&" : "?", keyword, "=", value);
-  }
-  return absl::StrCat(dsn, " ", keyword, "=", value);
-}
-
-std::string WithConnectTimeout(const std::string& dsn, int seconds) {
-  return WithSetting(dsn, "connect_timeout", absl::StrCat(seconds));
-}
-
 // Two seconds to connect, and five for "SELECT 1" to be acknowledged (a server that vanished
 // without a reset) or answered (statement_timeout): NOT_SERVING within seconds, not the
-// kernel's minutes. A server that stops answering altogether still blocks the check.
+// kernel's minutes. A server that stops answering altogether blocks the check, which the
+// HealthMonitor reports as NOT_SERVING after its stall limit.
 HealthProbe::HealthProbe(std::string dsn)
-    : dsn_(WithSetting(WithConnectTimeout(dsn, 2), "tcp_user_timeout", "5000")) {}
+    : dsn_(WithSettings(dsn, {{"connect_timeout", "2"}, {"tcp_user_timeout", "5000"}},
+                        /*override=*/true)) {}
 
 HealthProbe::~HealthProbe() = default;
 

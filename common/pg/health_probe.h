@@ -24,10 +24,4 @@ class HealthProbe final {
   std::unique_ptr<pqxx::connection> conn_;
 };
 
-/// `dsn` with `keyword=value` added (keyword/value or URI form); it wins over an earlier one.
-std::string WithSetting(const std::string& dsn, absl::string_view keyword, absl::string_view value);
-
-/// `dsn` with a connect_timeout of `seconds` added (keyword/value or URI form).
-std::string WithConnectTimeout(const std::string& dsn, int seconds);
-
 }  // namespace tidemark::pg

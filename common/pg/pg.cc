@@ -224,13 +224,9 @@ std::string DsnPassword(absl::string_view dsn) {
   return password;
 }
 
-std::string WithNetworkTimeouts(const std::string& dsn) {
-  std::vector<std::pair<absl::string_view, absl::string_view>> defaults = {
-      {"keepalives_idle", "30"},
-      {"keepalives_interval", "10"},
-      {"keepalives_count", "3"},
-      {"tcp_user_timeout", "30000"}};
-  if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) defaults.push_back({"connect_timeout", "10"});
+std::string WithSettings(const std::string& dsn,
+                         const std::vector<std::pair<std::string, std::string>>& settings,
+                         bool override) {
   std::vector<std::string> present;
   const bool uri = IsUri(dsn);
   // A service file's settings would be overridden by the DSN's: leave them to it.
@@ -257,8 +253,11 @@ std::string WithNetworkTimeouts(const std::string& dsn) {
   bool has_query = uri && SplitUri(dsn).query_begin != std::string::npos;
   // "...?" or "...&" already ends in a separator.
   const bool ends_in_separator = uri && (absl::EndsWith(dsn, "?") || absl::EndsWith(dsn, "&"));
-  for (const auto& [keyword, value] : defaults) {
-    if (std::find(present.begin(), present.end(), keyword) != present.end()) continue;
+  for (const auto& [keyword, value] : settings) {
+    // A later setting wins in libpq, so an override is appended like a default.
+    if (!override && std::find(present.begin(), present.end(), keyword) != present.end()) {
+      continue;
+    }
     if (uri) {
       const bool first = out.size() == dsn.size();
       absl::StrAppend(&out, first && ends_in_separator ? "" : (has_query ? "&" : "?"), keyword, "=",
@@ -269,6 +268,15 @@ std::string WithNetworkTimeouts(const std::string& dsn) {
     }
   }
   return out;
+}
+
+std::string WithNetworkTimeouts(const std::string& dsn) {
+  std::vector<std::pair<std::string, std::string>> defaults = {{"keepalives_idle", "30"},
+                                                               {"keepalives_interval", "10"},
+                                                               {"keepalives_count", "3"},
+                                                               {"tcp_user_timeout", "30000"}};
+  if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) defaults.push_back({"connect_timeout", "10"});
+  return WithSettings(dsn, defaults, /*override=*/false);
 }
 
 absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(

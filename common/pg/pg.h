@@ -3,6 +3,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,14 @@ std::string RedactDsn(absl::string_view dsn);
 
 /// The password `dsn` names (the last one, as libpq takes it), or "".
 std::string DsnPassword(absl::string_view dsn);
+
+/// `dsn` with `settings` (keyword, value) appended in its form (keyword/value or URI): those
+/// `dsn` sets already are kept unless `override` (a later setting wins in libpq). `dsn` as it
+/// is when it names a service file, PGSERVICE is set, or it is malformed or ends in an escaping
+/// backslash: appending could change its meaning.
+std::string WithSettings(const std::string& dsn,
+                         const std::vector<std::pair<std::string, std::string>>& settings,
+                         bool override);
 
 /// `dsn` with the network timeouts libpq leaves to the kernel, unless `dsn` sets them (or
 /// names a service file, or PGSERVICE is set, or is malformed: then `dsn` as it is):

@@ -84,6 +84,14 @@ TEST(PgDsn, NetworkTimeoutsAreAddedUnlessSet) {
   EXPECT_EQ(WithNetworkTimeouts("service=tidemark"), "service=tidemark");
   EXPECT_EQ(WithNetworkTimeouts("host=db password=abc\\"), "host=db password=abc\\");
   EXPECT_EQ(WithNetworkTimeouts("host=db password"), "host=db password");
+  // The health probe's shorter timeouts win over the DSN's; an escaping backslash is still
+  // left alone (an appended setting would become part of the password).
+  EXPECT_EQ(WithSettings("host=db connect_timeout=30", {{"connect_timeout", "2"}}, true),
+            "host=db connect_timeout=30 connect_timeout=2");
+  EXPECT_EQ(WithSettings("postgresql://db/t?", {{"connect_timeout", "2"}}, true),
+            "postgresql://db/t?connect_timeout=2");
+  EXPECT_EQ(WithSettings("host=db password=abc\\", {{"connect_timeout", "2"}}, true),
+            "host=db password=abc\\");
   setenv("PGCONNECT_TIMEOUT", "4", 1);
   EXPECT_EQ(WithNetworkTimeouts(""),
             "keepalives_idle=30 keepalives_interval=10 keepalives_count=3 tcp_user_timeout=30000")

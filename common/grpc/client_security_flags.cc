@@ -10,10 +10,11 @@ ABSL_FLAG(bool, tls, false, "Connect with TLS, trusting the system's CAs");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "Connect with TLS, trusting the CAs in this PEM file (implies --tls)");
 ABSL_FLAG(std::string, tls_client_cert_file, "",
-          "PEM client certificate for mutual TLS (with --tls_client_key_file)");
+          "PEM client certificate for mutual TLS (with --tls_client_key_file; implies --tls)");
 ABSL_FLAG(std::string, tls_client_key_file, "", "PEM private key of --tls_client_cert_file");
 ABSL_FLAG(std::string, tls_server_name, "",
-          "Name the server certificate must carry when it is not the address's host");
+          "Name the server certificate must carry when it is not the address's host (implies "
+          "--tls)");
 ABSL_FLAG(std::string, token_file, "",
           "File holding the bearer token to send (the environment's TIDEMARK_TOKEN also works; "
           "avoid --token on a shared machine, where command lines are visible)");
@@ -38,8 +39,8 @@ absl::StatusOr<ClientSecurity> ClientSecurityFromFlags() {
     text << in.rdbuf();
     s.token = std::string(absl::StripAsciiWhitespace(text.str()));
     if (s.token.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("bad setting --token_file: ", path,
-                                                     " is empty"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad setting --token_file: ", path, " is empty"));
     }
   }
   return s;

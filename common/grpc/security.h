@@ -69,7 +69,9 @@ absl::StatusOr<auth::Principal> CallPrincipal(auth::Authenticator& authenticator
 
 /// How a client reaches a server.
 struct ClientSecurity {
-  /// TLS, trusting the system's CAs unless `ca_file` is set (setting it turns TLS on).
+  /// TLS, trusting the system's CAs unless `ca_file` is set. Setting any of the TLS files or
+  /// `server_name` turns TLS on too: a client certificate given for a plaintext connection
+  /// would be ignored without a word.
   bool tls = false;
   std::string ca_file;
   /// Client certificate and key for mutual TLS.
@@ -81,7 +83,10 @@ struct ClientSecurity {
   /// Bearer token sent with every call ("authorization: Bearer <token>").
   std::string token;
 
-  bool uses_tls() const { return tls || !ca_file.empty(); }
+  bool uses_tls() const {
+    return tls || !ca_file.empty() || !cert_file.empty() || !key_file.empty() ||
+           !server_name.empty();
+  }
 };
 
 /// A channel to `address` with `security`; fails when a file cannot be read.

@@ -282,6 +282,44 @@ TEST(Operations, QueryShutdownEndsSubscriptionsWithUnavailable) {
   EXPECT_EQ(*code, 0);
 }
 
+// The CLI tells its own mistakes from the service's state: a bad address or TLS file is a
+// usage error (exit 2), not NOT_SERVING (which a container's health check would take for a
+// sick service); an http:// probe honours a sub-second timeout; and a subscription stopped
+// before any was confirmed (a wrong address) is not a success.
+TEST(Operations, CliMistakesAreNotTheServicesState) {
+  Stack stack(testing::SharedPgCluster());
+  const int writer = MetricsPort(stack.writer());
+  ASSERT_GT(writer, 0);
+  const auto [https_code, https_out] =
+      RunBinary(stack, "health-https", "tools/cli/tidemark", {"health", "https://127.0.0.1:1"});
+  EXPECT_EQ(https_code, 2) << https_out;
+  EXPECT_FALSE(absl::StrContains(https_out, "NOT_SERVING")) << https_out;
+  const auto [ca_code, ca_out] =
+      RunBinary(stack, "health-bad-ca", "tools/cli/tidemark",
+                {"health", absl::StrCat("127.0.0.1:", stack.ingest_port()),
+                 "--tls_ca_file=/nonexistent/ca.pem"});
+  EXPECT_EQ(ca_code, 2) << ca_out;
+  EXPECT_TRUE(absl::StrContains(ca_out, "tls_ca_file")) << ca_out;
+  const auto [http_code, http_out] = RunBinary(
+      stack, "health-http-fast", "tools/cli/tidemark",
+      {"health", absl::StrCat("http://127.0.0.1:", writer, "/health"), "--timeout=800ms"});
+  EXPECT_EQ(http_code, 0) << http_out;
+
+  auto subscriber = stack.Start(
+      "subscribe-nowhere", Stack::Binary("tools/cli/tidemark"),
+      {"subscribe", absl::StrCat("--query=127.0.0.1:", testing::FreePort()), "--measure=speed"},
+      {});
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(subscriber->Log(), "resuming in"); },
+                      absl::Seconds(20)))
+      << subscriber->Log();
+  subscriber->Signal(SIGINT);
+  const absl::StatusOr<int> code = subscriber->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1) << subscriber->Log();
+  EXPECT_TRUE(absl::StrContains(subscriber->Log(), "before the query service confirmed"))
+      << subscriber->Log();
+}
+
 TEST(Operations, APortInUseIsAStartUpError) {
   testing::PgCluster& pg = testing::SharedPgCluster();
   Stack stack(pg);

@@ -177,17 +177,22 @@ absl::StatusOr<v1::TimeRange> ResolveRange(const RangeArgs& args, absl::Time now
     return absl::InvalidArgumentError(
         absl::StrCat("--end: \"", args.end, "\" is not RFC 3339 (2024-05-01T10:00:00Z): ", err));
   }
+  if (!args.start.empty() && !args.since.empty()) {
+    return absl::InvalidArgumentError(
+        "--start and --since both set where the range starts: give one of them");
+  }
   if (!args.start.empty()) {
     if (!absl::ParseTime(absl::RFC3339_full, args.start, &start, &err)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--start: \"", args.start, "\" is not RFC 3339 (2024-05-01T10:00:00Z): ", err));
     }
   } else {
-    absl::StatusOr<absl::Duration> since = ParseDuration("since", args.since);
+    const std::string since_text = args.since.empty() ? "1h" : args.since;
+    absl::StatusOr<absl::Duration> since = ParseDuration("since", since_text);
     if (!since.ok()) return since.status();
     if (*since < absl::ZeroDuration() || *since == absl::InfiniteDuration()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--since: \"", args.since, "\" must be a finite duration, 0 or more"));
+          absl::StrCat("--since: \"", since_text, "\" must be a finite duration, 0 or more"));
     }
     start = end - *since;
   }

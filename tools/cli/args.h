@@ -37,7 +37,7 @@ absl::StatusOr<v1::InterpolationMethod> ParseMethod(absl::string_view text);
 /// `--field`: avg, min, max, sum, count, first or last.
 absl::StatusOr<v1::AggregateField> ParseField(absl::string_view text);
 
-/// `--since`, `--start` and `--end` as given on the command line.
+/// `--since`, `--start` and `--end` as given on the command line (empty when not given).
 struct RangeArgs {
   std::string since;
   std::string start;
@@ -45,8 +45,8 @@ struct RangeArgs {
 };
 
 /// The range [start, end] as the API's half-open TimeRange (end_us one past `end`, so that
-/// a row exactly at the end is included): `end` is RFC 3339 or `now`, `start` is RFC 3339 or
-/// `since` before the end.
+/// a row exactly at the end is included): `end` is RFC 3339 (default: now), `start` is RFC
+/// 3339 or `since` (default 1h) before the end; `start` and `since` together are an error.
 absl::StatusOr<v1::TimeRange> ResolveRange(const RangeArgs& args, absl::Time now);
 
 /// The largest multiple of `unit` at or below `us` (the start of the epoch-aligned window or

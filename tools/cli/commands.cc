@@ -38,12 +38,14 @@ constexpr CommandFlag kCommandFlags[] = {
     {"resume", "subscribe"},
 };
 
-// Flags whose default is a value (bucket, step, method) cannot be told from a given one, so
-// only those that are empty or unset by default are checked.
+// Every flag of kCommandFlags is empty or unset unless given (defaults apply later).
 absl::Status CheckFlagsApply(const Invocation& in) {
   const std::pair<absl::string_view, bool> given[] = {
       {"window", !in.window.empty()},
       {"real_time", in.real_time},
+      {"bucket", !in.bucket.empty()},
+      {"step", !in.step.empty()},
+      {"method", !in.method.empty()},
       {"source_window", !in.source_window.empty()},
       {"group_by", !in.group_by.empty()},
       {"field", !in.field.empty()},
@@ -78,10 +80,11 @@ absl::StatusOr<v1::InterpolateRequest> InterpolateRequest(const Invocation& in,
                                                           v1::TimeRange range) {
   v1::InterpolateRequest req;
   *req.mutable_range() = range;
-  absl::StatusOr<int64_t> step = ParsePositiveMicros("step", in.step);
+  absl::StatusOr<int64_t> step = ParsePositiveMicros("step", in.step.empty() ? "1m" : in.step);
   if (!step.ok()) return step.status();
   req.set_step_us(*step);
-  absl::StatusOr<v1::InterpolationMethod> method = ParseMethod(in.method);
+  absl::StatusOr<v1::InterpolationMethod> method =
+      ParseMethod(in.method.empty() ? "linear" : in.method);
   if (!method.ok()) return method.status();
   req.set_method(*method);
   if (!in.window.empty()) {
@@ -561,7 +564,8 @@ absl::StatusOr<Command> Prepare(const Invocation& in, absl::Time now) {
     req.set_limit(cmd.output.limit);
     cmd.request = std::move(req);
   } else if (in.command == "rollup") {
-    absl::StatusOr<int64_t> bucket = ParsePositiveMicros("bucket", in.bucket);
+    absl::StatusOr<int64_t> bucket =
+        ParsePositiveMicros("bucket", in.bucket.empty() ? "1h" : in.bucket);
     if (!bucket.ok()) return bucket.status();
     v1::RollupRequest req;
     *req.mutable_selector() = *std::move(selector);

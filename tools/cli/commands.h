@@ -30,11 +30,13 @@ struct Invocation {
   int height = 12;
   std::string window;
   bool real_time = false;
-  std::string bucket = "1h";
+  // Empty where a flag was not given, so that a command that does not read it can refuse it;
+  // the defaults (1h, 1m, linear) apply in Prepare.
+  std::string bucket;
   std::string source_window;
   std::vector<std::string> group_by;
-  std::string step = "1m";
-  std::string method = "linear";
+  std::string step;
+  std::string method;
   std::string field;
   std::string max_lookback;
   std::optional<double> fill;

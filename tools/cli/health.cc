@@ -29,9 +29,10 @@ int HttpHealth(const std::string& url, absl::Duration timeout) {
   const std::string host_port = rest.substr(0, slash);
   const std::string path = slash == std::string::npos ? "/health" : rest.substr(slash);
   httplib::Client client(absl::StrCat("http://", host_port));
-  const auto seconds = absl::ToInt64Seconds(timeout);
-  client.set_connection_timeout(seconds, 0);
-  client.set_read_timeout(seconds, 0);
+  // Whole seconds would make --timeout=500ms no time at all.
+  const int64_t micros = absl::ToInt64Microseconds(timeout);
+  client.set_connection_timeout(micros / 1'000'000, micros % 1'000'000);
+  client.set_read_timeout(micros / 1'000'000, micros % 1'000'000);
   httplib::Result res = client.Get(path);
   if (!res) {
     std::fprintf(stderr, "tidemark: UNAVAILABLE: %s: %s\n", url.c_str(),
@@ -53,9 +54,19 @@ int HttpHealth(const std::string& url, absl::Duration timeout) {
 int RunHealth(const std::string& address, const std::string& service, absl::Duration timeout,
               const grpcutil::ClientSecurity& security) {
   if (absl::StartsWith(address, "http://")) return HttpHealth(address, timeout);
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      grpcutil::MakeChannel(address, security);
-  if (!channel.ok()) return Report(false, std::string(channel.status().message()));
+  // Mistakes of the command line are not the service's health: exit 2, not NOT_SERVING.
+  if (absl::StrContains(address, "://")) {
+    std::fprintf(stderr,
+                 "tidemark: health takes HOST:PORT (gRPC) or an http:// URL (the metrics port "
+                 "serves plain HTTP), not %s\n",
+                 address.c_str());
+    return 2;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = grpcutil::MakeChannel(address, security);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "tidemark: %s\n", std::string(channel.status().message()).c_str());
+    return 2;
+  }
   auto stub = grpc::health::v1::Health::NewStub(*channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));

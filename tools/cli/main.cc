@@ -26,7 +26,7 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call (pa
 ABSL_FLAG(std::string, measure, "", "Measure name (empty: every measure)");
 ABSL_FLAG(std::string, where, "",
           "Dimension matchers, comma separated: name=value name!=value name=~regex name!~regex");
-ABSL_FLAG(std::string, since, "1h", "Range from this long before --end");
+ABSL_FLAG(std::string, since, "", "Range from this long before --end (default 1h)");
 ABSL_FLAG(std::string, start, "", "Range start, RFC 3339 (instead of --since)");
 ABSL_FLAG(std::string, end, "", "Range end, RFC 3339 (default: now)");
 ABSL_FLAG(std::optional<int64_t>, limit, std::nullopt,
@@ -38,13 +38,13 @@ ABSL_FLAG(std::string, window, "",
           "Window size: aggregates (default 5m), interpolate an aggregate field instead of "
           "points, subscribe a list (default: every size)");
 ABSL_FLAG(bool, real_time, false, "Also the still-open windows, computed from raw points");
-ABSL_FLAG(std::string, bucket, "1h", "Rollup bucket width, aligned to the Unix epoch");
+ABSL_FLAG(std::string, bucket, "", "Rollup bucket width, aligned to the Unix epoch (default 1h)");
 ABSL_FLAG(std::string, source_window, "",
           "Stored window size to merge (default: the largest that divides --bucket)");
 ABSL_FLAG(std::vector<std::string>, group_by, {},
           "Dimension names to group by, comma separated (default: one group per series)");
-ABSL_FLAG(std::string, step, "1m", "Interpolation step");
-ABSL_FLAG(std::string, method, "linear", "linear, locf, constant or spline");
+ABSL_FLAG(std::string, step, "", "Interpolation step (default 1m)");
+ABSL_FLAG(std::string, method, "", "linear (default), locf, constant or spline");
 ABSL_FLAG(std::string, field, "",
           "With --window: avg (default), min, max, sum, count, first, last");
 ABSL_FLAG(std::string, max_lookback, "",
@@ -133,7 +133,8 @@ int main(int argc, char** argv) {
   if (!security.ok()) return UsageError(security.status().message());
   if ((*args)[0] == "health") {
     if (args->size() != 2) {
-      return UsageError("health takes one address: tidemark health HOST:PORT or http://HOST:PORT/health");
+      return UsageError(
+          "health takes one address: tidemark health HOST:PORT or http://HOST:PORT/health");
     }
     return cli::RunHealth((*args)[1], absl::GetFlag(FLAGS_service), absl::GetFlag(FLAGS_timeout),
                           *security);

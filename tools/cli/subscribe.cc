@@ -115,11 +115,18 @@ int Subscriber::Run() {
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
   absl::Duration delay = backoff_.initial;
   bool subscribed_before = false;
+  // Ctrl-C ends a subscription successfully, unless none was ever confirmed (a wrong address,
+  // a service that never answered): a script must not take that for success.
+  auto stopped_by_user = [&] {
+    if (subscribed_before) return Finish(0);
+    std::fprintf(stderr, "tidemark: stopped before the query service confirmed a subscription\n");
+    return Finish(1);
+  };
   while (true) {
     grpc::ClientContext context;
     {
       absl::MutexLock lock(&mu_);
-      if (stopped_) return Finish(0);
+      if (stopped_) return stopped_by_user();
       call_ = &context;
       request_.set_resume_token(token_);
     }
@@ -161,7 +168,8 @@ int Subscriber::Run() {
       stopped = stopped_;
     }
     if (output_failed) return Finish(1);
-    if (stopped || limit_reached) return Finish(0);
+    if (limit_reached) return Finish(0);
+    if (stopped) return stopped_by_user();
     if (!IsResumable(status.error_code())) {
       Fail(status);
       return Finish(1);
@@ -176,7 +184,7 @@ int Subscriber::Run() {
             : absl::StrCat(StatusCodeName(status.error_code()), ": ", status.error_message());
     std::fprintf(stderr, "tidemark: %s; resuming in %s\n", why.c_str(),
                  absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1))).c_str());
-    if (WaitUnlessStopped(wait)) return Finish(0);
+    if (WaitUnlessStopped(wait)) return stopped_by_user();
     delay = std::min(delay * 2, backoff_.max);
   }
 }

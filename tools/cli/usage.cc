@@ -32,11 +32,13 @@ constexpr CommandHelp kCommands[] = {
      "tidemark interpolate --measure=temperature --step=1m --method=spline --since=2h"},
     {"subscribe", "Each new version of each matching window as it is stored, until Ctrl-C.",
      "tidemark subscribe --measure=temperature --window=5m,1h"},
-    {"health", "Whether a service can do its job (gRPC health, or an http:// /health URL);\n"
-               "               exits 0 when SERVING, 1 otherwise.",
+    {"health",
+     "Whether a service can do its job (gRPC health, or an http:// /health URL);\n"
+     "               exits 0 when SERVING, 1 otherwise.",
      "tidemark health 127.0.0.1:50051 --service=tidemark.v1.IngestService"},
-    {"token", "A new bearer token (first line) and its credentials-file line (second line),\n"
-              "               which stores only the token's SHA-256.",
+    {"token",
+     "A new bearer token (first line) and its credentials-file line (second line),\n"
+     "               which stores only the token's SHA-256.",
      "tidemark token --name=fleet-north --scopes=write:turbine-north-"},
     {"help", "This text.", "tidemark help"},
 };
@@ -65,7 +67,8 @@ token for --resume. Every flag can also be set as TIDEMARK_<NAME> (TIDEMARK_QUER
 
 Credentials
   --token_file=FILE or TIDEMARK_TOKEN sends a bearer token; --tls_ca_file=CA.pem connects with
-  TLS; --tls_client_cert_file and --tls_client_key_file add a client certificate.
+  TLS; --tls_client_cert_file and --tls_client_key_file add a client certificate (and
+  imply TLS, as --tls does with the system's CAs).
 )";
 
 constexpr size_t kHelpColumn = 24;

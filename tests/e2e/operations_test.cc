@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config/config.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -304,6 +305,20 @@ TEST(Operations, CliMistakesAreNotTheServicesState) {
       stack, "health-http-fast", "tools/cli/tidemark",
       {"health", absl::StrCat("http://127.0.0.1:", writer, "/health"), "--timeout=800ms"});
   EXPECT_EQ(http_code, 0) << http_out;
+  // token names the flag that is wrong, not a field of a credentials line.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad_tokens = {
+      {{"token", "--name=fleet north", "--scopes=read"}, "--name"},
+      {{"token", "--name=fleet", "--scopes=read", "--expires=2030-01-01"}, "--expires"},
+      {{"token", "--name=fleet", "--scopes=read", "--expires=2001-01-01T00:00:00Z"},
+       "already past"},
+      {{"token", "--name=fleet", "--scopes=rad"}, "--scopes"},
+      {{"token", "--name=fleet", "--scopes=read", "extra"}, "left over"}};
+  for (const auto& [args, needle] : bad_tokens) {
+    const auto [token_code, token_out] = RunBinary(stack, "token", "tools/cli/tidemark", args);
+    EXPECT_EQ(token_code, 2) << absl::StrJoin(args, " ") << "\n" << token_out;
+    EXPECT_TRUE(absl::StrContains(token_out, needle)) << absl::StrJoin(args, " ") << "\n"
+                                                      << token_out;
+  }
 
   auto subscriber = stack.Start(
       "subscribe-nowhere", Stack::Binary("tools/cli/tidemark"),

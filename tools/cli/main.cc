@@ -126,6 +126,10 @@ int main(int argc, char** argv) {
     return UsageError(s.message());
   }
   if ((*args)[0] == "token") {
+    if (args->size() > 1) {
+      return UsageError(absl::StrCat("token takes flags only; left over: ",
+                                     absl::StrJoin(args->begin() + 1, args->end(), " ")));
+    }
     return cli::RunToken(absl::GetFlag(FLAGS_name), absl::GetFlag(FLAGS_scopes),
                          absl::GetFlag(FLAGS_expires));
   }

@@ -169,7 +169,6 @@ class SubscriptionHub {
   std::vector<std::shared_ptr<SubscribeReactor>> active_ ABSL_GUARDED_BY(mu_);
   /// The last change id dispatched to the active subscribers (-1 until known).
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
-  int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
   std::thread thread_;
   std::thread authorization_thread_;
 };

@@ -305,6 +305,17 @@ TEST(Operations, CliMistakesAreNotTheServicesState) {
       stack, "health-http-fast", "tools/cli/tidemark",
       {"health", absl::StrCat("http://127.0.0.1:", writer, "/health"), "--timeout=800ms"});
   EXPECT_EQ(http_code, 0) << http_out;
+  // Rows that could not be written are a failure, not success.
+  auto full =
+      stack.Start("cli-to-dev-full", "/bin/sh",
+                  {"-c", absl::StrCat(Stack::Binary("tools/cli/tidemark"),
+                                      " series --format=csv --query=127.0.0.1:", stack.query_port(),
+                                      " --limit=0 > /dev/full")},
+                  {});
+  const absl::StatusOr<int> full_code = full->Wait(absl::Seconds(30));
+  ASSERT_TRUE(full_code.ok()) << full_code.status();
+  EXPECT_EQ(*full_code, 1) << full->Log();
+  EXPECT_TRUE(absl::StrContains(full->Log(), "cannot write to stdout")) << full->Log();
   // token names the flag that is wrong, not a field of a credentials line.
   const std::vector<std::pair<std::vector<std::string>, std::string>> bad_tokens = {
       {{"token", "--name=fleet north", "--scopes=read"}, "--name"},

@@ -241,7 +241,9 @@ int ReadPoints(v1::ReadPointsRequest req, const Output& out, v1::QueryService::S
   Rows rows(out.limit);
   Headings headings;
   FirstSeriesChart chart(out, "series");
-  if (out.format == Format::kCsv) std::printf("time,series_id,measure_name,value,version\n");
+  // The series as every other CSV names it (the measure and its dimensions), so that rows of
+  // different devices are told apart without a lookup of series_id.
+  if (out.format == Format::kCsv) std::printf("time,series_id,canonical_key,value,version\n");
   do {
     v1::ReadPointsResponse resp;
     if (grpc::Status s = stub.ReadPoints(Context(timeout).get(), req, &resp); !s.ok()) {
@@ -271,7 +273,7 @@ int ReadPoints(v1::ReadPointsRequest req, const Output& out, v1::QueryService::S
                          {"version", p.version()}});
         } else if (out.format == Format::kCsv) {
           std::printf("%s,%ld,%s,%s,%ld\n", FormatTime(p.time_us()).c_str(), series.series_id(),
-                      CsvField(series.measure_name()).c_str(),
+                      CsvField(series.canonical_key()).c_str(),
                       CsvField(MeasureText(p.value(), /*exact=*/true)).c_str(), p.version());
         } else {
           std::printf("  %s  %16s  v%ld\n", FormatTime(p.time_us()).c_str(),

@@ -1,6 +1,8 @@
 // tidemark: the query API from the command line. `tidemark help` describes the commands; the
 // logic lives in commands.cc, subscribe.cc and chart.cc, and this file only wires flags to it.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <variant>
@@ -162,5 +164,11 @@ int main(int argc, char** argv) {
   if (!channel.ok()) return UsageError(channel.status().message());
   auto stub = v1::QueryService::NewStub(*channel);
   if (subscribe != nullptr) return cli::RunSubscribe(*stub, *subscribe, command->output, *signal);
-  return cli::RunQuery(*command, *stub, absl::GetFlag(FLAGS_timeout));
+  const int code = cli::RunQuery(*command, *stub, absl::GetFlag(FLAGS_timeout));
+  // Output that could not be written (a full disk, a closed pipe) is a failure, not rows.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "tidemark: cannot write to stdout: %s\n", std::strerror(errno));
+    return 1;
+  }
+  return code;
 }

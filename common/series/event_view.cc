@@ -44,10 +44,15 @@ class WireReader {
     return true;
   }
 
-  /// A length-delimited field's bytes.
+  /// A length-delimited field's bytes. Its length is a varint of at most 5 bytes, as protobuf
+  /// reads a size: a longer (overlong) encoding of a small length fails its parse, so it must
+  /// not be read here either.
   bool Bytes(absl::string_view& bytes) {
     uint64_t n = 0;
-    if (!Varint(n) || n > static_cast<uint64_t>(end_ - p_) || n > INT32_MAX) return false;
+    const uint8_t* start = p_;
+    if (!Varint(n) || p_ - start > 5 || n > static_cast<uint64_t>(end_ - p_) || n > INT32_MAX) {
+      return false;
+    }
     bytes = absl::string_view(reinterpret_cast<const char*>(p_), n);
     p_ += n;
     return true;

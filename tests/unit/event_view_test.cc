@@ -95,6 +95,15 @@ TEST(EventView, UnusualEncodingsAreDecodedByProtobuf) {
   record = base;
   record.replace(record.find("turbine-7"), 1, "\xff");
   ExpectSameDecoding(record, view);
+  // A length as an overlong varint: protobuf reads a size in at most 5 bytes, so an empty
+  // device id whose length takes 8 is no Event (found by fuzz_raw_record), one in 5 is.
+  record = std::string("\x0a\x80\x80\x80\x80\x80\x80\x80\x00", 9);
+  ExpectSameDecoding(record, view);
+  EXPECT_FALSE(view.Parse(record));
+  record = std::string("\x0a\x80\x80\x80\x80\x00", 6);
+  ExpectSameDecoding(record, view);
+  record = base + std::string("\x0a\x83\x80\x80\x80\x80\x00xyz", 10);
+  ExpectSameDecoding(record, view);
   // Truncated anywhere.
   for (size_t n = 0; n < base.size(); ++n) ExpectSameDecoding(base.substr(0, n), view);
 }

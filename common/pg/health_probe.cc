@@ -8,8 +8,9 @@ namespace tidemark::pg {
 
 // Two seconds to connect, and five for "SELECT 1" to be acknowledged (a server that vanished
 // without a reset) or answered (statement_timeout): NOT_SERVING within seconds, not the
-// kernel's minutes. A server that stops answering altogether blocks the check, which the
-// HealthMonitor reports as NOT_SERVING after its stall limit.
+// kernel's minutes (over a service file's settings too). A server that stops answering
+// altogether blocks the check, which the HealthMonitor reports as NOT_SERVING after its stall
+// limit.
 HealthProbe::HealthProbe(std::string dsn)
     : dsn_(WithSettings(dsn, {{"connect_timeout", "2"}, {"tcp_user_timeout", "5000"}},
                         /*override=*/true)) {}

@@ -229,8 +229,9 @@ std::string WithSettings(const std::string& dsn,
                          bool override) {
   std::vector<std::string> present;
   const bool uri = IsUri(dsn);
-  // A service file's settings would be overridden by the DSN's: leave them to it.
-  if (std::getenv("PGSERVICE") != nullptr) return dsn;
+  // A service file's settings would be overridden by the DSN's: leave them to it, unless
+  // overriding is the point.
+  if (!override && std::getenv("PGSERVICE") != nullptr) return dsn;
   if (uri) {
     const UriParts p = SplitUri(dsn);
     if (p.query_begin != std::string::npos) {
@@ -248,7 +249,9 @@ std::string WithSettings(const std::string& dsn,
     while (backslashes < dsn.size() && dsn[dsn.size() - 1 - backslashes] == '\\') ++backslashes;
     if (stopped_at != dsn.size() || backslashes % 2 == 1) return dsn;
   }
-  if (std::find(present.begin(), present.end(), "service") != present.end()) return dsn;
+  if (!override && std::find(present.begin(), present.end(), "service") != present.end()) {
+    return dsn;
+  }
   std::string out = dsn;
   bool has_query = uri && SplitUri(dsn).query_begin != std::string::npos;
   // "...?" or "...&" already ends in a separator.

@@ -29,9 +29,10 @@ std::string RedactDsn(absl::string_view dsn);
 std::string DsnPassword(absl::string_view dsn);
 
 /// `dsn` with `settings` (keyword, value) appended in its form (keyword/value or URI): those
-/// `dsn` sets already are kept unless `override` (a later setting wins in libpq). `dsn` as it
-/// is when it names a service file, PGSERVICE is set, or it is malformed or ends in an escaping
-/// backslash: appending could change its meaning.
+/// `dsn` sets already are kept unless `override` (a later setting wins in libpq, over a
+/// service file's too). Without `override`, `dsn` as it is when it names a service file or
+/// PGSERVICE is set (the file's settings would lose); always when it is malformed or ends in
+/// an escaping backslash (appending could change its meaning).
 std::string WithSettings(const std::string& dsn,
                          const std::vector<std::pair<std::string, std::string>>& settings,
                          bool override);

@@ -295,12 +295,19 @@ TEST(Operations, CliMistakesAreNotTheServicesState) {
       RunBinary(stack, "health-https", "tools/cli/tidemark", {"health", "https://127.0.0.1:1"});
   EXPECT_EQ(https_code, 2) << https_out;
   EXPECT_FALSE(absl::StrContains(https_out, "NOT_SERVING")) << https_out;
+  // gRPC's own schemes stay targets.
+  const auto [dns_code, dns_out] =
+      RunBinary(stack, "health-dns-scheme", "tools/cli/tidemark",
+                {"health", absl::StrCat("dns:///127.0.0.1:", stack.ingest_port()),
+                 "--service=tidemark.v1.IngestService"});
+  EXPECT_EQ(dns_code, 0) << dns_out;
   const auto [ca_code, ca_out] =
       RunBinary(stack, "health-bad-ca", "tools/cli/tidemark",
                 {"health", absl::StrCat("127.0.0.1:", stack.ingest_port()),
                  "--tls_ca_file=/nonexistent/ca.pem"});
   EXPECT_EQ(ca_code, 2) << ca_out;
   EXPECT_TRUE(absl::StrContains(ca_out, "tls_ca_file")) << ca_out;
+  ASSERT_TRUE(WaitFor([&] { return HttpHealth(writer) == 200; }, absl::Seconds(30)));
   const auto [http_code, http_out] = RunBinary(
       stack, "health-http-fast", "tools/cli/tidemark",
       {"health", absl::StrCat("http://127.0.0.1:", writer, "/health"), "--timeout=800ms"});

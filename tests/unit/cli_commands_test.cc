@@ -31,6 +31,14 @@ TEST(CliCommands, AFlagTheCommandDoesNotReadIsRefused) {
   EXPECT_EQ(Prepare(in, kNow).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Set by TIDEMARK_BUCKET, it is a default for rollup, not a mistake of another command.
+TEST(CliCommands, AFlagFromTheEnvironmentIsADefaultNotAMistake) {
+  Invocation in = Given("aggregates");
+  in.bucket = "1d";
+  in.from_environment = {"bucket"};
+  EXPECT_TRUE(Prepare(in, kNow).ok()) << Prepare(in, kNow).status();
+}
+
 TEST(CliCommands, DefaultsApplyWhenNotGiven) {
   absl::StatusOr<cli::Command> c = Prepare(Given("interpolate"), kNow);
   ASSERT_TRUE(c.ok()) << c.status();

@@ -92,6 +92,8 @@ TEST(PgDsn, NetworkTimeoutsAreAddedUnlessSet) {
             "postgresql://db/t?connect_timeout=2");
   EXPECT_EQ(WithSettings("host=db password=abc\\", {{"connect_timeout", "2"}}, true),
             "host=db password=abc\\");
+  EXPECT_EQ(WithSettings("service=tidemark", {{"connect_timeout", "2"}}, true),
+            "service=tidemark connect_timeout=2");
   setenv("PGCONNECT_TIMEOUT", "4", 1);
   EXPECT_EQ(WithNetworkTimeouts(""),
             "keepalives_idle=30 keepalives_interval=10 keepalives_count=3 tcp_user_timeout=30000")

@@ -54,7 +54,7 @@ absl::Status CheckFlagsApply(const Invocation& in) {
       {"resume", !in.resume.empty()},
   };
   for (const auto& [flag, is_given] : given) {
-    if (!is_given) continue;
+    if (!is_given || in.from_environment.contains(std::string(flag))) continue;
     for (const CommandFlag& f : kCommandFlags) {
       if (f.flag != flag) continue;
       const std::vector<absl::string_view> commands = absl::StrSplit(f.commands, ", ");

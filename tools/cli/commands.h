@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <variant>
@@ -41,6 +42,9 @@ struct Invocation {
   std::string max_lookback;
   std::optional<double> fill;
   std::string resume;
+  /// Flags set only by their TIDEMARK_* variable, not on the command line: defaults for the
+  /// commands that read them, so another command does not refuse them.
+  std::set<std::string> from_environment;
 };
 
 /// A flag that only some commands read: any other command refuses it rather than ignore it.

@@ -55,10 +55,11 @@ int RunHealth(const std::string& address, const std::string& service, absl::Dura
               const grpcutil::ClientSecurity& security) {
   if (absl::StartsWith(address, "http://")) return HttpHealth(address, timeout);
   // Mistakes of the command line are not the service's health: exit 2, not NOT_SERVING.
-  if (absl::StrContains(address, "://")) {
+  // gRPC takes its own schemes (dns:///, unix:///); https:// would be taken for a host name.
+  if (absl::StartsWith(address, "https://")) {
     std::fprintf(stderr,
-                 "tidemark: health takes HOST:PORT (gRPC) or an http:// URL (the metrics port "
-                 "serves plain HTTP), not %s\n",
+                 "tidemark: health takes a gRPC target (HOST:PORT, dns:///HOST:PORT) or an "
+                 "http:// URL (the metrics port serves plain HTTP), not %s\n",
                  address.c_str());
     return 2;
   }

@@ -2,8 +2,10 @@
 // logic lives in commands.cc, subscribe.cc and chart.cc, and this file only wires flags to it.
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/config/config.h"
 #include "common/grpc/security_flags.h"
 #include "common/process/shutdown_signal.h"
@@ -79,7 +82,22 @@ std::vector<cli::FlagInfo> OwnFlags() {
   return flags;
 }
 
-cli::Invocation FromFlags(std::string command) {
+// The names of the flags on the command line (`--name`, `--name=value`, `--noname`).
+std::set<std::string> OnCommandLine(int argc, char** argv) {
+  std::set<std::string> names;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "-")) continue;
+    absl::ConsumePrefix(&arg, "-");
+    const absl::string_view name = arg.substr(0, arg.find('='));
+    names.emplace(name);
+    if (absl::StartsWith(name, "no")) names.emplace(name.substr(2));
+  }
+  return names;
+}
+
+cli::Invocation FromFlags(std::string command, const std::set<std::string>& on_command_line) {
   cli::Invocation in;
   in.command = std::move(command);
   in.measure = absl::GetFlag(FLAGS_measure);
@@ -102,6 +120,19 @@ cli::Invocation FromFlags(std::string command) {
   in.max_lookback = absl::GetFlag(FLAGS_max_lookback);
   in.fill = absl::GetFlag(FLAGS_fill);
   in.resume = absl::GetFlag(FLAGS_resume);
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!on_command_line.contains(std::string(name)) &&
+        std::getenv(config::EnvironmentName(name).c_str()) != nullptr) {
+      in.from_environment.emplace(name);
+    }
+  }
+  // The command line wins over the environment for where the range starts, too.
+  if (in.from_environment.contains("since") && on_command_line.contains("start")) {
+    in.range.since.clear();
+  }
+  if (in.from_environment.contains("start") && on_command_line.contains("since")) {
+    in.range.start.clear();
+  }
   return in;
 }
 
@@ -150,7 +181,8 @@ int main(int argc, char** argv) {
     return UsageError(absl::StrCat("one command at a time; left over: ",
                                    absl::StrJoin(args->begin() + 1, args->end(), " ")));
   }
-  absl::StatusOr<cli::Command> command = cli::Prepare(FromFlags((*args)[0]), absl::Now());
+  absl::StatusOr<cli::Command> command =
+      cli::Prepare(FromFlags((*args)[0], OnCommandLine(argc, argv)), absl::Now());
   if (!command.ok()) return UsageError(command.status().message());
 
   const auto* subscribe = std::get_if<v1::SubscribeRequest>(&command->request);
@@ -165,9 +197,11 @@ int main(int argc, char** argv) {
   auto stub = v1::QueryService::NewStub(*channel);
   if (subscribe != nullptr) return cli::RunSubscribe(*stub, *subscribe, command->output, *signal);
   const int code = cli::RunQuery(*command, *stub, absl::GetFlag(FLAGS_timeout));
-  // Output that could not be written (a full disk, a closed pipe) is a failure, not rows.
+  // Output that could not be written (a full disk) is a failure, not rows.
+  errno = 0;
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-    std::fprintf(stderr, "tidemark: cannot write to stdout: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "tidemark: cannot write to stdout: %s\n",
+                 errno != 0 ? std::strerror(errno) : "write error");
     return 1;
   }
   return code;

@@ -34,7 +34,7 @@ constexpr CommandHelp kCommands[] = {
      "tidemark subscribe --measure=temperature --window=5m,1h"},
     {"health",
      "Whether a service can do its job (gRPC health, or an http:// /health URL);\n"
-     "               exits 0 when SERVING, 1 otherwise.",
+     "               exits 0 when SERVING, 1 otherwise, 2 for a usage mistake.",
      "tidemark health 127.0.0.1:50051 --service=tidemark.v1.IngestService"},
     {"token",
      "A new bearer token (first line) and its credentials-file line (second line),\n"
@@ -68,7 +68,7 @@ token for --resume. Every flag can also be set as TIDEMARK_<NAME> (TIDEMARK_QUER
 Credentials
   --token_file=FILE or TIDEMARK_TOKEN sends a bearer token; --tls_ca_file=CA.pem connects with
   TLS; --tls_client_cert_file and --tls_client_key_file add a client certificate (and
-  imply TLS, as --tls does with the system's CAs).
+  imply TLS, as --tls and --tls_server_name do).
 )";
 
 constexpr size_t kHelpColumn = 24;

@@ -31,8 +31,9 @@ pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 bin="$root/${TIDEMARK_BUILD_DIR:-build}"
 mkdir -p "$state/logs"
 : > "$state/pids"
-# A failure part-way stops whatever was already started.
+# A failure part-way, or Ctrl-C, stops whatever was already started.
 trap 'echo "start-up failed; stopping what was started (logs in .local/logs)" >&2; deploy/local/stop.sh' ERR
+trap 'echo "interrupted; stopping what was started" >&2; deploy/local/stop.sh; exit 130' INT TERM
 
 # PostgreSQL refuses to run as root: run it as the postgres user Debian's package creates.
 as_pg=()
@@ -60,7 +61,12 @@ start() {  # name, command...
 rm -f "$state/bootstrap"
 start devbroker "$bin/tools/devbroker/devbroker" --bootstrap_file="$state/bootstrap"
 for _ in $(seq 50); do [ -s "$state/bootstrap" ] && break; sleep 0.1; done
-export TIDEMARK_KAFKA_BROKERS="$(cat "$state/bootstrap")"
+if [ ! -s "$state/bootstrap" ]; then
+  echo "devbroker did not start (.local/logs/devbroker.log)" >&2
+  false
+fi
+TIDEMARK_KAFKA_BROKERS="$(cat "$state/bootstrap")"
+export TIDEMARK_KAFKA_BROKERS
 
 # TLS and tokens: a local CA and server certificate, and two tokens whose SHA-256 only is in
 # the credentials file the services read (kept across runs).
@@ -135,10 +141,45 @@ sed -e "s|\${NGINX_STATE}|$nginx_state|g" -e "s|\${NGINX_ERROR_LOG}|$state/logs/
 # Debian installs nginx in /usr/sbin, which a user's PATH may lack.
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 start nginx "$nginx_bin" -e "$state/logs/nginx.log" -c "$nginx_state/nginx.conf" -g "daemon off;"
-for _ in $(seq 50); do
-  "$bin/tools/cli/tidemark" health "127.0.0.1:$ingest_port" --timeout=1s >/dev/null 2>&1 && break
-  sleep 0.2
+# Up means every service answers SERVING on its own /health (one that lost its port to
+# another program exits at once) and ingest answers through nginx.
+health_ports="9121 9122 9123"
+for i in $(seq 0 $((ingest_replicas - 1))); do health_ports="$health_ports $((9101 + i))"; done
+for i in $(seq 0 $((query_replicas - 1))); do health_ports="$health_ports $((9111 + i))"; done
+all_alive() {
+  local pid name
+  while read -r pid name; do
+    [ "$pid" = "pg_ctl" ] || kill -0 "$pid" 2>/dev/null || return 1
+  done < "$state/pids"
+}
+all_serving() {
+  local port
+  for port in $health_ports; do
+    "$bin/tools/cli/tidemark" health "http://127.0.0.1:$port/health" --timeout=1s \
+      >/dev/null 2>&1 || return 1
+  done
+  "$bin/tools/cli/tidemark" health "127.0.0.1:$ingest_port" --tls_ca_file="$certs/ca.pem" \
+    --service=tidemark.v1.IngestService --timeout=1s >/dev/null 2>&1
+}
+echo "waiting for the services to serve..."
+serving=false
+for _ in $(seq 60); do
+  all_alive || break
+  if all_serving; then serving=true; break; fi
+  sleep 0.5
 done
+while read -r pid name; do
+  [ "$pid" = "pg_ctl" ] && continue
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "$name exited during start-up: $(tail -n 2 "$state/logs/$name.log" 2>/dev/null)" >&2
+  fi
+done < "$state/pids"
+all_alive
+if [ "$serving" != true ]; then
+  echo "the services did not all serve within 30 s (their /health on ports $health_ports;" \
+    "logs in .local/logs)" >&2
+  false
+fi
 TIDEMARK_TOKEN_FILE="$state/simulator.token" start simulator "$bin/services/simulator/simulator" \
   --ingest="127.0.0.1:$ingest_port" --rate="$sim_rate" --duration="$sim_duration"
 

@@ -8,6 +8,7 @@ any environment (only *_FILE paths to secrets); ingest and query serve TLS and c
 the writer is not the superuser and query/Grafana use the read-only role; Grafana needs a login.
 
 usage: compose_scaling_test.py DOCKER_COMPOSE COMPOSE_FILE"""
+import os
 import subprocess
 import sys
 
@@ -91,6 +92,30 @@ scraped = {n for job in prom["scrape_configs"] for sd in job.get("dns_sd_configs
 for name in expected - {"simulator"}:
     if name not in scraped:
         problems.append(f"Prometheus does not scrape {name}")
+
+# Durable and self-healing: Kafka's log and offsets survive a recreated container; every
+# long-running service comes back after a crash or a reboot; a Tidemark service gets the time
+# its shutdown takes (settling what ingest queued, the archive's last batch).
+kafka = services.get("kafka", {})
+log_dirs = str((kafka.get("environment") or {}).get("KAFKA_LOG_DIRS", ""))
+mounted = {v.get("target") if isinstance(v, dict) else str(v).split(":")[1]
+           for v in kafka.get("volumes", [])}
+if not log_dirs or log_dirs not in mounted:
+    problems.append(f"Kafka's log ({log_dirs or 'the image default'}) is not on a volume")
+for name, s in services.items():
+    one_shot = name in ("kafka-topics", "minio-bucket", "simulator")
+    if not one_shot and s.get("restart") not in ("unless-stopped", "always"):
+        problems.append(f"{name}: no restart policy, it stays down after a crash or reboot")
+for name in tidemark:
+    grace = str(services[name].get("stop_grace_period", "10s"))
+    seconds = int(grace[:-1]) * (60 if grace.endswith("m") else 1) if grace[-1] in "sm" else 0
+    if seconds < 30:
+        problems.append(f"{name}: stop_grace_period {grace} cuts its shutdown short")
+root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+with open(root + "/.dockerignore") as f:
+    ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+if "deploy/secrets" not in ignored:
+    problems.append("deploy/secrets (keys, tokens) is sent to the image's build context")
 
 for p in problems:
     print("compose:", p, file=sys.stderr)

@@ -43,7 +43,9 @@ if [ ! -s "$dir/credentials" ]; then
     grant simulator write
   } > "$dir/credentials"
 fi
-# The services run as `nobody` in their containers; compose mounts these files read-only.
+# The services run as `nobody` in their containers; compose mounts these files read-only, one
+# by one, so they must be readable by others there, while the directory (700) keeps the other
+# users of this host out.
 chmod 644 "$dir"/*_password "$dir"/lake_* "$dir"/*.token "$dir"/credentials
-chmod 755 "$dir"
+chmod 700 "$dir"
 echo "secrets in deploy/$dir; clients: --tls_ca_file=deploy/$dir/certs/ca.pem --token_file=deploy/$dir/admin.token"

@@ -18,17 +18,22 @@ TXT
 healthcheck() {
   [ -f "$state" ] || { echo "no service started in this container" >&2; exit 1; }
   . "$state"
+  # Docker reads 0 as healthy and 1 as unhealthy and reserves every other code; the probe's
+  # own usage errors (exit 2, e.g. an unreadable TLS CA file) are unhealthy too.
   case "$service" in
     ingest)
-      exec tidemark health --timeout=3s "127.0.0.1:$grpc_port" --service=tidemark.v1.IngestService ;;
+      tidemark health --timeout=3s "127.0.0.1:$grpc_port" --service=tidemark.v1.IngestService ||
+        exit 1 ;;
     query)
-      exec tidemark health --timeout=3s "127.0.0.1:$grpc_port" --service=tidemark.v1.QueryService ;;
+      tidemark health --timeout=3s "127.0.0.1:$grpc_port" --service=tidemark.v1.QueryService ||
+        exit 1 ;;
     aggregator|archive|timestream-writer)
-      exec tidemark health --timeout=3s "http://127.0.0.1:$metrics_port/health" ;;
+      tidemark health --timeout=3s "http://127.0.0.1:$metrics_port/health" || exit 1 ;;
     *)
       # The simulator and the development broker are jobs and tools: running is healthy.
-      exit 0 ;;
+      ;;
   esac
+  exit 0
 }
 
 [ $# -gt 0 ] || { usage; exit 2; }

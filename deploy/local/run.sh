@@ -44,10 +44,34 @@ if [ ! -f "$pgdata/PG_VERSION" ]; then
   [ ${#as_pg[@]} -eq 0 ] || chown postgres:postgres "$pgdata"
   "${as_pg[@]}" "$pg_bin/initdb" -D "$pgdata" -A trust -U tidemark -E UTF8 >"$state/logs/initdb.log"
 fi
+# Every connection over TCP proves a password (any local user can reach 127.0.0.1); only the
+# socket, in the data directory that its owner alone may enter, lets the superuser in without
+# one, to set that password. Rewritten on every start, so a store made with trust everywhere
+# (before this rule) is closed too; truncating keeps the file's owner.
+cat > "$pgdata/pg_hba.conf" <<'HBA'
+# Written by deploy/local/run.sh on every start.
+local all tidemark                trust
+host  all all      127.0.0.1/32   scram-sha-256
+host  all all      ::1/128        scram-sha-256
+HBA
 [ ${#as_pg[@]} -eq 0 ] || chown postgres:postgres "$state/logs"
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pgdata" -l "$state/logs/postgresql.log" -w \
   -o "-p $pg_port -k $pgdata -c listen_addresses=127.0.0.1" start >/dev/null
 echo "pg_ctl $pgdata" >> "$state/pids"
+# The superuser's password, kept in .local/secrets; psql (here, init-roles.sh and the commands
+# printed at the end) finds it in the password file PGPASSFILE names.
+mkdir -p "$state/secrets"
+chmod 700 "$state/secrets"
+[ -s "$state/secrets/postgres" ] || (umask 077; openssl rand -hex 24 > "$state/secrets/postgres")
+"$pg_bin/psql" -X -h "$pgdata" -p "$pg_port" -U tidemark -d postgres -q -v ON_ERROR_STOP=1 \
+  -v password_file="$state/secrets/postgres" <<'SQL'
+SET log_statement = 'none';
+\set password `cat :'password_file'`
+ALTER ROLE tidemark PASSWORD :'password';
+SQL
+(umask 077
+ echo "127.0.0.1:$pg_port:*:tidemark:$(cat "$state/secrets/postgres")" > "$state/secrets/pgpass")
+export PGPASSFILE="$state/secrets/pgpass"
 "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U tidemark -d postgres -qAt \
   -c "SELECT 1 FROM pg_database WHERE datname = 'tidemark'" | grep -q 1 ||
   "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U tidemark -d postgres -q -c "CREATE DATABASE tidemark"
@@ -88,7 +112,7 @@ export TIDEMARK_TLS_CA_FILE="$certs/ca.pem"  # the CLI's and the simulator's tru
 
 # The writer logs in as tidemark_writer (owns the database, not a superuser), query as
 # tidemark_query (read-only): the roles deploy/postgres/init-roles.sh makes for compose, with
-# passwords in .local/secrets (this cluster trusts loopback, so they are not checked here).
+# passwords in .local/secrets.
 pg_owner="$("$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U tidemark -d tidemark -qAt -c \
   "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'schema_migrations'")"
 if [ -n "$pg_owner" ] && [ "$pg_owner" != tidemark_writer ]; then
@@ -96,7 +120,6 @@ if [ -n "$pg_owner" ] && [ "$pg_owner" != tidemark_writer ]; then
     "or reassign its tables to tidemark_writer (docs/security.md)" >&2
   false
 fi
-mkdir -p "$state/secrets"
 for role in writer query; do
   [ -s "$state/secrets/$role" ] || (umask 077; openssl rand -hex 24 > "$state/secrets/$role")
 done
@@ -187,7 +210,8 @@ trap - ERR
 cat <<TXT
 
 Tidemark is running locally (state and logs in .local/):
-  PostgreSQL         127.0.0.1:$pg_port  database tidemark (psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark)
+  PostgreSQL         127.0.0.1:$pg_port  database tidemark (passwords in $state/secrets:
+                     PGPASSFILE=$state/secrets/pgpass psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark)
   devbroker (Kafka)  $TIDEMARK_KAFKA_BROKERS
   ingest (gRPC)      127.0.0.1:$ingest_port  (nginx -> $ingest_replicas replicas on 127.0.0.1:50061...)
   query (gRPC)       127.0.0.1:$query_port  (nginx -> $query_replicas replicas on 127.0.0.1:50071...)
@@ -209,7 +233,7 @@ Look at the data:
   build/tools/cli/tidemark points --query=127.0.0.1:$query_port --measure=temperature --since=10m --format=csv
 
 Window aggregates (once the first minute has closed), as the reference queries read them:
-  psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark -c "SELECT time, measure_name, \"measure_value::double\" FROM narrow WHERE measure_name IN ('temperature', 'avg_temperature') AND device_id = '00000000-0000-4000-8000-000000000001' ORDER BY time DESC LIMIT 10"
+  PGPASSFILE=$state/secrets/pgpass psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark -c "SELECT time, measure_name, \"measure_value::double\" FROM narrow WHERE measure_name IN ('temperature', 'avg_temperature') AND device_id = '00000000-0000-4000-8000-000000000001' ORDER BY time DESC LIMIT 10"
 
 Aggregates, rollups and live updates through the query API:
   build/tools/cli/tidemark aggregates --query=127.0.0.1:$query_port --measure=speed --window=1m --since=10m --real_time

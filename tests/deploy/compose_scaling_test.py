@@ -93,6 +93,18 @@ for name in expected - {"simulator"}:
     if name not in scraped:
         problems.append(f"Prometheus does not scrape {name}")
 
+# nginx follows scaling: each upstream's servers are looked up again while it runs (a zone, a
+# resolver and `resolve`, nginx 1.27.3 or later), not once at start.
+lb_env = (lb or {}).get("environment") or {}
+for var, service in (("INGEST_SERVERS", "ingest"), ("QUERY_SERVERS", "query")):
+    servers = str(lb_env.get(var, ""))
+    if not all(w in servers for w in ("zone ", "resolver ", f"server {service}:", " resolve")):
+        problems.append(f"nginx resolves {service} once at start ({var}: {servers})")
+version = str((lb or {}).get("image", "")).split(":")[-1].split("-")[0]
+numbers = tuple(int(n) for n in version.split(".") if n.isdigit())
+if len(numbers) < 3 or numbers < (1, 27, 3):
+    problems.append(f"nginx image {version!r}: `resolve` on upstream servers needs 1.27.3+")
+
 # Durable and self-healing: Kafka's log and offsets survive a recreated container; every
 # long-running service comes back after a crash or a reboot; a Tidemark service gets the time
 # its shutdown takes (settling what ingest queued, the archive's last batch).

@@ -93,6 +93,13 @@ for name in expected - {"simulator"}:
     if name not in scraped:
         problems.append(f"Prometheus does not scrape {name}")
 
+# Bounded logs: Docker's json-file driver keeps every line unless given a max-size.
+for name, s in services.items():
+    logging = s.get("logging") or {}
+    if logging.get("driver", "json-file") in ("json-file", "local") and not (
+            logging.get("options") or {}).get("max-size"):
+        problems.append(f"{name}: its log grows without bound (no logging max-size)")
+
 # nginx follows scaling: each upstream's servers are looked up again while it runs (a zone, a
 # resolver and `resolve`, nginx 1.27.3 or later), not once at start.
 lb_env = (lb or {}).get("environment") or {}

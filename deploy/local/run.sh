@@ -20,6 +20,16 @@ sim_duration="${TIDEMARK_LOCAL_SIM_DURATION:-10m}"
 sim_rate="${TIDEMARK_LOCAL_SIM_RATE:-500}"
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 
+# Replica i listens on 50061+i (ingest) or 50071+i (query) and serves metrics on 9101+i or
+# 9111+i, next to the writer's 9121: ten of each fit.
+for replicas in "INGEST $ingest_replicas" "QUERY $query_replicas"; do
+  set -- $replicas
+  if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ] || [ "$2" -gt 10 ]; then
+    echo "TIDEMARK_LOCAL_$1_REPLICAS=$2: from 1 to 10 replicas (their ports are fixed)" >&2
+    exit 2
+  fi
+done
+
 if [ -f "$state/pids" ]; then
   echo "a local stack is already running; stop it with deploy/local/stop.sh" >&2
   exit 1

@@ -26,12 +26,18 @@ std::string Anchored(const std::string& pattern) { return absl::StrCat("^(?:", p
 absl::StatusOr<std::shared_ptr<const re2::RE2>> CompileMatcher(const v1::DimensionMatcher& m) {
   re2::RE2::Options options;
   options.set_log_errors(false);
+  // PostgreSQL's `~` lets `.` match a newline (dimension values may hold one): so must RE2,
+  // or a subscription would miss series that the reads select.
+  options.set_dot_nl(true);
+  // The pattern on its own too: "a)|(?:b" is valid only once wrapped, where it would match
+  // values starting with a or ending with b instead of whole values.
+  const re2::RE2 alone(m.value(), options);
   auto re = std::make_shared<const re2::RE2>(Anchored(m.value()), options);
-  if (!re->ok()) {
+  if (!alone.ok() || !re->ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the regular expression of matcher ", m.name(),
                      m.op() == v1::DimensionMatcher::OP_REGEX ? "=~" : "!~", "\"", m.value(),
-                     "\" is not valid: ", re->error()));
+                     "\" is not valid: ", alone.ok() ? re->error() : alone.error()));
   }
   return re;
 }
@@ -143,8 +149,16 @@ absl::StatusOr<SeriesMatcher> SeriesMatcher::Compile(const v1::SeriesSelector& s
     return absl::InvalidArgumentError(
         absl::StrCat("at most ", limits.max_matchers, " dimension matchers per selector"));
   }
+  // Subscribe matches every change against the ids on the hub's one thread, and reads send
+  // them to PostgreSQL as one array: as many as a selector may cover anyway.
+  if (selector.series_ids_size() > limits.max_series) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", limits.max_series,
+                                                   " series_ids per selector (got ",
+                                                   selector.series_ids_size(), ")"));
+  }
   SeriesMatcher matcher;
   matcher.selector_ = selector;
+  matcher.series_ids_.insert(selector.series_ids().begin(), selector.series_ids().end());
   for (const v1::DimensionMatcher& m : selector.matchers()) {
     if (m.name().empty()) return absl::InvalidArgumentError("a dimension matcher has no name");
     if (!v1::DimensionMatcher::Op_IsValid(m.op())) {
@@ -176,11 +190,7 @@ bool SeriesMatcher::Matches(const v1::Series& series) const {
   if (!selector_.measure_name().empty() && series.measure_name() != selector_.measure_name()) {
     return false;
   }
-  if (selector_.series_ids_size() > 0 &&
-      std::find(selector_.series_ids().begin(), selector_.series_ids().end(), series.series_id()) ==
-          selector_.series_ids().end()) {
-    return false;
-  }
+  if (!series_ids_.empty() && !series_ids_.contains(series.series_id())) return false;
   for (int i = 0; i < selector_.matchers_size(); ++i) {
     const v1::DimensionMatcher& m = selector_.matchers(i);
     const auto it = series.dimensions().find(m.name());

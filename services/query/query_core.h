@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "re2/re2.h"
@@ -86,6 +87,7 @@ class SeriesMatcher {
 
  private:
   v1::SeriesSelector selector_;
+  absl::flat_hash_set<int64_t> series_ids_;
   std::vector<std::shared_ptr<const re2::RE2>> regexes_;  // one per matcher, null if not regex
 };
 

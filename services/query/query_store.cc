@@ -561,7 +561,9 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
         from_aggregates ? absl::StrCat("o.window_size = ", Size(3)) : "$3::bigint = 0";
     const int64_t lookback_from =
         req.method() == v1::INTERPOLATION_METHOD_LOCF && req.max_lookback_us() > 0
-            ? Clamp(req.range().start_us() - req.max_lookback_us())
+            ? Clamp(req.range().start_us() < INT64_MIN + req.max_lookback_us()
+                        ? INT64_MIN  // the subtraction would overflow
+                        : req.range().start_us() - req.max_lookback_us())
             : Clamp(INT64_MIN);
     auto side = [&](const std::string& cond, const char* order) {
       return absl::StrCat("SELECT ids.series_id, b.t, b.v FROM ids CROSS JOIN LATERAL (SELECT ",
@@ -572,10 +574,13 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
     const pqxx::result obs = tx.exec_params(
         absl::StrCat("WITH ids AS (SELECT unnest($1::bigint[]) AS series_id)"
                      " SELECT series_id, ",
-                     Micros("t"), ", v FROM (", " SELECT o.series_id, ", time, " AS t, ", value,
-                     " AS v FROM ", table, " o JOIN ids USING (series_id) WHERE ", where, " AND ",
-                     value, " IS NOT NULL AND ", time, " >= ", Ts(4), " AND ", time, " < ", Ts(5),
-                     " UNION ALL ",
+                     Micros("t"), ", v FROM (",
+                     // Limited on its own too, so that a range past the cap stops the scan
+                     // there rather than reading and sorting all of it first.
+                     " (SELECT o.series_id, ", time, " AS t, ", value, " AS v FROM ", table,
+                     " o JOIN ids USING (series_id) WHERE ", where, " AND ", value,
+                     " IS NOT NULL AND ", time, " >= ", Ts(4), " AND ", time, " < ", Ts(5),
+                     " LIMIT $2) UNION ALL ",
                      side(absl::StrCat(time, " < ", Ts(4), " AND ", time, " >= ", Ts(6)), "DESC"),
                      " UNION ALL ", side(absl::StrCat(time, " >= ", Ts(5)), "ASC"),
                      ") x ORDER BY series_id, t LIMIT $2"),

@@ -34,8 +34,9 @@ class RefusedStream final : public grpc::ServerWriteReactor<v1::SubscribeRespons
 };
 
 // Changes in (after, up_to], in log order, at most `limit`.
-std::vector<Change> ReadChanges(pqxx::connection& conn, int64_t after, int64_t up_to, int limit,
-                                std::vector<int64_t>* stored_at_us = nullptr) {
+std::vector<std::shared_ptr<const Change>> ReadChanges(
+    pqxx::connection& conn, int64_t after, int64_t up_to, int limit,
+    std::vector<int64_t>* stored_at_us = nullptr) {
   pqxx::read_transaction tx(conn);
   const pqxx::result rows = tx.exec_params(
       "SELECT c.change_id, c.series_id, s.canonical_key, s.measure_name,"
@@ -45,10 +46,11 @@ std::vector<Change> ReadChanges(pqxx::connection& conn, int64_t after, int64_t u
       " FROM aggregate_changes c JOIN series s USING (series_id)"
       " WHERE c.change_id > $1 AND c.change_id <= $2 ORDER BY c.change_id LIMIT $3",
       after, up_to, limit);
-  std::vector<Change> changes;
+  std::vector<std::shared_ptr<const Change>> changes;
   changes.reserve(rows.size());
   for (const pqxx::row& row : rows) {
-    Change& c = changes.emplace_back();
+    auto change = std::make_shared<Change>();
+    Change& c = *change;
     c.change_id = row[0].as<int64_t>();
     v1::WindowAggregate& a = c.aggregate;
     FillSeriesFromRow(row[1].as<int64_t>(), row[2].as<std::string>(), row[3].as<std::string>(),
@@ -64,6 +66,7 @@ std::vector<Change> ReadChanges(pqxx::connection& conn, int64_t after, int64_t u
     a.set_last(row[13].as<double>());
     a.set_version(row[14].as<int64_t>());
     if (stored_at_us != nullptr) stored_at_us->push_back(row[15].as<int64_t>());
+    changes.push_back(std::move(change));
   }
   return changes;
 }
@@ -120,12 +123,14 @@ bool SubscribeReactor::CheckAuthorized() {
   return true;
 }
 
-void SubscribeReactor::Offer(const std::vector<Change>& changes, int64_t position) {
+void SubscribeReactor::Offer(const std::vector<std::shared_ptr<const Change>>& changes,
+                             int64_t position) {
   // A token revoked or expired while the stream is open stops it, as it stops new calls.
   if (!changes.empty() && !CheckAuthorized()) return;
   absl::MutexLock lock(&mu_);
   if (ended_) return;
-  for (const Change& c : changes) {
+  for (const std::shared_ptr<const Change>& change : changes) {
+    const Change& c = *change;
     // Everything up to the highest id already offered is queued or filtered out: a catch-up
     // repeated after a database error must not queue it twice.
     if (c.change_id <= std::max(start_after_, offered_up_to_)) continue;
@@ -140,7 +145,7 @@ void SubscribeReactor::Offer(const std::vector<Change>& changes, int64_t positio
                        " updates behind; reconnect with the last resume_token received")));
       return;
     }
-    pending_.emplace_back(c.change_id, c.aggregate);
+    pending_.push_back(change);
     metrics_.delivered.Add();
   }
   position_ = std::max({position_, position, start_after_});
@@ -163,11 +168,12 @@ void SubscribeReactor::WriteNextLocked() {
   size_t bytes = 0;
   while (!pending_.empty() &&
          static_cast<size_t>(in_flight_.updates_size()) < kUpdatesPerResponse) {
-    const size_t update_bytes = pending_.front().second.ByteSizeLong() + 4;
+    const Change& next = *pending_.front();
+    const size_t update_bytes = next.aggregate.ByteSizeLong() + 4;
     if (in_flight_.updates_size() > 0 && bytes + update_bytes > kResponseBytes) break;
     bytes += update_bytes;
-    *in_flight_.add_updates() = std::move(pending_.front().second);
-    token = pending_.front().first;
+    *in_flight_.add_updates() = next.aggregate;
+    token = next.change_id;
     pending_.pop_front();
   }
   if (pending_.empty()) token = position_;
@@ -341,7 +347,7 @@ void SubscriptionHub::Run() {
       // Wakes on a notification, or after a short wait to admit new subscribers; soon, when a
       // catch-up waits for its client to read (its queue drains at the client's pace).
       if (next == Next::kWait) conn->await_notification(0, 100'000);
-      if (next == Next::kWaitOnClient) conn->await_notification(0, 5'000);
+      if (next == Next::kWaitOnClient) conn->await_notification(0, 20'000);
     } catch (const std::exception& e) {
       logger_->warn("msg=\"subscription hub cannot read the change log; retrying\" error=\"{}\"",
                     e.what());
@@ -372,17 +378,20 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
     position = position_;
     joining = joining_;
   }
-  if (position < 0) {
-    pqxx::read_transaction tx(conn);
-    position = tx.exec1(
-                     "SELECT greatest((SELECT coalesce(max(change_id), 0) FROM aggregate_changes),"
-                     " (SELECT up_to FROM aggregate_changes_pruned))")[0]
-                   .as<int64_t>();
-  }
   auto pruned_up_to = [&conn] {
     pqxx::read_transaction tx(conn);
     return tx.exec1("SELECT up_to FROM aggregate_changes_pruned")[0].as<int64_t>();
   };
+  // Where the log ends now: every token a replica handed out is at or before it.
+  auto log_end = [&conn] {
+    pqxx::read_transaction tx(conn);
+    return tx
+        .exec1(
+            "SELECT greatest((SELECT coalesce(max(change_id), 0) FROM aggregate_changes),"
+            " (SELECT up_to FROM aggregate_changes_pruned))")[0]
+        .as<int64_t>();
+  };
+  if (position < 0) position = log_end();
   Next next = Next::kWait;
   std::vector<std::shared_ptr<SubscribeReactor>> caught_up;
   for (auto& r : joining) {
@@ -394,6 +403,13 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
             grpc::StatusCode::OUT_OF_RANGE,
             "the resume_token is older than the retained change log (the writer's "
             "--subscription_retention); read the gap with ReadAggregates and subscribe anew"));
+      } else if (r->start_after() > position && r->start_after() > log_end()) {
+        // Not from this store (another deployment, or a store restored from a backup since):
+        // waiting for the log to reach it would drop every change until then without a word.
+        r->End(grpc::Status(
+            grpc::StatusCode::OUT_OF_RANGE,
+            "the resume_token is ahead of the change log (from another deployment, or the "
+            "store was restored since); read the gap with ReadAggregates and subscribe anew"));
       }
     }
     if (r->ended()) continue;  // Remove takes it off the list
@@ -412,7 +428,7 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
       // Log rows, of which at most as many match: within the room the subscriber has.
       const int batch = static_cast<int>(
           std::max<size_t>(1, std::min<size_t>(options_.fetch_batch, buffer - backlog)));
-      std::vector<Change> missed = ReadChanges(conn, from, position, batch);
+      std::vector<std::shared_ptr<const Change>> missed = ReadChanges(conn, from, position, batch);
       // The pruner may have deleted part of the range before it was read: then what the read
       // did not find may be missing rather than absent.
       if (from < pruned_up_to()) {
@@ -424,8 +440,8 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
       if (missed.empty()) {
         r->set_caught_up_to(position);
       } else {
-        r->set_caught_up_to(missed.back().change_id);
-        r->Offer(missed, missed.back().change_id);
+        r->set_caught_up_to(missed.back()->change_id);
+        r->Offer(missed, missed.back()->change_id);
       }
     }
     if (r->caught_up_to() >= position) {
@@ -447,12 +463,12 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
   // New changes, for everyone; a full batch is followed by the next one at once.
   while (true) {
     std::vector<int64_t> stored_at;
-    std::vector<Change> changes =
+    std::vector<std::shared_ptr<const Change>> changes =
         ReadChanges(conn, position, INT64_MAX, options_.fetch_batch, &stored_at);
     std::vector<std::shared_ptr<SubscribeReactor>> active;
     {
       absl::MutexLock lock(&mu_);
-      if (!changes.empty()) position = changes.back().change_id;
+      if (!changes.empty()) position = changes.back()->change_id;
       position_ = position;
       active = active_;
     }

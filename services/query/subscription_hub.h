@@ -55,7 +55,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
   /// Called by the hub thread, in change order. `position` is the last change id the hub has
   /// looked at; the stream's resume token reaches it once everything before is written.
-  void Offer(const std::vector<Change>& changes, int64_t position);
+  void Offer(const std::vector<std::shared_ptr<const Change>>& changes, int64_t position);
   /// Ends the stream (idempotent).
   void End(const grpc::Status& status);
   /// Asks `authorize` and ends the stream with its refusal; false when it ended.
@@ -89,7 +89,9 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   const std::function<absl::Status()> authorize_;
   const std::string client_;
   absl::Mutex mu_;
-  std::deque<std::pair<int64_t, v1::WindowAggregate>> pending_ ABSL_GUARDED_BY(mu_);
+  // Shared with the other subscribers it was offered to: memory grows with the changes
+  // queued, not with the streams that queue them.
+  std::deque<std::shared_ptr<const Change>> pending_ ABSL_GUARDED_BY(mu_);
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t written_position_ ABSL_GUARDED_BY(mu_) = -1;

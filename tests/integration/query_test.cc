@@ -275,6 +275,26 @@ TEST_F(QueryStoreTest, InterpolatesAnAggregateField) {
   EXPECT_DOUBLE_EQ(v[3].value(), 10 - 8.0 * 150 / 3300);
 }
 
+// A look-back longer than the time since the int64 minimum reaches back without limit: the
+// bound saturates instead of overflowing (and wrapping into the far future).
+TEST_F(QueryStoreTest, LocfLookbackPastTheInt64MinimumSaturates) {
+  QueryStore store = Store();
+  v1::InterpolateRequest req;
+  req.mutable_selector()->add_series_ids(1);
+  req.mutable_range()->set_start_us(-10);
+  req.mutable_range()->set_end_us(kDay0 + 70 * kMin);
+  // Two steps: the epoch, and 01:06 of day 0, after series 1's raw point of 01:05:10 (2).
+  req.set_step_us(kDay0 + 66 * kMin);
+  req.set_method(v1::INTERPOLATION_METHOD_LOCF);
+  req.set_max_lookback_us(INT64_MAX);
+  auto r = store.Interpolate(req, absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->series_size(), 1);
+  ASSERT_EQ(r->series(0).values_size(), 1);
+  EXPECT_EQ(r->series(0).values(0).time_us(), kDay0 + 66 * kMin);
+  EXPECT_DOUBLE_EQ(r->series(0).values(0).value(), 2);
+}
+
 TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {
   QueryLimits small;
   small.max_response_bytes = 100;
@@ -554,6 +574,35 @@ TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
   const grpc::Status status = old->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE) << status.error_message();
   EXPECT_NE(status.error_message().find("subscription_retention"), std::string::npos);
+}
+
+// A token past the end of the log (another deployment's, or from before the store was
+// restored) would otherwise wait silently until the log caught up with it.
+TEST_F(SubscribeTest, ATokenAheadOfTheLogIsOutOfRange) {
+  StartServer(10'000);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(2);
+  const absl::StatusOr<int64_t> now = DecodeResumeToken(TokenOfNow(req));
+  ASSERT_TRUE(now.ok()) << now.status();
+  req.set_resume_token(EncodeResumeToken(*now + 1'000'000));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub_->Subscribe(&ctx, req);
+  v1::SubscribeResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE) << status.error_message();
+  EXPECT_NE(status.error_message().find("ahead of the change log"), std::string::npos);
+
+  // The log's own end is still a good place to resume from.
+  req.set_resume_token(EncodeResumeToken(*now));
+  grpc::ClientContext ok_ctx;
+  auto ok = stub_->Subscribe(&ok_ctx, req);
+  ASSERT_TRUE(ok->Read(&resp));
+  EXPECT_EQ(resp.resume_token(), EncodeResumeToken(*now));
+  ok_ctx.TryCancel();
+  ok->Finish();
 }
 
 TEST_F(SubscribeTest, ASlowSubscriberIsEndedRatherThanBufferedWithoutBound) {

@@ -115,6 +115,26 @@ TEST(Selector, BadRegexIsInvalidArgumentNamingTheMatcher) {
   EXPECT_NE(status.message().find("site=~"), absl::string_view::npos) << status.message();
 }
 
+// "a)|(?:b" is a valid pattern only once wrapped in ^(?:...)$, where it would match values
+// that start with a or end with b rather than whole values.
+TEST(Selector, APatternValidOnlyOnceWrappedIsRefused) {
+  v1::SeriesSelector s;
+  *s.add_matchers() = Matcher("env", v1::DimensionMatcher::OP_REGEX, "prod)|(?:dev");
+  EXPECT_EQ(ValidateSelector(s, {}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Selector, MoreSeriesIdsThanASelectorMayCoverAreRefused) {
+  v1::SeriesSelector s;
+  QueryLimits limits;
+  limits.max_series = 3;
+  for (int i = 0; i < 3; ++i) s.add_series_ids(i);
+  EXPECT_TRUE(ValidateSelector(s, limits).ok());
+  s.add_series_ids(3);
+  const absl::Status status = ValidateSelector(s, limits);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("series_ids"), absl::string_view::npos) << status.message();
+}
+
 TEST(Selector, TooManyMatchersAreRefused) {
   v1::SeriesSelector s;
   QueryLimits limits;
@@ -150,6 +170,20 @@ TEST(SeriesMatcher, MatchesWhatTheSqlFilterSelects) {
   EXPECT_TRUE(by_id->Matches(MakeSeries(7, "x", {})));
   EXPECT_FALSE(by_id->Matches(MakeSeries(7, "x", {{"site", "a"}})));
   EXPECT_FALSE(by_id->Matches(MakeSeries(8, "x", {})));
+}
+
+// PostgreSQL's `~` lets `.` match a newline, so the subscriptions' matcher must too.
+TEST(SeriesMatcher, DotMatchesANewlineAsInPostgreSql) {
+  v1::SeriesSelector s;
+  *s.add_matchers() = Matcher("loc", v1::DimensionMatcher::OP_REGEX, "bay.*");
+  absl::StatusOr<SeriesMatcher> m = SeriesMatcher::Compile(s, {});
+  ASSERT_TRUE(m.ok());
+  EXPECT_TRUE(m->Matches(MakeSeries(1, "x", {{"loc", "bay 4\nrow 2"}})));
+  v1::SeriesSelector negated;
+  *negated.add_matchers() = Matcher("loc", v1::DimensionMatcher::OP_NOT_REGEX, "bay.*");
+  absl::StatusOr<SeriesMatcher> n = SeriesMatcher::Compile(negated, {});
+  ASSERT_TRUE(n.ok());
+  EXPECT_FALSE(n->Matches(MakeSeries(1, "x", {{"loc", "bay 4\nrow 2"}})));
 }
 
 TEST(Align, BucketsAreMultiplesOfTheStepSinceTheEpoch) {

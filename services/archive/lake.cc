@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace tidemark::archive {
 namespace {
@@ -100,8 +101,9 @@ class LocalDirectoryLake final : public Lake {
         out.push_back(std::move(rel));
       }
     }
-    if (ec) return absl::UnavailableError(absl::StrCat("cannot list ", start.string(), ": ",
-                                                       ec.message()));
+    if (ec)
+      return absl::UnavailableError(
+          absl::StrCat("cannot list ", start.string(), ": ", ec.message()));
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -135,9 +137,7 @@ class S3BucketLake final : public Lake {
   absl::StatusOr<std::string> Get(const std::string& path) override {
     return client_->Get(prefix_ + path);
   }
-  absl::Status Delete(const std::string& path) override {
-    return client_->Delete(prefix_ + path);
-  }
+  absl::Status Delete(const std::string& path) override { return client_->Delete(prefix_ + path); }
   absl::StatusOr<std::vector<std::string>> List(const std::string& prefix) override {
     absl::StatusOr<std::vector<std::string>> keys = client_->List(prefix_ + prefix);
     if (!keys.ok()) return keys.status();
@@ -154,7 +154,51 @@ class S3BucketLake final : public Lake {
   std::string prefix_;
 };
 
+class RetryingRequests final : public Lake {
+ public:
+  RetryingRequests(std::unique_ptr<Lake> lake, LakeRetryPolicy policy)
+      : lake_(std::move(lake)), policy_(policy) {}
+
+  absl::Status Put(const std::string& path, absl::string_view data) override {
+    return Retry([&] { return lake_->Put(path, data); });
+  }
+  absl::StatusOr<std::string> Get(const std::string& path) override {
+    return Retry([&] { return lake_->Get(path); });
+  }
+  absl::Status Delete(const std::string& path) override {
+    return Retry([&] { return lake_->Delete(path); });
+  }
+  absl::StatusOr<std::vector<std::string>> List(const std::string& prefix) override {
+    return Retry([&] { return lake_->List(prefix); });
+  }
+  std::string Describe() const override { return lake_->Describe(); }
+
+ private:
+  static const absl::Status& StatusOf(const absl::Status& s) { return s; }
+  template <typename T>
+  static const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+    return s.status();
+  }
+
+  template <typename Request>
+  auto Retry(Request request) -> decltype(request()) {
+    retry::Backoff backoff(policy_.backoff);
+    for (int attempt = 1;; ++attempt) {
+      auto result = request();
+      if (attempt >= policy_.attempts || !s3::IsRetriable(StatusOf(result))) return result;
+      absl::SleepFor(backoff.Next());
+    }
+  }
+
+  std::unique_ptr<Lake> lake_;
+  const LakeRetryPolicy policy_;
+};
+
 }  // namespace
+
+std::unique_ptr<Lake> RetryingLake(std::unique_ptr<Lake> lake, LakeRetryPolicy policy) {
+  return std::make_unique<RetryingRequests>(std::move(lake), policy);
+}
 
 std::unique_ptr<Lake> S3Lake(std::unique_ptr<s3::S3Client> client, std::string prefix) {
   return std::make_unique<S3BucketLake>(std::move(client), std::move(prefix));

@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/retry/backoff.h"
 #include "common/s3/s3_client.h"
 
 namespace tidemark::archive {
@@ -37,5 +38,17 @@ std::unique_ptr<Lake> LocalLake(std::string root);
 /// acknowledged the object with the MD5 of the bytes sent (the client checks the ETag too);
 /// objects appear whole or not at all.
 std::unique_ptr<Lake> S3Lake(std::unique_ptr<s3::S3Client> client, std::string prefix);
+
+/// `lake`, with each request that fails in a way worth retrying (s3::IsRetriable: a timeout,
+/// a 5xx, 503 SlowDown throttling) tried again, up to `attempts` in all, `backoff` apart; other
+/// failures and the last one are returned. Every request of a Lake may be repeated: a Put
+/// stores the same bytes at the same path, a Delete of a missing file succeeds. So a
+/// transient error costs one request, not the archive's whole batch (rebuilt and re-sent) or
+/// a replay's run.
+struct LakeRetryPolicy {
+  int attempts = 3;
+  retry::BackoffPolicy backoff = {.initial = absl::Milliseconds(200), .max = absl::Seconds(2)};
+};
+std::unique_ptr<Lake> RetryingLake(std::unique_ptr<Lake> lake, LakeRetryPolicy policy = {});
 
 }  // namespace tidemark::archive

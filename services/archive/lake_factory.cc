@@ -24,7 +24,8 @@ absl::StatusOr<std::unique_ptr<Lake>> OpenLake(const std::string& url, const S3O
     if (!with_keys.ok()) return with_keys.status();
     absl::StatusOr<std::unique_ptr<s3::S3Client>> client = s3::S3Client::Create(*with_keys);
     if (!client.ok()) return client.status();
-    return S3Lake(*std::move(client), slash == std::string::npos ? "" : rest.substr(slash + 1));
+    return RetryingLake(
+        S3Lake(*std::move(client), slash == std::string::npos ? "" : rest.substr(slash + 1)));
   }
   std::error_code ec;
   std::filesystem::create_directories(url, ec);

@@ -729,8 +729,13 @@ absl::StatusOr<S3Response> S3Client::Send(const S3Request& request) {
   // The path is encoded per segment already; "." segments are part of a key.
   set(curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L));
   set(curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L));
-  set(curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms));
+  // The timeout bounds connecting and any stretch with nothing sent or received, not the
+  // whole request: a large file over a slow link takes longer and is still making progress.
+  // A server that trickles a byte now and then is cut off at 20 times the timeout.
   set(curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms));
+  set(curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L));
+  set(curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, std::max(1L, (timeout_ms + 999) / 1000)));
+  set(curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20 * timeout_ms));
   set(curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error));
   set(curl_easy_setopt(h, CURLOPT_USERAGENT, "tidemark-s3"));
   set(curl_easy_setopt(h, CURLOPT_AWS_SIGV4, curl_->sigv4.c_str()));

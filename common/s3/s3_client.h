@@ -33,7 +33,8 @@ struct S3Config {
   /// temporary credentials take effect without a restart. Empty: the keys are fixed.
   std::string credentials_file;
   std::string credentials_profile;
-  /// For a whole request, connecting included.
+  /// For connecting, and for any stretch of a request in which nothing is sent or received
+  /// (whole seconds); a request still moving bytes may take up to 20 times as long in all.
   absl::Duration timeout = absl::Seconds(30);
   /// `host:port` to connect to instead of the endpoint's address; the Host header and the
   /// signature keep the endpoint's name (CURLOPT_CONNECT_TO). For virtual-hosted buckets on a

@@ -521,6 +521,44 @@ TEST(S3Wire, ListObjectsV2RefusesWhatItCannotRead) {
   }
 }
 
+// The timeout is for a stall, not for the whole request: an object that keeps arriving past
+// it (a large file over a slow link) is read whole; a server that sends nothing for as long
+// fails the request.
+TEST(S3Timeout, ARequestStillMovingBytesOutlastsTheTimeoutAStalledOneDoesNot) {
+  FakeS3 server;
+  S3Config config = ExampleConfig(server.port());
+  config.timeout = absl::Seconds(1);
+  auto client = NewClient(config);
+  server.SetReply([](const Captured&, httplib::Response& res) {
+    // Six pieces of 100 bytes, 250 ms apart: 1.25 s in all.
+    res.set_chunked_content_provider("application/octet-stream",
+                                     [](size_t offset, httplib::DataSink& sink) {
+                                       if (offset > 0) absl::SleepFor(absl::Milliseconds(250));
+                                       if (offset >= 600) {
+                                         sink.done();
+                                         return true;
+                                       }
+                                       const std::string piece(100, 'x');
+                                       return sink.write(piece.data(), piece.size());
+                                     });
+  });
+  S3Request request;
+  request.key = "slow.bin";
+  const absl::Time start = absl::Now();
+  absl::StatusOr<S3Response> response = client->Send(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->body.size(), 600u);
+  EXPECT_GT(absl::Now() - start, absl::Seconds(1));
+
+  server.SetReply([](const Captured&, httplib::Response& res) {
+    absl::SleepFor(absl::Seconds(3));  // nothing at all meanwhile
+    res.set_content("late", "text/plain");
+  });
+  response = client->Send(request);
+  ASSERT_FALSE(response.ok());
+  EXPECT_TRUE(IsRetriable(response.status())) << response.status();
+}
+
 TEST(S3Wire, HttpStatusToCode) {
   const auto xml = [](const char* code) {
     return absl::StrCat("<Error><Code>", code, "</Code><Message>m</Message></Error>");

@@ -328,8 +328,11 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
             "   JOIN points p ON p.series_id = sel.series_id", "     AND p.time >= greatest(",
             Ts(7), ", l.last_start + ", Size(6), ")", "     AND p.time < ", Ts(8),
             "   CROSS JOIN LATERAL (SELECT ", kNumericValue, " AS v) x",
-            "   WHERE $9::boolean AND x.v IS NOT NULL GROUP BY 1, 2)", " SELECT series_id, ",
-            Micros("window_start"),
+            // Only the series from the cursor's on: a later page does not recompute the
+            // live windows of the series earlier pages returned.
+            "   WHERE $9::boolean AND sel.series_id >= $10::bigint AND x.v IS NOT NULL"
+            "   GROUP BY 1, 2)",
+            " SELECT series_id, ", Micros("window_start"),
             ", count, sum, min, max, avg, first, last, version, partial, sel.series_bytes FROM (",
             " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
             ") u JOIN sel USING (series_id) ORDER BY series_id, window_start LIMIT $12"),

@@ -66,7 +66,7 @@ host  all all      ::1/128        scram-sha-256
 HBA
 [ ${#as_pg[@]} -eq 0 ] || chown postgres:postgres "$state/logs"
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pgdata" -l "$state/logs/postgresql.log" -w \
-  -o "-p $pg_port -k $pgdata -c listen_addresses=127.0.0.1" start >/dev/null
+  -o "-p $pg_port -k '$pgdata' -c listen_addresses=127.0.0.1" start >/dev/null
 echo "pg_ctl $pgdata" >> "$state/pids"
 # The superuser's password, kept in .local/secrets; psql (here, init-roles.sh and the commands
 # printed at the end) finds it in the password file PGPASSFILE names.
@@ -168,8 +168,8 @@ sed -e "s|\${NGINX_STATE}|$nginx_state|g" -e "s|\${NGINX_ERROR_LOG}|$state/logs/
     -e "s|\${INGEST_LISTEN}|127.0.0.1:$ingest_port|g" -e "s|\${QUERY_LISTEN}|127.0.0.1:$query_port|g" \
     -e "s|\${INGEST_SERVERS}|$ingest_servers|g" -e "s|\${QUERY_SERVERS}|$query_servers|g" \
     -e "s|\${LISTEN_TLS}|ssl|g" -e "s|\${UPSTREAM_SCHEME}|grpcs|g" \
-    -e "s|\${SERVER_TLS}|ssl_certificate $certs/server.pem; ssl_certificate_key $certs/server-key.pem;|g" \
-    -e "s|\${UPSTREAM_TLS}|grpc_ssl_trusted_certificate $certs/ca.pem; grpc_ssl_verify on; grpc_ssl_name localhost; grpc_ssl_session_reuse on;|g" \
+    -e "s|\${SERVER_TLS}|ssl_certificate \"$certs/server.pem\"; ssl_certificate_key \"$certs/server-key.pem\";|g" \
+    -e "s|\${UPSTREAM_TLS}|grpc_ssl_trusted_certificate \"$certs/ca.pem\"; grpc_ssl_verify on; grpc_ssl_name localhost; grpc_ssl_session_reuse on;|g" \
     deploy/nginx/tidemark-grpc.conf.template > "$nginx_state/nginx.conf"
 # Debian installs nginx in /usr/sbin, which a user's PATH may lack.
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"

@@ -271,22 +271,34 @@ absl::Status RequirePositive(absl::string_view flag_name, int64_t value) {
                                                  ": must be greater than zero"));
 }
 
+// Durations become microseconds added to timestamps: "inf" or centuries would overflow them
+// (an --allowed_lateness=inf made every point late, a --max_future=inf every event future).
+constexpr absl::Duration kLongestSetting = absl::Hours(24 * 365 * 100);
+
+absl::Status RequireFinite(absl::string_view flag_name, absl::Duration value) {
+  if (value <= kLongestSetting) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("bad setting --", flag_name, " (",
+                                                 EnvironmentName(flag_name),
+                                                 ")=", absl::FormatDuration(value),
+                                                 ": must be finite, at most 100 years"));
+}
+
 absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value) {
-  if (value > absl::ZeroDuration()) return absl::OkStatus();
+  if (value > absl::ZeroDuration()) return RequireFinite(flag_name, value);
   return absl::InvalidArgumentError(absl::StrCat(
       "bad setting --", flag_name, " (", EnvironmentName(flag_name),
       ")=", absl::FormatDuration(value), ": must be a positive duration such as 500ms or 2m"));
 }
 
 absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration value) {
-  if (value >= absl::ZeroDuration()) return absl::OkStatus();
+  if (value >= absl::ZeroDuration()) return RequireFinite(flag_name, value);
   return absl::InvalidArgumentError(absl::StrCat(
       "bad setting --", flag_name, " (", EnvironmentName(flag_name),
       ")=", absl::FormatDuration(value), ": must be zero or a positive duration such as 2m"));
 }
 
 absl::Status RequireAtLeast(absl::string_view flag_name, absl::Duration value, absl::Duration min) {
-  if (value >= min) return absl::OkStatus();
+  if (value >= min) return RequireFinite(flag_name, value);
   return absl::InvalidArgumentError(absl::StrCat(
       "bad setting --", flag_name, " (", EnvironmentName(flag_name),
       ")=", absl::FormatDuration(value), ": must be at least ", absl::FormatDuration(min)));

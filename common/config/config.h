@@ -48,7 +48,8 @@ std::string HelpText(absl::string_view program, absl::string_view usage);
 std::string EnvironmentName(absl::string_view flag_name);
 
 /// Helpers for the per-service checks that run after parsing: each returns an
-/// InvalidArgument error naming the setting when the value is out of range.
+/// InvalidArgument error naming the setting when the value is out of range. Durations must
+/// also be finite (at most 100 years): they are added to timestamps.
 absl::Status RequirePositive(absl::string_view flag_name, int64_t value);
 absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value);
 absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration value);

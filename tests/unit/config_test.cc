@@ -135,6 +135,14 @@ TEST(Config, RangeChecksNameTheSetting) {
   s = RequireNonNegative("allowed_lateness", absl::Minutes(-1));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("TIDEMARK_ALLOWED_LATENESS"), absl::string_view::npos) << s;
+  // "inf" parses as a duration, and would overflow the timestamps it is added to.
+  s = RequireNonNegative("allowed_lateness", absl::InfiniteDuration());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("finite"), absl::string_view::npos) << s;
+  EXPECT_FALSE(RequirePositive("max_future", absl::InfiniteDuration()).ok());
+  EXPECT_FALSE(RequirePositive("max_future", absl::Hours(24 * 365 * 200)).ok());
+  EXPECT_TRUE(RequirePositive("max_future", absl::Hours(24 * 365)).ok());
+  EXPECT_FALSE(RequireAtLeast("poll", absl::InfiniteDuration(), absl::Milliseconds(1)).ok());
   s = RequireOneOf("kafka_compression", "brotli", {"lz4", "zstd"});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("TIDEMARK_KAFKA_COMPRESSION"), absl::string_view::npos) << s;

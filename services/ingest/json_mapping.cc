@@ -168,6 +168,13 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
     absl::StatusOr<int64_t> us = time_value->integer
                                      ? time::ToMicros(*time_value->integer, unit)
                                      : time::FractionalToMicros(time_value->fraction, unit);
+    if (absl::IsOutOfRange(us.status())) {
+      // A time beyond what Tidemark handles (a nanosecond stamp sent as milliseconds) is left
+      // to validation, which rejects it as too far ahead or back, as it does through Write.
+      const bool negative =
+          time_value->integer ? *time_value->integer < 0 : time_value->fraction < 0;
+      us = negative ? INT64_MIN : INT64_MAX;
+    }
     if (!us.ok()) return us.status();
     event.set_time(*us);
     event.set_time_unit(v1::TIME_UNIT_MICROSECONDS);

@@ -23,8 +23,10 @@ v1::JsonMapping MergeMapping(v1::JsonMapping base, const v1::JsonMapping& overri
 /// reference pipeline does. Measures: keys ending in `measure_suffix` (stripped from the
 /// name), or listed in `measure_keys`, or with neither, every number or boolean key;
 /// every other key is a dimension (numbers rendered as text). A time given with a fraction
-/// ("1609757175225.499" ms) keeps microsecond precision. When the mapping has no time key,
-/// or the record lacks it, the time is `arrival_time_us`. Fails with INVALID_ARGUMENT
+/// ("1609757175225.499" ms) keeps microsecond precision. When the mapping has no time key, the
+/// time is `arrival_time_us`; a record that lacks the mapping's time key has none (validation
+/// rejects it as MISSING_TIME), and one whose time is beyond what Tidemark handles gets the
+/// int64 extreme on its side (rejected as too far ahead or back). Fails with INVALID_ARGUMENT
 /// (malformed JSON) naming what is wrong; missing device ids are left for validation.
 absl::StatusOr<v1::Event> JsonToEvent(absl::string_view json, const v1::JsonMapping& mapping,
                                       int64_t arrival_time_us);

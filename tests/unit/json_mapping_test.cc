@@ -88,6 +88,26 @@ TEST(JsonMapping, MissingTimeIsLeftToValidation) {
   EXPECT_EQ(e->time(), 0);
 }
 
+// A nanosecond stamp sent as milliseconds is beyond what Tidemark handles: not malformed JSON
+// but a time too far ahead (or back), as the same event sent through Write is rejected.
+TEST(JsonMapping, TimesBeyondTheSupportedRangeAreLeftToValidation) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  const struct {
+    const char* text;
+    int64_t want;
+  } cases[] = {
+      {R"({"Time": 1700000000123456789, "DeviceID": "d", "v_measure": 1})", INT64_MAX},
+      {R"({"Time": -1700000000123456789, "DeviceID": "d", "v_measure": 1})", INT64_MIN},
+      {R"({"Time": "1700000000123456789.5", "DeviceID": "d", "v_measure": 1})", INT64_MAX},
+  };
+  for (const auto& c : cases) {
+    absl::StatusOr<v1::Event> e = JsonToEvent(c.text, m, kArrivalUs);
+    ASSERT_TRUE(e.ok()) << c.text << ": " << e.status();
+    EXPECT_EQ(e->time(), c.want) << c.text;
+    EXPECT_EQ(e->time_unit(), v1::TIME_UNIT_MICROSECONDS);
+  }
+}
+
 TEST(JsonMapping, IntegerTimesConvertExactlyAsWriteConvertsThem) {
   const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
   // 2^53 + 1 microseconds' worth of nanoseconds: a double cannot hold it.

@@ -153,7 +153,18 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
       } else if (value.is_boolean()) {
         m.set_bool_value(value.get<bool>());
       } else if (value.is_string()) {
-        m.set_string_value(value.get<std::string>());
+        // Firmware that quotes its numbers ("11.2") sends numbers: the reference mapper reads
+        // every value as text and writes each measure as a DOUBLE. Other text stays text.
+        const std::string& text = value.get_ref<const std::string&>();
+        int64_t integer = 0;
+        double number = 0;
+        if (absl::SimpleAtoi(text, &integer)) {
+          m.set_int64_value(integer);
+        } else if (absl::SimpleAtod(text, &number) && std::isfinite(number)) {
+          m.set_double_value(number);
+        } else {
+          m.set_string_value(text);
+        }
       } else {
         return absl::InvalidArgumentError(absl::StrCat("measure \"", key, "\" is null"));
       }

@@ -22,7 +22,9 @@ v1::JsonMapping MergeMapping(v1::JsonMapping base, const v1::JsonMapping& overri
 /// Maps one JSON object to an event. Keys are matched case-insensitively, as the
 /// reference pipeline does. Measures: keys ending in `measure_suffix` (stripped from the
 /// name), or listed in `measure_keys`, or with neither, every number or boolean key;
-/// every other key is a dimension (numbers rendered as text). A time given with a fraction
+/// every other key is a dimension (numbers rendered as text). A measure key's text that reads
+/// as a finite number ("11.2", as some firmware quotes numbers) is that number, as the
+/// reference mapper takes it; other text is a string measure. A time given with a fraction
 /// ("1609757175225.499" ms) keeps microsecond precision. When the mapping has no time key, the
 /// time is `arrival_time_us`; a record that lacks the mapping's time key has none (validation
 /// rejects it as MISSING_TIME), and one whose time is beyond what Tidemark handles gets the

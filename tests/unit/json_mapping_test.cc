@@ -81,6 +81,23 @@ TEST(JsonMapping, MalformedInputIsAnError) {
   EXPECT_FALSE(JsonToEvent(R"({"Time": 1, "TimeUnit": "weeks"})", m, kArrivalUs).ok());
 }
 
+// The reference mapper reads every value as text and writes every measure as a DOUBLE:
+// firmware that quotes its numbers still sends numbers.
+TEST(JsonMapping, QuotedNumbersUnderMeasureKeysAreNumbers) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  absl::StatusOr<v1::Event> e = JsonToEvent(
+      R"({"Time": "1609757175225", "DeviceID": "d", "temperature_measure": "11.2",)"
+      R"( "count_measure": "42", "state_measure": "OK", "odd_measure": "NaN", "site": "7"})",
+      m, kArrivalUs);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_DOUBLE_EQ(e->measures().at("temperature").double_value(), 11.2);
+  EXPECT_EQ(e->measures().at("count").int64_value(), 42);
+  EXPECT_EQ(e->measures().at("state").string_value(), "OK");
+  EXPECT_EQ(e->measures().at("odd").string_value(), "NaN");
+  // A key that is not a measure keeps its text as a dimension.
+  EXPECT_EQ(e->dimensions().at("site"), "7");
+}
+
 TEST(JsonMapping, MissingTimeIsLeftToValidation) {
   const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
   absl::StatusOr<v1::Event> e = JsonToEvent(R"({"DeviceID": "d", "x_measure": 1})", m, kArrivalUs);

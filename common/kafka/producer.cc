@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const ProducerConfig&
   std::unique_ptr<Producer> p(new Producer());
   p->logger_ = std::move(logger);
   p->delivery_timeout_ = config.delivery_timeout;
+  p->max_queued_ = static_cast<size_t>(std::max(0, config.max_queued_messages));
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   std::map<std::string, std::string> props = {
       {"bootstrap.servers", config.brokers},
@@ -164,6 +165,10 @@ bool Producer::RefreshPartitionCounts() {
     partitions_[topic] = count;
   }
   return complete;
+}
+
+bool Producer::HasRoomFor(size_t count) const {
+  return static_cast<size_t>(rd_kafka_outq_len(rk_)) + count <= max_queued_;
 }
 
 absl::Status Producer::Flush(absl::Duration timeout) {

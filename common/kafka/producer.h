@@ -73,6 +73,10 @@ class Producer final {
   /// under the `random` partitioner.
   std::vector<uint32_t> ProduceOrder(const std::string& topic, size_t count,
                                      absl::FunctionRef<absl::string_view(size_t)> key);
+  /// Whether `count` more records fit in the queue now (--max_queued_messages, records not yet
+  /// acknowledged included), so that a caller can refuse a whole request rather than have it
+  /// queued in part. Concurrent producers may still take the room meanwhile.
+  bool HasRoomFor(size_t count) const;
   /// Waits until every queued record is delivered or failed.
   absl::Status Flush(absl::Duration timeout);
   /// True while librdkafka reports that no broker is reachable.
@@ -98,6 +102,7 @@ class Producer final {
 
   std::shared_ptr<spdlog::logger> logger_;
   absl::Duration delivery_timeout_;
+  size_t max_queued_ = 0;
   std::atomic<bool> brokers_down_{false};
   std::atomic<bool> fatal_{false};
   std::atomic<bool> stopping_{false};

@@ -231,6 +231,15 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerC
                                                            v1::WriteResponse* resp,
                                                            grpc::ByteBuffer* encoded_resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  // All or nothing: a request queued in part and answered RESOURCE_EXHAUSTED would be retried
+  // whole, and readings stamped with their arrival time (the turbine format) stored twice.
+  if (!producer_.HasRoomFor(batch.accepted.size())) {
+    metrics_.kafka_failures.Add(static_cast<int64_t>(batch.accepted.size()));
+    return FinishNow(ctx, absl::ResourceExhaustedError(absl::StrCat(
+                              "ingest's queue to Kafka has no room for ", batch.accepted.size(),
+                              " more events (--max_queued_events); none of this request was "
+                              "queued: retry it after a pause")));
+  }
   metrics_.CountRejected(batch.rejected);
   if (encoded_resp != nullptr) resp = nullptr;
   auto* write = new UnaryWrite(reactor, resp, encoded_resp, metrics_, batch.accepted.size());

@@ -224,6 +224,55 @@ TEST(BrokerFaults, AStreamThatKafkaFailsEndsWhileItsClientWaits) {
   Control(control.Up(2));
 }
 
+// A request that does not fit in ingest's queue to Kafka is refused whole, so that retrying
+// it cannot store part of it twice: turbine readings carry no time and are stamped when they
+// arrive, so a retried reading is a new point. With the raw partitions' leader down, 700
+// readings wait in a queue of 1,000; 600 more are refused, and once the broker is back exactly
+// the 700 are stored.
+TEST(BrokerFaults, ARequestThatDoesNotFitTheQueueIsRefusedWhole) {
+  Stack stack(
+      testing::SharedPgCluster(),
+      testing::StackOptions{
+          .brokers = 3, .ingest_flags = {"--delivery_timeout=60s", "--max_queued_events=1000"}});
+  testing::BrokerControl& control = stack.broker_control();
+  for (int p = 0; p < 12; ++p) Control(control.SetLeader("tidemark.raw", p, 2));
+  Control(control.Down(2));
+  auto readings = [](int n, const std::string& prefix) {
+    v1::WriteJsonRequest req;
+    req.set_format(v1::JSON_FORMAT_TURBINE);
+    for (int i = 0; i < n; ++i) {
+      req.add_records(
+          absl::StrCat(R"({"turbineId": ")", prefix, i % 50, R"(", "speed": )", i, "}"));
+    }
+    return req;
+  };
+  grpc::Status first_status;
+  v1::WriteResponse first_resp;
+  std::thread first([&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+    first_status = stack.ingest().WriteJson(&ctx, readings(700, "queued-"), &first_resp);
+  });
+  absl::SleepFor(absl::Seconds(2));  // the 700 wait in the queue for the broker
+  grpc::ClientContext ctx;
+  v1::WriteResponse resp;
+  const grpc::Status refused = stack.ingest().WriteJson(&ctx, readings(600, "refused-"), &resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "none of this request was queued"))
+      << refused.error_message();
+  Control(control.Up(2));
+  first.join();
+  ASSERT_TRUE(first_status.ok()) << first_status.error_message();
+  EXPECT_EQ(first_resp.accepted(), 700);
+  const std::string count =
+      "SELECT count(*) FROM points JOIN series USING (series_id) WHERE measure_name = 'speed'";
+  EXPECT_TRUE(WaitFor([&] { return stack.Sql(count) == "700"; }, absl::Seconds(60)))
+      << stack.Sql(count);
+  absl::SleepFor(absl::Seconds(2));  // nothing of the refused request follows
+  EXPECT_EQ(stack.Sql(count), "700");
+  EXPECT_EQ(stack.Sql("SELECT count(*) FROM series WHERE device_id LIKE 'refused-%'"), "0");
+}
+
 TEST(BrokerFaults, ControlInterfaceRejectsWhatDoesNotExist) {
   const std::string dir = absl::StrCat("/tmp/tidemark-devbroker-", getpid());
   std::filesystem::create_directories(dir);

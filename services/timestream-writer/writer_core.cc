@@ -52,6 +52,13 @@ void BatchBuilder::Add(size_t source, absl::string_view record_value) {
   }
   const time::CorrectedTime t =
       time::CorrectFutureClock(*event_us, event_.ingest_time_us(), future_clock_lead_);
+  // Every measure of an event has its time: one rejection for the record, not one per
+  // measure (each carries the whole event to tidemark.rejected).
+  if (t.time_us < retention_horizon_us_) {
+    rejections_.push_back({source, v1::REJECT_REASON_TIME_BEFORE_RETENTION,
+                           "event is older than the raw retention", "", std::nullopt});
+    return;
+  }
   const int64_t version = event_.has_version() ? event_.version() : event_.ingest_time_us();
   // Bounded well above any batch's devices, so that a fleet's names are built once.
   series::SeriesNames::Device& device = names_.Of(event_, 1 << 20);
@@ -66,12 +73,6 @@ void BatchBuilder::AddPoint(size_t source, const series::SeriesNames::Device& de
                             const series::SeriesNames::Named& named,
                             const series::MeasureValueView& value, const time::CorrectedTime& t,
                             int64_t version) {
-  if (t.time_us < retention_horizon_us_) {
-    rejections_.push_back({source, v1::REJECT_REASON_TIME_BEFORE_RETENTION,
-                           "point is older than the raw retention", named.measure_name,
-                           std::nullopt});
-    return;
-  }
   if (t.corrected) ++counters_.clock_corrected;
   auto [series_it, new_series] = series_.try_emplace(named.series_id);
   if (new_series) {

@@ -64,6 +64,22 @@ TEST(BatchBuilder, UndecodableAndOldRecordsAreRejected) {
   EXPECT_TRUE(b.points().empty());
 }
 
+// An old event of many measures is one rejection (each carries the whole event), not one per
+// measure.
+TEST(BatchBuilder, AnOldEventIsRejectedOnceWhateverItsMeasures) {
+  BatchBuilder b(absl::Minutes(15), /*retention_horizon_us=*/2'000'000);
+  v1::Event e;
+  e.set_device_id("d");
+  e.set_time(1000);
+  e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+  e.set_ingest_time_us(1'700'000'000'000'000);
+  for (const char* m : {"a", "b", "c", "d"}) (*e.mutable_measures())[m].set_double_value(1);
+  b.Add(0, e.SerializeAsString());
+  ASSERT_EQ(b.rejections().size(), 1u);
+  EXPECT_EQ(b.rejections()[0].reason, v1::REJECT_REASON_TIME_BEFORE_RETENTION);
+  EXPECT_TRUE(b.points().empty());
+}
+
 TEST(BatchBuilder, FutureClockIsCorrectedToIngestTime) {
   BatchBuilder b = Builder();
   const int64_t ingest = 1'700'000'000'000'000;

@@ -192,6 +192,8 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
     }
     ++counters_.points;
     AddPoint(offset, state, t.time_us, {numeric, version}, value, out);
+    // A series whose points all went beyond the lateness opened no window to keep it.
+    if (state.open_windows == 0) series_.erase(it);
   }
   if (newest_uncorrected != INT64_MIN || last_progress_wall_us_ == INT64_MIN) {
     last_progress_wall_us_ = now_us;
@@ -249,6 +251,7 @@ void PartitionWindows::AddPoint(int64_t offset, SeriesState& state, int64_t time
         // of ApplyPoint's time (aggregator_bench).
         if (current.window != nullptr) w.points.reserve(current.window->points.size());
         ++counters_.windows_opened;
+        ++state.open_windows;
         by_eviction_.push({end + lateness, key});
         if (watermark_us_ == INT64_MIN || end > watermark_us_) by_end_.push({end, key});
       }
@@ -281,7 +284,7 @@ void PartitionWindows::AdvanceWatermark(int64_t watermark_us, int64_t version_of
     }
     windows_.erase(window);
     // A series no live window refers to is forgotten, so quiet series cost no memory.
-    if (it != series_.end() && it->second.series.use_count() == 1) series_.erase(it);
+    if (it != series_.end() && --it->second.open_windows == 0) series_.erase(it);
   }
 }
 

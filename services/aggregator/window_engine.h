@@ -192,6 +192,9 @@ class PartitionWindows final {
       Window* window = nullptr;
     };
     absl::InlinedVector<Current, 2> current;  // by index into sizes_us_
+    /// Live windows of the series: at zero it is forgotten (its Series may still be held by
+    /// emissions not yet produced, so the pointer's use count cannot tell).
+    int open_windows = 0;
   };
   /// Min-heap of windows by an instant (then key, so that ties pop in key order).
   using WindowQueue = std::priority_queue<std::pair<int64_t, Key>,

@@ -492,6 +492,21 @@ TEST(WindowEngine, QuietSeriesAreForgottenWithTheirWindows) {
   EXPECT_EQ(d.windows().tracked_series(), 1u);
 }
 
+// A window closed and evicted by one record (a partition that was quiet for longer than the
+// lateness) is emitted in that record's output, which still holds its series then: the series
+// is forgotten all the same. So is one whose only point was beyond the lateness.
+TEST(WindowEngine, SeriesEvictedWhileTheirLastEmissionIsPendingAreForgotten) {
+  Driver d;
+  d.Send(At(kBase + 1 * kS, 1.0, "d1"));
+  EngineOutput out = d.Send(At(kBase + 1000 * kS, 1.0, "d0"));
+  ASSERT_EQ(out.emissions.size(), 1u);
+  EXPECT_EQ(out.emissions[0].series().dimensions().at("device_id"), "d1");
+  EXPECT_EQ(d.windows().tracked_series(), 1u) << "d1 is gone; d0's window is open";
+  out = d.Send(At(kBase + 2 * kS, 1.0, "late"));
+  ASSERT_EQ(out.late.size(), 1u);
+  EXPECT_EQ(d.windows().tracked_series(), 1u) << "a late-only series opens no window";
+}
+
 // The engine maps events to series itself, remembering each device's keys; its series must
 // be exactly those of the shared mapping, whatever the names hold and however a device's
 // dimensions change from one event to the next.

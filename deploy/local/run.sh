@@ -22,13 +22,11 @@ pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 
 # Replica i listens on 50061+i (ingest) or 50071+i (query) and serves metrics on 9101+i or
 # 9111+i, next to the writer's 9121: ten of each fit.
-for replicas in "INGEST $ingest_replicas" "QUERY $query_replicas"; do
-  set -- $replicas
-  if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ] || [ "$2" -gt 10 ]; then
-    echo "TIDEMARK_LOCAL_$1_REPLICAS=$2: from 1 to 10 replicas (their ports are fixed)" >&2
-    exit 2
-  fi
-done
+if ! [[ "$ingest_replicas" =~ ^([1-9]|10)$ && "$query_replicas" =~ ^([1-9]|10)$ ]]; then
+  echo "TIDEMARK_LOCAL_INGEST_REPLICAS=$ingest_replicas, TIDEMARK_LOCAL_QUERY_REPLICAS=$query_replicas:" \
+    "each from 1 to 10 (their ports are fixed)" >&2
+  exit 2
+fi
 
 if [ -f "$state/pids" ]; then
   echo "a local stack is already running; stop it with deploy/local/stop.sh" >&2
@@ -76,6 +74,8 @@ chmod 700 "$state/secrets"
 "$pg_bin/psql" -X -h "$pgdata" -p "$pg_port" -U tidemark -d postgres -q -v ON_ERROR_STOP=1 \
   -v password_file="$state/secrets/postgres" <<'SQL'
 SET log_statement = 'none';
+SET log_min_error_statement = 'panic';
+SET log_min_duration_statement = -1;
 \set password `cat :'password_file'`
 ALTER ROLE tidemark PASSWORD :'password';
 SQL
@@ -221,7 +221,7 @@ cat <<TXT
 
 Tidemark is running locally (state and logs in .local/):
   PostgreSQL         127.0.0.1:$pg_port  database tidemark (passwords in $state/secrets:
-                     PGPASSFILE=$state/secrets/pgpass psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark)
+                     PGPASSFILE='$state/secrets/pgpass' psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark)
   devbroker (Kafka)  $TIDEMARK_KAFKA_BROKERS
   ingest (gRPC)      127.0.0.1:$ingest_port  (nginx -> $ingest_replicas replicas on 127.0.0.1:50061...)
   query (gRPC)       127.0.0.1:$query_port  (nginx -> $query_replicas replicas on 127.0.0.1:50071...)
@@ -233,9 +233,9 @@ Tidemark is running locally (state and logs in .local/):
   simulator          $sim_rate records/s for $sim_duration (.local/logs/simulator.log)
 
 ingest and query speak TLS (CA .local/certs/ca.pem) and want a token; for the commands below:
-  export TIDEMARK_TLS_CA_FILE=$certs/ca.pem TIDEMARK_TOKEN_FILE=$state/admin.token
+  export TIDEMARK_TLS_CA_FILE='$certs/ca.pem' TIDEMARK_TOKEN_FILE='$state/admin.token'
 New tokens: build/tools/cli/tidemark token --name=NAME --scopes=read|write|write:PREFIX
-  (first line: the token; second: append it to $state/credentials, re-read within a second)
+  (first line: the token; second: append it to '$state/credentials', re-read within a second)
 
 Look at the data:
   build/tools/cli/tidemark series --query=127.0.0.1:$query_port --measure=temperature --limit=10
@@ -243,7 +243,7 @@ Look at the data:
   build/tools/cli/tidemark points --query=127.0.0.1:$query_port --measure=temperature --since=10m --format=csv
 
 Window aggregates (once the first minute has closed), as the reference queries read them:
-  PGPASSFILE=$state/secrets/pgpass psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark -c "SELECT time, measure_name, \"measure_value::double\" FROM narrow WHERE measure_name IN ('temperature', 'avg_temperature') AND device_id = '00000000-0000-4000-8000-000000000001' ORDER BY time DESC LIMIT 10"
+  PGPASSFILE='$state/secrets/pgpass' psql -h 127.0.0.1 -p $pg_port -U tidemark tidemark -c "SELECT time, measure_name, \"measure_value::double\" FROM narrow WHERE measure_name IN ('temperature', 'avg_temperature') AND device_id = '00000000-0000-4000-8000-000000000001' ORDER BY time DESC LIMIT 10"
 
 Aggregates, rollups and live updates through the query API:
   build/tools/cli/tidemark aggregates --query=127.0.0.1:$query_port --measure=speed --window=1m --since=10m --real_time
@@ -251,7 +251,7 @@ Aggregates, rollups and live updates through the query API:
   build/tools/cli/tidemark subscribe --query=127.0.0.1:$query_port --measure=speed --window=1m
 
 The lake (every event under the hour of its own time):
-  find $state/lake -name '*.jsonl.gz' | head; zcat \$(find $state/lake -name '*.jsonl.gz' | head -1) | head -3
+  find '$state/lake' -name '*.jsonl.gz' | head; zcat "\$(find '$state/lake' -name '*.jsonl.gz' | head -1)" | head -3
 
 Health (gRPC health protocol through nginx, or a consumer's /health):
   build/tools/cli/tidemark health 127.0.0.1:$ingest_port --service=tidemark.v1.IngestService

@@ -276,23 +276,36 @@ TEST_F(QueryStoreTest, InterpolatesAnAggregateField) {
 }
 
 // A look-back longer than the time since the int64 minimum reaches back without limit: the
-// bound saturates instead of overflowing (and wrapping into the far future).
+// bound saturates instead of overflowing (it wrapped into the far future, so the observation
+// before the range was not found and the first step had no value).
 TEST_F(QueryStoreTest, LocfLookbackPastTheInt64MinimumSaturates) {
+  // Its own series, removed again: a point a minute before the epoch and one on day 0.
+  Sql("SELECT tidemark_ensure_daily_partitions('points', '1969-12-31', '1970-01-01')");
+  Sql(R"(INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)
+         VALUES (90, 'k90', 'lookback', 'd90', '{"device_id":"d90"}'))");
+  Sql(
+      absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                   " VALUES (90, ",
+                   Ts(-60 * kS), ", 5, 1, now()), (90, ", Ts(kDay0 + 65 * kMin), ", 2, 1, now())"));
   QueryStore store = Store();
   v1::InterpolateRequest req;
-  req.mutable_selector()->add_series_ids(1);
+  req.mutable_selector()->add_series_ids(90);
   req.mutable_range()->set_start_us(-10);
   req.mutable_range()->set_end_us(kDay0 + 70 * kMin);
-  // Two steps: the epoch, and 01:06 of day 0, after series 1's raw point of 01:05:10 (2).
+  // Two steps: the epoch, and 01:06 of day 0.
   req.set_step_us(kDay0 + 66 * kMin);
   req.set_method(v1::INTERPOLATION_METHOD_LOCF);
   req.set_max_lookback_us(INT64_MAX);
   auto r = store.Interpolate(req, absl::Seconds(10));
+  Sql("DELETE FROM points WHERE series_id = 90; DELETE FROM series WHERE series_id = 90");
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->series_size(), 1);
-  ASSERT_EQ(r->series(0).values_size(), 1);
-  EXPECT_EQ(r->series(0).values(0).time_us(), kDay0 + 66 * kMin);
-  EXPECT_DOUBLE_EQ(r->series(0).values(0).value(), 2);
+  const auto& v = r->series(0).values();
+  ASSERT_EQ(v.size(), 2) << "the point before the range carries into the first step";
+  EXPECT_EQ(v[0].time_us(), 0);
+  EXPECT_DOUBLE_EQ(v[0].value(), 5);
+  EXPECT_EQ(v[1].time_us(), kDay0 + 66 * kMin);
+  EXPECT_DOUBLE_EQ(v[1].value(), 2);
 }
 
 TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {

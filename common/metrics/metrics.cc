@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -90,8 +91,7 @@ std::string Registry::Render() const {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry& registry,
                                                                     const std::string& host,
-                                                                    int port,
-                                                                    HealthCheck health) {
+                                                                    int port, HealthCheck health) {
   std::unique_ptr<MetricsServer> s(new MetricsServer());
   s->server_ = std::make_unique<httplib::Server>();
   // httplib's default also sets SO_REUSEPORT, which lets a second process bind a port that is
@@ -107,9 +107,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Regist
     s->server_->Get("/health", [health](const httplib::Request&, httplib::Response& res) {
       const absl::Status status = health();
       res.status = status.ok() ? 200 : 503;
-      res.set_content(status.ok() ? "SERVING\n"
-                                  : absl::StrCat("NOT_SERVING: ", status.message(), "\n"),
-                      "text/plain");
+      res.set_content(
+          status.ok() ? "SERVING\n" : absl::StrCat("NOT_SERVING: ", status.message(), "\n"),
+          "text/plain");
     });
   }
   s->port_ = port == 0 ? s->server_->bind_to_any_port(host) : port;
@@ -117,11 +117,20 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Regist
   if (s->port_ < 0) {
     return absl::UnavailableError(absl::StrCat("cannot bind metrics HTTP on ", host, ":", port));
   }
-  s->thread_ = std::thread([srv = s->server_.get()] { srv->listen_after_bind(); });
+  s->thread_ = std::thread([srv = s->server_.get(), ended = &s->loop_ended_] {
+    srv->listen_after_bind();
+    ended->store(true);
+  });
   return s;
 }
 
 MetricsServer::~MetricsServer() {
+  // httplib's stop() does nothing until the loop runs, which would then run for ever and the
+  // join below with it: a service that fails to start just after this one (its gRPC port in
+  // use) hung on exit. Wait for the loop to start, or to have ended on its own.
+  while (!server_->is_running() && !loop_ended_.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   server_->stop();
   if (thread_.joinable()) thread_.join();
 }

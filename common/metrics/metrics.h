@@ -101,6 +101,8 @@ class MetricsServer final {
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
   std::thread thread_;
+  // Set once the listening loop has returned (it may fail at once).
+  std::atomic<bool> loop_ended_{false};
 };
 
 }  // namespace tidemark::metrics

@@ -128,7 +128,7 @@ MetricsServer::~MetricsServer() {
   // httplib's stop() does nothing until the loop runs, which would then run for ever and the
   // join below with it: a service that fails to start just after this one (its gRPC port in
   // use) hung on exit. Wait for the loop to start, or to have ended on its own.
-  while (!server_->is_running() && !loop_ended_.load()) {
+  while (thread_.joinable() && !server_->is_running() && !loop_ended_.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   server_->stop();

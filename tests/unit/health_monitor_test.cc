@@ -112,6 +112,11 @@ TEST(MetricsServer, StopsWhenStoppedRightAfterStarting) {
         MetricsServer::Start(registry, "127.0.0.1", 0);
     ASSERT_TRUE(server.ok()) << server.status();
   }
+  // One that never started (its port is in use) stops too.
+  absl::StatusOr<std::unique_ptr<MetricsServer>> first =
+      MetricsServer::Start(registry, "127.0.0.1", 0);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(MetricsServer::Start(registry, "127.0.0.1", (*first)->port()).ok());
 }
 
 }  // namespace

@@ -277,10 +277,9 @@ constexpr absl::Duration kLongestSetting = absl::Hours(24 * 365 * 100);
 
 absl::Status RequireFinite(absl::string_view flag_name, absl::Duration value) {
   if (value <= kLongestSetting) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("bad setting --", flag_name, " (",
-                                                 EnvironmentName(flag_name),
-                                                 ")=", absl::FormatDuration(value),
-                                                 ": must be finite, at most 100 years"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad setting --", flag_name, " (", EnvironmentName(flag_name),
+                   ")=", absl::FormatDuration(value), ": must be finite, at most 100 years"));
 }
 
 absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value) {
@@ -302,6 +301,14 @@ absl::Status RequireAtLeast(absl::string_view flag_name, absl::Duration value, a
   return absl::InvalidArgumentError(absl::StrCat(
       "bad setting --", flag_name, " (", EnvironmentName(flag_name),
       ")=", absl::FormatDuration(value), ": must be at least ", absl::FormatDuration(min)));
+}
+
+absl::Status RequireAtLeast(absl::string_view flag_name, int64_t value, int64_t min,
+                            absl::string_view why) {
+  if (value >= min) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("bad setting --", flag_name, " (",
+                                                 EnvironmentName(flag_name), ")=", value,
+                                                 ": must be at least ", min, " (", why, ")"));
 }
 
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value) {

@@ -55,6 +55,9 @@ absl::Status RequirePositive(absl::string_view flag_name, absl::Duration value);
 absl::Status RequireNonNegative(absl::string_view flag_name, absl::Duration value);
 /// `value` >= `min`, e.g. for durations a library counts in whole milliseconds.
 absl::Status RequireAtLeast(absl::string_view flag_name, absl::Duration value, absl::Duration min);
+/// `value` >= `min`; `why` (e.g. "--max_events_per_request") ends the message.
+absl::Status RequireAtLeast(absl::string_view flag_name, int64_t value, int64_t min,
+                            absl::string_view why);
 absl::Status RequireNonEmpty(absl::string_view flag_name, absl::string_view value);
 /// A name Kafka accepts for a topic: 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-'.
 absl::Status RequireTopicName(absl::string_view flag_name, absl::string_view value);

@@ -167,9 +167,18 @@ bool Producer::RefreshPartitionCounts() {
   return complete;
 }
 
-bool Producer::HasRoomFor(size_t count) const {
-  return static_cast<size_t>(rd_kafka_outq_len(rk_)) + count <= max_queued_;
+bool Producer::Reserve(size_t count) {
+  // Records already produced under a reservation count twice until it is released: a little
+  // room is refused early, none is given twice.
+  const size_t queued = static_cast<size_t>(std::max(0, rd_kafka_outq_len(rk_)));
+  size_t reserved = reserved_.load();
+  do {
+    if (queued + reserved + count > max_queued_) return false;
+  } while (!reserved_.compare_exchange_weak(reserved, reserved + count));
+  return true;
 }
+
+void Producer::Release(size_t count) { reserved_.fetch_sub(count); }
 
 absl::Status Producer::Flush(absl::Duration timeout) {
   return ToStatus(rd_kafka_flush(rk_, static_cast<int>(absl::ToInt64Milliseconds(timeout))),

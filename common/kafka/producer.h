@@ -73,10 +73,13 @@ class Producer final {
   /// under the `random` partitioner.
   std::vector<uint32_t> ProduceOrder(const std::string& topic, size_t count,
                                      absl::FunctionRef<absl::string_view(size_t)> key);
-  /// Whether `count` more records fit in the queue now (--max_queued_messages, records not yet
+  /// Reserves room for `count` records in the queue (max_queued_messages, records not yet
   /// acknowledged included), so that a caller can refuse a whole request rather than have it
-  /// queued in part. Concurrent producers may still take the room meanwhile.
-  bool HasRoomFor(size_t count) const;
+  /// queued in part; false, reserving nothing, when there is none. Callers that reserve before
+  /// producing and Release after cannot take each other's room. Every caller must.
+  bool Reserve(size_t count);
+  /// Gives back a reservation once its records are produced (or given up).
+  void Release(size_t count);
   /// Waits until every queued record is delivered or failed.
   absl::Status Flush(absl::Duration timeout);
   /// True while librdkafka reports that no broker is reachable.
@@ -103,6 +106,8 @@ class Producer final {
   std::shared_ptr<spdlog::logger> logger_;
   absl::Duration delivery_timeout_;
   size_t max_queued_ = 0;
+  // Room reserved by callers still producing (Reserve).
+  std::atomic<size_t> reserved_{0};
   std::atomic<bool> brokers_down_{false};
   std::atomic<bool> fatal_{false};
   std::atomic<bool> stopping_{false};

@@ -233,10 +233,11 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerC
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   // All or nothing: a request queued in part and answered RESOURCE_EXHAUSTED would be retried
   // whole, and readings stamped with their arrival time (the turbine format) stored twice.
-  if (!producer_.HasRoomFor(batch.accepted.size())) {
-    metrics_.kafka_failures.Add(static_cast<int64_t>(batch.accepted.size()));
+  const size_t count = batch.accepted.size();
+  if (count > 0 && !producer_.Reserve(count)) {
+    metrics_.kafka_failures.Add(static_cast<int64_t>(count));
     return FinishNow(ctx, absl::ResourceExhaustedError(absl::StrCat(
-                              "ingest's queue to Kafka has no room for ", batch.accepted.size(),
+                              "ingest's queue to Kafka has no room for ", count,
                               " more events (--max_queued_events); none of this request was "
                               "queued: retry it after a pause")));
   }
@@ -259,6 +260,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WritePrepared(grpc::CallbackServerC
       break;
     }
   }
+  producer_.Release(count);
   return reactor;
 }
 
@@ -451,12 +453,19 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
     auto* deliveries = batch.accepted.empty()
                            ? nullptr
                            : new MessageDeliveries(*this, service_.metrics_, batch.accepted.size());
-    for (uint32_t i : service_.ProduceOrder(batch.accepted)) {
-      const AcceptedRecord& rec = batch.accepted[i];
-      produce_status =
-          service_.producer_.Produce(service_.config_.raw_topic, rec.key, rec.value, deliveries);
-      if (!produce_status.ok()) break;
-      ++queued;
+    // Streams reserve their room too, so that a unary Write's reservation holds.
+    if (deliveries != nullptr && !service_.producer_.Reserve(batch.accepted.size())) {
+      produce_status = absl::ResourceExhaustedError(
+          "ingest's queue to Kafka is full (--max_queued_events); send the rest after a pause");
+    } else if (deliveries != nullptr) {
+      for (uint32_t i : service_.ProduceOrder(batch.accepted)) {
+        const AcceptedRecord& rec = batch.accepted[i];
+        produce_status =
+            service_.producer_.Produce(service_.config_.raw_topic, rec.key, rec.value, deliveries);
+        if (!produce_status.ok()) break;
+        ++queued;
+      }
+      service_.producer_.Release(batch.accepted.size());
     }
     const size_t unqueued = batch.accepted.size() - queued;
     if (unqueued > 0) {

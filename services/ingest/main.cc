@@ -54,6 +54,11 @@ absl::StatusOr<ingest::IngestConfig> ConfigFromFlags() {
                                absl::Milliseconds(1)),
         // librdkafka takes 0 as "no bound", which would drop the RESOURCE_EXHAUSTED bound.
         config::RequirePositive("max_queued_events", absl::GetFlag(FLAGS_max_queued_events)),
+        // A request is queued whole or not at all: a larger one could never be.
+        config::RequireAtLeast("max_queued_events", absl::GetFlag(FLAGS_max_queued_events),
+                               c.limits.max_events_per_request,
+                               "--max_events_per_request: a request is queued whole or not at "
+                               "all"),
         config::RequireOneOf("kafka_compression", absl::GetFlag(FLAGS_kafka_compression),
                              {"lz4", "zstd", "snappy", "gzip", "none"})}) {
     if (!s.ok()) return s;

@@ -232,8 +232,9 @@ TEST(BrokerFaults, AStreamThatKafkaFailsEndsWhileItsClientWaits) {
 TEST(BrokerFaults, ARequestThatDoesNotFitTheQueueIsRefusedWhole) {
   Stack stack(
       testing::SharedPgCluster(),
-      testing::StackOptions{
-          .brokers = 3, .ingest_flags = {"--delivery_timeout=60s", "--max_queued_events=1000"}});
+      testing::StackOptions{.brokers = 3,
+                            .ingest_flags = {"--delivery_timeout=60s", "--max_queued_events=1000",
+                                             "--max_events_per_request=1000"}});
   testing::BrokerControl& control = stack.broker_control();
   for (int p = 0; p < 12; ++p) Control(control.SetLeader("tidemark.raw", p, 2));
   Control(control.Down(2));

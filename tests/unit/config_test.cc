@@ -143,6 +143,10 @@ TEST(Config, RangeChecksNameTheSetting) {
   EXPECT_FALSE(RequirePositive("max_future", absl::Hours(24 * 365 * 200)).ok());
   EXPECT_TRUE(RequirePositive("max_future", absl::Hours(24 * 365)).ok());
   EXPECT_FALSE(RequireAtLeast("poll", absl::InfiniteDuration(), absl::Milliseconds(1)).ok());
+  EXPECT_TRUE(RequireAtLeast("max_queued_events", 10'000, 10'000, "--max_events_per_request").ok());
+  s = RequireAtLeast("max_queued_events", 9'999, 10'000, "--max_events_per_request");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--max_events_per_request"), absl::string_view::npos) << s;
   s = RequireOneOf("kafka_compression", "brotli", {"lz4", "zstd"});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("TIDEMARK_KAFKA_COMPRESSION"), absl::string_view::npos) << s;

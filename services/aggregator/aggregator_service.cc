@@ -180,6 +180,8 @@ absl::Status AggregatorLoop::Run(kafka::Consumer& consumer, const std::atomic<bo
     EngineOutput out;
     std::map<PartitionWindows*, EngineCounters> before;
     for (auto& [tp, w] : partitions_) before[w.get()] = w->counters();
+    int64_t undecodable = 0;
+    const kafka::Message* first_undecodable = nullptr;
     for (const kafka::Message& m : *polled) {
       auto it = partitions_.find({std::string(m.topic()), m.partition()});
       if (it == partitions_.end()) continue;  // revoked while the batch was in flight
@@ -187,7 +189,17 @@ absl::Status AggregatorLoop::Run(kafka::Consumer& consumer, const std::atomic<bo
         it->second->Process(m.offset(), event_, now_us, out);
       } else {
         it->second->Skip(m.offset(), now_us);
+        if (undecodable++ == 0) first_undecodable = &m;
       }
+    }
+    if (undecodable > 0) {
+      // Once per poll, not per record: a foreign producer may write many. The writer publishes
+      // them to the rejected topic; publishing here too would list each twice.
+      logger_->warn(
+          "msg=\"raw records that are not events skipped (the writer publishes them to the "
+          "rejected topic)\" count={} first_topic={} first_partition={} first_offset={}",
+          undecodable, first_undecodable->topic(), first_undecodable->partition(),
+          first_undecodable->offset());
     }
     for (auto& [tp, w] : partitions_) w->AdvanceIfIdle(now_us, out);
     metrics_.records.Add(polled->size());

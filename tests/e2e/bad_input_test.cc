@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
@@ -211,6 +212,12 @@ TEST(BadInput, EveryRecordIsAnsweredAndTheGoodOnesAreStored) {
   }
   (*producer)->Produce("tidemark.raw", "garbage", "\x08\x96\x01 not an event", nullptr).IgnoreError();
   ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+
+  // The aggregator says it skipped the record that is not an event (DESIGN §4: logged).
+  EXPECT_TRUE(WaitFor(
+      [&] { return absl::StrContains(stack.aggregator(0).Log(), "raw records that are not events"); },
+      absl::Seconds(60)))
+      << stack.aggregator(0).Log();
 
   // Everything good lands; nothing bad does.
   EXPECT_TRUE(WaitFor([&] { return stack.CountPoints() == good_points; }, absl::Seconds(60)))

@@ -37,6 +37,7 @@ SeriesNames::Device& SeriesNames::Of(const EventView& event, size_t max_devices)
                    [](const auto& a, const auto& b) {
                      return a.first == b.first && a.second == b.second;
                    })) {
+      if (known.series_.size() > kMaxNamesPerDevice) known.series_.clear();
       return known;
     }
     devices_.erase(it);

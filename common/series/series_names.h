@@ -39,6 +39,8 @@ class SeriesNames {
     /// `from` is where to look first, and moves past the series returned. The reference
     /// stays valid until the next call.
     const Named& Find(absl::string_view measure_name, ValueKind kind, size_t& from);
+    /// Series remembered for the device (at most about kMaxNamesPerDevice).
+    size_t remembered() const { return series_.size(); }
 
    private:
     friend class SeriesNames;
@@ -50,8 +52,11 @@ class SeriesNames {
   };
 
   /// The names of `event`'s device with the event's dimensions. Forgets every device first
-  /// when more than `max_devices` are remembered (a memo: forgetting changes no result).
+  /// when more than `max_devices` are remembered (a memo: forgetting changes no result), and a
+  /// device's series when it has more than kMaxNamesPerDevice (a gateway that sends a new
+  /// measure name with every event would otherwise grow its list, and each insert, for ever).
   Device& Of(const EventView& event, size_t max_devices);
+  static constexpr size_t kMaxNamesPerDevice = 1024;
 
  private:
   absl::flat_hash_map<std::string, Device> devices_;

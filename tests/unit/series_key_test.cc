@@ -1,6 +1,9 @@
 #include "common/series/series_key.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/series/event_points.h"
+#include "common/series/event_view.h"
+#include "common/series/series_names.h"
 #include "common/series/storable.h"
 #include "gtest/gtest.h"
 
@@ -119,6 +122,38 @@ TEST(EventToPoints, ClientVersionWins) {
   e.set_ingest_time_us(2'000'000);
   EXPECT_EQ(EventToPoints(e, absl::Minutes(15))->front().version, 42);
   EXPECT_EQ(EventToPoints(e, absl::Minutes(15))->front().time_us, 1'000'000);
+}
+
+}  // namespace
+}  // namespace tidemark::series
+
+namespace tidemark::series {
+namespace {
+
+// A gateway that sends a new measure name with every event: the memo of its names stays
+// bounded, and the series it names are still those of the shared mapping.
+TEST(SeriesNames, ADevicesNamesAreBounded) {
+  SeriesNames names;
+  for (int i = 0; i < 3000; ++i) {
+    v1::Event e;
+    e.set_device_id("gateway");
+    e.set_time(1);
+    e.set_ingest_time_us(1000);
+    e.set_time_unit(v1::TIME_UNIT_MILLISECONDS);
+    (*e.mutable_measures())[absl::StrCat("s", i, "_temp")].set_double_value(1);
+    const std::string bytes = e.SerializeAsString();
+    EventView view;
+    ASSERT_TRUE(view.Parse(bytes));
+    SeriesNames::Device& device = names.Of(view, 1 << 20);
+    size_t from = 0;
+    const SeriesNames::Named& named =
+        device.Find(absl::StrCat("s", i, "_temp"), ValueKind::kNumeric, from);
+    absl::StatusOr<std::vector<MappedPoint>> want = EventToPoints(e, absl::Minutes(15));
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ(want->size(), 1u);
+    EXPECT_EQ(named.series_id, (*want)[0].series_id);
+    EXPECT_LE(device.remembered(), SeriesNames::kMaxNamesPerDevice + 1);
+  }
 }
 
 }  // namespace

@@ -190,8 +190,12 @@ size_t KeyHash(const std::string& canonical_key) {
 
 }  // namespace
 
-PointStore::PointStore(std::string dsn, absl::Duration partitions_ahead, bool try_direct_copy)
-    : dsn_(std::move(dsn)), partitions_ahead_(partitions_ahead), try_direct_copy_(try_direct_copy) {}
+PointStore::PointStore(std::string dsn, absl::Duration partitions_ahead, bool try_direct_copy,
+                       size_t known_series_limit)
+    : dsn_(std::move(dsn)),
+      partitions_ahead_(partitions_ahead),
+      known_series_limit_(known_series_limit),
+      try_direct_copy_(try_direct_copy) {}
 
 void PointStore::Reset() {
   conn_.reset();
@@ -280,7 +284,8 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
         stored_elsewhere.insert(row[0].as<int64_t>());
       }
       for (const SeriesRow& r : unknown) {
-        if (!stored_elsewhere.contains(r.series_id)) new_series.emplace_back(r.series_id, KeyHash(r.canonical_key));
+        if (!stored_elsewhere.contains(r.series_id))
+          new_series.emplace_back(r.series_id, KeyHash(r.canonical_key));
       }
     }
     batch.DropSeries(colliding, "series id collides with a different stored series");
@@ -356,6 +361,8 @@ absl::StatusOr<WriteOutcome> PointStore::Write(
     Reset();
     return pg::FromException(e);
   }
+  // A memo: forgetting it costs the next batches a series insert that finds the rows there.
+  if (known_series_.size() + new_series.size() > known_series_limit_) known_series_.clear();
   for (const auto& [id, key_hash] : new_series) known_series_.emplace(id, key_hash);
   return outcome;
 }

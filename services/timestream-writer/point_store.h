@@ -35,7 +35,14 @@ struct WriteOutcome {
 class PointStore final {
  public:
   /// `try_direct_copy` false sends every batch through the upsert (benchmarks compare both).
-  PointStore(std::string dsn, absl::Duration partitions_ahead, bool try_direct_copy = true);
+  /// `known_series_limit`: series ids remembered as stored before the memo starts over.
+  PointStore(std::string dsn, absl::Duration partitions_ahead, bool try_direct_copy = true,
+             size_t known_series_limit = kKnownSeriesLimit);
+  /// About 4 million ids (some 100-200 MiB): more than a replica's share of a large fleet, and
+  /// a bound when dimensions churn (a session id in a dimension makes new series for ever).
+  static constexpr size_t kKnownSeriesLimit = size_t{1} << 22;
+  /// Series ids remembered as stored (for tests).
+  size_t known_series() const { return known_series_.size(); }
 
   /// Connects if needed and applies the schema migrations.
   absl::Status Open(spdlog::logger& logger);
@@ -65,6 +72,7 @@ class PointStore final {
   /// Series this connection has seen stored: id -> a process-local hash of the canonical key,
   /// so that a different key with a known id is caught in every batch, not only the first.
   absl::flat_hash_map<int64_t, size_t> known_series_;
+  size_t known_series_limit_;
   DailyPartitions partitions_{"points"};
   /// Batches still to go through the upsert, without trying the direct COPY, after one met
   /// stored keys.

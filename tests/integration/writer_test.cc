@@ -211,6 +211,31 @@ TEST(PointStore, ASeriesIdStoredUnderAnotherKeyIsRefusedInEveryBatch) {
   EXPECT_EQ(Query(db, absl::StrCat("SELECT count(*) FROM points WHERE series_id = ", id)), "0");
 }
 
+// The memo of stored series ids is bounded (dimensions that churn make new series for ever),
+// and starting it over changes nothing stored, a colliding id included.
+TEST(PointStore, TheMemoOfStoredSeriesIsBounded) {
+  const std::string db = NewDatabase();
+  PointStore store(pg->Dsn(db), absl::Hours(48), true, /*known_series_limit=*/4);
+  ASSERT_TRUE(store.Open(*Logger()).ok());
+  const int64_t id = series::SeriesId(series::CanonicalKey("temperature", {{"device_id", "d1"}}));
+  Query(db, absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
+                         " dimensions) VALUES (",
+                         id,
+                         ", 'temperature{device_id=\"owner\"}',"
+                         " 'temperature', 'owner', '{}')"));
+  const int64_t t = NowUs();
+  for (int i = 0; i < 10; ++i) {
+    // Two series per device (temperature and ok), a new device each time, and d1 again.
+    auto outcome = WriteEvents(store, {MakeEvent(absl::StrCat("churn-", i), t + i, 1.0),
+                                       MakeEvent("d1", t + i, 2.0)});
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+    EXPECT_EQ(outcome->upserted, 3) << "d1's temperature collides in every batch, batch " << i;
+    EXPECT_LE(store.known_series(), 4u);
+  }
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM points"), "30");
+  EXPECT_EQ(Query(db, absl::StrCat("SELECT count(*) FROM points WHERE series_id = ", id)), "0");
+}
+
 TEST(PointStore, HostileTextIsStoredByteExact) {
   const std::string db = NewDatabase();
   PointStore store(pg->Dsn(db), absl::Hours(48));

@@ -191,17 +191,22 @@ TEST(PointStore, NewKeysAreCopiedInAndStoredKeysGoThroughTheUpsert) {
             "0");
 }
 
-TEST(PointStore, ASeriesIdStoredUnderAnotherKeyIsRefusedInEveryBatch) {
-  const std::string db = NewDatabase();
-  PointStore store(pg->Dsn(db), absl::Hours(48));
-  ASSERT_TRUE(store.Open(*Logger()).ok());
-  // Another series already owns the id of d1's temperature (an FNV collision).
+// Stores another series under the id of d1's temperature (an FNV collision); returns the id.
+int64_t StoreSeriesOwningTheIdOfD1Temperature(const std::string& db) {
   const int64_t id = series::SeriesId(series::CanonicalKey("temperature", {{"device_id", "d1"}}));
   Query(db, absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
                          " dimensions) VALUES (",
                          id,
                          ", 'temperature{device_id=\"owner\"}',"
                          " 'temperature', 'owner', '{}')"));
+  return id;
+}
+
+TEST(PointStore, ASeriesIdStoredUnderAnotherKeyIsRefusedInEveryBatch) {
+  const std::string db = NewDatabase();
+  PointStore store(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(store.Open(*Logger()).ok());
+  const int64_t id = StoreSeriesOwningTheIdOfD1Temperature(db);
   const int64_t t = NowUs();
   for (int batch = 0; batch < 3; ++batch) {
     auto outcome = WriteEvents(store, {MakeEvent("d1", t + batch, 1.0 + batch)});
@@ -217,12 +222,7 @@ TEST(PointStore, TheMemoOfStoredSeriesIsBounded) {
   const std::string db = NewDatabase();
   PointStore store(pg->Dsn(db), absl::Hours(48), true, /*known_series_limit=*/4);
   ASSERT_TRUE(store.Open(*Logger()).ok());
-  const int64_t id = series::SeriesId(series::CanonicalKey("temperature", {{"device_id", "d1"}}));
-  Query(db, absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
-                         " dimensions) VALUES (",
-                         id,
-                         ", 'temperature{device_id=\"owner\"}',"
-                         " 'temperature', 'owner', '{}')"));
+  const int64_t id = StoreSeriesOwningTheIdOfD1Temperature(db);
   const int64_t t = NowUs();
   for (int i = 0; i < 10; ++i) {
     // Two series per device (temperature and ok), a new device each time, and d1 again.

@@ -318,9 +318,12 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect(
 absl::Status FromSqlState(absl::string_view state, absl::string_view what) {
   auto in_class = [&](absl::string_view c) { return absl::StartsWith(state, c); };
   // A row routed to a daily partition that another replica's retention just dropped, or that
-  // this connection wrongly believes exists: the store recreates it on the retry. (23514 is
-  // also a CHECK violation, but Tidemark's tables have no CHECK constraints.)
-  if (state == "23514" && absl::StrContains(what, "no partition")) {
+  // this connection wrongly believes exists: the store recreates it on the retry. 23514 is
+  // also a CHECK violation, but Tidemark's tables have no CHECK constraints, so the code alone
+  // decides: the message is in the server's lc_messages language (a German server says "keine
+  // Partition"), which the writer's role may not change, and matching English words there
+  // refused good records as bad data.
+  if (state == "23514") {
     return absl::UnavailableError(absl::StrCat("PostgreSQL partition missing: ", what));
   }
   // 08 connection exception, 57P01-57P05 shutdown / cannot connect now, 53 insufficient
@@ -353,7 +356,7 @@ std::string SqlStateOfType(const std::exception& e) {
   auto is = [&e](auto* type) { return dynamic_cast<decltype(type)>(&e) != nullptr; };
   if (is(static_cast<const pqxx::feature_not_supported*>(nullptr))) return "0A000";
   if (is(static_cast<const pqxx::data_exception*>(nullptr))) return "22000";
-  // "no partition of relation" is a check violation that FromSqlState retries by its message.
+  // "no partition of relation" is a check violation, which FromSqlState retries.
   if (is(static_cast<const pqxx::check_violation*>(nullptr))) return "23514";
   if (is(static_cast<const pqxx::integrity_constraint_violation*>(nullptr))) return "23000";
   if (is(static_cast<const pqxx::insufficient_privilege*>(nullptr))) return "42501";

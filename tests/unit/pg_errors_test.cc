@@ -36,6 +36,13 @@ TEST(PgErrors, AMissingPartitionIsRetriedNeverBlamedOnTheData) {
   EXPECT_EQ(CodeOf("23514", "ERROR:  no partition of relation \"points\" found for row"),
             absl::StatusCode::kUnavailable);
   EXPECT_TRUE(IsRetriable(FromSqlState("23514", "no partition of relation \"points\"")));
+  // The message is in the server's language (lc_messages), the code is not.
+  EXPECT_EQ(CodeOf("23514",
+                   "FEHLER:  keine Partition von Relation \u00bbpoints\u00ab f\u00fcr Zeile "
+                   "gefunden"),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(FromException(pqxx::check_violation("ERREUR:  aucune partition de la relation")).code(),
+            absl::StatusCode::kUnavailable);
 }
 
 TEST(PgErrors, DataDependentErrorsOfEveryClassRefuseTheData) {

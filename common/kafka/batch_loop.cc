@@ -72,18 +72,7 @@ void BatchLoop::OnRevoked(const std::vector<TopicPartition>& partitions) {
 }
 
 absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
-  absl::Time next_maintenance = absl::Now();
   while (!stop.load()) {
-    if (absl::Now() >= next_maintenance) {
-      // Maintenance shares the sink's store with the batch in flight.
-      if (absl::Status s = FinishInFlight(consumer, stop).status(); !s.ok()) return s;
-      if (absl::Status s = sink_.Maintain(); s.ok()) {
-        next_maintenance = absl::Now() + config_.maintenance_interval;
-      } else {
-        logger_->warn("msg=\"maintenance failed\" loop={} error=\"{}\"", config_.name, s.message());
-        next_maintenance = absl::Now() + config_.retry_max_backoff;
-      }
-    }
     absl::Duration wait = absl::Milliseconds(100);
     if (!pending_.empty()) {
       wait = std::max(absl::ZeroDuration(), batch_started_ + config_.batch_max_age - absl::Now());

@@ -80,8 +80,6 @@ class BatchSink {
   /// them. Any other error is retried whole, later, and never rejects a record.
   virtual absl::StatusOr<std::vector<RecordRejection>> Write(
       const std::vector<const Message*>& records) = 0;
-  /// Periodic upkeep (partitions, retention); failures are logged and retried later.
-  virtual absl::Status Maintain() { return absl::OkStatus(); }
   /// Told about partitions gained in a rebalance, before any of their records is written
   /// (e.g. to clean up after a predecessor that crashed between writing and committing).
   virtual void OnAssigned(const std::vector<AssignedPartition>& partitions) {}
@@ -104,7 +102,6 @@ struct BatchLoopConfig {
   size_t batch_max_bytes = SIZE_MAX;
   absl::Duration retry_initial_backoff = absl::Milliseconds(100);
   absl::Duration retry_max_backoff = absl::Seconds(5);
-  absl::Duration maintenance_interval = absl::Minutes(10);
   /// Store each batch on a thread of its own while the loop polls and prepares the next one.
   /// The order is kept: a batch is stored only after the previous one is stored and its
   /// offsets committed, and its own offsets only after it is stored.

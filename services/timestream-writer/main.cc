@@ -19,6 +19,7 @@
 #include "common/retry/backoff.h"
 #include "services/timestream-writer/aggregate_store.h"
 #include "services/timestream-writer/incarnation.h"
+#include "services/timestream-writer/maintenance.h"
 #include "services/timestream-writer/point_store.h"
 #include "services/timestream-writer/writer_service.h"
 
@@ -162,9 +163,19 @@ int Run(int argc, char** argv) {
 
   writer::RawPointSink raw_sink(points, absl::GetFlag(FLAGS_future_clock_lead),
                                 absl::GetFlag(FLAGS_raw_retention), registry);
-  writer::AggregateSink aggregate_sink(aggregates, absl::GetFlag(FLAGS_aggregate_retention),
-                                       registry);
+  writer::AggregateSink aggregate_sink(aggregates, registry);
   writer::RepairSink repair_sink(repairs, registry);
+
+  // Partition upkeep on connections of its own, so that storing never waits behind a detach.
+  writer::PointStore points_upkeep(dsn, ahead);
+  writer::AggregateStore aggregates_upkeep(dsn, ahead, change_retention);
+  const absl::Duration raw_retention = absl::GetFlag(FLAGS_raw_retention);
+  const absl::Duration aggregate_retention = absl::GetFlag(FLAGS_aggregate_retention);
+  writer::Maintenance maintenance(
+      {{"points", [&] { return points_upkeep.MaintainPartitions(raw_retention).status(); }},
+       {"aggregates",
+        [&] { return aggregates_upkeep.MaintainPartitions(aggregate_retention).status(); }}},
+      {}, registry, logger);
 
   kafka::ProducerConfig producer_config;
   producer_config.brokers = absl::GetFlag(FLAGS_kafka_brokers);
@@ -213,6 +224,7 @@ int Run(int argc, char** argv) {
   }
   logger->info("msg=\"consuming\" raw={} aggregates={} late={} group={} metrics_port={}",
                specs[0].topic, specs[1].topic, specs[2].topic, group, (*metrics_server)->port());
+  maintenance.Start();
   for (auto& r : runners) {
     LoopRunner* raw = r.get();
     raw->thread = std::thread([raw, &stop, &loops_stopped] {
@@ -223,6 +235,7 @@ int Run(int argc, char** argv) {
     });
   }
   for (auto& r : runners) r->thread.join();
+  maintenance.Stop();
   {
     // The producer goes before the health monitor does.
     absl::MutexLock lock(&start_mu);

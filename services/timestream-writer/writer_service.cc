@@ -50,8 +50,7 @@ std::unique_ptr<kafka::PreparedBatch> RawPointSink::Prepare(
   auto decoded = std::make_unique<DecodedBatch>(future_clock_lead_, horizon, names_);
   for (size_t i = 0; i < records.size(); ++i) {
     decoded->batch.Add(i, records[i]->value());
-    int64_t& next =
-        decoded->progress[{std::string(records[i]->topic()), records[i]->partition()}];
+    int64_t& next = decoded->progress[{std::string(records[i]->topic()), records[i]->partition()}];
     next = std::max(next, records[i]->offset() + 1);
   }
   return decoded;
@@ -80,11 +79,8 @@ absl::StatusOr<std::vector<PointRejection>> RawPointSink::WritePrepared(
   return rejections;
 }
 
-absl::Status RawPointSink::Maintain() { return store_.MaintainPartitions(retention_).status(); }
-
-AggregateSink::AggregateSink(AggregateStore& store, absl::Duration retention, metrics::Registry& r)
+AggregateSink::AggregateSink(AggregateStore& store, metrics::Registry& r)
     : store_(store),
-      retention_(retention),
       upserted_(r.AddCounter("tidemark_writer_aggregates_upserted_total",
                              "Window aggregates inserted or replaced by a higher version")),
       stale_(r.AddCounter("tidemark_writer_aggregates_stale_total",
@@ -111,8 +107,6 @@ absl::StatusOr<std::vector<PointRejection>> AggregateSink::Write(
   for (PointRejection& r : outcome->conflicts) rejections.push_back(std::move(r));
   return rejections;
 }
-
-absl::Status AggregateSink::Maintain() { return store_.MaintainPartitions(retention_).status(); }
 
 RepairSink::RepairSink(AggregateStore& store, metrics::Registry& r)
     : store_(store),

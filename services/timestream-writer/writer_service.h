@@ -27,7 +27,6 @@ class RawPointSink final : public kafka::BatchSink {
   absl::StatusOr<std::vector<PointRejection>> WritePrepared(
       const std::vector<const kafka::Message*>& records,
       std::unique_ptr<kafka::PreparedBatch> prepared) override;
-  absl::Status Maintain() override;
   uint64_t upserted() const { return upserted_.Value(); }
   uint64_t unchanged() const { return unchanged_.Value(); }
 
@@ -48,14 +47,12 @@ class RawPointSink final : public kafka::BatchSink {
 /// Window aggregates from the aggregator -> aggregates.
 class AggregateSink final : public kafka::BatchSink {
  public:
-  AggregateSink(AggregateStore& store, absl::Duration retention, metrics::Registry& registry);
+  AggregateSink(AggregateStore& store, metrics::Registry& registry);
   absl::StatusOr<std::vector<PointRejection>> Write(
       const std::vector<const kafka::Message*>& records) override;
-  absl::Status Maintain() override;
 
  private:
   AggregateStore& store_;
-  absl::Duration retention_;
   metrics::Counter& upserted_;
   metrics::Counter& stale_;
 };

@@ -525,6 +525,20 @@ TEST(Operations, MetricsPassPromtoolAndCarryWhatTheDashboardAndAlertsUse) {
       },
       absl::Seconds(60)));
 
+  // Partition maintenance ran on its own thread, for both tables.
+  for (const char* table : {"points", "aggregates"}) {
+    const std::string gauge = absl::StrCat(
+        "tidemark_writer_maintenance_last_success_timestamp_seconds{table=\"", table, "\"} ");
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          const std::string page = Metrics(ports["timestream-writer"]);
+          const size_t at = page.find(gauge);
+          return at != std::string::npos && page.compare(at + gauge.size(), 2, "0\n") != 0;
+        },
+        absl::Seconds(60)))
+        << table;
+  }
+
   std::set<std::string> exported;
   for (const auto& [service, port] : ports) {
     ASSERT_GT(port, 0) << service;

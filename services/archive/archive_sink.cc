@@ -125,16 +125,23 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
       return s;
     }
   }
-  for (const PendingBatch& b : *batches) {
+  // Committed batches stay in the record, as they would after a batch of this owner: they
+  // are what tells a successor that finds no committed offset (the group's offsets expired
+  // while the partition was quiet) that the records before them are archived already. An
+  // empty record would let it start over from Kafka's earliest offset and archive them twice.
+  std::vector<PendingBatch> committed;
+  for (PendingBatch& b : *batches) {
     absl::StatusOr<Resume> resume = DecideResume(b, committed_offset);
     if (!resume.ok()) return resume.status();
-    if (*resume == Resume::kDeleteFiles) {
-      logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",
-                    tp.partition, b.first_offset, b.last_offset, b.files.size());
-      if (absl::Status s = DeleteFiles(b); !s.ok()) return s;
+    if (*resume == Resume::kKeepFiles) {
+      committed.push_back(std::move(b));
+      continue;
     }
+    logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",
+                  tp.partition, b.first_offset, b.last_offset, b.files.size());
+    if (absl::Status s = DeleteFiles(b); !s.ok()) return s;
   }
-  return Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches({}));
+  return Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches(committed));
 }
 
 absl::Status ArchiveSink::Health() const {

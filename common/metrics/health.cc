@@ -104,7 +104,7 @@ namespace {
 void Sample(std::string& out, absl::string_view name, absl::string_view type,
             absl::string_view help, double value) {
   absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
-                  value, "\n");
+                  SampleValue(value), "\n");
 }
 
 }  // namespace

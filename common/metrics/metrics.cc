@@ -2,7 +2,9 @@
 
 #include <sys/socket.h>
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,14 @@ std::string Braced(const std::string& labels) {
 }
 
 }  // namespace
+
+std::string SampleValue(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  char buf[32];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), value);
+  return std::string(buf, r.ptr);
+}
 
 Histogram::Histogram() {
   for (auto& b : buckets_) b.store(0);
@@ -82,7 +92,9 @@ std::string Registry::Render() const {
     for (const Entry* e : entries) {
       if (e->counter)
         absl::StrAppend(&out, name, Braced(e->labels), " ", e->counter->Value(), "\n");
-      if (e->gauge) absl::StrAppend(&out, name, Braced(e->labels), " ", e->gauge->Value(), "\n");
+      if (e->gauge) {
+        absl::StrAppend(&out, name, Braced(e->labels), " ", SampleValue(e->gauge->Value()), "\n");
+      }
       if (e->histogram) out += e->histogram->Render(name, e->labels);
     }
   }

@@ -56,6 +56,11 @@ class Histogram final {
 
 /// The process's metrics, rendered in the Prometheus text format. Metrics are created once
 /// at wiring time and live as long as the registry; references to them stay valid.
+/// A sample value in the text format: the shortest decimal that reads back as `value` (so a
+/// Unix timestamp keeps its seconds, where printf's %g keeps six digits: 1.79657e+09), or
+/// NaN, +Inf, -Inf.
+std::string SampleValue(double value);
+
 class Registry final {
  public:
   /// `labels` is the inside of the braces, e.g. `reason="stale"`, or empty.

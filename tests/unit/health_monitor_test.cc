@@ -1,5 +1,7 @@
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -105,6 +107,29 @@ namespace {
 // A service that fails to start right after its metrics server (its gRPC port in use) stops
 // that server at once: httplib ignored a stop before its loop ran, and the join hung for ever.
 // Each stop here comes within microseconds of the start.
+// A Unix timestamp keeps its seconds (printf's %g would print 1.79657e+09, 83 minutes wide).
+TEST(Registry, GaugesKeepEveryDigit) {
+  Registry registry;
+  registry.AddGauge("t_seconds", "a time").Set(1796567890.25);
+  registry.AddGauge("small", "a fraction").Set(0.1);
+  registry.AddGauge("zero", "nothing");
+  registry.AddGauge("unbounded", "infinite").Set(std::numeric_limits<double>::infinity());
+  const std::string page = registry.Render();
+  EXPECT_NE(page.find("\nt_seconds 1796567890.25\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("\nsmall 0.1\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("\nzero 0\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("\nunbounded +Inf\n"), std::string::npos) << page;
+  EXPECT_EQ(SampleValue(std::nan("")), "NaN");
+  const std::string process = ProcessMetricsText();
+  const std::string name = "\nprocess_start_time_seconds ";
+  const size_t at = process.find(name);
+  ASSERT_NE(at, std::string::npos) << process;
+  const size_t from = at + name.size();
+  const std::string start = process.substr(from, process.find('\n', from) - from);
+  EXPECT_EQ(start.find('e'), std::string::npos) << start;
+  EXPECT_GT(std::stod(start), 1.7e9) << start;
+}
+
 TEST(MetricsServer, StopsWhenStoppedRightAfterStarting) {
   Registry registry;
   for (int i = 0; i < 200; ++i) {

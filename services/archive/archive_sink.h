@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -64,6 +65,9 @@ class ArchiveSink final : public kafka::BatchSink {
   absl::StatusOr<std::vector<kafka::RecordRejection>> WriteBatch(kafka::PreparedBatch& prepared);
   /// Undoes the uncommitted batches a predecessor recorded for the partition.
   absl::Status Recover(const kafka::TopicPartition& tp, const kafka::AssignedPartition& assigned);
+  /// What the partition's pending record holds: its last batch known committed, marked so,
+  /// and every batch written since whose commit is not confirmed.
+  std::vector<PendingBatch> RecordOf(const kafka::TopicPartition& tp) const;
   absl::Status Put(const std::string& path, absl::string_view data);
   absl::Status DeleteFiles(const PendingBatch& batch);
 
@@ -75,6 +79,9 @@ class ArchiveSink final : public kafka::BatchSink {
   std::map<kafka::TopicPartition, kafka::AssignedPartition> to_recover_;
   /// Per partition, the batches written whose commit has not been confirmed.
   std::map<kafka::TopicPartition, std::vector<PendingBatch>> uncommitted_;
+  /// Per partition, the last batch whose commit is known (from the committed offset found at
+  /// recovery, or a confirmed commit): kept in the record.
+  std::map<kafka::TopicPartition, std::optional<PendingBatch>> last_committed_;
   mutable absl::Mutex health_mu_;
   absl::Status health_ ABSL_GUARDED_BY(health_mu_);
 };

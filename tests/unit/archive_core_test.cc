@@ -223,6 +223,12 @@ TEST(PendingBatches, EncodeDecode) {
   ASSERT_EQ(back->size(), 2u);
   EXPECT_EQ((*back)[0].files, batches[0].files);
   EXPECT_EQ((*back)[1].first_offset, 200);
+  EXPECT_FALSE((*back)[0].committed);
+  PendingBatch committed = batches[0];
+  committed.committed = true;
+  back = DecodePendingBatches(EncodePendingBatches({committed}));
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE((*back)[0].committed);
   EXPECT_FALSE(DecodePendingBatches("{}").ok());
   EXPECT_EQ(PendingPath("tidemark.raw", 3), "_pending/tidemark.raw-3.json");
 }
@@ -264,6 +270,20 @@ TEST(ResumeRule, WithoutACommitBatchesMustBeginWhereConsumptionStarts) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Where the record says archiving resumes: after the last batch known committed, else at the
+// first uncommitted batch.
+TEST(ResumeRule, TheRecordResumesAfterItsCommittedBatch) {
+  PendingBatch committed{"raw", 0, 100, 199, {}, /*committed=*/true};
+  PendingBatch uncommitted{"raw", 0, 200, 299, {}};
+  EXPECT_EQ(ResumeOffsetOf({committed, uncommitted}), 200);
+  EXPECT_EQ(ResumeOffsetOf({uncommitted, committed}), 200);
+  EXPECT_EQ(ResumeOffsetOf({committed}), 200);
+  EXPECT_EQ(ResumeOffsetOf({uncommitted}), 200);
+  uncommitted.first_offset = 150;
+  EXPECT_EQ(ResumeOffsetOf({uncommitted}), 150);
+  EXPECT_EQ(ResumeOffsetOf({}), INT64_MAX);
+}
+
 // Recovering a partition keeps its committed batches in the pending record: if the group's
 // offsets then expire while the partition is quiet, the next owner must still learn that the
 // records before them are archived, rather than archive everything Kafka holds a second time.
@@ -300,6 +320,18 @@ TEST(ArchiveSink, RecoveryKeepsWhatTellsASuccessorThatOffsetsWereLost) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
   EXPECT_NE(refused.status().message().find("offsets were lost"), absl::string_view::npos)
       << refused.status();
+  EXPECT_NE(refused.status().message().find("to 200 to resume"), absl::string_view::npos)
+      << refused.status();
+  EXPECT_TRUE(lake->Get(file).ok());
+
+  // Kafka has since dropped everything the batch held: consumption from its earliest offset,
+  // 200, is exactly where archiving stopped, and the batch's file stays.
+  {
+    ArchiveSink sink(*lake, {}, metrics, spdlog::default_logger());
+    sink.OnAssigned({{.partition = tp, .committed_offset = -1, .earliest_offset = 200}});
+    absl::StatusOr<std::vector<kafka::RecordRejection>> resumed = sink.Write({});
+    EXPECT_TRUE(resumed.ok()) << resumed.status();
+  }
   EXPECT_TRUE(lake->Get(file).ok());
   std::filesystem::remove_all(root);
 }

@@ -1,6 +1,7 @@
 #include "services/timestream-writer/aggregate_store.h"
 
 #include <charconv>
+#include <cmath>
 #include <map>
 #include <tuple>
 
@@ -26,6 +27,14 @@ constexpr const char* kUpsertSet =
     " avg = excluded.avg, first = excluded.first, last = excluded.last,"
     " version = excluded.version, updated_at = excluded.updated_at"
     " WHERE excluded.version > aggregates.version";
+
+// Whether two revisions of a window carry the same values, compared as the store compares
+// them (IS DISTINCT FROM, under which NaN equals NaN; avg follows from sum and count).
+bool SameValues(const v1::WindowAggregate& a, const v1::WindowAggregate& b) {
+  auto same = [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); };
+  return a.count() == b.count() && same(a.sum(), b.sum()) && same(a.min(), b.min()) &&
+         same(a.max(), b.max()) && same(a.first(), b.first()) && same(a.last(), b.last());
+}
 
 // Only aggregates whose series id is not stored under a different canonical key.
 constexpr const char* kNoCollision =
@@ -85,7 +94,9 @@ absl::StatusOr<int> AggregateStore::MaintainPartitions(absl::Duration retention)
 absl::StatusOr<AggregateOutcome> AggregateStore::Write(
     const std::vector<SourcedAggregate>& aggregates) {
   if (absl::Status s = EnsureConnected(); !s.ok()) return s;
-  // One revision per window: the highest version (a batch may hold several).
+  // One revision per window: the highest version (a batch may hold several). The same version
+  // twice is a replay when the values agree and a conflict when they do not, as it is against
+  // a stored revision: the later record is refused, the earlier one stands.
   std::map<std::tuple<int64_t, int64_t, int64_t>, const SourcedAggregate*> latest;
   AggregateOutcome outcome;
   std::vector<int64_t> times;
@@ -93,12 +104,21 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
     const v1::WindowAggregate& a = s.aggregate;
     auto [it, inserted] =
         latest.try_emplace({a.series().series_id(), a.window_size_us(), a.window_start_us()}, &s);
-    if (!inserted) {
-      ++outcome.stale;
-      if (a.version() > it->second->aggregate.version()) it->second = &s;
-    }
     times.push_back(a.window_start_us());
+    if (inserted) continue;
+    const v1::WindowAggregate& kept = it->second->aggregate;
+    if (a.version() != kept.version()) {
+      ++outcome.stale;
+      if (a.version() > kept.version()) it->second = &s;
+    } else if (!SameValues(a, kept)) {
+      // existing_version gets the incarnation's base once it is read, below.
+      outcome.conflicts.push_back({s.source, v1::REJECT_REASON_VERSION_CONFLICT,
+                                   "same window and version as an earlier aggregate of the batch "
+                                   "with different values",
+                                   "", a.version()});
+    }
   }
+  const size_t in_batch_conflicts = outcome.conflicts.size();
   if (absl::Status s = partitions_.EnsureFor(*conn_, times); !s.ok()) {
     Reset();
     return s;
@@ -107,6 +127,9 @@ absl::StatusOr<AggregateOutcome> AggregateStore::Write(
     pqxx::work tx(*conn_);
     // Read in the transaction: another replica may have started a new incarnation.
     const int64_t version_base = VersionBase(tx);
+    for (size_t i = 0; i < in_batch_conflicts; ++i) {
+      *outcome.conflicts[i].existing_version += version_base;
+    }
     {
       pqxx::stream_to copy(tx, "staging_aggregates");
       for (const auto& [key, s] : latest) {

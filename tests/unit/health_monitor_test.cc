@@ -9,20 +9,12 @@
 #include "absl/time/clock.h"
 #include "common/metrics/health.h"
 #include "gtest/gtest.h"
+#include "tests/unit/eventually.h"
 
 namespace tidemark::metrics {
 namespace {
 
-// Polls `done` until it holds or 10 s pass (a loaded machine is slow, never this slow).
-template <typename F>
-bool Eventually(F done) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
+using testing::Eventually;
 
 TEST(HealthMonitor, FollowsTheCheck) {
   Registry registry;

@@ -6,9 +6,12 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "services/timestream-writer/maintenance.h"
+#include "tests/unit/eventually.h"
 
 namespace tidemark::writer {
 namespace {
+
+using testing::Eventually;
 
 // The calls one task received, and what it answers.
 class FakeTask {
@@ -31,17 +34,6 @@ class FakeTask {
   int failures_left_;  // -1: fails for ever
   std::vector<absl::Time> calls_;
 };
-
-// Polls `done` until it holds or 30 s pass (a loaded machine is slow, never this slow).
-template <typename F>
-bool Eventually(F done) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
-}
 
 constexpr absl::Duration kFirstRetry = absl::Milliseconds(2);
 

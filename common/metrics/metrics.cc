@@ -51,7 +51,7 @@ std::string Histogram::Render(const std::string& name, const std::string& labels
     const std::string le = i < kBuckets ? absl::StrCat(kBounds[i]) : "+Inf";
     absl::StrAppend(&out, name, "_bucket{", sep, "le=\"", le, "\"} ", cumulative, "\n");
   }
-  absl::StrAppend(&out, name, "_sum", Braced(labels), " ", sum_.load(), "\n");
+  absl::StrAppend(&out, name, "_sum", Braced(labels), " ", SampleValue(sum_.load()), "\n");
   absl::StrAppend(&out, name, "_count", Braced(labels), " ", count_.load(), "\n");
   return out;
 }

@@ -31,6 +31,7 @@ void ArchiveSink::OnRevoked(const std::vector<kafka::TopicPartition>& partitions
     to_recover_.erase(tp);
     uncommitted_.erase(tp);
     last_committed_.erase(tp);
+    marks_unrecorded_.erase(tp);
   }
 }
 
@@ -40,16 +41,32 @@ void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& ne
     if (it == uncommitted_.end()) continue;
     // A named copy: clang 14 cannot capture a structured binding.
     const int64_t next_offset = next;
+    std::vector<PendingBatch>& pending = it->second;
     std::optional<PendingBatch>& last = last_committed_[tp];
-    std::erase_if(it->second, [next_offset, &last](PendingBatch& b) {
-      if (b.last_offset >= next_offset) return false;
-      if (!last || b.last_offset > last->last_offset) {
-        last = std::move(b);
+    for (const PendingBatch& b : pending) {
+      if (b.last_offset < next_offset && (!last || b.last_offset > last->last_offset)) {
+        last = b;
         last->committed = true;
+        marks_unrecorded_.insert(tp);
       }
-      return true;
-    });
+    }
+    std::erase_if(pending,
+                  [next_offset](const PendingBatch& b) { return b.last_offset < next_offset; });
   }
+}
+
+void ArchiveSink::OnStopping() {
+  for (const kafka::TopicPartition& tp : marks_unrecorded_) {
+    if (absl::Status s =
+            Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches(RecordOf(tp)));
+        !s.ok()) {
+      // Safe: the record then names the batch as uncommitted, and a successor without
+      // offsets refuses rather than guess.
+      logger_->warn("msg=\"cannot record the last commit\" partition={} error=\"{}\"", tp.partition,
+                    s.message());
+    }
+  }
+  marks_unrecorded_.clear();
 }
 
 std::vector<PendingBatch> ArchiveSink::RecordOf(const kafka::TopicPartition& tp) const {
@@ -104,6 +121,7 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
   absl::StatusOr<std::string> record = lake_.Get(PendingPath(tp.topic, tp.partition));
   uncommitted_[tp].clear();
   last_committed_.erase(tp);
+  marks_unrecorded_.erase(tp);
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
   if (!record.ok()) {
     metrics_.errors.Add();
@@ -297,6 +315,7 @@ absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WriteBatch(
         !s.ok()) {
       return s;
     }
+    marks_unrecorded_.erase(tp);
     size_t f = 0;
     for (auto& [hour, file] : b.file_by_hour) {
       const std::string gz = file.Finish();

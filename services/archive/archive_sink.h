@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -55,6 +56,10 @@ class ArchiveSink final : public kafka::BatchSink {
   void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override;
   void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override;
   void OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) override;
+  /// Records the commits confirmed since each partition's record was last written: a group
+  /// whose replicas all stay stopped past Kafka's offset retention loses its offsets, and the
+  /// record is then all that says where archiving stopped.
+  void OnStopping() override;
 
   /// NOT OK while the last batch could not be written (the lake is unreachable or refuses);
   /// any thread.
@@ -82,6 +87,8 @@ class ArchiveSink final : public kafka::BatchSink {
   /// Per partition, the last batch whose commit is known (from the committed offset found at
   /// recovery, or a confirmed commit): kept in the record.
   std::map<kafka::TopicPartition, std::optional<PendingBatch>> last_committed_;
+  /// Partitions whose record in the lake does not show their last committed batch yet.
+  std::set<kafka::TopicPartition> marks_unrecorded_;
   mutable absl::Mutex health_mu_;
   absl::Status health_ ABSL_GUARDED_BY(health_mu_);
 };

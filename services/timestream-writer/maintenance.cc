@@ -14,6 +14,7 @@ Maintenance::Maintenance(std::vector<Task> tasks, const Options& options,
     tasks_.push_back(
         {.task = std::move(task),
          .next = absl::InfinitePast(),
+         .retry = retry::Backoff({.initial = options.first_retry, .max = options.interval}),
          .failures = &registry.AddCounter("tidemark_writer_maintenance_failures_total",
                                           "Partition maintenance attempts that failed (retried "
                                           "later; storing goes on)",
@@ -39,12 +40,6 @@ void Maintenance::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-absl::Duration Maintenance::RetryDelay(int consecutive_failures) const {
-  absl::Duration delay = options_.first_retry;
-  for (int i = 1; i < consecutive_failures && delay < options_.interval; ++i) delay *= 2;
-  return std::min(delay, options_.interval);
-}
-
 void Maintenance::Loop() {
   while (true) {
     absl::Time next = absl::InfiniteFuture();
@@ -62,13 +57,13 @@ void Maintenance::Loop() {
       }
       const absl::Status status = s.task.run();
       if (status.ok()) {
-        s.consecutive_failures = 0;
+        s.retry.Reset();
         s.last_success->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
         s.next = absl::Now() + options_.interval;
         continue;
       }
       s.failures->Add();
-      const absl::Duration retry = RetryDelay(++s.consecutive_failures);
+      const absl::Duration retry = s.retry.Next();
       logger_->warn("msg=\"maintenance failed\" table={} error=\"{}\" retry_in={}", s.task.table,
                     std::string(status.message()), absl::FormatDuration(retry));
       s.next = absl::Now() + retry;

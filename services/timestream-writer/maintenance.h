@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/metrics/metrics.h"
+#include "common/retry/backoff.h"
 #include "spdlog/spdlog.h"
 
 namespace tidemark::writer {
@@ -48,12 +49,12 @@ class Maintenance final {
   struct Scheduled {
     Task task;
     absl::Time next;
-    int consecutive_failures = 0;
+    /// Delays after failures: from first_retry, doubling, up to interval.
+    retry::Backoff retry;
     metrics::Counter* failures;
     metrics::Gauge* last_success;
   };
   void Loop();
-  absl::Duration RetryDelay(int consecutive_failures) const;
 
   std::vector<Scheduled> tasks_;
   const Options options_;

@@ -5,8 +5,8 @@
 #include <signal.h>
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -16,9 +16,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "common/s3/s3_client.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "common/s3/s3_client.h"
 #include "services/archive/archive_core.h"
 #include "tests/support/aggregate_oracle.h"
 #include "tests/support/pg_cluster.h"
@@ -37,24 +37,33 @@ struct LakeEvent {
   nlohmann::json line;
 };
 
+// What one read of the lake found. A file that was listed but could not be read makes the
+// whole read fail rather than leave its events out: a partial read would look like events lost.
+using LakeRead = absl::StatusOr<std::vector<LakeEvent>>;
+
 // Every line of every *.jsonl.gz file under `lake`, read with zlib and nlohmann alone.
-std::vector<LakeEvent> ReadLake(const std::string& lake) {
+LakeRead ReadLake(const std::string& lake) {
   std::vector<LakeEvent> out;
   std::error_code ec;
   if (!std::filesystem::exists(lake, ec)) return out;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(lake, ec)) {
-    const std::string path = entry.path().string();
-    if (!entry.is_regular_file() || !absl::EndsWith(path, ".jsonl.gz")) continue;
+  for (auto it = std::filesystem::recursive_directory_iterator(lake, ec);
+       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string path = it->path().string();
+    std::error_code gone;  // deleted since it was listed: no longer in the lake
+    if (!it->is_regular_file(gone) || !absl::EndsWith(path, ".jsonl.gz")) continue;
     std::ifstream in(path, std::ios::binary);
     std::stringstream gz;
     gz << in.rdbuf();
     absl::StatusOr<std::string> text = archive::Gunzip(gz.str());
-    if (!text.ok()) continue;  // being renamed into place this very moment
-    const std::string rel = std::filesystem::relative(entry.path(), lake).generic_string();
+    if (!text.ok())
+      return absl::UnavailableError(absl::StrCat(path, ": ", text.status().message()));
+    const std::string rel = std::filesystem::relative(it->path(), lake).generic_string();
     for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
       out.push_back({rel, nlohmann::json::parse(line)});
     }
   }
+  // An iterator that fails ends the loop.
+  if (ec) return absl::UnavailableError(absl::StrCat("listing ", lake, ": ", ec.message()));
   return out;
 }
 
@@ -76,18 +85,18 @@ std::string ExpectedHourDir(int64_t us) {
 }
 
 // Every line of every *.jsonl.gz object under `prefix` in an S3 bucket.
-std::vector<LakeEvent> ReadBucket(const s3::S3Config& config, const std::string& prefix) {
+LakeRead ReadBucket(const s3::S3Config& config, const std::string& prefix) {
   std::vector<LakeEvent> out;
   absl::StatusOr<std::unique_ptr<s3::S3Client>> client = s3::S3Client::Create(config);
-  if (!client.ok()) return out;
+  if (!client.ok()) return client.status();
   absl::StatusOr<std::vector<std::string>> keys = (*client)->List(prefix);
-  if (!keys.ok()) return out;
+  if (!keys.ok()) return keys.status();
   for (const std::string& key : *keys) {
     if (!absl::EndsWith(key, ".jsonl.gz")) continue;
     absl::StatusOr<std::string> gz = (*client)->Get(key);
-    if (!gz.ok()) continue;
+    if (!gz.ok()) return gz.status();
     absl::StatusOr<std::string> text = archive::Gunzip(*gz);
-    if (!text.ok()) continue;
+    if (!text.ok()) return absl::UnavailableError(absl::StrCat(key, ": ", text.status().message()));
     for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
       out.push_back({key.substr(prefix.size()), nlohmann::json::parse(line)});
     }
@@ -95,26 +104,43 @@ std::vector<LakeEvent> ReadBucket(const s3::S3Config& config, const std::string&
   return out;
 }
 
+// The lake as one read finds it, read again while a read fails (a store under load may fail a
+// request, or a file may be deleted between listing and reading it).
+std::vector<LakeEvent> ReadWhole(const std::function<LakeRead()>& read) {
+  absl::Status last;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    LakeRead events = read();
+    if (events.ok()) return *std::move(events);
+    last = events.status();
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+  ADD_FAILURE() << "the lake could not be read whole: " << last;
+  return {};
+}
+
 // Checks the lake holds exactly `acknowledged` events, each once (by Kafka partition and
 // offset), each in the directory of its event hour. Returns the per-hour counts.
-std::map<std::string, int64_t> CheckLake(const std::function<std::vector<LakeEvent>()>& read,
+std::map<std::string, int64_t> CheckLake(const std::function<LakeRead()>& read,
                                          int64_t acknowledged) {
   std::vector<LakeEvent> events;
   const bool complete = WaitFor(
       [&] {
-        events = read();
+        LakeRead found = read();
+        if (!found.ok()) return false;
+        events = *std::move(found);
         return static_cast<int64_t>(events.size()) >= acknowledged;
       },
       absl::Seconds(90));
   EXPECT_TRUE(complete) << events.size() << " of " << acknowledged << " events in the lake";
   absl::SleepFor(absl::Seconds(2));  // anything extra would show up now
-  events = read();
+  events = ReadWhole(read);
   EXPECT_EQ(static_cast<int64_t>(events.size()), acknowledged);
   std::set<std::pair<int, int64_t>> origins;
   std::map<std::string, int64_t> per_hour;
   for (const LakeEvent& e : events) {
     const nlohmann::json& k = e.line.at("kafka");
-    EXPECT_TRUE(origins.insert({k.at("partition").get<int>(), k.at("offset").get<int64_t>()}).second)
+    EXPECT_TRUE(
+        origins.insert({k.at("partition").get<int>(), k.at("offset").get<int64_t>()}).second)
         << "duplicated: " << e.line.dump();
     const std::string hour = ExpectedHourDir(EventTimeUs(e.line));
     EXPECT_TRUE(absl::StartsWith(e.file, hour + "/")) << e.file << " holds " << e.line.dump();
@@ -180,10 +206,9 @@ TEST(Archive, EveryAcknowledgedEventOnceUnderItsEventHour) {
   stack.StartArchive({"--lake=" + lake, "--batch_max_age=500ms"});
   std::map<std::string, int64_t> known;
   int64_t acknowledged = WriteKnownHours(stack, known);
-  const nlohmann::json summary =
-      stack.RunSimulator({"--devices=40", "--rate=500", "--batch_size=50", "--max_records=4000",
-                          "--duration=60s", "--percent_late=5", "--late_time=75s",
-                          "--percent_clock_ahead=5", "--clock_ahead=2h"});
+  const nlohmann::json summary = stack.RunSimulator(
+      {"--devices=40", "--rate=500", "--batch_size=50", "--max_records=4000", "--duration=60s",
+       "--percent_late=5", "--late_time=75s", "--percent_clock_ahead=5", "--clock_ahead=2h"});
   EXPECT_EQ(summary["failed"].get<int64_t>(), 0);
   acknowledged += summary["accepted"].get<int64_t>();
   const std::map<std::string, int64_t> per_hour = CheckLake(lake, acknowledged);
@@ -200,7 +225,7 @@ TEST(Archive, EveryAcknowledgedEventOnceUnderItsEventHour) {
   ASSERT_TRUE(stack.archive().Wait(absl::Seconds(20)).ok());
   stack.StartArchive({"--lake=" + lake, "--batch_max_age=500ms"});
   absl::SleepFor(absl::Seconds(3));
-  EXPECT_EQ(static_cast<int64_t>(ReadLake(lake).size()), acknowledged);
+  EXPECT_EQ(static_cast<int64_t>(ReadWhole([&] { return ReadLake(lake); }).size()), acknowledged);
 }
 
 TEST(Archive, KilledThreeTimesMidStreamLeavesEveryEventExactlyOnce) {
@@ -318,10 +343,9 @@ TEST(Archive, ReplayIntoAFreshStoreReproducesItAndTwiceChangesNothing) {
     lake = source.dir() + "-lake";  // outlives the stack's directory
     source.StartArchive({"--lake=" + lake, "--batch_max_age=300ms"});
     const absl::Time start = absl::Now();
-    const nlohmann::json summary =
-        source.RunSimulator({"--devices=20", "--rate=400", "--batch_size=20",
-                             "--max_records=2000", "--duration=60s", "--percent_late=5",
-                             "--late_time=75s", "--percent_clock_ahead=0"});
+    const nlohmann::json summary = source.RunSimulator(
+        {"--devices=20", "--rate=400", "--batch_size=20", "--max_records=2000", "--duration=60s",
+         "--percent_late=5", "--late_time=75s", "--percent_clock_ahead=0"});
     CheckLake(lake, summary["accepted"].get<int64_t>());
     ASSERT_TRUE(WaitFor([&] { return source.CountPoints() >= summary["points_accepted"]; },
                         absl::Seconds(60)));
@@ -329,8 +353,8 @@ TEST(Archive, ReplayIntoAFreshStoreReproducesItAndTwiceChangesNothing) {
     first = start - absl::Minutes(5);
     last = absl::Now() + absl::Minutes(1);
   }
-  Stack target(testing::SharedPgCluster(), {"--windows=10s", "--idle_timeout=2s",
-                                            "--commit_interval=500ms"});
+  Stack target(testing::SharedPgCluster(),
+               {"--windows=10s", "--idle_timeout=2s", "--commit_interval=500ms"});
   target.StartAggregator(0);
   // The target's own archive must not store the replayed events a second time.
   const std::string target_lake = target.dir() + "/lake";
@@ -348,8 +372,8 @@ TEST(Archive, ReplayIntoAFreshStoreReproducesItAndTwiceChangesNothing) {
         return r.Matches();
       },
       absl::Seconds(90)))
-      << "windows " << r.windows << ", missing " << r.missing << ", wrong " << r.wrong
-      << ", extra " << r.extra;
+      << "windows " << r.windows << ", missing " << r.missing << ", wrong " << r.wrong << ", extra "
+      << r.extra;
   const std::string versions = target.Sql(
       "SELECT string_agg(series_id || ' ' || window_start || ' ' || version, ',' ORDER BY 1)"
       " FROM aggregates a JOIN series s USING (series_id) WHERE s.device_id NOT LIKE 'marker-%'");
@@ -364,9 +388,14 @@ TEST(Archive, ReplayIntoAFreshStoreReproducesItAndTwiceChangesNothing) {
                        " WHERE s.device_id NOT LIKE 'marker-%'"),
             versions);
   // Only the 128 marker events, written through ingest, reach the target's lake.
-  EXPECT_TRUE(WaitFor([&] { return ReadLake(target_lake).size() >= 128; }, absl::Seconds(30)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        LakeRead found = ReadLake(target_lake);
+        return found.ok() && found->size() >= 128;
+      },
+      absl::Seconds(30)));
   absl::SleepFor(absl::Seconds(1));
-  const std::vector<LakeEvent> target_events = ReadLake(target_lake);
+  const std::vector<LakeEvent> target_events = ReadWhole([&] { return ReadLake(target_lake); });
   EXPECT_EQ(target_events.size(), 128u);
   for (const LakeEvent& e : target_events) {
     EXPECT_TRUE(absl::StartsWith(e.line.at("device_id").get<std::string>(), "marker-"))

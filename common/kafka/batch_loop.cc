@@ -106,7 +106,10 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
   }
   // Shutting down: write what is held, if the store lets us, and commit it.
   if (absl::Status s = FinishInFlight(consumer, stop).status(); !s.ok()) return s;
-  if (!pending_.empty()) return Flush(consumer, stop);
+  if (!pending_.empty()) {
+    if (absl::Status s = Flush(consumer, stop); !s.ok()) return s;
+  }
+  sink_.OnStopping();
   return absl::OkStatus();
 }
 

@@ -87,6 +87,9 @@ class BatchSink {
   virtual void OnRevoked(const std::vector<TopicPartition>& partitions) {}
   /// Told after the offsets of written batches were committed.
   virtual void OnCommitted(const std::map<TopicPartition, int64_t>& next_offsets) {}
+  /// Told once the loop has stopped cleanly, its last batch stored and committed, while the
+  /// partitions are still this consumer's.
+  virtual void OnStopping() {}
 };
 
 struct BatchLoopConfig {

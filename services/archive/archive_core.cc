@@ -435,6 +435,7 @@ std::string EncodePendingBatches(const std::vector<PendingBatch>& batches) {
                    {"first_offset", b.first_offset},
                    {"last_offset", b.last_offset},
                    {"files", b.files}});
+    if (b.committed) all.back()["committed"] = true;
   }
   return all.dump();
 }
@@ -453,6 +454,7 @@ absl::StatusOr<std::vector<PendingBatch>> DecodePendingBatches(absl::string_view
       b.first_offset = e.at("first_offset").get<int64_t>();
       b.last_offset = e.at("last_offset").get<int64_t>();
       b.files = e.at("files").get<std::vector<std::string>>();
+      b.committed = e.value("committed", false);
     }
     return batches;
   } catch (const json::exception& e) {
@@ -464,36 +466,47 @@ std::string PendingPath(absl::string_view topic, int32_t partition) {
   return absl::StrCat("_pending/", topic, "-", partition, ".json");
 }
 
+int64_t ResumeOffsetOf(const std::vector<PendingBatch>& batches) {
+  int64_t after_committed = -1, lowest_uncommitted = INT64_MAX;
+  for (const PendingBatch& b : batches) {
+    if (b.committed) {
+      after_committed = std::max(after_committed, b.last_offset + 1);
+    } else {
+      lowest_uncommitted = std::min(lowest_uncommitted, b.first_offset);
+    }
+  }
+  return after_committed >= 0 ? after_committed : lowest_uncommitted;
+}
+
 absl::Status CheckStartWithoutCommit(absl::string_view topic, int32_t partition,
-                                     int64_t lowest_first_offset, int64_t earliest_offset) {
-  if (lowest_first_offset == INT64_MAX || lowest_first_offset == earliest_offset) {
+                                     int64_t resume_offset, int64_t earliest_offset) {
+  if (resume_offset == INT64_MAX || resume_offset == earliest_offset) {
     return absl::OkStatus();
   }
   const std::string where = absl::StrCat("partition ", topic, "/", partition,
-                                         " has no committed offset but uncommitted archive "
-                                         "batches from offset ",
-                                         lowest_first_offset);
+                                         " has no committed offset but the lake's record of "
+                                         "it resumes archiving at offset ",
+                                         resume_offset);
   if (earliest_offset < 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         where,
         ", and Kafka's earliest offset of it could not be read, so whether the group's "
         "offsets were lost cannot be told; restart the archive to ask again"));
   }
-  if (lowest_first_offset > earliest_offset) {
+  if (resume_offset > earliest_offset) {
     return absl::FailedPreconditionError(absl::StrCat(
         where,
-        ": this consumer group archived the records before them, and its offsets were "
+        ": this consumer group archived the records before it, and its offsets were "
         "lost (expired after offsets.retention.minutes, or deleted). Starting from the "
         "earliest offset (",
         earliest_offset, ") would archive them twice; set the group's offset of this partition to ",
-        lowest_first_offset, " to resume exactly once"));
+        resume_offset, " to resume exactly once"));
   }
   return absl::FailedPreconditionError(absl::StrCat(
-      where, ", and Kafka no longer holds offsets ", lowest_first_offset, " to ",
-      earliest_offset - 1,
-      " of them: redoing those batches would lose them. Check the lake's files of this "
-      "partition from offset ",
-      lowest_first_offset, ", then set the group's offset (to ", earliest_offset,
+      where, ", and Kafka no longer holds offsets ", resume_offset, " to ", earliest_offset - 1,
+      ": they were not archived, or were archived by a batch whose commit is not known, and "
+      "redoing it would lose them. Check the lake's files of this partition from offset ",
+      resume_offset, ", then set the group's offset (to ", earliest_offset,
       " to archive what Kafka holds)"));
 }
 

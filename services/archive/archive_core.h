@@ -105,6 +105,9 @@ struct PendingBatch {
   int64_t first_offset = 0;
   int64_t last_offset = 0;
   std::vector<std::string> files;
+  /// Known to be committed when the record was written: the partition's last committed batch,
+  /// kept so that a successor without committed offsets still learns where archiving stood.
+  bool committed = false;
 };
 /// The batches of one partition not known to be committed, as one JSON document.
 std::string EncodePendingBatches(const std::vector<PendingBatch>& batches);
@@ -123,15 +126,20 @@ std::string PendingPath(absl::string_view topic, int32_t partition);
 enum class Resume { kKeepFiles, kDeleteFiles };
 absl::StatusOr<Resume> DecideResume(const PendingBatch& batch, int64_t committed_offset);
 
-/// For a partition the group never committed, whose pending batches (or, if its pending
-/// record is unreadable, files) begin at `lowest_first_offset` (INT64_MAX: none), where
-/// consumption starts: Kafka's earliest offset (-1: unknown). OK only when they begin there,
-/// as a new group's first batches do. Beginning after it means the group archived what came
-/// before and its offsets were lost (expired after offsets.retention.minutes, or deleted):
-/// starting over would archive it all twice. Beginning before it means Kafka dropped records
-/// of an uncommitted batch, which undoing the batch would lose. Both are refused, as is not
-/// knowing.
+/// For a partition without a committed offset, where its record says archiving resumes: after
+/// the last batch known committed if there is one, else at the first uncommitted batch (or, if
+/// the record is unreadable, file), INT64_MAX when the record holds nothing.
+int64_t ResumeOffsetOf(const std::vector<PendingBatch>& batches);
+
+/// For a partition the group never committed, whose record says archiving resumes at
+/// `resume_offset` (ResumeOffsetOf), and where consumption starts: Kafka's earliest offset
+/// (-1: unknown). OK only when the two agree, as for a new group's first batches, or when the
+/// record holds nothing. Resuming after it means the group archived what came before and its
+/// offsets were lost (expired after offsets.retention.minutes, or deleted): starting over
+/// would archive it all twice. Resuming before it means Kafka dropped records that were never
+/// archived (or that undoing an uncommitted batch would lose). Both are refused, naming the
+/// offset to set, as is not knowing.
 absl::Status CheckStartWithoutCommit(absl::string_view topic, int32_t partition,
-                                     int64_t lowest_first_offset, int64_t earliest_offset);
+                                     int64_t resume_offset, int64_t earliest_offset);
 
 }  // namespace tidemark::archive

@@ -30,6 +30,8 @@ void ArchiveSink::OnRevoked(const std::vector<kafka::TopicPartition>& partitions
   for (const kafka::TopicPartition& tp : partitions) {
     to_recover_.erase(tp);
     uncommitted_.erase(tp);
+    last_committed_.erase(tp);
+    marks_unrecorded_.erase(tp);
   }
 }
 
@@ -39,9 +41,43 @@ void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& ne
     if (it == uncommitted_.end()) continue;
     // A named copy: clang 14 cannot capture a structured binding.
     const int64_t next_offset = next;
-    std::erase_if(it->second,
+    std::vector<PendingBatch>& pending = it->second;
+    std::optional<PendingBatch>& last = last_committed_[tp];
+    for (const PendingBatch& b : pending) {
+      if (b.last_offset < next_offset && (!last || b.last_offset > last->last_offset)) {
+        last = b;
+        last->committed = true;
+        marks_unrecorded_.insert(tp);
+      }
+    }
+    std::erase_if(pending,
                   [next_offset](const PendingBatch& b) { return b.last_offset < next_offset; });
   }
+}
+
+void ArchiveSink::OnStopping() {
+  for (const kafka::TopicPartition& tp : marks_unrecorded_) {
+    if (absl::Status s =
+            Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches(RecordOf(tp)));
+        !s.ok()) {
+      // Safe: the record then names the batch as uncommitted, and a successor without
+      // offsets refuses rather than guess.
+      logger_->warn("msg=\"cannot record the last commit\" partition={} error=\"{}\"", tp.partition,
+                    s.message());
+    }
+  }
+  marks_unrecorded_.clear();
+}
+
+std::vector<PendingBatch> ArchiveSink::RecordOf(const kafka::TopicPartition& tp) const {
+  std::vector<PendingBatch> record;
+  if (auto it = last_committed_.find(tp); it != last_committed_.end() && it->second) {
+    record.push_back(*it->second);
+  }
+  if (auto it = uncommitted_.find(tp); it != uncommitted_.end()) {
+    record.insert(record.end(), it->second.begin(), it->second.end());
+  }
+  return record;
 }
 
 namespace {
@@ -84,6 +120,8 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
   const int64_t committed_offset = assigned.committed_offset;
   absl::StatusOr<std::string> record = lake_.Get(PendingPath(tp.topic, tp.partition));
   uncommitted_[tp].clear();
+  last_committed_.erase(tp);
+  marks_unrecorded_.erase(tp);
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
   if (!record.ok()) {
     metrics_.errors.Add();
@@ -116,25 +154,37 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
     batches = std::vector<PendingBatch>{};
     if (!listed.files.empty()) batches->push_back(std::move(listed));
   }
+  // Without a committed offset consumption starts at Kafka's earliest offset, which the check
+  // made sure is where the record resumes.
+  int64_t start_offset = committed_offset;
   if (committed_offset < 0) {
-    int64_t lowest = INT64_MAX;
-    for (const PendingBatch& b : *batches) lowest = std::min(lowest, b.first_offset);
-    if (absl::Status s =
-            CheckStartWithoutCommit(tp.topic, tp.partition, lowest, assigned.earliest_offset);
+    if (absl::Status s = CheckStartWithoutCommit(tp.topic, tp.partition, ResumeOffsetOf(*batches),
+                                                 assigned.earliest_offset);
         !s.ok()) {
       return s;
     }
+    start_offset = assigned.earliest_offset;
   }
-  for (const PendingBatch& b : *batches) {
-    absl::StatusOr<Resume> resume = DecideResume(b, committed_offset);
+  // Committed batches stay in the record, as they would after a batch of this owner: they
+  // are what tells a successor that finds no committed offset (the group's offsets expired
+  // while the partition was quiet) that the records before them are archived already. An
+  // empty record would let it start over from Kafka's earliest offset and archive them twice.
+  std::optional<PendingBatch>& last_committed = last_committed_[tp];
+  for (PendingBatch& b : *batches) {
+    absl::StatusOr<Resume> resume = DecideResume(b, start_offset);
     if (!resume.ok()) return resume.status();
-    if (*resume == Resume::kDeleteFiles) {
-      logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",
-                    tp.partition, b.first_offset, b.last_offset, b.files.size());
-      if (absl::Status s = DeleteFiles(b); !s.ok()) return s;
+    if (*resume == Resume::kKeepFiles) {
+      if (!last_committed || b.last_offset > last_committed->last_offset) {
+        last_committed = std::move(b);
+        last_committed->committed = true;
+      }
+      continue;
     }
+    logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",
+                  tp.partition, b.first_offset, b.last_offset, b.files.size());
+    if (absl::Status s = DeleteFiles(b); !s.ok()) return s;
   }
-  return Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches({}));
+  return Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches(RecordOf(tp)));
 }
 
 absl::Status ArchiveSink::Health() const {
@@ -260,10 +310,12 @@ absl::StatusOr<std::vector<kafka::RecordRejection>> ArchiveSink::WriteBatch(
           absl::StrCat(hour, "/", FileName(tp.topic, tp.partition, b.first, b.last)));
     }
     pending.push_back(record);
-    if (absl::Status s = Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches(pending));
+    if (absl::Status s =
+            Put(PendingPath(tp.topic, tp.partition), EncodePendingBatches(RecordOf(tp)));
         !s.ok()) {
       return s;
     }
+    marks_unrecorded_.erase(tp);
     size_t f = 0;
     for (auto& [hour, file] : b.file_by_hour) {
       const std::string gz = file.Finish();

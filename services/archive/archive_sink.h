@@ -2,6 +2,8 @@
 
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -54,6 +56,10 @@ class ArchiveSink final : public kafka::BatchSink {
   void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override;
   void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override;
   void OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) override;
+  /// Records the commits confirmed since each partition's record was last written: a group
+  /// whose replicas all stay stopped past Kafka's offset retention loses its offsets, and the
+  /// record is then all that says where archiving stopped.
+  void OnStopping() override;
 
   /// NOT OK while the last batch could not be written (the lake is unreachable or refuses);
   /// any thread.
@@ -64,6 +70,9 @@ class ArchiveSink final : public kafka::BatchSink {
   absl::StatusOr<std::vector<kafka::RecordRejection>> WriteBatch(kafka::PreparedBatch& prepared);
   /// Undoes the uncommitted batches a predecessor recorded for the partition.
   absl::Status Recover(const kafka::TopicPartition& tp, const kafka::AssignedPartition& assigned);
+  /// What the partition's pending record holds: its last batch known committed, marked so,
+  /// and every batch written since whose commit is not confirmed.
+  std::vector<PendingBatch> RecordOf(const kafka::TopicPartition& tp) const;
   absl::Status Put(const std::string& path, absl::string_view data);
   absl::Status DeleteFiles(const PendingBatch& batch);
 
@@ -75,6 +84,11 @@ class ArchiveSink final : public kafka::BatchSink {
   std::map<kafka::TopicPartition, kafka::AssignedPartition> to_recover_;
   /// Per partition, the batches written whose commit has not been confirmed.
   std::map<kafka::TopicPartition, std::vector<PendingBatch>> uncommitted_;
+  /// Per partition, the last batch whose commit is known (from the committed offset found at
+  /// recovery, or a confirmed commit): kept in the record.
+  std::map<kafka::TopicPartition, std::optional<PendingBatch>> last_committed_;
+  /// Partitions whose record in the lake does not show their last committed batch yet.
+  std::set<kafka::TopicPartition> marks_unrecorded_;
   mutable absl::Mutex health_mu_;
   absl::Status health_ ABSL_GUARDED_BY(health_mu_);
 };

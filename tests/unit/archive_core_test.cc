@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "services/archive/archive_sink.h"
 #include "services/archive/lake.h"
 #include "services/archive/replay.h"
 
@@ -222,6 +223,12 @@ TEST(PendingBatches, EncodeDecode) {
   ASSERT_EQ(back->size(), 2u);
   EXPECT_EQ((*back)[0].files, batches[0].files);
   EXPECT_EQ((*back)[1].first_offset, 200);
+  EXPECT_FALSE((*back)[0].committed);
+  PendingBatch committed = batches[0];
+  committed.committed = true;
+  back = DecodePendingBatches(EncodePendingBatches({committed}));
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE((*back)[0].committed);
   EXPECT_FALSE(DecodePendingBatches("{}").ok());
   EXPECT_EQ(PendingPath("tidemark.raw", 3), "_pending/tidemark.raw-3.json");
 }
@@ -261,6 +268,72 @@ TEST(ResumeRule, WithoutACommitBatchesMustBeginWhereConsumptionStarts) {
   // Not knowing where consumption starts.
   EXPECT_EQ(CheckStartWithoutCommit("raw", 0, 100, -1).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// Where the record says archiving resumes: after the last batch known committed, else at the
+// first uncommitted batch.
+TEST(ResumeRule, TheRecordResumesAfterItsCommittedBatch) {
+  PendingBatch committed{"raw", 0, 100, 199, {}, /*committed=*/true};
+  PendingBatch uncommitted{"raw", 0, 200, 299, {}};
+  EXPECT_EQ(ResumeOffsetOf({committed, uncommitted}), 200);
+  EXPECT_EQ(ResumeOffsetOf({uncommitted, committed}), 200);
+  EXPECT_EQ(ResumeOffsetOf({committed}), 200);
+  EXPECT_EQ(ResumeOffsetOf({uncommitted}), 200);
+  uncommitted.first_offset = 150;
+  EXPECT_EQ(ResumeOffsetOf({uncommitted}), 150);
+  EXPECT_EQ(ResumeOffsetOf({}), INT64_MAX);
+}
+
+// Recovering a partition keeps its committed batches in the pending record: if the group's
+// offsets then expire while the partition is quiet, the next owner must still learn that the
+// records before them are archived, rather than archive everything Kafka holds a second time.
+TEST(ArchiveSink, RecoveryKeepsWhatTellsASuccessorThatOffsetsWereLost) {
+  const std::string root = ::testing::TempDir() + "/recovery-lake-" + std::to_string(getpid());
+  std::filesystem::remove_all(root);
+  std::unique_ptr<Lake> lake = LocalLake(root);
+  const std::string file = "year=2026/month=12/day=06/hour=10/" + FileName("raw", 0, 100, 199);
+  ASSERT_TRUE(lake->Put(file, "archived").ok());
+  ASSERT_TRUE(
+      lake->Put(PendingPath("raw", 0), EncodePendingBatches({{"raw", 0, 100, 199, {file}}})).ok());
+  metrics::Registry registry;
+  ArchiveMetrics metrics(registry);
+  const kafka::TopicPartition tp{"raw", 0};
+
+  // An owner that finds the batch committed keeps its file, and the record.
+  {
+    ArchiveSink sink(*lake, {}, metrics, spdlog::default_logger());
+    sink.OnAssigned({{.partition = tp, .committed_offset = 200}});
+    ASSERT_TRUE(sink.Write({}).ok());
+  }
+  EXPECT_TRUE(lake->Get(file).ok());
+  absl::StatusOr<std::string> record = lake->Get(PendingPath("raw", 0));
+  ASSERT_TRUE(record.ok()) << record.status();
+  absl::StatusOr<std::vector<PendingBatch>> pending = DecodePendingBatches(*record);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].first_offset, 100);
+
+  // The group's offsets expired; Kafka still holds the partition from offset 0.
+  ArchiveSink successor(*lake, {}, metrics, spdlog::default_logger());
+  successor.OnAssigned({{.partition = tp, .committed_offset = -1, .earliest_offset = 0}});
+  absl::StatusOr<std::vector<kafka::RecordRejection>> refused = successor.Write({});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("offsets were lost"), absl::string_view::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("to 200 to resume"), absl::string_view::npos)
+      << refused.status();
+  EXPECT_TRUE(lake->Get(file).ok());
+
+  // Kafka has since dropped everything the batch held: consumption from its earliest offset,
+  // 200, is exactly where archiving stopped, and the batch's file stays.
+  {
+    ArchiveSink sink(*lake, {}, metrics, spdlog::default_logger());
+    sink.OnAssigned({{.partition = tp, .committed_offset = -1, .earliest_offset = 200}});
+    absl::StatusOr<std::vector<kafka::RecordRejection>> resumed = sink.Write({});
+    EXPECT_TRUE(resumed.ok()) << resumed.status();
+  }
+  EXPECT_TRUE(lake->Get(file).ok());
+  std::filesystem::remove_all(root);
 }
 
 // A replay stopped by a shutdown signal (Ctrl-C on the runbook's command) sends nothing more and

@@ -35,6 +35,8 @@ bool IsCooperative(rd_kafka_t* rk) {
 
 // How long a commit may wait for the group coordinator's answer.
 constexpr absl::Duration kCommitTimeout = absl::Seconds(10);
+// How long the earliest offsets of newly assigned partitions may take to read.
+constexpr int kOffsetLookupTimeoutMs = 10000;
 
 }  // namespace
 
@@ -120,6 +122,7 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
     logger_->error("msg=\"{}\"", fatal_.message());
     return;
   }
+  const std::map<TopicPartition, int64_t> earliest = EarliestOffsets(partitions);
   std::vector<AssignedPartition> assigned;
   for (int i = 0; i < partitions->cnt; ++i) {
     rd_kafka_topic_partition_t& tp = partitions->elems[i];
@@ -129,15 +132,12 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
     if (tp.metadata != nullptr && tp.metadata_size > 0) {
       a.committed_metadata.assign(static_cast<const char*>(tp.metadata), tp.metadata_size);
     }
-    int64_t low = 0, high = 0;
+    const auto low = earliest.find(a.partition);
     if (tp.offset < 0) {
       tp.offset = RD_KAFKA_OFFSET_BEGINNING;
-      if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high, 10000) ==
-          RD_KAFKA_RESP_ERR_NO_ERROR) {
-        a.earliest_offset = low;
-      }
       // Unknown when the broker did not say: then Lag skips the partition until it is fetched.
-      if (a.earliest_offset >= 0) {
+      if (low != earliest.end()) {
+        a.earliest_offset = low->second;
         start_offsets_[{tp.topic, tp.partition}] = a.earliest_offset;
       } else {
         start_offsets_.erase({tp.topic, tp.partition});
@@ -145,12 +145,10 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
       continue;
     }
     start_offsets_[{tp.topic, tp.partition}] = tp.offset;
-    if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high, 10000) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR &&
-        tp.offset < low) {
+    if (low != earliest.end() && tp.offset < low->second) {
       fatal_ = absl::DataLossError(
           absl::StrCat("committed offset ", tp.offset, " of ", tp.topic, "/", tp.partition,
-                       " is before the earliest offset the broker still holds (", low,
+                       " is before the earliest offset the broker still holds (", low->second,
                        "): records this consumer group never processed were dropped"));
     }
   }
@@ -168,6 +166,36 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
   if (paused_) rd_kafka_pause_partitions(rk_, partitions);
   logger_->info("msg=\"partitions assigned\" count={}", partitions->cnt);
   if (listener_) listener_->OnAssigned(assigned);
+}
+
+std::map<TopicPartition, int64_t> Consumer::EarliestOffsets(
+    const rd_kafka_topic_partition_list_t* partitions) {
+  // One ListOffsets lookup for all of them, asking for the earliest offset (timestamp -2).
+  // Not rd_kafka_query_watermark_offsets: librdkafka 2.0 waits on its requests past the
+  // timeout it is given (a minute per attempt, for as long as the leader is unreachable),
+  // and this runs in the rebalance callback, where the loop can neither log nor serve the
+  // group meanwhile.
+  ListPtr asked(rd_kafka_topic_partition_list_new(partitions->cnt));
+  for (int i = 0; i < partitions->cnt; ++i) {
+    rd_kafka_topic_partition_list_add(asked.get(), partitions->elems[i].topic,
+                                      partitions->elems[i].partition)
+        ->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  std::map<TopicPartition, int64_t> earliest;
+  if (const rd_kafka_resp_err_t err =
+          rd_kafka_offsets_for_times(rk_, asked.get(), kOffsetLookupTimeoutMs);
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    logger_->warn("msg=\"cannot read the earliest offsets of assigned partitions\" error=\"{}\"",
+                  rd_kafka_err2str(err));
+    return earliest;
+  }
+  for (int i = 0; i < asked->cnt; ++i) {
+    const rd_kafka_topic_partition_t& e = asked->elems[i];
+    if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0) {
+      earliest[{e.topic, e.partition}] = e.offset;
+    }
+  }
+  return earliest;
 }
 
 void Consumer::Revoke(rd_kafka_topic_partition_list_t* partitions) {

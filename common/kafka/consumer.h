@@ -128,6 +128,10 @@ class Consumer final {
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                           rd_kafka_topic_partition_list_t* partitions, void* opaque);
   void Assign(rd_kafka_topic_partition_list_t* partitions);
+  /// The earliest offset Kafka holds of each of `partitions`, read within a bounded time;
+  /// partitions it did not tell are missing.
+  std::map<TopicPartition, int64_t> EarliestOffsets(
+      const rd_kafka_topic_partition_list_t* partitions);
   void Revoke(rd_kafka_topic_partition_list_t* partitions);
 
   std::shared_ptr<spdlog::logger> logger_;

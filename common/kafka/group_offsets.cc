@@ -50,20 +50,27 @@ absl::StatusOr<std::map<int32_t, GroupPartitionOffsets>> ReadGroupOffsets(
   if (rd_kafka_resp_err_t e = rd_kafka_committed(rk.get(), list.get(), timeout_ms); e) {
     return ToStatus(e, absl::StrCat("reading the committed offsets of group ", group));
   }
+  // Each partition's end, in one ListOffsets lookup (timestamp -1): librdkafka 2.0's
+  // rd_kafka_query_watermark_offsets waits past its timeout while a leader is unreachable.
+  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)>
+      ends(rd_kafka_topic_partition_list_copy(list.get()), &rd_kafka_topic_partition_list_destroy);
+  for (int i = 0; i < ends->cnt; ++i) ends->elems[i].offset = RD_KAFKA_OFFSET_END;
+  if (rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk.get(), ends.get(), timeout_ms); e) {
+    return ToStatus(e, absl::StrCat("reading the ends of ", topic));
+  }
   std::map<int32_t, GroupPartitionOffsets> out;
   for (int i = 0; i < list->cnt; ++i) {
     const rd_kafka_topic_partition_t& tp = list->elems[i];
     if (tp.err) return ToStatus(tp.err, absl::StrCat("the committed offset of ", topic, "/", tp.partition));
+    const rd_kafka_topic_partition_t* end =
+        rd_kafka_topic_partition_list_find(ends.get(), topic.c_str(), tp.partition);
+    if (end == nullptr || end->err) {
+      return ToStatus(end == nullptr ? RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION : end->err,
+                      absl::StrCat("reading the end of ", topic, "/", tp.partition));
+    }
     GroupPartitionOffsets& o = out[tp.partition];
     o.committed = tp.offset < 0 ? -1 : tp.offset;
-    int64_t low = 0, high = 0;
-    if (rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(),
-                                                                 tp.partition, &low, &high,
-                                                                 timeout_ms);
-        e) {
-      return ToStatus(e, absl::StrCat("reading the end of ", topic, "/", tp.partition));
-    }
-    o.high_watermark = high;
+    o.high_watermark = end->offset;
   }
   return out;
 }

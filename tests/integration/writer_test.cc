@@ -244,8 +244,8 @@ TEST(PointStore, TheMemoOfStoredSeriesIsBounded) {
   const int64_t t = NowUs();
   for (int i = 0; i < 10; ++i) {
     // Two series per device (temperature and ok), a new device each time, and d1 again.
-    auto outcome = WriteEvents(store, {MakeEvent(absl::StrCat("churn-", i), t + i, 1.0),
-                                       MakeEvent("d1", t + i, 2.0)});
+    auto outcome = WriteEvents(
+        store, {MakeEvent(absl::StrCat("churn-", i), t + i, 1.0), MakeEvent("d1", t + i, 2.0)});
     ASSERT_TRUE(outcome.ok()) << outcome.status();
     EXPECT_EQ(outcome->upserted, 3) << "d1's temperature collides in every batch, batch " << i;
     EXPECT_LE(store.known_series(), 4u);
@@ -884,6 +884,63 @@ TEST(Consumer, StartWithoutACommitReportsTheEarliestOffset) {
     EXPECT_EQ(a.committed_offset, first.at(tp) + 1) << tp.topic;
     EXPECT_EQ(a.earliest_offset, -1) << tp.topic;
   }
+}
+
+// A partition whose leader is down when the group assigns it: the assignment still finishes
+// within its lookup timeout, the partition's earliest offset unknown (librdkafka's watermark
+// query would wait, inside the rebalance callback, until the leader came back), and the
+// partition is consumed once its leader is back.
+TEST(Consumer, AssignmentFinishesWhileAPartitionLeaderIsDown) {
+  auto started = devbroker::DevBroker::Start(2, {});
+  ASSERT_TRUE(started.ok()) << started.status();
+  devbroker::DevBroker& cluster = **started;
+  const std::string topic = "leader_down_at_assignment";
+  const std::string group = "leader-down-at-assignment";
+  ASSERT_TRUE(cluster.CreateTopic(topic, 2).ok());
+  ASSERT_TRUE(cluster.SetLeader(topic, 0, 1).ok());
+  ASSERT_TRUE(cluster.SetLeader(topic, 1, 2).ok());
+  ASSERT_TRUE(cluster.SetGroupCoordinator(group, 1).ok());
+  {
+    auto producer = kafka::Producer::Create({.brokers = cluster.bootstrap_servers()}, Logger());
+    ASSERT_TRUE(producer.ok());
+    for (int i = 0; i < 20; ++i) {
+      // Keys "k0".."k19" land on both partitions.
+      ASSERT_TRUE((*producer)->Produce(topic, absl::StrCat("k", i), "v", nullptr).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+  }
+  ASSERT_TRUE(cluster.SetBrokerUp(2, false).ok());
+
+  AssignedRecorder recorder;
+  auto consumer = kafka::Consumer::Create(
+      {.brokers = cluster.bootstrap_servers(), .group_id = group, .topics = {topic}}, Logger(),
+      &recorder);
+  ASSERT_TRUE(consumer.ok());
+  std::map<int32_t, int> consumed;
+  auto poll = [&] {
+    absl::StatusOr<std::vector<kafka::Message>> got =
+        (*consumer)->Poll(100, absl::Milliseconds(100));
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (const kafka::Message& m : *got) ++consumed[m.partition()];
+  };
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        poll();
+        return recorder.assigned.size() == 2;
+      },
+      absl::Seconds(40)))
+      << "the assignment did not finish while a leader was down";
+  EXPECT_EQ(recorder.assigned.at({topic, 1}).earliest_offset, -1);
+
+  ASSERT_TRUE(cluster.SetBrokerUp(2, true).ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        poll();
+        return consumed[0] + consumed[1] == 20;
+      },
+      absl::Seconds(40)))
+      << consumed[0] << " + " << consumed[1] << " of 20 records consumed";
+  EXPECT_GT(consumed[1], 0);
 }
 
 // What a consumer took of a partition it then lost is the next owner's. librdkafka serves a

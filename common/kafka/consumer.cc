@@ -35,8 +35,10 @@ bool IsCooperative(rd_kafka_t* rk) {
 
 // How long a commit may wait for the group coordinator's answer.
 constexpr absl::Duration kCommitTimeout = absl::Seconds(10);
-// How long the earliest offsets of newly assigned partitions may take to read.
+// How long the earliest offsets of newly assigned partitions may take to read: all of them
+// at once, then each on its own when that fails.
 constexpr int kOffsetLookupTimeoutMs = 10000;
+constexpr int kPartitionOffsetLookupTimeoutMs = 2000;
 
 }  // namespace
 
@@ -170,29 +172,41 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
 
 std::map<TopicPartition, int64_t> Consumer::EarliestOffsets(
     const rd_kafka_topic_partition_list_t* partitions) {
-  // One ListOffsets lookup for all of them, asking for the earliest offset (timestamp -2).
-  // Not rd_kafka_query_watermark_offsets: librdkafka 2.0 waits on its requests past the
-  // timeout it is given (a minute per attempt, for as long as the leader is unreachable),
-  // and this runs in the rebalance callback, where the loop can neither log nor serve the
-  // group meanwhile.
-  ListPtr asked(rd_kafka_topic_partition_list_new(partitions->cnt));
-  for (int i = 0; i < partitions->cnt; ++i) {
-    rd_kafka_topic_partition_list_add(asked.get(), partitions->elems[i].topic,
-                                      partitions->elems[i].partition)
-        ->offset = RD_KAFKA_OFFSET_BEGINNING;
-  }
+  // ListOffsets lookups asking for the earliest offset (timestamp -2), each bounded. Not
+  // rd_kafka_query_watermark_offsets: librdkafka 2.0 waits on its requests past the timeout
+  // it is given (a minute per attempt, for as long as the leader is unreachable), and this
+  // runs in the rebalance callback, where the loop can neither log nor serve the group.
   std::map<TopicPartition, int64_t> earliest;
-  if (const rd_kafka_resp_err_t err =
-          rd_kafka_offsets_for_times(rk_, asked.get(), kOffsetLookupTimeoutMs);
-      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    logger_->warn("msg=\"cannot read the earliest offsets of assigned partitions\" error=\"{}\"",
-                  rd_kafka_err2str(err));
+  auto lookup = [&](int from, int to, int timeout_ms) {
+    ListPtr asked(rd_kafka_topic_partition_list_new(to - from));
+    for (int i = from; i < to; ++i) {
+      rd_kafka_topic_partition_list_add(asked.get(), partitions->elems[i].topic,
+                                        partitions->elems[i].partition)
+          ->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    const rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk_, asked.get(), timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return err;
+    for (int i = 0; i < asked->cnt; ++i) {
+      const rd_kafka_topic_partition_t& e = asked->elems[i];
+      if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0) {
+        earliest[{e.topic, e.partition}] = e.offset;
+      }
+    }
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+  };
+  if (partitions->cnt == 0 ||
+      lookup(0, partitions->cnt, kOffsetLookupTimeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     return earliest;
   }
-  for (int i = 0; i < asked->cnt; ++i) {
-    const rd_kafka_topic_partition_t& e = asked->elems[i];
-    if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0) {
-      earliest[{e.topic, e.partition}] = e.offset;
+  // One partition that cannot be read (its leader down) fails the whole lookup: ask for each
+  // on its own, so that only the unreachable ones stay unknown.
+  for (int i = 0; i < partitions->cnt; ++i) {
+    if (const rd_kafka_resp_err_t err = lookup(i, i + 1, kPartitionOffsetLookupTimeoutMs);
+        err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      logger_->warn(
+          "msg=\"cannot read the earliest offset of an assigned partition\" topic={} "
+          "partition={} error=\"{}\"",
+          partitions->elems[i].topic, partitions->elems[i].partition, rd_kafka_err2str(err));
     }
   }
   return earliest;

@@ -340,8 +340,40 @@ absl::Status BatchLoop::FlushOverlapped(Consumer& consumer, const std::atomic<bo
   return absl::OkStatus();
 }
 
+void BatchLoop::AwaitInFlight(Consumer& consumer) {
+  // Waiting here blocks the thread whose polling keeps this consumer in its group: past
+  // max.poll.interval.ms (5 minutes by default) the group moves its partitions to another
+  // replica while this one still writes them. A store that takes longer than a second (a lake
+  // or database answering slowly, request after request) is waited for polling the paused
+  // consumer, as a failing one is, and named in the log every 30 s.
+  if (in_flight_->stored.wait_for(std::chrono::seconds(1)) == std::future_status::ready) return;
+  const bool paused = consumer.PauseAll().ok();
+  absl::Time next_report = in_flight_->started + absl::Seconds(30);
+  while (in_flight_->stored.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    absl::StatusOr<std::vector<Message>> polled = consumer.Poll(1, absl::Milliseconds(100));
+    if (polled.ok()) {
+      for (Message& m : *polled) {
+        pending_bytes_ += m.value().size();
+        pending_.push_back(std::move(m));
+      }
+    }
+    if (absl::Now() >= next_report) {
+      logger_->warn(
+          "msg=\"batch store still running\" loop={} records={} running_for={}", config_.name,
+          in_flight_->records.size(),
+          absl::FormatDuration(absl::Trunc(absl::Now() - in_flight_->started, absl::Seconds(1))));
+      next_report += absl::Seconds(30);
+    }
+  }
+  if (!paused) return;
+  if (absl::Status s = consumer.ResumeAll(); !s.ok()) {
+    logger_->warn("msg=\"cannot resume\" error=\"{}\"", s.message());
+  }
+}
+
 absl::StatusOr<bool> BatchLoop::FinishInFlight(Consumer& consumer, const std::atomic<bool>& stop) {
   if (!in_flight_) return false;
+  AwaitInFlight(consumer);
   absl::StatusOr<std::vector<RecordRejection>> stored = in_flight_->stored.get();
   InFlight done = std::move(*in_flight_);
   in_flight_.reset();

@@ -146,6 +146,9 @@ class BatchLoop final : public PartitionListener {
   /// go back before `pending_` and Flush retries them all.
   /// Returns whether it did so (the store failed).
   absl::StatusOr<bool> FinishInFlight(Consumer& consumer, const std::atomic<bool>& stop);
+  /// Waits for the batch in flight; one that takes long is waited for polling the paused
+  /// consumer (records polled join pending_), so that this consumer keeps its group membership.
+  void AwaitInFlight(Consumer& consumer);
   /// Publishes the rejections of `records` (stored) and commits their offsets, leaving out
   /// partitions in `revoked_`. `paused`: whether the consumer is paused (resumed at the end).
   absl::Status PublishAndCommit(Consumer& consumer, const std::atomic<bool>& stop,

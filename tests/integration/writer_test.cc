@@ -306,16 +306,19 @@ TEST(PointStore, SchemaHasReadOnlyRoleAndPartitions) {
 class RunningLoop {
  public:
   RunningLoop(kafka::BatchSink& sink, const std::string& topic, const std::string& group,
-              kafka::BatchLoopConfig config)
+              kafka::BatchLoopConfig config,
+              std::map<std::string, std::string> consumer_properties = {})
       : metrics_(registry_, "tidemark_writer", "raw") {
     auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
     EXPECT_TRUE(producer.ok());
     producer_ = *std::move(producer);
     config.overlap_store = true;
     loop_ = std::make_unique<kafka::BatchLoop>(config, sink, *producer_, metrics_, Logger());
-    auto consumer = kafka::Consumer::Create(
-        {.brokers = broker->bootstrap_servers(), .group_id = group, .topics = {topic}}, Logger(),
-        loop_.get());
+    auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
+                                             .group_id = group,
+                                             .topics = {topic},
+                                             .properties = std::move(consumer_properties)},
+                                            Logger(), loop_.get());
     EXPECT_TRUE(consumer.ok());
     consumer_ = *std::move(consumer);
     thread_ = std::thread([this] { result_ = loop_->Run(*consumer_, stop_); });
@@ -673,6 +676,53 @@ TEST(BatchLoop, BuiltBatchesAreExactlyTheBatchesStored) {
   EXPECT_EQ(first_sink.foreign_records() + second_sink.foreign_records(), 0);
   EXPECT_GT(first_sink.built_batches() + second_sink.built_batches(), 0);
   EXPECT_GT(first_retries, 0u) << "no store failed";
+}
+
+// A sink whose first store takes 15 s, longer than the consumer's max.poll.interval.ms.
+class SlowFirstStoreSink final : public kafka::BatchSink {
+ public:
+  absl::StatusOr<std::vector<kafka::RecordRejection>> Write(
+      const std::vector<const kafka::Message*>& records) override {
+    if (stores_++ == 0) absl::SleepFor(absl::Seconds(15));
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const kafka::Message* m : records) stored_.push_back({m->partition(), m->offset()});
+    return std::vector<kafka::RecordRejection>{};
+  }
+  void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override {
+    revoked_ += static_cast<int>(partitions.size());
+  }
+  std::vector<std::pair<int32_t, int64_t>> stored() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stored_;
+  }
+  int revoked() const { return revoked_; }
+
+ private:
+  std::atomic<int> stores_{0};
+  std::atomic<int> revoked_{0};
+  mutable std::mutex mu_;
+  std::vector<std::pair<int32_t, int64_t>> stored_;
+};
+
+// A store that outlasts max.poll.interval.ms (10 s here, the least librdkafka allows beside a
+// 10 s session; 5 minutes by default) does not cost the loop its group membership: it polls
+// the paused consumer while it waits, so its partitions stay with it and nothing is stored
+// twice. Without that the group takes the partitions away mid-store and the batch is redone.
+TEST(BatchLoop, AStoreLongerThanThePollIntervalKeepsItsPartitions) {
+  const std::string topic = "slow_store";
+  ASSERT_TRUE(broker->CreateTopic(topic, 2).ok());
+  Produce(topic, Events(300, 30, NowUs()));
+  SlowFirstStoreSink sink;
+  RunningLoop loop(sink, topic, "slow-store",
+                   {.batch_max_records = 100, .batch_max_age = absl::Milliseconds(50)},
+                   {{"max.poll.interval.ms", "10000"}});
+  ASSERT_TRUE(WaitFor([&] { return sink.stored().size() >= 300; }, absl::Seconds(60)));
+  absl::SleepFor(absl::Seconds(2));  // a batch redone would show up now
+  EXPECT_EQ(sink.revoked(), 0) << "the group took the partitions away during the store";
+  const std::vector<std::pair<int32_t, int64_t>> stored = sink.stored();
+  const std::set<std::pair<int32_t, int64_t>> distinct(stored.begin(), stored.end());
+  EXPECT_EQ(stored.size(), 300u);
+  EXPECT_EQ(distinct.size(), 300u);
 }
 
 // A request's records are queued partition by partition, in the order the configured

@@ -131,7 +131,8 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
   if (!batches.ok()) {
     // A store that lost part of the record (S3 never does; a crashed test store or a damaged
     // disk may): find the batches by name instead. Every file of this partition from the
-    // committed offset on is uncommitted, by the same rule.
+    // committed offset on is uncommitted, by the same rule; the newest batch wholly before it
+    // is committed, and stays in the record as such, as it would have.
     logger_->warn(
         "msg=\"pending record unreadable; listing the lake instead\" partition={}"
         " error=\"{}\"",
@@ -142,16 +143,24 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
       return AsBatchFailure(files.status());
     }
     PendingBatch listed{tp.topic, tp.partition, INT64_MAX, INT64_MAX, {}};
+    PendingBatch newest_committed{tp.topic, tp.partition, -1, -1, {}, /*committed=*/true};
     for (const std::string& file : *files) {
       const std::optional<FileRange> range = ParseFileName(file.substr(file.rfind('/') + 1));
-      if (range && range->topic == tp.topic && range->partition == tp.partition &&
-          range->first_offset >= committed_offset) {
+      if (!range || range->topic != tp.topic || range->partition != tp.partition) continue;
+      if (range->first_offset >= committed_offset) {
         listed.files.push_back(file);
         listed.first_offset = std::min(listed.first_offset, range->first_offset);
+      } else if (range->last_offset < committed_offset &&
+                 range->last_offset >= newest_committed.last_offset) {
+        if (range->last_offset > newest_committed.last_offset) newest_committed.files.clear();
+        newest_committed.first_offset = range->first_offset;
+        newest_committed.last_offset = range->last_offset;
+        newest_committed.files.push_back(file);  // one file per hour the batch held
       }
     }
     if (committed_offset >= 0) listed.first_offset = committed_offset;
     batches = std::vector<PendingBatch>{};
+    if (!newest_committed.files.empty()) batches->push_back(std::move(newest_committed));
     if (!listed.files.empty()) batches->push_back(std::move(listed));
   }
   // Without a committed offset consumption starts at Kafka's earliest offset, which the check

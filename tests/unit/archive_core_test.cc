@@ -336,6 +336,56 @@ TEST(ArchiveSink, RecoveryKeepsWhatTellsASuccessorThatOffsetsWereLost) {
   std::filesystem::remove_all(root);
 }
 
+// A pending record that cannot be read is rebuilt from the lake's file names: the files from
+// the committed offset on are undone, and the newest batch before it is kept in the record as
+// committed, so that a successor without offsets still learns where archiving stood.
+TEST(ArchiveSink, RecoveryFromAnUnreadableRecordKeepsTheNewestCommittedBatch) {
+  const std::string root = ::testing::TempDir() + "/unreadable-lake-" + std::to_string(getpid());
+  std::filesystem::remove_all(root);
+  std::unique_ptr<Lake> lake = LocalLake(root);
+  const std::string hour = "year=2026/month=12/day=06/hour=10/";
+  const std::string older = hour + FileName("raw", 0, 0, 99);
+  const std::string newest = hour + FileName("raw", 0, 100, 199);
+  const std::string newest_next_hour =
+      "year=2026/month=12/day=06/hour=11/" + FileName("raw", 0, 100, 199);
+  const std::string uncommitted = hour + FileName("raw", 0, 200, 249);
+  const std::string other_partition = hour + FileName("raw", 1, 0, 300);
+  for (const std::string& f : {older, newest, newest_next_hour, uncommitted, other_partition}) {
+    ASSERT_TRUE(lake->Put(f, "archived").ok());
+  }
+  ASSERT_TRUE(lake->Put(PendingPath("raw", 0), "[{\"topic\":\"raw\",\"partit").ok());
+  metrics::Registry registry;
+  ArchiveMetrics metrics(registry);
+  const kafka::TopicPartition tp{"raw", 0};
+  {
+    ArchiveSink sink(*lake, {}, metrics, spdlog::default_logger());
+    sink.OnAssigned({{.partition = tp, .committed_offset = 200}});
+    ASSERT_TRUE(sink.Write({}).ok());
+  }
+  EXPECT_FALSE(lake->Get(uncommitted).ok()) << "an uncommitted batch's file stayed";
+  for (const std::string& f : {older, newest, newest_next_hour, other_partition}) {
+    EXPECT_TRUE(lake->Get(f).ok()) << f;
+  }
+  absl::StatusOr<std::string> record = lake->Get(PendingPath("raw", 0));
+  ASSERT_TRUE(record.ok()) << record.status();
+  absl::StatusOr<std::vector<PendingBatch>> pending = DecodePendingBatches(*record);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->size(), 1u) << *record;
+  EXPECT_TRUE((*pending)[0].committed);
+  EXPECT_EQ((*pending)[0].first_offset, 100);
+  EXPECT_EQ((*pending)[0].last_offset, 199);
+  EXPECT_EQ((*pending)[0].files.size(), 2u);
+
+  // The group's offsets expired: the successor refuses to start over, naming where to resume.
+  ArchiveSink successor(*lake, {}, metrics, spdlog::default_logger());
+  successor.OnAssigned({{.partition = tp, .committed_offset = -1, .earliest_offset = 0}});
+  absl::StatusOr<std::vector<kafka::RecordRejection>> refused = successor.Write({});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("to 200 to resume"), absl::string_view::npos)
+      << refused.status();
+  std::filesystem::remove_all(root);
+}
+
 // A replay stopped by a shutdown signal (Ctrl-C on the runbook's command) sends nothing more and
 // says it stopped, instead of running to the end of its range.
 TEST(Replay, StopsWhenAskedAndSaysSo) {

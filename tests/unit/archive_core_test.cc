@@ -284,6 +284,23 @@ TEST(ResumeRule, TheRecordResumesAfterItsCommittedBatch) {
   EXPECT_EQ(ResumeOffsetOf({}), INT64_MAX);
 }
 
+// Recovers partition raw/0 as an owner assigned it with `committed` (and Kafka's `earliest`)
+// does before its first batch; the status of that batch (an empty one).
+absl::Status RecoverRaw0(Lake& lake, ArchiveMetrics& metrics, int64_t committed,
+                         int64_t earliest = -1) {
+  ArchiveSink sink(lake, {}, metrics, spdlog::default_logger());
+  sink.OnAssigned(
+      {{.partition = {"raw", 0}, .committed_offset = committed, .earliest_offset = earliest}});
+  return sink.Write({}).status();
+}
+
+// The pending record of partition raw/0.
+absl::StatusOr<std::vector<PendingBatch>> RecordOfRaw0(Lake& lake) {
+  absl::StatusOr<std::string> record = lake.Get(PendingPath("raw", 0));
+  if (!record.ok()) return record.status();
+  return DecodePendingBatches(*record);
+}
+
 // Recovering a partition keeps its committed batches in the pending record: if the group's
 // offsets then expire while the partition is quiet, the next owner must still learn that the
 // records before them are archived, rather than archive everything Kafka holds a second time.
@@ -297,41 +314,26 @@ TEST(ArchiveSink, RecoveryKeepsWhatTellsASuccessorThatOffsetsWereLost) {
       lake->Put(PendingPath("raw", 0), EncodePendingBatches({{"raw", 0, 100, 199, {file}}})).ok());
   metrics::Registry registry;
   ArchiveMetrics metrics(registry);
-  const kafka::TopicPartition tp{"raw", 0};
 
   // An owner that finds the batch committed keeps its file, and the record.
-  {
-    ArchiveSink sink(*lake, {}, metrics, spdlog::default_logger());
-    sink.OnAssigned({{.partition = tp, .committed_offset = 200}});
-    ASSERT_TRUE(sink.Write({}).ok());
-  }
+  ASSERT_TRUE(RecoverRaw0(*lake, metrics, /*committed=*/200).ok());
   EXPECT_TRUE(lake->Get(file).ok());
-  absl::StatusOr<std::string> record = lake->Get(PendingPath("raw", 0));
-  ASSERT_TRUE(record.ok()) << record.status();
-  absl::StatusOr<std::vector<PendingBatch>> pending = DecodePendingBatches(*record);
+  absl::StatusOr<std::vector<PendingBatch>> pending = RecordOfRaw0(*lake);
   ASSERT_TRUE(pending.ok()) << pending.status();
   ASSERT_EQ(pending->size(), 1u);
   EXPECT_EQ((*pending)[0].first_offset, 100);
 
   // The group's offsets expired; Kafka still holds the partition from offset 0.
-  ArchiveSink successor(*lake, {}, metrics, spdlog::default_logger());
-  successor.OnAssigned({{.partition = tp, .committed_offset = -1, .earliest_offset = 0}});
-  absl::StatusOr<std::vector<kafka::RecordRejection>> refused = successor.Write({});
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
-  EXPECT_NE(refused.status().message().find("offsets were lost"), absl::string_view::npos)
-      << refused.status();
-  EXPECT_NE(refused.status().message().find("to 200 to resume"), absl::string_view::npos)
-      << refused.status();
+  const absl::Status refused = RecoverRaw0(*lake, metrics, /*committed=*/-1, /*earliest=*/0);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_NE(refused.message().find("offsets were lost"), absl::string_view::npos) << refused;
+  EXPECT_NE(refused.message().find("to 200 to resume"), absl::string_view::npos) << refused;
   EXPECT_TRUE(lake->Get(file).ok());
 
   // Kafka has since dropped everything the batch held: consumption from its earliest offset,
   // 200, is exactly where archiving stopped, and the batch's file stays.
-  {
-    ArchiveSink sink(*lake, {}, metrics, spdlog::default_logger());
-    sink.OnAssigned({{.partition = tp, .committed_offset = -1, .earliest_offset = 200}});
-    absl::StatusOr<std::vector<kafka::RecordRejection>> resumed = sink.Write({});
-    EXPECT_TRUE(resumed.ok()) << resumed.status();
-  }
+  const absl::Status resumed = RecoverRaw0(*lake, metrics, /*committed=*/-1, /*earliest=*/200);
+  EXPECT_TRUE(resumed.ok()) << resumed;
   EXPECT_TRUE(lake->Get(file).ok());
   std::filesystem::remove_all(root);
 }
@@ -356,33 +358,24 @@ TEST(ArchiveSink, RecoveryFromAnUnreadableRecordKeepsTheNewestCommittedBatch) {
   ASSERT_TRUE(lake->Put(PendingPath("raw", 0), "[{\"topic\":\"raw\",\"partit").ok());
   metrics::Registry registry;
   ArchiveMetrics metrics(registry);
-  const kafka::TopicPartition tp{"raw", 0};
-  {
-    ArchiveSink sink(*lake, {}, metrics, spdlog::default_logger());
-    sink.OnAssigned({{.partition = tp, .committed_offset = 200}});
-    ASSERT_TRUE(sink.Write({}).ok());
-  }
+
+  ASSERT_TRUE(RecoverRaw0(*lake, metrics, /*committed=*/200).ok());
   EXPECT_FALSE(lake->Get(uncommitted).ok()) << "an uncommitted batch's file stayed";
   for (const std::string& f : {older, newest, newest_next_hour, other_partition}) {
     EXPECT_TRUE(lake->Get(f).ok()) << f;
   }
-  absl::StatusOr<std::string> record = lake->Get(PendingPath("raw", 0));
-  ASSERT_TRUE(record.ok()) << record.status();
-  absl::StatusOr<std::vector<PendingBatch>> pending = DecodePendingBatches(*record);
+  absl::StatusOr<std::vector<PendingBatch>> pending = RecordOfRaw0(*lake);
   ASSERT_TRUE(pending.ok()) << pending.status();
-  ASSERT_EQ(pending->size(), 1u) << *record;
+  ASSERT_EQ(pending->size(), 1u);
   EXPECT_TRUE((*pending)[0].committed);
   EXPECT_EQ((*pending)[0].first_offset, 100);
   EXPECT_EQ((*pending)[0].last_offset, 199);
   EXPECT_EQ((*pending)[0].files.size(), 2u);
 
   // The group's offsets expired: the successor refuses to start over, naming where to resume.
-  ArchiveSink successor(*lake, {}, metrics, spdlog::default_logger());
-  successor.OnAssigned({{.partition = tp, .committed_offset = -1, .earliest_offset = 0}});
-  absl::StatusOr<std::vector<kafka::RecordRejection>> refused = successor.Write({});
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
-  EXPECT_NE(refused.status().message().find("to 200 to resume"), absl::string_view::npos)
-      << refused.status();
+  const absl::Status refused = RecoverRaw0(*lake, metrics, /*committed=*/-1, /*earliest=*/0);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_NE(refused.message().find("to 200 to resume"), absl::string_view::npos) << refused;
   std::filesystem::remove_all(root);
 }
 

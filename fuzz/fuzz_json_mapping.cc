@@ -5,15 +5,16 @@
 // Properties: only a JSON object maps; the mapping is deterministic; what it produces survives
 // serialization (so consumers can decode the raw record); a mapped event has its time in
 // microseconds, the arrival time when the mapping has no time key; an int64 measure holds
-// exactly the integer the device sent (no silent wrap past the int64 range); an integer time
-// gives the same microsecond as the same time sent through Write; and an event that
-// validation accepts maps to one point per measure downstream.
+// exactly the integer the device sent, as a number or as quoted text (no silent wrap past the
+// int64 range); an integer time gives the same microsecond as the same time sent through
+// Write; and an event that validation accepts maps to one point per measure downstream.
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/series/event_points.h"
 #include "common/time/time_units.h"
@@ -68,6 +69,12 @@ std::vector<const json*> Sources(const json& doc, const std::string& name,
 }
 
 bool HoldsInteger(const json& v, int64_t expected) {
+  if (v.is_string()) {
+    // Quoted, under a measure key: text that reads as an integer is that integer (as the
+    // reference mapper reads every value), and text past the int64 range does not read as one.
+    int64_t sent = 0;
+    return absl::SimpleAtoi(v.get_ref<const std::string&>(), &sent) && sent == expected;
+  }
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
     return u <= static_cast<uint64_t>(INT64_MAX) && static_cast<int64_t>(u) == expected;

@@ -87,10 +87,7 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
     if (!polled.ok()) return polled.status();
     if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
     UpdateLag(consumer, /*ask_broker=*/false);
-    for (Message& m : *polled) {
-      pending_bytes_ += m.value().size();
-      pending_.push_back(std::move(m));
-    }
+    Hold(*polled);
     BuildPending();
     if (in_flight_ &&
         in_flight_->stored.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
@@ -119,6 +116,13 @@ void BatchLoop::UpdateLag(Consumer& consumer, bool ask_broker) {
   metrics_.consumer_lag.Set(static_cast<double>(consumer.Lag(ask_broker)));
 }
 
+void BatchLoop::Hold(std::vector<Message>& polled) {
+  for (Message& m : polled) {
+    pending_bytes_ += m.value().size();
+    pending_.push_back(std::move(m));
+  }
+}
+
 void BatchLoop::WaitPolling(Consumer& consumer, absl::Duration delay) {
   metrics_.store_retries.Add();
   // Polling paused partitions fetches nothing but keeps the group membership alive and
@@ -133,12 +137,7 @@ void BatchLoop::WaitPolling(Consumer& consumer, absl::Duration delay) {
   while (absl::Now() < until) {
     absl::StatusOr<std::vector<Message>> none =
         consumer.Poll(1, std::min(absl::Milliseconds(100), until - absl::Now()));
-    if (none.ok()) {
-      for (Message& m : *none) {
-        pending_bytes_ += m.value().size();
-        pending_.push_back(std::move(m));
-      }
-    }
+    if (none.ok()) Hold(*none);
   }
 }
 
@@ -351,12 +350,7 @@ void BatchLoop::AwaitInFlight(Consumer& consumer) {
   absl::Time next_report = in_flight_->started + absl::Seconds(30);
   while (in_flight_->stored.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
     absl::StatusOr<std::vector<Message>> polled = consumer.Poll(1, absl::Milliseconds(100));
-    if (polled.ok()) {
-      for (Message& m : *polled) {
-        pending_bytes_ += m.value().size();
-        pending_.push_back(std::move(m));
-      }
-    }
+    if (polled.ok()) Hold(*polled);
     if (absl::Now() >= next_report) {
       logger_->warn(
           "msg=\"batch store still running\" loop={} records={} running_for={}", config_.name,

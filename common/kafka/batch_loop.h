@@ -162,6 +162,8 @@ class BatchLoop final : public PartitionListener {
   std::string RejectedRecord(const RecordRejection& r, const Message& m) const;
   /// Produces (key, value) records and waits until Kafka acknowledged them.
   absl::Status PublishRejections(const std::vector<std::pair<std::string, std::string>>& records);
+  /// Moves polled records to the end of pending_.
+  void Hold(std::vector<Message>& polled);
   /// Waits `delay` (from a retry::Backoff) while polling the paused consumer.
   void WaitPolling(Consumer& consumer, absl::Duration delay);
   /// Sets the lag gauge: records behind the partitions' ends (see Consumer::Lag).

@@ -35,6 +35,19 @@ void ArchiveSink::OnRevoked(const std::vector<kafka::TopicPartition>& partitions
   }
 }
 
+namespace {
+
+// Makes `batch`, marked committed, the partition's last committed batch if it is newer than
+// `last`; whether it did.
+bool KeepIfNewer(std::optional<PendingBatch>& last, const PendingBatch& batch) {
+  if (last && batch.last_offset <= last->last_offset) return false;
+  last = batch;
+  last->committed = true;
+  return true;
+}
+
+}  // namespace
+
 void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& next_offsets) {
   for (const auto& [tp, next] : next_offsets) {
     auto it = uncommitted_.find(tp);
@@ -44,11 +57,7 @@ void ArchiveSink::OnCommitted(const std::map<kafka::TopicPartition, int64_t>& ne
     std::vector<PendingBatch>& pending = it->second;
     std::optional<PendingBatch>& last = last_committed_[tp];
     for (const PendingBatch& b : pending) {
-      if (b.last_offset < next_offset && (!last || b.last_offset > last->last_offset)) {
-        last = b;
-        last->committed = true;
-        marks_unrecorded_.insert(tp);
-      }
+      if (b.last_offset < next_offset && KeepIfNewer(last, b)) marks_unrecorded_.insert(tp);
     }
     std::erase_if(pending,
                   [next_offset](const PendingBatch& b) { return b.last_offset < next_offset; });
@@ -179,14 +188,11 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
   // while the partition was quiet) that the records before them are archived already. An
   // empty record would let it start over from Kafka's earliest offset and archive them twice.
   std::optional<PendingBatch>& last_committed = last_committed_[tp];
-  for (PendingBatch& b : *batches) {
+  for (const PendingBatch& b : *batches) {
     absl::StatusOr<Resume> resume = DecideResume(b, start_offset);
     if (!resume.ok()) return resume.status();
     if (*resume == Resume::kKeepFiles) {
-      if (!last_committed || b.last_offset > last_committed->last_offset) {
-        last_committed = std::move(b);
-        last_committed->committed = true;
-      }
+      KeepIfNewer(last_committed, b);
       continue;
     }
     logger_->info("msg=\"undoing an uncommitted batch\" partition={} first={} last={} files={}",

@@ -410,8 +410,9 @@ namespace {
 
 // Creates the lock table and its "migrations" row. Replicas starting together on an empty
 // database race to create the table: CREATE TABLE IF NOT EXISTS is not atomic, and the loser
-// fails with a unique violation on the catalog (or duplicate table) once the winner commits;
-// it then finds the table on its next attempt. No lock is needed, so there is none a reader
+// fails once the winner commits, with a unique violation on the catalog, a duplicate table,
+// or a duplicate object (the table's row type, "type ... already exists"); it then finds the
+// table on its next attempt. No lock is needed, so there is none a reader
 // could take.
 void CreateLockTable(pqxx::connection& conn) {
   for (int attempt = 1;; ++attempt) {
@@ -426,7 +427,8 @@ void CreateLockTable(pqxx::connection& conn) {
     } catch (const pqxx::sql_error& e) {
       // libpqxx 6 throws unique_violation without its SQLSTATE.
       const bool lost_race = dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr ||
-                             e.sqlstate() == "23505" || e.sqlstate() == "42P07";
+                             e.sqlstate() == "23505" || e.sqlstate() == "42P07" ||
+                             e.sqlstate() == "42710";
       if (attempt >= 5 || !lost_race) throw;
     }
   }

@@ -393,7 +393,8 @@ TEST(Locks, AReaderCanNeitherTakeNorBlockTheWritersLocks) {
   }
   for (auto& r : replicas) {
     ASSERT_EQ(r.wait_for(std::chrono::seconds(120)), std::future_status::ready);
-    ASSERT_TRUE(r.get().ok());
+    const absl::Status opened = r.get();
+    ASSERT_TRUE(opened.ok()) << opened;
   }
   // The reader now holds an open transaction that read everything it may.
   pqxx::work read(*reader);

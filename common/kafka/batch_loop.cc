@@ -44,14 +44,19 @@ std::vector<const Message*> Pointers(const std::vector<Message>& records, size_t
 
 }  // namespace
 
-void BatchLoop::OnAssigned(const std::vector<AssignedPartition>& partitions) {
+void BatchLoop::AwaitStoresForRebalance() {
   // The sink hears of rebalances only while it stores nothing.
   if (in_flight_) in_flight_->stored.wait();
+  if (flush_store_ != nullptr) flush_store_->wait();
+}
+
+void BatchLoop::OnAssigned(const std::vector<AssignedPartition>& partitions) {
+  AwaitStoresForRebalance();
   sink_.OnAssigned(partitions);
 }
 
 void BatchLoop::OnRevoked(const std::vector<TopicPartition>& partitions) {
-  if (in_flight_) in_flight_->stored.wait();
+  AwaitStoresForRebalance();
   // Uncommitted records of a revoked partition are the next owner's to write.
   auto revoked = [&](const Message& m) {
     return std::any_of(partitions.begin(), partitions.end(), [&](const auto& tp) {
@@ -123,6 +128,31 @@ void BatchLoop::Hold(std::vector<Message>& polled) {
   }
 }
 
+std::vector<Message> BatchLoop::TakePending() {
+  std::vector<Message> batch;
+  batch.swap(pending_);
+  pending_bytes_ = 0;
+  ++pending_revision_;
+  // Revocations from now on are the ones this batch's commit must leave out.
+  revoked_.clear();
+  return batch;
+}
+
+void BatchLoop::PutBack(std::vector<Message>& batch) {
+  std::vector<Message> records;
+  for (Message& m : batch) {
+    if (!revoked_.contains({std::string(m.topic()), m.partition()})) {
+      records.push_back(std::move(m));
+    }
+  }
+  batch.clear();
+  for (Message& m : pending_) records.push_back(std::move(m));
+  pending_ = std::move(records);
+  ++pending_revision_;
+  pending_bytes_ = 0;
+  for (const Message& m : pending_) pending_bytes_ += m.value().size();
+}
+
 void BatchLoop::WaitPolling(Consumer& consumer, absl::Duration delay) {
   metrics_.store_retries.Add();
   // Polling paused partitions fetches nothing but keeps the group membership alive and
@@ -164,11 +194,11 @@ std::unique_ptr<PreparedBatch> BatchLoop::PreparePending(size_t n) {
   return sink_.Prepare(Pointers(pending_, n));
 }
 
-absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreRecords(
-    const std::vector<size_t>& sources) {
+BatchLoop::StoreResult BatchLoop::StoreRecords(const std::vector<Message>& batch,
+                                               const std::vector<size_t>& sources) {
   std::vector<const Message*> records;
   records.reserve(sources.size());
-  for (size_t i : sources) records.push_back(&pending_[i]);
+  for (size_t i : sources) records.push_back(&batch[i]);
   absl::StatusOr<std::vector<RecordRejection>> rejections = sink_.Write(records);
   if (!rejections.ok()) return rejections.status();
   metrics_.records.Add(sources.size());
@@ -176,9 +206,9 @@ absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreRecords(
   return rejections;
 }
 
-absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreIsolating(
-    const std::vector<size_t>& sources) {
-  absl::StatusOr<std::vector<RecordRejection>> stored = StoreRecords(sources);
+BatchLoop::StoreResult BatchLoop::StoreIsolating(const std::vector<Message>& batch,
+                                                 const std::vector<size_t>& sources) {
+  StoreResult stored = StoreRecords(batch, sources);
   if (stored.ok() || stored.status().code() != absl::StatusCode::kInvalidArgument) {
     return stored;
   }
@@ -194,7 +224,7 @@ absl::StatusOr<std::vector<RecordRejection>> BatchLoop::StoreIsolating(
        {std::vector<size_t>(sources.begin(), middle), std::vector<size_t>(middle, sources.end())}) {
     // In order, stopping at a retriable error, so the store never holds a later record of a
     // partition without the earlier ones.
-    absl::StatusOr<std::vector<RecordRejection>> part = StoreIsolating(half);
+    StoreResult part = StoreIsolating(batch, half);
     if (!part.ok()) return part.status();
     for (RecordRejection& r : *part) rejections.push_back(std::move(r));
   }
@@ -214,18 +244,20 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
     paused = true;
   };
 
-  // 1. Store the pending records. Records polled while backing off join the next attempt.
+  // 1. Store the pending records. Records polled while the store runs wait in pending_ for the
+  //    next batch; after a failure they join the batch's next attempt, as do those polled
+  //    while backing off.
+  std::vector<Message> batch;
   std::vector<RecordRejection> rejections;
-  while (true) {
-    if (pending_.empty()) break;
-    std::vector<size_t> all(pending_.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  while (!pending_.empty()) {
+    batch = TakePending();
     // Records the store refuses are isolated and rejected; only a retriable error fails.
-    absl::StatusOr<std::vector<RecordRejection>> stored = StoreIsolating(all);
+    StoreResult stored = StoreWhilePolling(consumer, batch, paused);
     if (stored.ok()) {
       rejections = *std::move(stored);
       break;
     }
+    PutBack(batch);
     const absl::Duration delay = backoff.Next();
     logger_->warn(
         "msg=\"store write failed; consumption paused, retrying\" loop={} error=\"{}\" "
@@ -239,16 +271,25 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
     WaitPolling(consumer, delay);
   }
 
-  // 2. What was stored leaves pending_ before polling again (a rebalance may change it).
-  std::vector<Message> stored_records;
-  stored_records.swap(pending_);
-  pending_bytes_ = 0;
-  ++pending_revision_;
-  revoked_.clear();
-  absl::Status s = PublishAndCommit(consumer, stop, stored_records, rejections, paused);
+  // 2. Publish what the store refused and commit the batch's offsets.
   if (!pending_.empty()) batch_started_ = absl::Now();
+  absl::Status s = PublishAndCommit(consumer, stop, batch, rejections, paused);
   metrics_.batch_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   return s;
+}
+
+BatchLoop::StoreResult BatchLoop::StoreWhilePolling(Consumer& consumer,
+                                                    const std::vector<Message>& batch,
+                                                    bool paused) {
+  const absl::Time started = absl::Now();
+  std::vector<size_t> all(batch.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  std::future<StoreResult> store =
+      std::async(std::launch::async, [&] { return StoreIsolating(batch, all); });
+  flush_store_ = &store;
+  AwaitStore(consumer, store, batch.size(), started, paused);
+  flush_store_ = nullptr;
+  return store.get();
 }
 
 absl::Status BatchLoop::PublishAndCommit(Consumer& consumer, const std::atomic<bool>& stop,
@@ -339,27 +380,27 @@ absl::Status BatchLoop::FlushOverlapped(Consumer& consumer, const std::atomic<bo
   return absl::OkStatus();
 }
 
-void BatchLoop::AwaitInFlight(Consumer& consumer) {
+void BatchLoop::AwaitStore(Consumer& consumer, const std::future<StoreResult>& store,
+                           size_t records, absl::Time started, bool paused) {
   // Waiting here blocks the thread whose polling keeps this consumer in its group: past
   // max.poll.interval.ms (5 minutes by default) the group moves its partitions to another
   // replica while this one still writes them. A store that takes longer than a second (a lake
   // or database answering slowly, request after request) is waited for polling the paused
   // consumer, as a failing one is, and named in the log every 30 s.
-  if (in_flight_->stored.wait_for(std::chrono::seconds(1)) == std::future_status::ready) return;
-  const bool paused = consumer.PauseAll().ok();
-  absl::Time next_report = in_flight_->started + absl::Seconds(30);
-  while (in_flight_->stored.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+  if (store.wait_for(std::chrono::seconds(1)) == std::future_status::ready) return;
+  const bool paused_here = !paused && consumer.PauseAll().ok();
+  absl::Time next_report = started + absl::Seconds(30);
+  while (store.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
     absl::StatusOr<std::vector<Message>> polled = consumer.Poll(1, absl::Milliseconds(100));
     if (polled.ok()) Hold(*polled);
     if (absl::Now() >= next_report) {
-      logger_->warn(
-          "msg=\"batch store still running\" loop={} records={} running_for={}", config_.name,
-          in_flight_->records.size(),
-          absl::FormatDuration(absl::Trunc(absl::Now() - in_flight_->started, absl::Seconds(1))));
+      logger_->warn("msg=\"batch store still running\" loop={} records={} running_for={}",
+                    config_.name, records,
+                    absl::FormatDuration(absl::Trunc(absl::Now() - started, absl::Seconds(1))));
       next_report += absl::Seconds(30);
     }
   }
-  if (!paused) return;
+  if (!paused_here) return;
   if (absl::Status s = consumer.ResumeAll(); !s.ok()) {
     logger_->warn("msg=\"cannot resume\" error=\"{}\"", s.message());
   }
@@ -367,8 +408,9 @@ void BatchLoop::AwaitInFlight(Consumer& consumer) {
 
 absl::StatusOr<bool> BatchLoop::FinishInFlight(Consumer& consumer, const std::atomic<bool>& stop) {
   if (!in_flight_) return false;
-  AwaitInFlight(consumer);
-  absl::StatusOr<std::vector<RecordRejection>> stored = in_flight_->stored.get();
+  AwaitStore(consumer, in_flight_->stored, in_flight_->records.size(), in_flight_->started,
+             /*paused=*/false);
+  StoreResult stored = in_flight_->stored.get();
   InFlight done = std::move(*in_flight_);
   in_flight_.reset();
   if (!stored.ok()) {
@@ -376,16 +418,7 @@ absl::StatusOr<bool> BatchLoop::FinishInFlight(Consumer& consumer, const std::at
     // way Flush retries and isolates refused records; records of partitions revoked meanwhile
     // are the next owner's.
     metrics_.store_retries.Add();
-    std::vector<Message> retry;
-    for (Message& m : done.records) {
-      if (!revoked_.contains({std::string(m.topic()), m.partition()}))
-        retry.push_back(std::move(m));
-    }
-    for (Message& m : pending_) retry.push_back(std::move(m));
-    pending_ = std::move(retry);
-    ++pending_revision_;
-    pending_bytes_ = 0;
-    for (const Message& m : pending_) pending_bytes_ += m.value().size();
+    PutBack(done.records);
     if (pending_.empty()) return true;
     if (stored.status().code() != absl::StatusCode::kInvalidArgument) {
       logger_->warn("msg=\"store write failed; retrying\" loop={} error=\"{}\"", config_.name,

@@ -127,6 +127,9 @@ struct BatchLoopMetrics {
 /// with backoff; it never skips a record.
 class BatchLoop final : public PartitionListener {
  public:
+  /// What storing a batch gives: the records (or points) refused, by index into the batch.
+  using StoreResult = absl::StatusOr<std::vector<RecordRejection>>;
+
   BatchLoop(const BatchLoopConfig& config, BatchSink& sink, Producer& rejected_producer,
             BatchLoopMetrics& metrics, std::shared_ptr<spdlog::logger> logger);
 
@@ -137,7 +140,8 @@ class BatchLoop final : public PartitionListener {
   void OnRevoked(const std::vector<TopicPartition>& partitions) override;
 
  private:
-  /// Writes `pending_` durably and commits its offsets; retries until done or stopped.
+  /// Writes `pending_` durably and commits its offsets; retries until done or stopped. Records
+  /// polled while the store runs are the next batch's.
   absl::Status Flush(Consumer& consumer, const std::atomic<bool>& stop);
   /// overlap_store: prepares `pending_`, finishes the batch in flight, then starts storing
   /// `pending_` on a thread of its own.
@@ -146,24 +150,38 @@ class BatchLoop final : public PartitionListener {
   /// go back before `pending_` and Flush retries them all.
   /// Returns whether it did so (the store failed).
   absl::StatusOr<bool> FinishInFlight(Consumer& consumer, const std::atomic<bool>& stop);
-  /// Waits for the batch in flight; one that takes long is waited for polling the paused
-  /// consumer (records polled join pending_), so that this consumer keeps its group membership.
-  void AwaitInFlight(Consumer& consumer);
+  /// Stores `batch` on a thread of its own, isolating refused records (StoreIsolating), and
+  /// waits for it (AwaitStore): records polled meanwhile join pending_.
+  StoreResult StoreWhilePolling(Consumer& consumer, const std::vector<Message>& batch, bool paused);
+  /// Waits for a store of `records` records started at `started`; one that takes long is waited
+  /// for polling the paused consumer (records polled join pending_), so that this consumer
+  /// keeps its group membership. `paused`: whether the consumer is paused already (it is then
+  /// left paused; else it is resumed when the store is done).
+  void AwaitStore(Consumer& consumer, const std::future<StoreResult>& store, size_t records,
+                  absl::Time started, bool paused);
+  /// Waits for any store running (a rebalance callback must not run beside one).
+  void AwaitStoresForRebalance();
   /// Publishes the rejections of `records` (stored) and commits their offsets, leaving out
   /// partitions in `revoked_`. `paused`: whether the consumer is paused (resumed at the end).
   absl::Status PublishAndCommit(Consumer& consumer, const std::atomic<bool>& stop,
                                 const std::vector<Message>& records,
                                 const std::vector<RecordRejection>& rejections, bool& paused);
-  absl::StatusOr<std::vector<RecordRejection>> StoreRecords(const std::vector<size_t>& sources);
+  /// Stores the records of `batch` at `sources`; rejections are by index into `batch`.
+  StoreResult StoreRecords(const std::vector<Message>& batch, const std::vector<size_t>& sources);
   /// StoreRecords, isolating records the store refuses (INVALID_ARGUMENT) by halving; fails
   /// only with a retriable error.
-  absl::StatusOr<std::vector<RecordRejection>> StoreIsolating(const std::vector<size_t>& sources);
+  StoreResult StoreIsolating(const std::vector<Message>& batch, const std::vector<size_t>& sources);
   /// The tidemark.rejected record for a rejection of `m`.
   std::string RejectedRecord(const RecordRejection& r, const Message& m) const;
   /// Produces (key, value) records and waits until Kafka acknowledged them.
   absl::Status PublishRejections(const std::vector<std::pair<std::string, std::string>>& records);
   /// Moves polled records to the end of pending_.
   void Hold(std::vector<Message>& polled);
+  /// Moves all of pending_ out, as the batch to store next.
+  std::vector<Message> TakePending();
+  /// Puts the records of a batch whose store failed back before pending_, except those of
+  /// partitions revoked since it was taken (the next owner's).
+  void PutBack(std::vector<Message>& batch);
   /// Waits `delay` (from a retry::Backoff) while polling the paused consumer.
   void WaitPolling(Consumer& consumer, absl::Duration delay);
   /// Sets the lag gauge: records behind the partitions' ends (see Consumer::Lag).
@@ -197,10 +215,12 @@ class BatchLoop final : public PartitionListener {
   /// overlap_store: the batch being stored on its own thread.
   struct InFlight {
     std::vector<Message> records;
-    std::future<absl::StatusOr<std::vector<RecordRejection>>> stored;
+    std::future<StoreResult> stored;
     absl::Time started;
   };
   std::optional<InFlight> in_flight_;
+  /// Flush: its store while it runs (a rebalance callback waits for it).
+  const std::future<StoreResult>* flush_store_ = nullptr;
   absl::Time next_lag_query_ = absl::InfinitePast();
 };
 

@@ -301,8 +301,8 @@ TEST(PointStore, SchemaHasReadOnlyRoleAndPartitions) {
   EXPECT_EQ(*dropped, 2);
 }
 
-// A BatchLoop over `sink` with overlapped stores (as the writer's raw loop runs), consuming
-// `topic` as a member of `group`, on its own thread until destroyed.
+// A BatchLoop over `sink`, consuming `topic` as a member of `group`, on its own thread until
+// destroyed.
 class RunningLoop {
  public:
   RunningLoop(kafka::BatchSink& sink, const std::string& topic, const std::string& group,
@@ -312,7 +312,6 @@ class RunningLoop {
     auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
     EXPECT_TRUE(producer.ok());
     producer_ = *std::move(producer);
-    config.overlap_store = true;
     loop_ = std::make_unique<kafka::BatchLoop>(config, sink, *producer_, metrics_, Logger());
     auto consumer = kafka::Consumer::Create({.brokers = broker->bootstrap_servers(),
                                              .group_id = group,
@@ -356,7 +355,8 @@ class RunningWriter {
               {.rejected_topic = rejected_topic,
                .batch_max_records = 500,
                .batch_max_age = absl::Milliseconds(50),
-               .retry_max_backoff = absl::Milliseconds(500)}) {}
+               .retry_max_backoff = absl::Milliseconds(500),
+               .overlap_store = true}) {}
   kafka::BatchLoopMetrics& metrics() { return loop_.metrics(); }
   const RawPointSink& sink() const { return sink_; }
 
@@ -640,7 +640,8 @@ class CheckingBuilderSink final : public kafka::BatchSink {
 const kafka::BatchLoopConfig kBuilderLoop = {.batch_max_records = 2000,
                                              .batch_max_age = absl::Seconds(1),
                                              .retry_initial_backoff = absl::Milliseconds(20),
-                                             .retry_max_backoff = absl::Milliseconds(100)};
+                                             .retry_max_backoff = absl::Milliseconds(100),
+                                             .overlap_store = true};
 
 // A sink's builder gets each batch's records as they are polled; when the batch's records
 // change otherwise (stores that fail put records back, a rebalance takes some away) the loop
@@ -678,12 +679,16 @@ TEST(BatchLoop, BuiltBatchesAreExactlyTheBatchesStored) {
   EXPECT_GT(first_retries, 0u) << "no store failed";
 }
 
-// A sink whose first store takes 15 s, longer than the consumer's max.poll.interval.ms.
-class SlowFirstStoreSink final : public kafka::BatchSink {
+// A sink one of whose stores takes 15 s, longer than the consumer's max.poll.interval.ms: the
+// first, or, with `fail_first`, the retry of a first store that failed.
+class SlowStoreSink final : public kafka::BatchSink {
  public:
+  explicit SlowStoreSink(bool fail_first) : fail_first_(fail_first) {}
   absl::StatusOr<std::vector<kafka::RecordRejection>> Write(
       const std::vector<const kafka::Message*>& records) override {
-    if (stores_++ == 0) absl::SleepFor(absl::Seconds(15));
+    const int store = stores_++;
+    if (fail_first_ && store == 0) return absl::UnavailableError("store down");
+    if (store == (fail_first_ ? 1 : 0)) absl::SleepFor(absl::Seconds(15));
     std::lock_guard<std::mutex> lock(mu_);
     for (const kafka::Message* m : records) stored_.push_back({m->partition(), m->offset()});
     return std::vector<kafka::RecordRejection>{};
@@ -698,6 +703,7 @@ class SlowFirstStoreSink final : public kafka::BatchSink {
   int revoked() const { return revoked_; }
 
  private:
+  const bool fail_first_;
   std::atomic<int> stores_{0};
   std::atomic<int> revoked_{0};
   mutable std::mutex mu_;
@@ -708,13 +714,16 @@ class SlowFirstStoreSink final : public kafka::BatchSink {
 // 10 s session; 5 minutes by default) does not cost the loop its group membership: it polls
 // the paused consumer while it waits, so its partitions stay with it and nothing is stored
 // twice. Without that the group takes the partitions away mid-store and the batch is redone.
-TEST(BatchLoop, AStoreLongerThanThePollIntervalKeepsItsPartitions) {
-  const std::string topic = "slow_store";
+void ExpectASlowStoreKeepsItsPartitions(const std::string& topic, bool overlap_store,
+                                        bool fail_first) {
   ASSERT_TRUE(broker->CreateTopic(topic, 2).ok());
   Produce(topic, Events(300, 30, NowUs()));
-  SlowFirstStoreSink sink;
-  RunningLoop loop(sink, topic, "slow-store",
-                   {.batch_max_records = 100, .batch_max_age = absl::Milliseconds(50)},
+  SlowStoreSink sink(fail_first);
+  RunningLoop loop(sink, topic, topic + "-group",
+                   {.batch_max_records = 100,
+                    .batch_max_age = absl::Milliseconds(50),
+                    .retry_initial_backoff = absl::Milliseconds(20),
+                    .overlap_store = overlap_store},
                    {{"max.poll.interval.ms", "10000"}});
   ASSERT_TRUE(WaitFor([&] { return sink.stored().size() >= 300; }, absl::Seconds(60)));
   absl::SleepFor(absl::Seconds(2));  // a batch redone would show up now
@@ -723,6 +732,26 @@ TEST(BatchLoop, AStoreLongerThanThePollIntervalKeepsItsPartitions) {
   const std::set<std::pair<int32_t, int64_t>> distinct(stored.begin(), stored.end());
   EXPECT_EQ(stored.size(), 300u);
   EXPECT_EQ(distinct.size(), 300u);
+}
+
+// As the writer's raw loop and the archive store: on a thread of their own, overlapped with
+// polling the next batch.
+TEST(BatchLoop, AnOverlappedStoreLongerThanThePollIntervalKeepsItsPartitions) {
+  ExpectASlowStoreKeepsItsPartitions("slow_overlapped_store", /*overlap_store=*/true,
+                                     /*fail_first=*/false);
+}
+
+// As the writer's aggregates and late loops store: one batch at a time.
+TEST(BatchLoop, ASynchronousStoreLongerThanThePollIntervalKeepsItsPartitions) {
+  ExpectASlowStoreKeepsItsPartitions("slow_synchronous_store", /*overlap_store=*/false,
+                                     /*fail_first=*/false);
+}
+
+// An overlapped store that fails is retried on the synchronous path; a slow retry keeps the
+// partitions too.
+TEST(BatchLoop, ASlowRetryOfAFailedStoreKeepsItsPartitions) {
+  ExpectASlowStoreKeepsItsPartitions("slow_retried_store", /*overlap_store=*/true,
+                                     /*fail_first=*/true);
 }
 
 // A request's records are queued partition by partition, in the order the configured

@@ -108,7 +108,7 @@ void Consumer::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 }
 
 void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
-  // Start each partition at its committed offset, or at its beginning for a new group;
+  // Start each partition at its committed offset, or at its earliest offset for a new group;
   // a committed offset below the earliest retained one is data loss.
   // Not knowing where a partition was committed must not mean starting it from its beginning:
   // that replays everything retained (and the archive would store it twice). Stop instead; a
@@ -136,12 +136,18 @@ void Consumer::Assign(rd_kafka_topic_partition_list_t* partitions) {
     }
     const auto low = earliest.find(a.partition);
     if (tp.offset < 0) {
-      tp.offset = RD_KAFKA_OFFSET_BEGINNING;
-      // Unknown when the broker did not say: then Lag skips the partition until it is fetched.
+      // Started at the earliest offset just read, not at the logical beginning, which
+      // librdkafka resolves again when it first fetches: records the broker drops in between
+      // were there when the group started the partition (and the archive decided what to
+      // resume from that offset), so fetching them fails with DATA_LOSS rather than starting
+      // silently past them.
       if (low != earliest.end()) {
+        tp.offset = low->second;
         a.earliest_offset = low->second;
         start_offsets_[{tp.topic, tp.partition}] = a.earliest_offset;
       } else {
+        // Unknown when the broker did not say: then Lag skips the partition until it is fetched.
+        tp.offset = RD_KAFKA_OFFSET_BEGINNING;
         start_offsets_.erase({tp.topic, tp.partition});
       }
       continue;

@@ -87,8 +87,9 @@ struct ConsumerConfig {
 
 /// A group consumer (cooperative-sticky) that never commits on its own: offsets are
 /// committed only through Commit(), once the caller's work is durable. A partition without
-/// a committed offset starts at its beginning; a committed offset that the broker no
-/// longer holds is data loss and makes Poll() fail with DATA_LOSS instead of skipping.
+/// a committed offset starts at the earliest offset the broker holds when it is assigned; a
+/// start offset that the broker no longer holds is data loss and makes Poll() fail with
+/// DATA_LOSS instead of skipping.
 /// Not thread-safe: one thread polls, commits and pauses.
 class Consumer final {
  public:

@@ -965,6 +965,74 @@ TEST(Consumer, StartWithoutACommitReportsTheEarliestOffset) {
   }
 }
 
+// Records the broker drops between the earliest-offset lookup of a partition without a commit
+// and its first fetch were there when the group started it and were never processed: the
+// consumer stops with DATA_LOSS (the archive decided what to resume from that offset), never
+// starts silently past them. The listener drops them while the partition is assigned, paused.
+class TrimmingOnAssign final : public kafka::PartitionListener {
+ public:
+  explicit TrimmingOnAssign(kafka::Producer& producer) : producer_(producer) {}
+  void OnAssigned(const std::vector<kafka::AssignedPartition>& partitions) override {
+    for (const kafka::AssignedPartition& p : partitions) {
+      earliest = p.earliest_offset;
+      // Over 5 MiB of incompressible data: the development broker drops the first records.
+      std::mt19937_64 rng(3);
+      std::string blob(600 * 1024, '\0');
+      for (int i = 0; i < 12; ++i) {
+        for (char& c : blob) c = static_cast<char>(rng());
+        trimmed = trimmed && producer_.Produce(p.partition.topic, "k", blob, nullptr).ok() &&
+                  producer_.Flush(absl::Seconds(10)).ok();
+      }
+    }
+  }
+  void OnRevoked(const std::vector<kafka::TopicPartition>&) override {}
+  int64_t earliest = -2;
+  bool trimmed = true;
+
+ private:
+  kafka::Producer& producer_;
+};
+
+TEST(Consumer, RecordsDroppedAfterTheEarliestOffsetWasReadAreDataLoss) {
+  const std::string topic = "trimmed_at_assignment";
+  ASSERT_TRUE(broker->CreateTopic(topic, 1).ok());
+  auto producer = kafka::Producer::Create(
+      {.brokers = broker->bootstrap_servers(), .compression = "none"}, Logger());
+  ASSERT_TRUE(producer.ok());
+  ASSERT_TRUE((*producer)->Produce(topic, "k", "first", nullptr).ok());
+  ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+  TrimmingOnAssign listener(**producer);
+  auto consumer = kafka::Consumer::Create(
+      {.brokers = broker->bootstrap_servers(), .group_id = topic, .topics = {topic}}, Logger(),
+      &listener);
+  ASSERT_TRUE(consumer.ok());
+  ASSERT_TRUE((*consumer)->PauseAll().ok());  // partitions assigned from now on stay paused
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        (void)(*consumer)->Poll(1, absl::Milliseconds(100));
+        return listener.earliest != -2;
+      },
+      absl::Seconds(30)));
+  ASSERT_EQ(listener.earliest, 0);
+  ASSERT_TRUE(listener.trimmed);
+  ASSERT_TRUE((*consumer)->ResumeAll().ok());
+  absl::Status status;
+  std::vector<int64_t> offsets;
+  WaitFor(
+      [&] {
+        auto m = (*consumer)->Poll(10, absl::Milliseconds(200));
+        status = m.status();
+        if (m.ok()) {
+          for (const kafka::Message& r : *m) offsets.push_back(r.offset());
+        }
+        return !m.ok();
+      },
+      absl::Seconds(20));
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_TRUE(offsets.empty()) << "consumed from offset " << offsets.front()
+                               << ", past records dropped after the lookup";
+}
+
 // A partition whose leader is down when the group assigns it: the assignment still finishes
 // within its lookup timeouts, that partition's earliest offset unknown and the other's known
 // (librdkafka's watermark query would wait, inside the rebalance callback, until the leader

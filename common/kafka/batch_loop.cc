@@ -90,7 +90,6 @@ absl::Status BatchLoop::Run(Consumer& consumer, const std::atomic<bool>& stop) {
                             : 0;
     absl::StatusOr<std::vector<Message>> polled = consumer.Poll(room, wait);
     if (!polled.ok()) return polled.status();
-    if (pending_.empty() && !polled->empty()) batch_started_ = absl::Now();
     UpdateLag(consumer, /*ask_broker=*/false);
     Hold(*polled);
     BuildPending();
@@ -122,6 +121,9 @@ void BatchLoop::UpdateLag(Consumer& consumer, bool ask_broker) {
 }
 
 void BatchLoop::Hold(std::vector<Message>& polled) {
+  // A batch is as old as its first record (records polled while a store runs or backs off
+  // start the next batch then).
+  if (pending_.empty() && !polled.empty()) batch_started_ = absl::Now();
   for (Message& m : polled) {
     pending_bytes_ += m.value().size();
     pending_.push_back(std::move(m));
@@ -272,7 +274,6 @@ absl::Status BatchLoop::Flush(Consumer& consumer, const std::atomic<bool>& stop)
   }
 
   // 2. Publish what the store refused and commit the batch's offsets.
-  if (!pending_.empty()) batch_started_ = absl::Now();
   absl::Status s = PublishAndCommit(consumer, stop, batch, rejections, paused);
   metrics_.batch_latency.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   return s;

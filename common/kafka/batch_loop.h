@@ -61,10 +61,11 @@ class BatchSink {
   /// default builds nothing: Prepare when the batch is cut.
   virtual std::unique_ptr<BatchBuilder> StartBatch() { return nullptr; }
   /// With BatchLoopConfig::overlap_store: the work on `records` that needs no store (decoding),
-  /// done while the previous batch is still being stored. Runs on the loop's thread only,
-  /// possibly while WritePrepared of the previous batch runs on another, so that a sink may
-  /// keep what it learns across batches (the writer's series names) without a lock. The
-  /// default prepares nothing.
+  /// done while the previous batch is still being stored. Runs on the loop's thread,
+  /// possibly while WritePrepared of the previous batch runs on another, never beside Write (a
+  /// sink's Write may call it, on the thread that stores), so that a sink may keep what it
+  /// learns across batches (the writer's series names) without a lock, as long as it does not
+  /// tie that to one thread. The default prepares nothing.
   virtual std::unique_ptr<PreparedBatch> Prepare(const std::vector<const Message*>& records) {
     return nullptr;
   }
@@ -77,7 +78,8 @@ class BatchSink {
   /// Stores `records` in one transaction and returns the records (or points of records) it
   /// refused, by index into `records`. INVALID_ARGUMENT means the store refused some value:
   /// the loop then halves the batch until the refused records are alone and rejects only
-  /// them. Any other error is retried whole, later, and never rejects a record.
+  /// them. Any other error is retried whole, later, and never rejects a record. Runs on a
+  /// thread of its own while the loop's thread polls, beside no other call of the sink.
   virtual absl::StatusOr<std::vector<RecordRejection>> Write(
       const std::vector<const Message*>& records) = 0;
   /// Told about partitions gained in a rebalance, before any of their records is written

@@ -58,8 +58,8 @@ struct CommitPoint {
 /// A partition gained in a rebalance and where it resumes.
 struct AssignedPartition {
   TopicPartition partition;
-  /// The committed offset, or -1 when the group never committed (consumption starts at the
-  /// partition's beginning).
+  /// The committed offset, or -1 when the group never committed (consumption starts at
+  /// earliest_offset).
   int64_t committed_offset = -1;
   std::string committed_metadata;
   /// Without a committed offset: the earliest offset the broker holds, where consumption

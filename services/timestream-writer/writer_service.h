@@ -40,7 +40,7 @@ class RawPointSink final : public kafka::BatchSink {
   metrics::Counter& clock_corrected_;
   metrics::Counter& direct_batches_;
   metrics::Counter& upsert_batches_;
-  /// Used by Prepare only, which runs on the loop's thread.
+  /// Used by Prepare only, which never runs beside itself or Write (BatchSink::Prepare).
   series::SeriesNames names_;
 };
 

@@ -6,6 +6,8 @@
 //    ratio). Both answers are compared first, so a fast wrong answer is never reported.
 // 2. ReadAggregates and Rollup latency p50/p99 with 16 concurrent clients.
 // 3. Subscribe: time from an upsert's commit to its delivery, with 100 open streams.
+// And first (0.) the peak memory of one Interpolate page over the whole day, against the same
+// observations read whole through libpq.
 #include <signal.h>
 
 #include <algorithm>
@@ -431,6 +433,87 @@ absl::Status MeasureRollup(v1::QueryService::Stub& stub, pqxx::connection& reade
   return absl::OkStatus();
 }
 
+// 0. Memory of one Interpolate page over the whole day of every series from the raw points
+//    (864,000 observations), run first so that the query service's peak is its own; its
+//    answer checked value by value against the points at the steps. Baseline in the same run:
+//    the same observations read by one query through libpq in this process, the way a call
+//    read them before it fetched through a cursor.
+absl::Status MeasureInterpolateMemory(v1::QueryService::Stub& stub, pqxx::connection& reader,
+                                      int query_pid, int64_t day_us) {
+  constexpr int64_t kStepUs = 120'000'000;  // every 12th point: the answers are the points
+  v1::InterpolateRequest req;
+  req.mutable_selector()->set_measure_name(kMeasure);
+  req.mutable_range()->set_start_us(day_us);
+  req.mutable_range()->set_end_us(day_us + kDayUs);
+  req.set_step_us(kStepUs);
+  req.set_method(v1::INTERPOLATION_METHOD_LINEAR);
+  req.set_page_size(kSeries);
+  const bench::Memory before = bench::ReadMemory(query_pid);
+  std::map<std::pair<int64_t, int64_t>, double> got;
+  const absl::Time start = absl::Now();
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    v1::InterpolateResponse resp;
+    if (grpc::Status s = stub.Interpolate(&ctx, req, &resp); !s.ok()) {
+      return absl::InternalError(absl::StrCat("Interpolate: ", s.error_message()));
+    }
+    for (const v1::InterpolatedSeries& series : resp.series()) {
+      for (const v1::InterpolatedValue& v : series.values()) {
+        got[{series.series().series_id(), v.time_us()}] = v.value();
+      }
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  const double service_s = absl::ToDoubleSeconds(absl::Now() - start);
+  const bench::Memory after = bench::ReadMemory(query_pid);
+
+  pqxx::read_transaction tx(reader);
+  const pqxx::result want = tx.exec_params(
+      "SELECT series_id, ((extract(epoch FROM time) * 1000000)::bigint) AS t, value_double"
+      " FROM points WHERE time >= 'epoch'::timestamptz + interval '1 microsecond' * $1"
+      " AND time < 'epoch'::timestamptz + interval '1 microsecond' * ($1 + $2)"
+      " AND (extract(epoch FROM time) * 1000000)::bigint % $3 = 0",
+      day_us, kDayUs, kStepUs);
+  if (want.size() != got.size()) {
+    return absl::InternalError(absl::StrCat("Interpolate returned ", got.size(),
+                                            " values; the points at its steps are ", want.size()));
+  }
+  for (const pqxx::row& row : want) {
+    const auto it = got.find({row[0].as<int64_t>(), row[1].as<int64_t>()});
+    if (it == got.end() || std::abs(it->second - row[2].as<double>()) > 1e-9) {
+      return absl::InternalError(absl::StrCat("Interpolate's value of series ", row[0].c_str(),
+                                              " at ", row[1].c_str(), " is not the point's"));
+    }
+  }
+  // Baseline: the page's observations, whole, in one libpq result.
+  const bench::Memory baseline_before = bench::ReadMemory(getpid());
+  int64_t observations = 0;
+  {
+    const pqxx::result all = tx.exec_params(
+        "SELECT series_id, (extract(epoch FROM time) * 1000000)::bigint,"
+        " coalesce(value_double, value_int::double precision) FROM points"
+        " WHERE time >= 'epoch'::timestamptz + interval '1 microsecond' * $1"
+        " AND time < 'epoch'::timestamptz + interval '1 microsecond' * ($1 + $2)"
+        " ORDER BY series_id, time",
+        day_us, kDayUs);
+    observations = static_cast<int64_t>(all.size());
+  }
+  const bench::Memory baseline_after = bench::ReadMemory(getpid());
+  const int64_t service_kb = after.hwm_kb - before.hwm_kb;
+  const int64_t baseline_kb = baseline_after.hwm_kb - baseline_before.hwm_kb;
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("Interpolate, raw points, %d series x 1 day, %d observations -> %d values "
+                      "(checked against the points): %.2f s; query service peak resident "
+                      "memory %d -> %d KiB (+%d KiB); baseline, the observations in one libpq "
+                      "result: +%d KiB; ratio service/baseline %.3f",
+                      kSeries, observations, got.size(), service_s, before.hwm_kb, after.hwm_kb,
+                      service_kb, baseline_kb,
+                      static_cast<double>(service_kb) / std::max<int64_t>(1, baseline_kb)));
+  return absl::OkStatus();
+}
+
 // 2. ReadAggregates and Rollup latency with kClients concurrent clients.
 absl::Status MeasureConcurrent(int port, const std::vector<int64_t>& series_ids, int64_t day_us) {
   const Latencies read = Concurrent(
@@ -715,7 +798,8 @@ absl::Status Run() {
                                 std::thread::hardware_concurrency()));
   std::vector<std::string> failures;
   for (absl::Status s :
-       {Guarded([&] { return MeasureRollup(*stub, **reader, day_us); }),
+       {Guarded([&] { return MeasureInterpolateMemory(*stub, **reader, query->pid(), day_us); }),
+        Guarded([&] { return MeasureRollup(*stub, **reader, day_us); }),
         Guarded([&] { return MeasureConcurrent(port, *series_ids, day_us); }),
         Guarded([&] { return MeasureSubscribe(port, *owner_dsn, *series_ids, day_us); })}) {
     if (!s.ok()) failures.push_back(s.ToString());

@@ -68,6 +68,9 @@ void FetchSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*
   }
 }
 
+// Rows an Interpolate call fetches at a time (about 2 MB as libpq text).
+constexpr int64_t kObservationChunk = 20'000;
+
 // The numeric value of a point, or NULL.
 constexpr const char* kNumericValue = "coalesce(p.value_double, p.value_int::double precision)";
 
@@ -574,8 +577,15 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
                           " o WHERE o.series_id = ids.series_id AND ", where, " AND ", value,
                           " IS NOT NULL AND ", cond, " ORDER BY ", time, " ", order, " LIMIT 1) b");
     };
-    const pqxx::result obs = tx.exec_params(
-        absl::StrCat("WITH ids AS (SELECT unnest($1::bigint[]) AS series_id)"
+    // Read through a cursor, a chunk at a time, series by series: the call holds one series'
+    // observations and one chunk, not the whole page's rows as libpq text.
+    const absl::Time deadline = absl::Now() + timeout;
+    // Planned to be read whole, as the query was before it had a cursor (a cursor's plan
+    // otherwise favours its first rows).
+    tx.exec0("SET LOCAL cursor_tuple_fraction = 1");
+    tx.exec_params0(
+        absl::StrCat("DECLARE observations NO SCROLL CURSOR FOR"
+                     " WITH ids AS (SELECT unnest($1::bigint[]) AS series_id)"
                      " SELECT series_id, ",
                      Micros("t"), ", v FROM (",
                      // Limited on its own too, so that a range past the cap stops the scan
@@ -590,20 +600,35 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
         absl::StrCat("{", absl::StrJoin(ids, ","), "}"), limits_.max_observations + 1,
         req.window_size_us(), Clamp(req.range().start_us()), Clamp(req.range().end_us()),
         lookback_from);
-    if (static_cast<int64_t>(obs.size()) > limits_.max_observations) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the page reads more than ", limits_.max_observations,
-          " observations; use a smaller page_size, a shorter range or an aggregate source"));
-    }
+    pqxx::result chunk;
     size_t row = 0;
+    bool fetched_all = false;
+    // Whether an observation is left at chunk[row], fetching the next chunk when needed. Each
+    // FETCH runs within what is left of the call's time.
+    auto observation_left = [&] {
+      if (row == chunk.size() && !fetched_all) {
+        const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now()));
+        chunk = tx.exec(absl::StrCat("SET LOCAL statement_timeout = ", ms, "; FETCH ",
+                                     kObservationChunk, " FROM observations"));
+        row = 0;
+        fetched_all = static_cast<int64_t>(chunk.size()) < kObservationChunk;
+      }
+      return row < chunk.size();
+    };
+    int64_t read = 0;
     int64_t bytes = 0;
     int64_t last_series = INT64_MIN;
     for (int i = 0; i < n; ++i) {
       const pqxx::row& s = series_rows[i];
       const int64_t sid = s[0].as<int64_t>();
       std::vector<Observation> observations;
-      for (; row < obs.size() && obs[row][0].as<int64_t>() == sid; ++row) {
-        observations.push_back({obs[row][1].as<int64_t>(), obs[row][2].as<double>()});
+      for (; observation_left() && chunk[row][0].as<int64_t>() == sid; ++row) {
+        if (++read > limits_.max_observations) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "the page reads more than ", limits_.max_observations,
+              " observations; use a smaller page_size, a shorter range or an aggregate source"));
+        }
+        observations.push_back({chunk[row][1].as<int64_t>(), chunk[row][2].as<double>()});
       }
       last_series = sid;
       std::vector<v1::InterpolatedValue> values = InterpolateSteps(observations, req);

@@ -308,6 +308,54 @@ TEST_F(QueryStoreTest, LocfLookbackPastTheInt64MinimumSaturates) {
   EXPECT_DOUBLE_EQ(v[1].value(), 2);
 }
 
+// Interpolate reads a page's observations through a cursor, a chunk of rows at a time: series
+// whose observations span several chunks (25,000 points each, fetched 20,000 at a time) are
+// interpolated from all of them, and a page that reads past max_observations is refused.
+TEST_F(QueryStoreTest, InterpolateReadsObservationsAcrossChunksAndCapsThem) {
+  constexpr int kPoints = 25'000;
+  Sql("SELECT tidemark_ensure_daily_partitions('points', '2026-11-22', '2026-11-22')");
+  const int64_t day = kDay0 + 2 * 24 * kHour;  // 2026-11-22, a day no other test uses
+  for (int id : {91, 92, 93}) {
+    Sql(absl::StrCat(
+        "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+        " VALUES (",
+        id, ", 'k", id, "', 'chunked', 'd", id, "', '{\"device_id\":\"d", id, "\"}')"));
+  }
+  // Point i of series s: at day + i seconds, value s * 100000 + i.
+  Sql(
+      absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                   " SELECT s, ",
+                   Ts(day),
+                   " + i * interval '1 second', s * 100000 + i, 1, now()"
+                   " FROM unnest(ARRAY[91, 92, 93]) AS s, generate_series(0, ",
+                   kPoints - 1, ") AS i"));
+  v1::InterpolateRequest req;
+  req.mutable_selector()->set_measure_name("chunked");
+  req.mutable_range()->set_start_us(day);
+  req.mutable_range()->set_end_us(day + kPoints * kS);
+  req.set_step_us(10 * kS);  // on every 10th point: the answers are the points
+  req.set_method(v1::INTERPOLATION_METHOD_LINEAR);
+  auto r = Store().Interpolate(req, absl::Seconds(30));
+  QueryLimits capped;
+  capped.max_observations = 2 * kPoints;
+  auto refused = Store(capped).Interpolate(req, absl::Seconds(30));
+  Sql("DELETE FROM points WHERE series_id IN (91, 92, 93);"
+      " DELETE FROM series WHERE series_id IN (91, 92, 93)");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->series_size(), 3);
+  for (const v1::InterpolatedSeries& series : r->series()) {
+    const int64_t id = series.series().series_id();
+    ASSERT_EQ(series.values_size(), kPoints / 10) << id;
+    for (int k = 0; k < series.values_size(); ++k) {
+      ASSERT_EQ(series.values(k).time_us(), day + k * 10 * kS) << id;
+      ASSERT_DOUBLE_EQ(series.values(k).value(), id * 100000.0 + k * 10) << id << " step " << k;
+    }
+  }
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_NE(refused.status().message().find("more than 50000 observations"), std::string::npos)
+      << refused.status();
+}
+
 TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {
   QueryLimits small;
   small.max_response_bytes = 100;

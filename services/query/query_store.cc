@@ -71,6 +71,12 @@ void FetchSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*
 // Rows an Interpolate call fetches at a time (about 2 MB as libpq text).
 constexpr int64_t kObservationChunk = 20'000;
 
+// What is left until `deadline`, in whole milliseconds, at least 1 (a statement_timeout of 0
+// would mean none).
+int64_t RemainingMs(absl::Time deadline) {
+  return std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now()));
+}
+
 // The numeric value of a point, or NULL.
 constexpr const char* kNumericValue = "coalesce(p.value_double, p.value_int::double precision)";
 
@@ -524,6 +530,7 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
 absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::InterpolateRequest& req,
                                                                 absl::Duration timeout) {
   if (absl::Status s = ValidateInterpolate(req, limits_); !s.ok()) return s;
+  const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<int> page =
       PageSize(req.page_size(), limits_.default_series_page, limits_.max_series_page);
   if (!page.ok()) return page.status();
@@ -579,7 +586,6 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
     };
     // Read through a cursor, a chunk at a time, series by series: the call holds one series'
     // observations and one chunk, not the whole page's rows as libpq text.
-    const absl::Time deadline = absl::Now() + timeout;
     // Planned to be read whole, as the query was before it had a cursor (a cursor's plan
     // otherwise favours its first rows).
     tx.exec0("SET LOCAL cursor_tuple_fraction = 1");
@@ -607,15 +613,17 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
     // FETCH runs within what is left of the call's time.
     auto observation_left = [&] {
       if (row == chunk.size() && !fetched_all) {
-        const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now()));
-        chunk = tx.exec(absl::StrCat("SET LOCAL statement_timeout = ", ms, "; FETCH ",
-                                     kObservationChunk, " FROM observations"));
+        chunk = tx.exec(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline),
+                                     "; FETCH ", kObservationChunk, " FROM observations"));
         row = 0;
         fetched_all = static_cast<int64_t>(chunk.size()) < kObservationChunk;
       }
       return row < chunk.size();
     };
     int64_t read = 0;
+    const absl::Status too_many = absl::InvalidArgumentError(absl::StrCat(
+        "the page reads more than ", limits_.max_observations,
+        " observations; use a smaller page_size, a shorter range or an aggregate source"));
     int64_t bytes = 0;
     int64_t last_series = INT64_MIN;
     for (int i = 0; i < n; ++i) {
@@ -623,11 +631,7 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
       const int64_t sid = s[0].as<int64_t>();
       std::vector<Observation> observations;
       for (; observation_left() && chunk[row][0].as<int64_t>() == sid; ++row) {
-        if (++read > limits_.max_observations) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "the page reads more than ", limits_.max_observations,
-              " observations; use a smaller page_size, a shorter range or an aggregate source"));
-        }
+        if (++read > limits_.max_observations) return too_many;
         observations.push_back({chunk[row][1].as<int64_t>(), chunk[row][2].as<double>()});
       }
       last_series = sid;
@@ -638,6 +642,17 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
       for (v1::InterpolatedValue& v : values) *out->add_values() = std::move(v);
       bytes += static_cast<int64_t>(out->ByteSizeLong());
       if (bytes > limits_.max_response_bytes && i + 1 < n) {
+        // The observations in the range were cut at the cap in no particular order: past it,
+        // the series above may have been interpolated from some of theirs only. Counted
+        // without sending the rest.
+        const int64_t rest = static_cast<int64_t>(
+            tx.exec(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline),
+                                 "; MOVE FORWARD ALL IN observations"))
+                .affected_rows());
+        if (read + (static_cast<int64_t>(chunk.size()) - static_cast<int64_t>(row)) + rest >
+            limits_.max_observations) {
+          return too_many;
+        }
         resp.set_next_page_token(EncodeCursor({sid, INT64_MIN, -1, ""}));
         return resp;
       }

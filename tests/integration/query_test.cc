@@ -310,7 +310,8 @@ TEST_F(QueryStoreTest, LocfLookbackPastTheInt64MinimumSaturates) {
 
 // Interpolate reads a page's observations through a cursor, a chunk of rows at a time: series
 // whose observations span several chunks (25,000 points each, fetched 20,000 at a time) are
-// interpolated from all of them, and a page that reads past max_observations is refused.
+// interpolated from all of them, and a page that reads past max_observations is refused, also
+// one that ends at its byte bound before reading them all.
 TEST_F(QueryStoreTest, InterpolateReadsObservationsAcrossChunksAndCapsThem) {
   constexpr int kPoints = 25'000;
   Sql("SELECT tidemark_ensure_daily_partitions('points', '2026-11-22', '2026-11-22')");
@@ -328,7 +329,7 @@ TEST_F(QueryStoreTest, InterpolateReadsObservationsAcrossChunksAndCapsThem) {
                    Ts(day),
                    " + i * interval '1 second', s * 100000 + i, 1, now()"
                    " FROM unnest(ARRAY[91, 92, 93]) AS s, generate_series(0, ",
-                   kPoints - 1, ") AS i"));
+                   kPoints - 1, ") AS i ORDER BY i, s"));
   v1::InterpolateRequest req;
   req.mutable_selector()->set_measure_name("chunked");
   req.mutable_range()->set_start_us(day);
@@ -339,6 +340,11 @@ TEST_F(QueryStoreTest, InterpolateReadsObservationsAcrossChunksAndCapsThem) {
   QueryLimits capped;
   capped.max_observations = 2 * kPoints;
   auto refused = Store(capped).Interpolate(req, absl::Seconds(30));
+  // Also when the page ends early, at its byte bound, after its first series: the range's
+  // observations were cut at the cap in no particular order (here the points are stored
+  // interleaved), so that series may lack some of its own.
+  capped.max_response_bytes = 1;
+  auto refused_early = Store(capped).Interpolate(req, absl::Seconds(30));
   Sql("DELETE FROM points WHERE series_id IN (91, 92, 93);"
       " DELETE FROM series WHERE series_id IN (91, 92, 93)");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -354,6 +360,11 @@ TEST_F(QueryStoreTest, InterpolateReadsObservationsAcrossChunksAndCapsThem) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
   EXPECT_NE(refused.status().message().find("more than 50000 observations"), std::string::npos)
       << refused.status();
+  EXPECT_EQ(refused_early.status().code(), absl::StatusCode::kInvalidArgument)
+      << (refused_early.ok() ? absl::StrCat("answered with ", refused_early->series_size(),
+                                            " series, the first with ",
+                                            refused_early->series(0).values_size(), " values")
+                             : refused_early.status().ToString());
 }
 
 TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {

@@ -1,11 +1,30 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 
 namespace tidemark::cli {
 namespace {
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+// --where written with spaces around its parts, as lists often are, selects what it says: a
+// value with a space after it used to match no series, silently.
+TEST(CliArgs, SpacesAroundMatcherNamesAndValuesAreIgnored) {
+  absl::StatusOr<std::vector<v1::DimensionMatcher>> m =
+      ParseMatchers(" site = north , rack!= 7,device_id =~ t-(1|2) , name=~a{1, 3} ");
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->size(), 4u);
+  EXPECT_EQ((*m)[0].name(), "site");
+  EXPECT_EQ((*m)[0].op(), v1::DimensionMatcher::OP_EQUAL);
+  EXPECT_EQ((*m)[0].value(), "north");
+  EXPECT_EQ((*m)[1].name(), "rack");
+  EXPECT_EQ((*m)[1].op(), v1::DimensionMatcher::OP_NOT_EQUAL);
+  EXPECT_EQ((*m)[1].value(), "7");
+  EXPECT_EQ((*m)[2].op(), v1::DimensionMatcher::OP_REGEX);
+  EXPECT_EQ((*m)[2].value(), "t-(1|2)");
+  EXPECT_EQ((*m)[3].value(), "a{1, 3}") << "the space inside a regex is kept";
+}
 
 Invocation Given(const std::string& name) {
   Invocation in;

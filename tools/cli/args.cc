@@ -145,6 +145,11 @@ absl::StatusOr<std::vector<v1::DimensionMatcher>> ParseMatchers(absl::string_vie
     m.set_value(piece.substr(value_at));
     matchers.push_back(std::move(m));
   }
+  // Spaces around a value are a way of writing the list (`site = north, rack = 7`), as
+  // around a name, not part of what it matches; a regex keeps the spaces inside it.
+  for (v1::DimensionMatcher& m : matchers) {
+    m.set_value(std::string(absl::StripAsciiWhitespace(m.value())));
+  }
   return matchers;
 }
 

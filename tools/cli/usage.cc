@@ -47,7 +47,8 @@ constexpr absl::string_view kNotes = R"(Selecting series
   --measure=NAME        one measure (empty: every measure)
   --where=MATCHERS      comma separated, all must hold; a series without the dimension has
                         the empty value:  name=value  name!=value  name=~regex  name!~regex
-                        regexes are RE2 and match the whole value; \, is a literal comma
+                        regexes are RE2 and match the whole value; \, is a literal comma;
+                        spaces around names and values are ignored
                         e.g. --where='site=~north-.*,device_id!=turbine-0007'
 
 Time ranges

@@ -6,8 +6,9 @@
 //    ratio). Both answers are compared first, so a fast wrong answer is never reported.
 // 2. ReadAggregates and Rollup latency p50/p99 with 16 concurrent clients.
 // 3. Subscribe: time from an upsert's commit to its delivery, with 100 open streams.
-// And first (0.) the peak memory of one Interpolate page over the whole day, against the same
-// observations read whole through libpq.
+// And first (0.) the peak memory of listing series with long descriptions and of one
+// Interpolate page over the whole day, each against the same rows read whole through libpq.
+#include <malloc.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -433,6 +435,91 @@ absl::Status MeasureRollup(v1::QueryService::Stub& stub, pqxx::connection& reade
   return absl::OkStatus();
 }
 
+// Bytes this process's heap holds in use (glibc): what a result held in memory takes, however
+// high the process's peak already was.
+int64_t HeapInUse() {
+  const struct mallinfo2 m = mallinfo2();
+  return static_cast<int64_t>(m.uordblks + m.hblkhd);
+}
+
+// 0. Memory of listing series with long descriptions (1,001 series of 30 dimensions, about
+//    58 KB each): every page, through a query service of its own so that its peak is this
+//    step's, each series listed once. Baseline in the same run: the same descriptions read by
+//    one query through libpq in this process, the way a page read them before it read their
+//    sizes first.
+absl::Status MeasureWideListSeries(const std::string& owner_dsn, const std::string& reader_dsn,
+                                   const std::string& dir) {
+  constexpr int kWide = 1001;
+  constexpr char kWideMeasure[] = "bench_wide_descriptions";
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
+  if (!owner.ok()) return owner.status();
+  auto sql = [&](const std::string& statement) {
+    pqxx::nontransaction tx(**owner);
+    tx.exec0(statement);
+  };
+  sql(absl::StrCat(
+      "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+      " SELECT i, 'wide-' || i, '",
+      kWideMeasure,
+      "', 'wide-' || i, (SELECT jsonb_object_agg('k' || j, repeat(md5((i * 100 + j)::text),"
+      " 60)) FROM generate_series(1, 30) j) FROM generate_series(1, ",
+      kWide, ") i"));
+  auto started = StartQuery(reader_dsn, dir + "/query-wide.log");
+  if (!started.ok()) return started.status();
+  const std::unique_ptr<testing::ChildProcess> query = std::move(started->first);
+  auto stub = v1::QueryService::NewStub(NewChannel(started->second));
+  const bench::Memory before = bench::ReadMemory(query->pid());
+  v1::ListSeriesRequest req;
+  req.mutable_selector()->set_measure_name(kWideMeasure);
+  req.set_page_size(1000);
+  std::set<int64_t> listed;
+  int pages = 0;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::ListSeriesResponse resp;
+    if (grpc::Status s = stub->ListSeries(&ctx, req, &resp); !s.ok()) {
+      return absl::InternalError(absl::StrCat("ListSeries: ", s.error_message()));
+    }
+    ++pages;
+    for (const v1::Series& series : resp.series()) {
+      if (series.canonical_key() != absl::StrCat("wide-", series.series_id()) ||
+          series.dimensions_size() != 30 || !listed.insert(series.series_id()).second) {
+        return absl::InternalError(
+            absl::StrCat("ListSeries described series ", series.series_id(), " wrongly or twice"));
+      }
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  const bench::Memory after = bench::ReadMemory(query->pid());
+  query->Signal(SIGTERM);
+  (void)query->Wait(absl::Seconds(15));
+  if (static_cast<int>(listed.size()) != kWide) {
+    return absl::InternalError(absl::StrCat("ListSeries listed ", listed.size(), " of ", kWide));
+  }
+  int64_t baseline_kb = 0;
+  {
+    const int64_t heap_before = HeapInUse();
+    pqxx::nontransaction tx(**owner);
+    const pqxx::result all = tx.exec_params(
+        "SELECT series_id, canonical_key, measure_name, dimensions::text FROM series"
+        " WHERE measure_name = $1 ORDER BY series_id LIMIT 1001",
+        kWideMeasure);
+    baseline_kb = (HeapInUse() - heap_before) / 1024;
+  }
+  sql(absl::StrCat("DELETE FROM series WHERE measure_name = '", kWideMeasure, "'"));
+  const int64_t service_kb = after.hwm_kb - before.hwm_kb;
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("ListSeries, %d series of 30 dimensions (about 58 KB each), "
+                      "page_size 1000: %d pages; query service peak resident memory "
+                      "+%d KiB; baseline, the descriptions held in one libpq result: %d "
+                      "KiB; ratio service/baseline %.3f",
+                      kWide, pages, service_kb, baseline_kb,
+                      static_cast<double>(service_kb) / std::max<int64_t>(1, baseline_kb)));
+  return absl::OkStatus();
+}
+
 // 0. Memory of one Interpolate page over the whole day of every series from the raw points
 //    (864,000 observations), run first so that the query service's peak is its own; its
 //    answer checked value by value against the points at the steps. Baseline in the same run:
@@ -487,9 +574,10 @@ absl::Status MeasureInterpolateMemory(v1::QueryService::Stub& stub, pqxx::connec
     }
   }
   // Baseline: the page's observations, whole, in one libpq result.
-  const bench::Memory baseline_before = bench::ReadMemory(getpid());
   int64_t observations = 0;
+  int64_t baseline_kb = 0;
   {
+    const int64_t heap_before = HeapInUse();
     const pqxx::result all = tx.exec_params(
         "SELECT series_id, (extract(epoch FROM time) * 1000000)::bigint,"
         " coalesce(value_double, value_int::double precision) FROM points"
@@ -498,16 +586,15 @@ absl::Status MeasureInterpolateMemory(v1::QueryService::Stub& stub, pqxx::connec
         " ORDER BY series_id, time",
         day_us, kDayUs);
     observations = static_cast<int64_t>(all.size());
+    baseline_kb = (HeapInUse() - heap_before) / 1024;
   }
-  const bench::Memory baseline_after = bench::ReadMemory(getpid());
   const int64_t service_kb = after.hwm_kb - before.hwm_kb;
-  const int64_t baseline_kb = baseline_after.hwm_kb - baseline_before.hwm_kb;
   bench::Report(
       "query.txt",
       absl::StrFormat("Interpolate, raw points, %d series x 1 day, %d observations -> %d values "
                       "(checked against the points): %.2f s; query service peak resident "
                       "memory %d -> %d KiB (+%d KiB); baseline, the observations in one libpq "
-                      "result: +%d KiB; ratio service/baseline %.3f",
+                      "result: %d KiB held; ratio service/baseline %.3f",
                       kSeries, observations, got.size(), service_s, before.hwm_kb, after.hwm_kb,
                       service_kb, baseline_kb,
                       static_cast<double>(service_kb) / std::max<int64_t>(1, baseline_kb)));
@@ -798,7 +885,10 @@ absl::Status Run() {
                                 std::thread::hardware_concurrency()));
   std::vector<std::string> failures;
   for (absl::Status s :
-       {Guarded([&] { return MeasureInterpolateMemory(*stub, **reader, query->pid(), day_us); }),
+       {Guarded([&] {
+          return MeasureWideListSeries(*owner_dsn, pg.Dsn("query_bench", "tidemark_query"), dir);
+        }),
+        Guarded([&] { return MeasureInterpolateMemory(*stub, **reader, query->pid(), day_us); }),
         Guarded([&] { return MeasureRollup(*stub, **reader, day_us); }),
         Guarded([&] { return MeasureConcurrent(port, *series_ids, day_us); }),
         Guarded([&] { return MeasureSubscribe(port, *owner_dsn, *series_ids, day_us); })}) {

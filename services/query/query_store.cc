@@ -137,13 +137,15 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
+    // Sizes first, descriptions of the series the page holds after: a page of long
+    // descriptions ends at its byte bound without reading the rest of them.
     const pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT s.series_id, s.canonical_key, s.measure_name, s.dimensions::text"
-                     " AS dimensions FROM series s WHERE ",
-                     kSeriesFilter, " AND s.series_id > $6::bigint ORDER BY s.series_id LIMIT $7"),
+        absl::StrCat("SELECT s.series_id, ", kSeriesBytes, " FROM series s WHERE ", kSeriesFilter,
+                     " AND s.series_id > $6::bigint ORDER BY s.series_id LIMIT $7"),
         p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
         cursor.series_id, *page + 1);
     v1::ListSeriesResponse resp;
+    std::map<int64_t, v1::Series*> by_id;
     int64_t bytes = 0;
     bool more = static_cast<int>(rows.size()) > *page;
     for (int i = 0; i < static_cast<int>(rows.size()) && i < *page; ++i) {
@@ -151,10 +153,10 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
         more = true;
         break;
       }
-      v1::Series* series = resp.add_series();
-      FillSeries(rows[i], series);
-      bytes += static_cast<int64_t>(series->ByteSizeLong()) + 4;
+      by_id[rows[i][0].as<int64_t>()] = resp.add_series();
+      bytes += rows[i][1].as<int64_t>() + 4;
     }
+    FetchSeries(tx, by_id);
     if (more) {
       resp.set_next_page_token(
           EncodeCursor({resp.series(resp.series_size() - 1).series_id(), INT64_MIN, -1}));
@@ -553,10 +555,10 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
+    // The series' descriptions are read for the series the page returns, once it is cut.
     const pqxx::result series_rows = tx.exec_params(
-        absl::StrCat("SELECT s.series_id, s.canonical_key, s.measure_name,"
-                     " s.dimensions::text AS dimensions FROM series s WHERE ",
-                     kSeriesFilter, " AND s.series_id > $6::bigint ORDER BY s.series_id LIMIT $7"),
+        absl::StrCat("SELECT s.series_id, ", kSeriesBytes, " FROM series s WHERE ", kSeriesFilter,
+                     " AND s.series_id > $6::bigint ORDER BY s.series_id LIMIT $7"),
         p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
         cursor.series_id, *page + 1);
     const int n = std::min<int>(*page, static_cast<int>(series_rows.size()));
@@ -624,6 +626,7 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
     const absl::Status too_many = absl::InvalidArgumentError(absl::StrCat(
         "the page reads more than ", limits_.max_observations,
         " observations; use a smaller page_size, a shorter range or an aggregate source"));
+    std::map<int64_t, v1::Series*> by_id;
     int64_t bytes = 0;
     int64_t last_series = INT64_MIN;
     for (int i = 0; i < n; ++i) {
@@ -638,9 +641,9 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
       std::vector<v1::InterpolatedValue> values = InterpolateSteps(observations, req);
       if (values.empty()) continue;
       v1::InterpolatedSeries* out = resp.add_series();
-      FillSeries(s, out->mutable_series());
+      by_id[sid] = out->mutable_series();
       for (v1::InterpolatedValue& v : values) *out->add_values() = std::move(v);
-      bytes += static_cast<int64_t>(out->ByteSizeLong());
+      bytes += static_cast<int64_t>(out->ByteSizeLong()) + s[1].as<int64_t>();
       if (bytes > limits_.max_response_bytes && i + 1 < n) {
         // The observations in the range were cut at the cap in no particular order: past it,
         // the series above may have been interpolated from some of theirs only. Counted
@@ -653,10 +656,12 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
             limits_.max_observations) {
           return too_many;
         }
+        FetchSeries(tx, by_id);
         resp.set_next_page_token(EncodeCursor({sid, INT64_MIN, -1, ""}));
         return resp;
       }
     }
+    FetchSeries(tx, by_id);
     if (static_cast<int>(series_rows.size()) > *page) {
       resp.set_next_page_token(EncodeCursor({last_series, INT64_MIN, -1, ""}));
     }

@@ -77,6 +77,15 @@ int64_t RemainingMs(absl::Time deadline) {
   return std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now()));
 }
 
+// FetchSeries under a statement timeout of what is left until `deadline` (the last SET LOCAL
+// was for an earlier statement).
+void DescribeSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*>& by_id,
+                    absl::Time deadline) {
+  if (by_id.empty()) return;
+  tx.exec0(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline)));
+  FetchSeries(tx, by_id);
+}
+
 // The numeric value of a point, or NULL.
 constexpr const char* kNumericValue = "coalesce(p.value_double, p.value_int::double precision)";
 
@@ -554,7 +563,7 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
   v1::InterpolateResponse resp;
   try {
     pqxx::read_transaction tx(*conn_);
-    SetTimeout(tx, timeout);
+    SetTimeout(tx, deadline - absl::Now());
     // The series' descriptions are read for the series the page returns, once it is cut.
     const pqxx::result series_rows = tx.exec_params(
         absl::StrCat("SELECT s.series_id, ", kSeriesBytes, " FROM series s WHERE ", kSeriesFilter,
@@ -656,12 +665,12 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
             limits_.max_observations) {
           return too_many;
         }
-        FetchSeries(tx, by_id);
+        DescribeSeries(tx, by_id, deadline);
         resp.set_next_page_token(EncodeCursor({sid, INT64_MIN, -1, ""}));
         return resp;
       }
     }
-    FetchSeries(tx, by_id);
+    DescribeSeries(tx, by_id, deadline);
     if (static_cast<int>(series_rows.size()) > *page) {
       resp.set_next_page_token(EncodeCursor({last_series, INT64_MIN, -1, ""}));
     }

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,36 @@ inline double CpuSeconds(int pid) {
   std::sscanf(stat.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
               &utime, &stime);
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// CPU seconds of one thread (or process), user and system apart.
+struct CpuSplit {
+  double user = 0, system = 0;
+  double Total() const { return user + system; }
+};
+
+/// The CPU of each of a process's threads so far, summed by `group(thread name)`, from
+/// /proc/<pid>/task/*/stat. A thread that ended since an earlier reading drops out of it, so
+/// take differences across readings of a process whose threads live on (a service's).
+template <typename GroupFn>
+std::map<std::string, CpuSplit> CpuByThreadGroup(int pid, GroupFn group) {
+  std::map<std::string, CpuSplit> out;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    long long utime = 0, stime = 0;
+    std::sscanf(stat.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
+                &utime, &stime);
+    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    CpuSplit& sum = out[group(stat.substr(open + 1, close - open - 1))];
+    sum.user += static_cast<double>(utime) / tick;
+    sum.system += static_cast<double>(stime) / tick;
+  }
+  return out;
 }
 
 /// Resident memory of a process, now and at its peak (VmRSS, VmHWM).

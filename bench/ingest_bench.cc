@@ -7,23 +7,24 @@
 // (usage: ingest_bench [--baseline_ingest=PATH]), e.g. a build before a change that takes the
 // same flags, is measured in the same run, so the change is a ratio rather than a comparison
 // across noisy runs: both run side by side and their passes alternate. Each pass also reports
-// the CPU of the client threads and of the broker, which share the machine's cores. The
-// current binary also takes the same events as Writes from 8 clients and as Writes of 2,000
-// events, each as a ratio to its WriteStream figure.
+// the CPU of the client threads and of the broker, which share the machine's cores, ingest's
+// CPU by thread group, and how many cores the pass kept busy. The current binary also takes
+// the same events as Writes from 8 clients and as Writes of 2,000 events, each as a ratio to
+// its WriteStream figure.
 #include <signal.h>
 
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "bench/bench_util.h"
 #include "common/kafka/producer.h"
 #include "common/log/log.h"
@@ -86,8 +87,30 @@ struct Latency {
 
 Latency Percentiles(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))]; };
+  auto at = [&](double q) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
+  };
   return {at(0.5), at(0.99)};
+}
+
+// Ingest's threads by what they do: librdkafka's own (named rdk:*, the broker thread sends
+// and reads the produce requests), the producer's delivery-report thread (which finishes
+// each Write), and the rest (gRPC's threads: calls, parsing, validation, producing).
+std::string IngestThreadGroup(const std::string& name) {
+  if (absl::StartsWith(name, "rdk:")) return "librdkafka";
+  if (name == "kafka-delivery") return "delivery reports";
+  return "gRPC";
+}
+
+std::map<std::string, bench::CpuSplit> Minus(std::map<std::string, bench::CpuSplit> after,
+                                             const std::map<std::string, bench::CpuSplit>& before) {
+  for (auto& [group, cpu] : after) {
+    if (auto it = before.find(group); it != before.end()) {
+      cpu.user -= it->second.user;
+      cpu.system -= it->second.system;
+    }
+  }
+  return after;
 }
 
 // The best of the passes of one load against one ingest binary.
@@ -97,7 +120,11 @@ struct Pass {
   // CPU of the client threads (this process) and of the broker in the same pass: on a shared
   // machine they compete with ingest for the same cores.
   double client_cpu = 0, broker_cpu = 0;
+  // Ingest's CPU by thread group (IngestThreadGroup).
+  std::map<std::string, bench::CpuSplit> ingest_threads;
   double Rate() const { return acked / wall; }
+  // How many of the machine's cores the pass kept busy: ingest, clients and broker together.
+  double CoresBusy() const { return (cpu + client_cpu + broker_cpu) / wall; }
 };
 
 struct IngestFigures {
@@ -223,18 +250,21 @@ int main(int argc, char** argv) {
     const double cpu0 = bench::CpuSeconds(pid);
     const double client0 = bench::CpuSeconds(getpid());
     const double broker0 = bench::CpuSeconds((*broker)->pid());
+    const auto threads0 = bench::CpuByThreadGroup(pid, IngestThreadGroup);
     const absl::Time start = absl::Now();
     const int64_t acked = throughput(*subject.stub, load);
     const double wall = absl::ToDoubleSeconds(absl::Now() - start);
     const double cpu = bench::CpuSeconds(pid) - cpu0;
     const double client_cpu = bench::CpuSeconds(getpid()) - client0;
     const double broker_cpu = bench::CpuSeconds((*broker)->pid()) - broker0;
+    auto threads = Minus(bench::CpuByThreadGroup(pid, IngestThreadGroup), threads0);
     if (best.wall == 0 || acked / wall > best.Rate()) {
       best = {.acked = acked,
               .wall = wall,
               .cpu = cpu,
               .client_cpu = client_cpu,
-              .broker_cpu = broker_cpu};
+              .broker_cpu = broker_cpu,
+              .ingest_threads = std::move(threads)};
     }
   };
 
@@ -321,26 +351,32 @@ int main(int argc, char** argv) {
       events, kEventsPerRequest, kClients, kCompression, LoadAverage());
   bench::Report("ingest.txt", "setup: " + cfg);
   auto report_pass = [&](const std::string& name, const Pass& p) {
+    std::string threads;
+    for (const auto& [group, cpu] : p.ingest_threads) {
+      absl::StrAppendFormat(&threads, "%s%s %.2f s (system %.2f s)", threads.empty() ? "" : ", ",
+                            group, cpu.Total(), cpu.system);
+    }
     bench::Report("ingest.txt",
                   absl::StrFormat("%s: %d acked in %.2f s = %.0f events/s; ingest CPU %.2f s "
-                                  "= %.0f events/s per core; clients CPU %.2f s, broker CPU "
-                                  "%.2f s",
-                                  name, p.acked, p.wall, p.Rate(), p.cpu, p.acked / p.cpu,
-                                  p.client_cpu, p.broker_cpu));
+                                  "= %.0f events/s per core [%s]; clients CPU %.2f s, broker CPU "
+                                  "%.2f s; cores busy %.2f of %d",
+                                  name, p.acked, p.wall, p.Rate(), p.cpu, p.acked / p.cpu, threads,
+                                  p.client_cpu, p.broker_cpu, p.CoresBusy(),
+                                  static_cast<int>(std::thread::hardware_concurrency())));
   };
   auto report = [&](const std::string& name, const IngestFigures& f) {
-    bench::Report("ingest.txt",
-                  absl::StrFormat("%s: one Write of %d events: p50 %.2f ms, p99 %.2f ms",
-                                  name, kEventsPerRequest, f.write_latency.p50_ms,
-                                  f.write_latency.p99_ms));
+    bench::Report(
+        "ingest.txt",
+        absl::StrFormat("%s: one Write of %d events: p50 %.2f ms, p99 %.2f ms", name,
+                        kEventsPerRequest, f.write_latency.p50_ms, f.write_latency.p99_ms));
     report_pass(name + " Write", f.write);
     report_pass(name + " WriteStream", f.stream);
-    bench::Report("ingest.txt",
-                  absl::StrFormat("%s ratio Write/WriteStream events/s: %.2f; ratio "
-                                  "ingest/baseline events/s: Write %.2f, WriteStream %.2f",
-                                  name, f.WriteRate() / f.StreamRate(),
-                                  f.WriteRate() / (b_done / b_wall),
-                                  f.StreamRate() / (b_done / b_wall)));
+    bench::Report(
+        "ingest.txt",
+        absl::StrFormat("%s ratio Write/WriteStream events/s: %.2f; ratio "
+                        "ingest/baseline events/s: Write %.2f, WriteStream %.2f",
+                        name, f.WriteRate() / f.StreamRate(), f.WriteRate() / (b_done / b_wall),
+                        f.StreamRate() / (b_done / b_wall)));
   };
   report("ingest", current);
   // Where Write reaches WriteStream: more events in flight per caller or more callers.
@@ -360,14 +396,13 @@ int main(int argc, char** argv) {
                       kLargeRequestEvents, current.large_requests.Rate() / current.StreamRate()));
   if (before) {
     report("baseline ingest binary", *before);
-    bench::Report(
-        "ingest.txt",
-        absl::StrFormat("ratio ingest/baseline binary: Write p50 latency %.2f, p99 %.2f; "
-                        "Write events/s %.2f; WriteStream events/s %.2f",
-                        current.write_latency.p50_ms / before->write_latency.p50_ms,
-                        current.write_latency.p99_ms / before->write_latency.p99_ms,
-                        current.WriteRate() / before->WriteRate(),
-                        current.StreamRate() / before->StreamRate()));
+    bench::Report("ingest.txt",
+                  absl::StrFormat("ratio ingest/baseline binary: Write p50 latency %.2f, p99 %.2f; "
+                                  "Write events/s %.2f; WriteStream events/s %.2f",
+                                  current.write_latency.p50_ms / before->write_latency.p50_ms,
+                                  current.write_latency.p99_ms / before->write_latency.p99_ms,
+                                  current.WriteRate() / before->WriteRate(),
+                                  current.StreamRate() / before->StreamRate()));
   }
   bench::Report("ingest.txt",
                 absl::StrFormat("baseline direct librdkafka round of %d records acknowledged: "

@@ -17,6 +17,9 @@ ABSL_FLAG(int, workers, 4, "Concurrent queries, each with its own database conne
 ABSL_FLAG(int, max_queued_calls, 256, "Calls waiting beyond which RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, subscriber_buffer, 10000,
           "Undelivered updates beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, subscriber_buffer_bytes, 16 << 20,
+          "Memory those undelivered updates may hold (each carries its series' dimensions) "
+          "beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_subscriptions, 1000,
           "Open Subscribe streams beyond which a new one is refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_subscriptions_per_client, 250,
@@ -51,16 +54,21 @@ int Run(int argc, char** argv) {
   cfg.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
   const int subscriber_buffer = absl::GetFlag(FLAGS_subscriber_buffer);
   cfg.subscriptions.subscriber_buffer = static_cast<size_t>(std::max(1, subscriber_buffer));
+  const int64_t subscriber_buffer_bytes = absl::GetFlag(FLAGS_subscriber_buffer_bytes);
+  cfg.subscriptions.subscriber_buffer_bytes =
+      static_cast<size_t>(std::max<int64_t>(1, subscriber_buffer_bytes));
   const int max_subscriptions = absl::GetFlag(FLAGS_max_subscriptions);
   cfg.subscriptions.max_subscriptions = static_cast<size_t>(std::max(1, max_subscriptions));
   const int per_client = absl::GetFlag(FLAGS_max_subscriptions_per_client);
   cfg.subscriptions.max_subscriptions_per_client = static_cast<size_t>(std::max(1, per_client));
-  for (absl::Status s : {config::RequireNonEmpty("pg_dsn", cfg.pg_dsn),
-                         config::RequirePositive("workers", cfg.workers),
-                         config::RequirePositive("max_queued_calls", cfg.max_queued_calls),
-                         config::RequirePositive("subscriber_buffer", subscriber_buffer),
-                         config::RequirePositive("max_subscriptions", max_subscriptions),
-                         config::RequirePositive("max_subscriptions_per_client", per_client)}) {
+  for (absl::Status s :
+       {config::RequireNonEmpty("pg_dsn", cfg.pg_dsn),
+        config::RequirePositive("workers", cfg.workers),
+        config::RequirePositive("max_queued_calls", cfg.max_queued_calls),
+        config::RequirePositive("subscriber_buffer", subscriber_buffer),
+        config::RequirePositive("subscriber_buffer_bytes", subscriber_buffer_bytes),
+        config::RequirePositive("max_subscriptions", max_subscriptions),
+        config::RequirePositive("max_subscriptions_per_client", per_client)}) {
     if (!s.ok()) {
       logger->critical("msg=\"{}\"", s.message());
       return 2;

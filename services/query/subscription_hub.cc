@@ -66,9 +66,21 @@ std::vector<std::shared_ptr<const Change>> ReadChanges(
     a.set_last(row[13].as<double>());
     a.set_version(row[14].as<int64_t>());
     if (stored_at_us != nullptr) stored_at_us->push_back(row[15].as<int64_t>());
+    c.bytes = sizeof(Change) + a.SpaceUsedLong() - sizeof(a);
     changes.push_back(std::move(change));
   }
   return changes;
+}
+
+// How many of `changes`, from the first, hold at most `room` bytes together. The first
+// counts whatever its size when `first_always`: an empty queue takes one update, however large.
+size_t FittingIn(const std::vector<std::shared_ptr<const Change>>& changes, size_t room,
+                 bool first_always) {
+  size_t kept = 0;
+  for (size_t bytes = 0; kept < changes.size(); bytes += changes[kept++]->bytes) {
+    if (bytes + changes[kept]->bytes > room && !(kept == 0 && first_always)) break;
+  }
+  return kept;
 }
 
 }  // namespace
@@ -92,7 +104,7 @@ SubscriptionMetrics::SubscriptionMetrics(metrics::Registry& r)
 
 SubscribeReactor::SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher,
                                    std::set<int64_t> window_sizes, int64_t start_after,
-                                   size_t buffer, SubscriptionMetrics& metrics,
+                                   Backlog buffer, SubscriptionMetrics& metrics,
                                    std::function<absl::Status()> authorize, std::string client)
     : hub_(hub),
       matcher_(std::move(matcher)),
@@ -103,9 +115,9 @@ SubscribeReactor::SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher,
       authorize_(std::move(authorize)),
       client_(std::move(client)) {}
 
-size_t SubscribeReactor::backlog() {
+Backlog SubscribeReactor::backlog() {
   absl::MutexLock lock(&mu_);
-  return pending_.size();
+  return {.updates = pending_.size(), .bytes = pending_bytes_};
 }
 
 bool SubscribeReactor::ended() {
@@ -137,15 +149,21 @@ void SubscribeReactor::Offer(const std::vector<std::shared_ptr<const Change>>& c
     offered_up_to_ = c.change_id;
     if (!window_sizes_.empty() && !window_sizes_.contains(c.aggregate.window_size_us())) continue;
     if (!matcher_.Matches(c.aggregate.series())) continue;
-    if (pending_.size() >= buffer_) {
+    // One update is always queued, however large: the byte bound must not refuse a series
+    // whose single update is larger than it.
+    if (pending_.size() >= buffer_.updates ||
+        (!pending_.empty() && pending_bytes_ + c.bytes > buffer_.bytes)) {
       metrics_.ended_slow.Add();
       EndLocked(grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("the subscriber fell more than ", buffer_,
-                       " updates behind; reconnect with the last resume_token received")));
+          absl::StrCat("the subscriber fell more than ", buffer_.updates, " updates or ",
+                       buffer_.bytes % (1 << 20) == 0 ? absl::StrCat(buffer_.bytes >> 20, " MiB")
+                                                      : absl::StrCat(buffer_.bytes, " bytes"),
+                       " of them behind; reconnect with the last resume_token received")));
       return;
     }
     pending_.push_back(change);
+    pending_bytes_ += c.bytes;
     metrics_.delivered.Add();
   }
   position_ = std::max({position_, position, start_after_});
@@ -174,6 +192,7 @@ void SubscribeReactor::WriteNextLocked() {
     bytes += update_bytes;
     *in_flight_.add_updates() = next.aggregate;
     token = next.change_id;
+    pending_bytes_ -= next.bytes;
     pending_.pop_front();
   }
   if (pending_.empty()) token = position_;
@@ -202,6 +221,7 @@ void SubscribeReactor::EndLocked(const grpc::Status& status) {
   if (ended_) return;
   ended_ = true;
   pending_.clear();
+  pending_bytes_ = 0;
   Finish(status);
 }
 
@@ -288,9 +308,10 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
                      "(--max_subscriptions_per_client); end one first, or select more series "
                      "with one subscription")));
   }
-  auto reactor = std::make_shared<SubscribeReactor>(*this, *std::move(matcher), std::move(sizes),
-                                                    start_after, options_.subscriber_buffer,
-                                                    metrics_, std::move(authorize), client);
+  auto reactor = std::make_shared<SubscribeReactor>(
+      *this, *std::move(matcher), std::move(sizes), start_after,
+      Backlog{.updates = options_.subscriber_buffer, .bytes = options_.subscriber_buffer_bytes},
+      metrics_, std::move(authorize), client);
   joining_.push_back(reactor);
   metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
   return reactor.get();
@@ -418,17 +439,26 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
     // takes it and the others are served between batches.
     const int64_t from = r->caught_up_to();
     if (from < position) {
-      const size_t backlog = r->backlog();
+      const Backlog backlog = r->backlog();
       const size_t buffer = options_.subscriber_buffer;
-      if (backlog > buffer / 2) {
+      const size_t buffer_bytes = options_.subscriber_buffer_bytes;
+      if (backlog.updates > buffer / 2 || backlog.bytes > buffer_bytes / 2) {
         // Its client is still reading; a pass soon goes on.
         if (next == Next::kWait) next = Next::kWaitOnClient;
         continue;
       }
-      // Log rows, of which at most as many match: within the room the subscriber has.
+      // Log rows, of which at most as many match: within the room the subscriber has, in
+      // updates and in bytes (the rows past the room are read again in a later pass).
       const int batch = static_cast<int>(
-          std::max<size_t>(1, std::min<size_t>(options_.fetch_batch, buffer - backlog)));
+          std::max<size_t>(1, std::min<size_t>(options_.fetch_batch, buffer - backlog.updates)));
       std::vector<std::shared_ptr<const Change>> missed = ReadChanges(conn, from, position, batch);
+      const size_t kept =
+          FittingIn(missed, buffer_bytes - backlog.bytes, /*first_always=*/backlog.updates == 0);
+      if (kept == 0 && !missed.empty()) {
+        if (next == Next::kWait) next = Next::kWaitOnClient;
+        continue;
+      }
+      missed.resize(kept);
       // The pruner may have deleted part of the range before it was read: then what the read
       // did not find may be missing rather than absent.
       if (from < pruned_up_to()) {
@@ -460,11 +490,24 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
       active_.push_back(r);
     }
   }
-  // New changes, for everyone; a full batch is followed by the next one at once.
+  // New changes, for everyone; a full batch is followed by the next one at once. A batch
+  // holds at most half a subscriber's byte bound, so that one that keeps up is never ended
+  // for the size of a single batch (wide series stored many windows at a time).
+  int limit = options_.fetch_batch;
   while (true) {
     std::vector<int64_t> stored_at;
     std::vector<std::shared_ptr<const Change>> changes =
-        ReadChanges(conn, position, INT64_MAX, options_.fetch_batch, &stored_at);
+        ReadChanges(conn, position, INT64_MAX, limit, &stored_at);
+    const size_t fitting =
+        FittingIn(changes, options_.subscriber_buffer_bytes / 2, /*first_always=*/true);
+    const bool full = static_cast<int>(changes.size()) == limit || fitting < changes.size();
+    // Rows past the bound are read again next; reading about as many as fitted keeps that
+    // from reading a whole batch of wide rows for every few it keeps.
+    if (fitting < changes.size()) {
+      limit = std::min(options_.fetch_batch, static_cast<int>(2 * fitting));
+    }
+    changes.resize(fitting);
+    stored_at.resize(fitting);
     std::vector<std::shared_ptr<SubscribeReactor>> active;
     {
       absl::MutexLock lock(&mu_);
@@ -477,7 +520,7 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
     for (int64_t t : stored_at)
       metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
     for (auto& r : active) r->Offer(changes, position);
-    if (static_cast<int>(changes.size()) < options_.fetch_batch) return next;
+    if (!full) return next;
   }
 }
 

@@ -24,6 +24,15 @@ namespace tidemark::query {
 struct Change {
   int64_t change_id;
   v1::WindowAggregate aggregate;
+  /// The memory it holds (mostly its series' dimensions), counted against the byte bound of
+  /// each subscriber that queues it.
+  size_t bytes = 0;
+};
+
+/// What a subscriber has queued and not yet written.
+struct Backlog {
+  size_t updates = 0;
+  size_t bytes = 0;
 };
 
 struct SubscriptionMetrics {
@@ -40,7 +49,8 @@ class SubscriptionHub;
 
 /// The server side of one Subscribe stream. The hub offers it every change after its start
 /// position; it keeps those that match, and writes them one response at a time. More than
-/// `buffer` undelivered updates end it with RESOURCE_EXHAUSTED instead of growing.
+/// `buffer.updates` undelivered updates, or more than `buffer.bytes` of them, end it with
+/// RESOURCE_EXHAUSTED instead of growing.
 class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
  public:
   /// `start_after`: the change id after which the stream starts; -1 for the hub's position
@@ -50,7 +60,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// SubscriptionOptions::authorization_interval (CheckAuthorized), so an idle stream ends
   /// too. It may be empty.
   SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher, std::set<int64_t> window_sizes,
-                   int64_t start_after, size_t buffer, SubscriptionMetrics& metrics,
+                   int64_t start_after, Backlog buffer, SubscriptionMetrics& metrics,
                    std::function<absl::Status()> authorize = {}, std::string client = "");
 
   /// Called by the hub thread, in change order. `position` is the last change id the hub has
@@ -67,8 +77,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// How far the hub has read the log for it while it catches up (hub thread only).
   int64_t caught_up_to() const { return caught_up_to_; }
   void set_caught_up_to(int64_t id) { caught_up_to_ = id; }
-  /// Updates queued and not yet written.
-  size_t backlog();
+  /// Updates queued and not yet written, and the memory they hold.
+  Backlog backlog();
   bool ended();
 
   void OnWriteDone(bool ok) override;
@@ -84,7 +94,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   const std::set<int64_t> window_sizes_;
   int64_t start_after_;  // written by the hub thread before its first Offer
   int64_t caught_up_to_ = -1;
-  const size_t buffer_;
+  const Backlog buffer_;  // the bounds
   SubscriptionMetrics& metrics_;
   const std::function<absl::Status()> authorize_;
   const std::string client_;
@@ -92,6 +102,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   // Shared with the other subscribers it was offered to: memory grows with the changes
   // queued, not with the streams that queue them.
   std::deque<std::shared_ptr<const Change>> pending_ ABSL_GUARDED_BY(mu_);
+  size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t written_position_ ABSL_GUARDED_BY(mu_) = -1;
@@ -108,8 +119,11 @@ struct SubscriptionOptions {
   int fetch_batch = 1000;
   /// Undelivered updates beyond which a subscriber is ended.
   size_t subscriber_buffer = 10'000;
+  /// Memory those updates may hold beyond which a subscriber is ended: every update carries
+  /// its series' dimensions (up to 64 KiB), so a count alone bounds memory only loosely.
+  size_t subscriber_buffer_bytes = 16 << 20;
   /// Open streams beyond which a new one is refused: each holds up to subscriber_buffer
-  /// updates, so together they are bounded too.
+  /// updates and subscriber_buffer_bytes, so together they are bounded too.
   size_t max_subscriptions = 1000;
   /// Open streams of one client beyond which its new one is refused, so that one client
   /// cannot take every place of the replica.

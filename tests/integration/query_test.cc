@@ -536,8 +536,10 @@ class SubscribeTest : public QueryStoreTest {
  protected:
   void StartServer(size_t buffer, int fetch_batch = 5000,
                    absl::Duration authorization_interval = absl::Seconds(1),
-                   size_t max_subscriptions = 1000, size_t max_subscriptions_per_client = 250) {
+                   size_t max_subscriptions = 1000, size_t max_subscriptions_per_client = 250,
+                   size_t buffer_bytes = 16 << 20) {
     QueryConfig config;
+    config.subscriptions.subscriber_buffer_bytes = buffer_bytes;
     config.subscriptions.max_subscriptions = max_subscriptions;
     config.subscriptions.max_subscriptions_per_client = max_subscriptions_per_client;
     config.pg_dsn = *dsn_;
@@ -609,6 +611,22 @@ class SubscribeTest : public QueryStoreTest {
                        " DO UPDATE SET sum = excluded.sum, version = excluded.version"
                        " WHERE excluded.version > aggregates.version"));
     }
+  }
+
+  // Series 11, with about 10 KB of dimensions, and `windows` of its windows stored, or given
+  // their next version, in one transaction: one change each.
+  void StoreWideWindows(int windows) {
+    Sql("INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+        " SELECT 11, 'k11', 'wide_bounded', 'd11', jsonb_build_object('device_id', 'd11', 'a',"
+        " repeat('a', 2500), 'b', repeat('b', 2500), 'c', repeat('c', 2500), 'd', repeat('d',"
+        " 2500)) ON CONFLICT DO NOTHING");
+    Sql(absl::StrCat(
+        "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max,"
+        " avg, first, last, version) SELECT 11, interval '5 minutes', ",
+        Ts(kDay0), " + i * interval '1 minute', 1, 1, 1, 1, 1, 1, 1, 1 FROM generate_series(0, ",
+        windows - 1,
+        ") i ON CONFLICT (series_id, window_size, window_start)"
+        " DO UPDATE SET version = aggregates.version + 1"));
   }
 
   metrics::Registry registry_;
@@ -711,6 +729,59 @@ TEST_F(SubscribeTest, ASlowSubscriberIsEndedRatherThanBufferedWithoutBound) {
   fast_ctx.TryCancel();
   fast_reader.join();
   fast->Finish();
+}
+
+// Every update carries its series' dimensions, so the updates a subscriber may fall behind
+// are bounded in bytes too: 1,800 updates of about 10 KB each are far fewer than the 10,000
+// the count allows, but about 18 MB, so a subscriber that stops reading is ended at 1 MiB.
+TEST_F(SubscribeTest, ASlowSubscriberOfWideSeriesIsEndedAtTheByteBound) {
+  StartServer(10'000, 5'000, absl::Seconds(1), 1000, 250, /*buffer_bytes=*/1 << 20);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(11);
+  grpc::ClientContext ctx;
+  auto slow = stub_->Subscribe(&ctx, req);
+  v1::SubscribeResponse resp;
+  ASSERT_TRUE(slow->Read(&resp));
+  for (int i = 0; i < 3; ++i) StoreWideWindows(600);
+  ASSERT_TRUE(
+      WaitFor([&] { return metrics_->subscriptions.ended_slow.Value() > 0; }, absl::Seconds(30)));
+  int64_t received = 0;
+  while (slow->Read(&resp)) received += resp.updates_size();
+  const grpc::Status status = slow->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("1 MiB"), std::string::npos) << status.error_message();
+  EXPECT_LT(received, 1'800);
+}
+
+// A resume across more bytes of missed updates than the byte bound is sent them as the client
+// takes them, a part of the bound at a time, and is not ended.
+TEST_F(SubscribeTest, AResumeAcrossMoreBytesThanTheBoundCatchesUp) {
+  StartServer(10'000, 5'000, absl::Seconds(1), 1000, 250, /*buffer_bytes=*/1 << 20);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(11);
+  const std::string token = TokenOfNow(req);
+  for (int i = 0; i < 3; ++i) StoreWideWindows(600);  // about 18 MB while nobody listens
+  req.set_resume_token(token);
+  grpc::ClientContext ctx;
+  auto reader = stub_->Subscribe(&ctx, req);
+  absl::SleepFor(absl::Seconds(1));  // the transport's windows fill; the queue holds the rest
+  int64_t received = 0, first_version = -1, last_version = 0;
+  bool in_order = true;
+  v1::SubscribeResponse resp;
+  while (received < 1'800 && reader->Read(&resp)) {
+    for (const auto& u : resp.updates()) {
+      if (first_version < 0) first_version = u.version();
+      in_order = in_order && u.version() >= last_version;
+      last_version = u.version();
+      ++received;
+    }
+  }
+  ctx.TryCancel();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(received, 1'800) << status.error_code() << " " << status.error_message();
+  EXPECT_TRUE(in_order);
+  EXPECT_EQ(last_version, first_version + 2);  // three transactions, one version each
+  EXPECT_EQ(metrics_->subscriptions.ended_slow.Value(), 0u);
 }
 
 // A subscriber that resumes across more missed updates than its buffer holds is sent them as

@@ -520,6 +520,109 @@ absl::Status MeasureWideListSeries(const std::string& owner_dsn, const std::stri
   return absl::OkStatus();
 }
 
+// 0. Memory of a grouped Rollup whose group keys are long: 10,000 series, each its own group
+//    of 8 group_by dimensions of about 2 KB (a 16 KB key), one window each, page_size 10,000;
+//    the first two pages, through a query service of its own so that its peak is this step's,
+//    each answer checked against the window stored. Baseline in the same run: the group keys
+//    of the 10,000 rows a page may read, held in one libpq result in this process, the way a
+//    page read its rows before it read them through a cursor.
+absl::Status MeasureWideGroupedRollup(const std::string& owner_dsn, const std::string& reader_dsn,
+                                      const std::string& dir, int64_t day_us) {
+  constexpr int kGroups = 10'000;  // the most series a Rollup selector may cover
+  constexpr char kWideMeasure[] = "bench_wide_groups";
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
+  if (!owner.ok()) return owner.status();
+  auto sql = [&](const std::string& statement) {
+    pqxx::nontransaction tx(**owner);
+    tx.exec0(statement);
+  };
+  // Series ids from 10^9 keep clear of the loaded series; each window's sum is its series'.
+  sql(absl::StrCat(
+      "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+      " SELECT 1000000000 + i, 'group-' || i, '",
+      kWideMeasure,
+      "', 'group-' || i, (SELECT jsonb_object_agg('k' || j, repeat(md5((i * 10 + j)::text),"
+      " 62)) FROM generate_series(1, 8) j) FROM generate_series(1, ",
+      kGroups, ") i"));
+  sql(absl::StrCat(
+      "INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
+      " min, max, avg, first, last, version) SELECT 1000000000 + i, interval '",
+      kWindowUs, " microseconds', 'epoch'::timestamptz + interval '", day_us,
+      " microseconds', 1, i, i, i, i, i, i, 1 FROM generate_series(1, ", kGroups, ") i"));
+  auto started = StartQuery(reader_dsn, dir + "/query-groups.log");
+  if (!started.ok()) return started.status();
+  const std::unique_ptr<testing::ChildProcess> query = std::move(started->first);
+  auto stub = v1::QueryService::NewStub(NewChannel(started->second));
+  const bench::Memory before = bench::ReadMemory(query->pid());
+  v1::RollupRequest req;
+  req.mutable_selector()->set_measure_name(kWideMeasure);
+  for (int j = 1; j <= 8; ++j) req.add_group_by(absl::StrCat("k", j));
+  req.mutable_range()->set_start_us(day_us);
+  req.mutable_range()->set_end_us(day_us + kDayUs);
+  req.set_bucket_us(kDayUs);
+  req.set_page_size(10'000);
+  std::set<std::string> seen;
+  int64_t groups = 0;
+  const absl::Time start = absl::Now();
+  for (int page = 0; page < 2; ++page) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    v1::RollupResponse resp;
+    if (grpc::Status s = stub->Rollup(&ctx, req, &resp); !s.ok()) {
+      return absl::InternalError(absl::StrCat("Rollup: ", s.error_message()));
+    }
+    if (resp.next_page_token().empty()) {
+      return absl::InternalError("a page of 16 KB group keys was not cut at the byte bound");
+    }
+    for (const v1::RollupGroup& g : resp.groups()) {
+      // k1 is md5(i * 10 + 1) repeated: find i by the window's sum and check the key.
+      if (g.buckets_size() != 1 || g.group().size() != 8) {
+        return absl::InternalError("a wide group has not 1 bucket and 8 dimensions");
+      }
+      const int64_t i = static_cast<int64_t>(g.buckets(0).value().sum());
+      pqxx::nontransaction tx(**owner);
+      const std::string k1 =
+          tx.exec_params1("SELECT repeat(md5(($1 * 10 + 1)::text), 62)", i)[0].as<std::string>();
+      if (g.group().at("k1") != k1 || g.buckets(0).value().count() != 1 ||
+          g.buckets(0).start_us() != day_us || !seen.insert(k1).second) {
+        return absl::InternalError(absl::StrCat("group of series ", i, " answered wrongly"));
+      }
+      ++groups;
+    }
+    req.set_page_token(resp.next_page_token());
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const bench::Memory after = bench::ReadMemory(query->pid());
+  query->Signal(SIGTERM);
+  (void)query->Wait(absl::Seconds(15));
+  int64_t baseline_kb = 0;
+  {
+    const int64_t heap_before = HeapInUse();
+    pqxx::nontransaction tx(**owner);
+    const pqxx::result keys = tx.exec_params(
+        "SELECT jsonb_build_array(dimensions->>'k1', dimensions->>'k2', dimensions->>'k3',"
+        " dimensions->>'k4', dimensions->>'k5', dimensions->>'k6', dimensions->>'k7',"
+        " dimensions->>'k8')::text FROM series WHERE measure_name = $1 LIMIT $2",
+        kWideMeasure, kGroups);
+    baseline_kb = (HeapInUse() - heap_before) / 1024;
+  }
+  sql(
+      absl::StrCat("DELETE FROM aggregates WHERE series_id IN (SELECT series_id FROM series"
+                   " WHERE measure_name = '",
+                   kWideMeasure, "')"));
+  sql(absl::StrCat("DELETE FROM series WHERE measure_name = '", kWideMeasure, "'"));
+  const int64_t service_kb = after.hwm_kb - before.hwm_kb;
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("Rollup grouped by 8 dimensions of about 2 KB, %d groups, page_size "
+                      "10000: 2 pages of %d groups in %.2f s; query service peak resident "
+                      "memory +%d KiB; baseline, the group keys of %d rows held in one libpq "
+                      "result: %d KiB; ratio service/baseline %.3f",
+                      kGroups, groups, seconds, service_kb, kGroups, baseline_kb,
+                      static_cast<double>(service_kb) / std::max<int64_t>(1, baseline_kb)));
+  return absl::OkStatus();
+}
+
 // 0. Memory of one Interpolate page over the whole day of every series from the raw points
 //    (864,000 observations), run first so that the query service's peak is its own; its
 //    answer checked value by value against the points at the steps. Baseline in the same run:
@@ -887,6 +990,10 @@ absl::Status Run() {
   for (absl::Status s :
        {Guarded([&] {
           return MeasureWideListSeries(*owner_dsn, pg.Dsn("query_bench", "tidemark_query"), dir);
+        }),
+        Guarded([&] {
+          return MeasureWideGroupedRollup(*owner_dsn, pg.Dsn("query_bench", "tidemark_query"), dir,
+                                          day_us);
         }),
         Guarded([&] { return MeasureInterpolateMemory(*stub, **reader, query->pid(), day_us); }),
         Guarded([&] { return MeasureRollup(*stub, **reader, day_us); }),

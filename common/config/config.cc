@@ -48,10 +48,11 @@ constexpr const char* kTidemarkSettings[] = {
     "percent_late", "pg_dsn", "pg_password_file", "query", "rate", "raw_retention", "raw_topic",
     "real_time", "rejected_topic", "resume", "s3_endpoint", "s3_path_style", "s3_region", "scopes",
     "seed", "service", "since", "source_window", "start", "step", "subscriber_buffer",
-    "subscription_retention", "timeout", "tls", "tls_ca_file", "tls_cert_file",
-    "tls_client_ca_file", "tls_client_cert_file", "tls_client_key_file", "tls_key_file",
-    "tls_refresh_interval", "tls_require_client_cert", "tls_server_name", "to", "token",
-    "token_file", "topics", "turbine_share", "where", "width", "window", "windows", "workers"};
+    "subscriber_buffer_bytes", "subscription_retention", "timeout", "tls", "tls_ca_file",
+    "tls_cert_file", "tls_client_ca_file", "tls_client_cert_file", "tls_client_key_file",
+    "tls_key_file", "tls_refresh_interval", "tls_require_client_cert", "tls_server_name", "to",
+    "token", "token_file", "topics", "turbine_share", "where", "width", "window", "windows",
+    "workers"};
 // clang-format on
 
 // The program's own flags (absl's --flagfile, --fromenv, ... left out).

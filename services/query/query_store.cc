@@ -70,6 +70,9 @@ void FetchSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*
 
 // Rows an Interpolate call fetches at a time (about 2 MB as libpq text).
 constexpr int64_t kObservationChunk = 20'000;
+// Rows a Rollup call fetches at a time: a grouped row carries its group key (up to 8
+// dimensions of 2 KiB as JSON), so at most about 8 MiB; typical rows make some 100 KB.
+constexpr int64_t kBucketChunk = 500;
 
 // What is left until `deadline`, in whole milliseconds, at least 1 (a statement_timeout of 0
 // would mean none).
@@ -85,6 +88,49 @@ void DescribeSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Seri
   tx.exec0(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline)));
   FetchSeries(tx, by_id);
 }
+
+// The rows of an open cursor, read `chunk` at a time, each FETCH within what is left until
+// `deadline`: a call holds one chunk as libpq text, not every row it reads.
+class CursorRows {
+ public:
+  CursorRows(pqxx::transaction_base& tx, std::string cursor, int64_t chunk, absl::Time deadline)
+      : tx_(tx), cursor_(std::move(cursor)), chunk_(chunk), deadline_(deadline) {}
+
+  // Whether a row is left, fetching the next chunk when needed.
+  bool Left() {
+    if (row_ == rows_.size() && !fetched_all_) {
+      rows_ = tx_.exec(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline_),
+                                    "; FETCH ", chunk_, " FROM ", cursor_));
+      row_ = 0;
+      fetched_all_ = static_cast<int64_t>(rows_.size()) < chunk_;
+    }
+    return row_ < rows_.size();
+  }
+  // The row Left() found; valid until the next Left().
+  pqxx::row Current() const { return rows_[row_]; }
+  void Advance() { ++row_; }
+  // The rows not read yet, counted without sending them.
+  int64_t CountRest() {
+    const int64_t in_chunk = static_cast<int64_t>(rows_.size() - row_);
+    row_ = rows_.size();
+    if (fetched_all_) return in_chunk;
+    fetched_all_ = true;
+    return in_chunk +
+           static_cast<int64_t>(
+               tx_.exec(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline_),
+                                     "; MOVE FORWARD ALL IN ", cursor_))
+                   .affected_rows());
+  }
+
+ private:
+  pqxx::transaction_base& tx_;
+  const std::string cursor_;
+  const int64_t chunk_;
+  const absl::Time deadline_;
+  pqxx::result rows_;
+  size_t row_ = 0;
+  bool fetched_all_ = false;
+};
 
 // The numeric value of a point, or NULL.
 constexpr const char* kNumericValue = "coalesce(p.value_double, p.value_int::double precision)";
@@ -406,6 +452,7 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
 
 absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& req,
                                                       absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
   if (absl::Status s = ValidateRollup(req, limits_); !s.ok()) return s;
   absl::StatusOr<int> page =
       PageSize(req.page_size(), limits_.default_points_page, limits_.max_points_page);
@@ -479,22 +526,27 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
                            windows_in_range, " GROUP BY ", bucket_of, ") b",
                            " WHERE (sel.series_id, b.bucket_us) > ($12::bigint, $13::bigint)",
                            " ORDER BY sel.series_id, b.bucket_us LIMIT $14");
-    const pqxx::result rows =
-        tx.exec_params(sql, p.measure_name, p.equal_json, p.not_equal_json, p.regex_json,
-                       p.series_ids, group_by.dump(), *source, bucket, lo, hi, cursor.key,
-                       cursor.series_id, Clamp(cursor.time_us), *page + 1);
+    // Read through a cursor, a chunk at a time, up to the page's byte bound: grouped rows
+    // carry their group key, so the page's rows read whole could hold far more than the page.
+    // Planned to be read whole, as the query was before it had a cursor.
+    tx.exec0("SET LOCAL cursor_tuple_fraction = 1");
+    tx.exec_params0(absl::StrCat("DECLARE buckets NO SCROLL CURSOR FOR ", sql), p.measure_name,
+                    p.equal_json, p.not_equal_json, p.regex_json, p.series_ids, group_by.dump(),
+                    *source, bucket, lo, hi, cursor.key, cursor.series_id, Clamp(cursor.time_us),
+                    *page + 1);
+    CursorRows rows(tx, "buckets", kBucketChunk, deadline);
     std::map<int64_t, v1::Series*> series;
     v1::RollupGroup* current = nullptr;
     std::string current_key;
     int64_t current_id = 0, n = 0, bytes = 0;
-    bool more = static_cast<int64_t>(rows.size()) > *page;
+    bool more = false;
     Cursor last;
-    for (const pqxx::row& row : rows) {
-      if (n == *page) break;
-      if (bytes > limits_.max_response_bytes) {
+    for (; rows.Left(); rows.Advance()) {
+      if (n == *page || bytes > limits_.max_response_bytes) {
         more = true;
         break;
       }
+      const pqxx::row row = rows.Current();
       const std::string gk = row[0].as<std::string>();
       const int64_t gid = row[1].as<int64_t>();
       if (current == nullptr || gk != current_key || gid != current_id) {
@@ -529,7 +581,7 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
       last = {gid, b->start_us(), -1, gk};
       ++n;
     }
-    FetchSeries(tx, series);
+    DescribeSeries(tx, series, deadline);
     if (more) resp.set_next_page_token(EncodeCursor(last));
     return resp;
   } catch (const std::exception& e) {
@@ -617,20 +669,7 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
         absl::StrCat("{", absl::StrJoin(ids, ","), "}"), limits_.max_observations + 1,
         req.window_size_us(), Clamp(req.range().start_us()), Clamp(req.range().end_us()),
         lookback_from);
-    pqxx::result chunk;
-    size_t row = 0;
-    bool fetched_all = false;
-    // Whether an observation is left at chunk[row], fetching the next chunk when needed. Each
-    // FETCH runs within what is left of the call's time.
-    auto observation_left = [&] {
-      if (row == chunk.size() && !fetched_all) {
-        chunk = tx.exec(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline),
-                                     "; FETCH ", kObservationChunk, " FROM observations"));
-        row = 0;
-        fetched_all = static_cast<int64_t>(chunk.size()) < kObservationChunk;
-      }
-      return row < chunk.size();
-    };
+    CursorRows observations_read(tx, "observations", kObservationChunk, deadline);
     int64_t read = 0;
     const absl::Status too_many = absl::InvalidArgumentError(absl::StrCat(
         "the page reads more than ", limits_.max_observations,
@@ -642,9 +681,11 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
       const pqxx::row& s = series_rows[i];
       const int64_t sid = s[0].as<int64_t>();
       std::vector<Observation> observations;
-      for (; observation_left() && chunk[row][0].as<int64_t>() == sid; ++row) {
+      for (; observations_read.Left(); observations_read.Advance()) {
+        const pqxx::row o = observations_read.Current();
+        if (o[0].as<int64_t>() != sid) break;
         if (++read > limits_.max_observations) return too_many;
-        observations.push_back({chunk[row][1].as<int64_t>(), chunk[row][2].as<double>()});
+        observations.push_back({o[1].as<int64_t>(), o[2].as<double>()});
       }
       last_series = sid;
       std::vector<v1::InterpolatedValue> values = InterpolateSteps(observations, req);
@@ -657,14 +698,7 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
         // The observations in the range were cut at the cap in no particular order: past it,
         // the series above may have been interpolated from some of theirs only. Counted
         // without sending the rest.
-        const int64_t rest = static_cast<int64_t>(
-            tx.exec(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline),
-                                 "; MOVE FORWARD ALL IN observations"))
-                .affected_rows());
-        if (read + (static_cast<int64_t>(chunk.size()) - static_cast<int64_t>(row)) + rest >
-            limits_.max_observations) {
-          return too_many;
-        }
+        if (read + observations_read.CountRest() > limits_.max_observations) return too_many;
         DescribeSeries(tx, by_id, deadline);
         resp.set_next_page_token(EncodeCursor({sid, INT64_MIN, -1, ""}));
         return resp;

@@ -135,12 +135,13 @@ bool SubscribeReactor::CheckAuthorized() {
   return true;
 }
 
-void SubscribeReactor::Offer(const std::vector<std::shared_ptr<const Change>>& changes,
+bool SubscribeReactor::Offer(const std::vector<std::shared_ptr<const Change>>& changes,
                              int64_t position) {
   // A token revoked or expired while the stream is open stops it, as it stops new calls.
-  if (!changes.empty() && !CheckAuthorized()) return;
+  if (!changes.empty() && !CheckAuthorized()) return false;
   absl::MutexLock lock(&mu_);
-  if (ended_) return;
+  if (ended_) return false;
+  bool queued = false;
   for (const std::shared_ptr<const Change>& change : changes) {
     const Change& c = *change;
     // Everything up to the highest id already offered is queued or filtered out: a catch-up
@@ -160,14 +161,16 @@ void SubscribeReactor::Offer(const std::vector<std::shared_ptr<const Change>>& c
                        buffer_.bytes % (1 << 20) == 0 ? absl::StrCat(buffer_.bytes >> 20, " MiB")
                                                       : absl::StrCat(buffer_.bytes, " bytes"),
                        " of them behind; reconnect with the last resume_token received")));
-      return;
+      return false;
     }
     pending_.push_back(change);
     pending_bytes_ += c.bytes;
+    queued = true;
     metrics_.delivered.Add();
   }
   position_ = std::max({position_, position, start_after_});
   if (!writing_) WriteNextLocked();
+  return queued;
 }
 
 void SubscribeReactor::WriteNextLocked() {
@@ -447,13 +450,14 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
         if (next == Next::kWait) next = Next::kWaitOnClient;
         continue;
       }
-      // Log rows, of which at most as many match: within the room the subscriber has, in
-      // updates and in bytes (the rows past the room are read again in a later pass).
-      const int batch = static_cast<int>(
-          std::max<size_t>(1, std::min<size_t>(options_.fetch_batch, buffer - backlog.updates)));
+      // Log rows, of which at most as many match: within half the subscriber's bounds, in
+      // updates and in bytes (the rows past them are read again in a later pass), so that once
+      // it is caught up a live batch (at most the other half) fits too.
+      const int batch = static_cast<int>(std::max<size_t>(
+          1, std::min<size_t>(options_.fetch_batch, buffer / 2 - backlog.updates)));
       std::vector<std::shared_ptr<const Change>> missed = ReadChanges(conn, from, position, batch);
-      const size_t kept =
-          FittingIn(missed, buffer_bytes - backlog.bytes, /*first_always=*/backlog.updates == 0);
+      const size_t kept = FittingIn(missed, buffer_bytes / 2 - backlog.bytes,
+                                    /*first_always=*/backlog.updates == 0);
       if (kept == 0 && !missed.empty()) {
         if (next == Next::kWait) next = Next::kWaitOnClient;
         continue;
@@ -490,9 +494,11 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
       active_.push_back(r);
     }
   }
-  // New changes, for everyone; a full batch is followed by the next one at once. A batch
-  // holds at most half a subscriber's byte bound, so that one that keeps up is never ended
-  // for the size of a single batch (wide series stored many windows at a time).
+  // New changes, for everyone; a full batch is followed by the next one at once, unless a
+  // subscriber is more than half full: then its client is given a moment to read first. A
+  // batch holds at most half a subscriber's byte bound, so that one that keeps up is not
+  // ended for the size of a transaction (wide series stored many windows at a time); one
+  // that does not read is ended within a batch or two, and holds the others up no longer.
   int limit = options_.fetch_batch;
   while (true) {
     std::vector<int64_t> stored_at;
@@ -502,9 +508,12 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
         FittingIn(changes, options_.subscriber_buffer_bytes / 2, /*first_always=*/true);
     const bool full = static_cast<int>(changes.size()) == limit || fitting < changes.size();
     // Rows past the bound are read again next; reading about as many as fitted keeps that
-    // from reading a whole batch of wide rows for every few it keeps.
+    // from reading a whole batch of wide rows for every few it keeps, and the limit grows
+    // back as batches fit.
     if (fitting < changes.size()) {
       limit = std::min(options_.fetch_batch, static_cast<int>(2 * fitting));
+    } else if (full) {
+      limit = std::min(options_.fetch_batch, 2 * limit);
     }
     changes.resize(fitting);
     stored_at.resize(fitting);
@@ -519,8 +528,15 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
     const int64_t now_us = absl::ToUnixMicros(absl::Now());
     for (int64_t t : stored_at)
       metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
-    for (auto& r : active) r->Offer(changes, position);
+    bool crowded = false;
+    for (auto& r : active) {
+      if (!r->Offer(changes, position)) continue;
+      const Backlog backlog = r->backlog();
+      crowded = crowded || backlog.updates > options_.subscriber_buffer / 2 ||
+                backlog.bytes > options_.subscriber_buffer_bytes / 2;
+    }
     if (!full) return next;
+    if (crowded) return Next::kWaitOnClient;
   }
 }
 

@@ -65,7 +65,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
   /// Called by the hub thread, in change order. `position` is the last change id the hub has
   /// looked at; the stream's resume token reaches it once everything before is written.
-  void Offer(const std::vector<std::shared_ptr<const Change>>& changes, int64_t position);
+  /// Whether it queued any of them.
+  bool Offer(const std::vector<std::shared_ptr<const Change>>& changes, int64_t position);
   /// Ends the stream (idempotent).
   void End(const grpc::Status& status);
   /// Asks `authorize` and ends the stream with its refusal; false when it ended.

@@ -594,6 +594,24 @@ class SubscribeTest : public QueryStoreTest {
     return first.resume_token();
   }
 
+  // Waits until the hub has read the change log to its end, so that a stream resumed from an
+  // earlier token catches up the whole gap from the log rather than becoming live part way.
+  void WaitForHubAtLogEnd(const v1::SubscribeRequest& req) {
+    int64_t end = 0;
+    {
+      pqxx::nontransaction tx(*owner_);
+      end = tx.exec1("SELECT coalesce(max(change_id), 0) FROM aggregate_changes")[0].as<int64_t>();
+    }
+    v1::SubscribeRequest fresh = req;
+    fresh.clear_resume_token();
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          absl::StatusOr<int64_t> at = DecodeResumeToken(TokenOfNow(fresh));
+          return at.ok() && *at >= end;
+        },
+        absl::Seconds(10)));
+  }
+
   // Stores `n` new versions of `windows` windows of series 2, one transaction per version.
   void StoreVersions(int first_version, int n, int windows = 1) {
     for (int v = first_version; v < first_version + n; ++v) {
@@ -761,6 +779,7 @@ TEST_F(SubscribeTest, AResumeAcrossMoreBytesThanTheBoundCatchesUp) {
   req.mutable_selector()->add_series_ids(11);
   const std::string token = TokenOfNow(req);
   for (int i = 0; i < 3; ++i) StoreWideWindows(600);  // about 18 MB while nobody listens
+  WaitForHubAtLogEnd(req);
   req.set_resume_token(token);
   grpc::ClientContext ctx;
   auto reader = stub_->Subscribe(&ctx, req);
@@ -792,6 +811,7 @@ TEST_F(SubscribeTest, AResumeAcrossAGapLargerThanTheBufferCatchesUp) {
   req.mutable_selector()->add_series_ids(2);
   const std::string token = TokenOfNow(req);
   StoreVersions(10'000, 300, 200);  // 60,000 updates while nobody listens
+  WaitForHubAtLogEnd(req);
   req.set_resume_token(token);
   grpc::ClientContext ctx;
   auto reader = stub_->Subscribe(&ctx, req);

@@ -234,7 +234,10 @@ void SubscribeReactor::OnDone() { hub_.Remove(this); }
 
 SubscriptionHub::SubscriptionHub(SubscriptionOptions options, SubscriptionMetrics& metrics,
                                  std::shared_ptr<spdlog::logger> logger)
-    : options_(std::move(options)), metrics_(metrics), logger_(std::move(logger)) {
+    : options_(std::move(options)),
+      metrics_(metrics),
+      logger_(std::move(logger)),
+      live_limit_(options_.fetch_batch) {
   thread_ = std::thread([this] { Run(); });
   authorization_thread_ = std::thread([this] { CheckAuthorizations(); });
 }
@@ -494,12 +497,13 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
       active_.push_back(r);
     }
   }
-  // New changes, for everyone; a full batch is followed by the next one at once, unless a
-  // subscriber is more than half full: then its client is given a moment to read first. A
-  // batch holds at most half a subscriber's byte bound, so that one that keeps up is not
-  // ended for the size of a transaction (wide series stored many windows at a time); one
-  // that does not read is ended within a batch or two, and holds the others up no longer.
-  int limit = options_.fetch_batch;
+  // New changes, for everyone; a full batch is followed by the next one at once, unless it
+  // left a subscriber more than half full: then its client is given a moment to read first.
+  // A batch holds at most half a subscriber's byte bound, so that one that keeps up is not
+  // ended for the size of a transaction (wide series stored many windows at a time). A
+  // subscriber that read nothing since the last such moment is given no other: it meets its
+  // bound and is ended, and holds the others up no longer.
+  int& limit = live_limit_;
   while (true) {
     std::vector<int64_t> stored_at;
     std::vector<std::shared_ptr<const Change>> changes =
@@ -512,8 +516,8 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
     // back as batches fit.
     if (fitting < changes.size()) {
       limit = std::min(options_.fetch_batch, static_cast<int>(2 * fitting));
-    } else if (full) {
-      limit = std::min(options_.fetch_batch, 2 * limit);
+    } else {
+      limit = full ? std::min(options_.fetch_batch, 2 * limit) : options_.fetch_batch;
     }
     changes.resize(fitting);
     stored_at.resize(fitting);
@@ -530,10 +534,17 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
       metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);
     bool crowded = false;
     for (auto& r : active) {
+      const Backlog before = r->backlog();
       if (!r->Offer(changes, position)) continue;
-      const Backlog backlog = r->backlog();
-      crowded = crowded || backlog.updates > options_.subscriber_buffer / 2 ||
-                backlog.bytes > options_.subscriber_buffer_bytes / 2;
+      const Backlog after = r->backlog();
+      if (after.updates <= options_.subscriber_buffer / 2 &&
+          after.bytes <= options_.subscriber_buffer_bytes / 2) {
+        continue;
+      }
+      const std::optional<Backlog>& paced = r->paced_at();
+      if (paced && before.updates >= paced->updates && before.bytes >= paced->bytes) continue;
+      r->set_paced_at(after);
+      crowded = true;
     }
     if (!full) return next;
     if (crowded) return Next::kWaitOnClient;

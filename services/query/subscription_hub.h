@@ -3,6 +3,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -78,6 +79,9 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// How far the hub has read the log for it while it catches up (hub thread only).
   int64_t caught_up_to() const { return caught_up_to_; }
   void set_caught_up_to(int64_t id) { caught_up_to_ = id; }
+  /// Its backlog when the hub last paused for its client to read (hub thread only).
+  const std::optional<Backlog>& paced_at() const { return paced_at_; }
+  void set_paced_at(Backlog backlog) { paced_at_ = backlog; }
   /// Updates queued and not yet written, and the memory they hold.
   Backlog backlog();
   bool ended();
@@ -95,6 +99,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   const std::set<int64_t> window_sizes_;
   int64_t start_after_;  // written by the hub thread before its first Offer
   int64_t caught_up_to_ = -1;
+  std::optional<Backlog> paced_at_;
   const Backlog buffer_;  // the bounds
   SubscriptionMetrics& metrics_;
   const std::function<absl::Status()> authorize_;
@@ -186,6 +191,9 @@ class SubscriptionHub {
   std::vector<std::shared_ptr<SubscribeReactor>> active_ ABSL_GUARDED_BY(mu_);
   /// The last change id dispatched to the active subscribers (-1 until known).
   int64_t position_ ABSL_GUARDED_BY(mu_) = -1;
+  /// Rows the next read of new changes asks for: fewer after a batch cut at the byte bound,
+  /// growing back as batches fit (hub thread only).
+  int live_limit_;
   std::thread thread_;
   std::thread authorization_thread_;
 };

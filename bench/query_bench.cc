@@ -623,6 +623,104 @@ absl::Status MeasureWideGroupedRollup(const std::string& owner_dsn, const std::s
   return absl::OkStatus();
 }
 
+// 0. Memory of a Subscribe stream that stops reading, on a series with about 10 KB of
+//    dimensions: 9,000 updates (15 transactions of 600 windows), fewer than the 10,000 the
+//    update bound allows, through a query service of its own with default flags so that its
+//    peak is this step's. Baseline in the same run: those 9,000 updates held as messages in
+//    this process, what the stream's queue held before it was bounded in bytes too.
+absl::Status MeasureStalledSubscriber(const std::string& owner_dsn, const std::string& reader_dsn,
+                                      const std::string& dir, int64_t day_us) {
+  constexpr int kWindows = 600, kTransactions = 15;
+  constexpr int64_t kSeriesId = 2'000'000'001;
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
+  if (!owner.ok()) return owner.status();
+  auto sql = [&](const std::string& statement) {
+    pqxx::nontransaction tx(**owner);
+    tx.exec0(statement);
+  };
+  sql(
+      absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
+                   " dimensions) SELECT ",
+                   kSeriesId,
+                   ", 'stalled', 'bench_stalled_subscriber', 'd', jsonb_build_object("
+                   "'device_id', 'd', 'a', repeat('a', 2500), 'b', repeat('b', 2500), 'c',"
+                   " repeat('c', 2500), 'd', repeat('d', 2500))"));
+  auto started = StartQuery(reader_dsn, dir + "/query-stalled.log");
+  if (!started.ok()) return started.status();
+  const std::unique_ptr<testing::ChildProcess> query = std::move(started->first);
+  auto stub = v1::QueryService::NewStub(NewChannel(started->second));
+  const bench::Memory before = bench::ReadMemory(query->pid());
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(kSeriesId);
+  grpc::ClientContext ctx;
+  auto stream = stub->Subscribe(&ctx, req);
+  v1::SubscribeResponse resp;
+  if (!stream->Read(&resp)) return absl::InternalError("the Subscribe stream did not start");
+  for (int t = 0; t < kTransactions; ++t) {
+    sql(
+        absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
+                     " min, max, avg, first, last, version) SELECT ",
+                     kSeriesId, ", interval '", kWindowUs,
+                     " microseconds', 'epoch'::timestamptz + interval '1 microsecond' * ", day_us,
+                     " + i * interval '1 second', 1, 1, 1, 1, 1, 1, 1, 1"
+                     " FROM generate_series(0, ",
+                     kWindows - 1,
+                     ") i ON CONFLICT (series_id, window_size, window_start)"
+                     " DO UPDATE SET version = aggregates.version + 1"));
+  }
+  absl::SleepFor(absl::Seconds(3));  // the hub reads them all and queues what the stream takes
+  const bench::Memory after = bench::ReadMemory(query->pid());
+  // Now read: what the stream had queued, to its end or to the last update (a stream that
+  // nothing bounded is still open then).
+  int64_t received = 0;
+  bool ended = false;
+  while (received < kWindows * kTransactions) {
+    if (!stream->Read(&resp)) {
+      ended = true;
+      break;
+    }
+    received += resp.updates_size();
+  }
+  if (!ended) ctx.TryCancel();
+  const grpc::Status status = stream->Finish();
+  query->Signal(SIGTERM);
+  (void)query->Wait(absl::Seconds(15));
+  int64_t baseline_kb = 0;
+  {
+    const int64_t heap_before = HeapInUse();
+    std::vector<v1::WindowAggregate> held(kWindows * kTransactions);
+    for (v1::WindowAggregate& a : held) {
+      v1::Series* series = a.mutable_series();
+      series->set_series_id(kSeriesId);
+      series->set_measure_name("bench_stalled_subscriber");
+      series->set_canonical_key("stalled");
+      auto& dims = *series->mutable_dimensions();
+      dims["device_id"] = "d";
+      for (const char* k : {"a", "b", "c", "d"}) dims[k] = std::string(2500, k[0]);
+      a.set_window_size_us(kWindowUs);
+      a.set_count(1);
+    }
+    baseline_kb = (HeapInUse() - heap_before) / 1024;
+  }
+  sql(absl::StrCat("DELETE FROM aggregates WHERE series_id = ", kSeriesId));
+  sql(absl::StrCat("DELETE FROM series WHERE series_id = ", kSeriesId));
+  const int64_t service_kb = after.hwm_kb - before.hwm_kb;
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("Subscribe, a stream that stops reading, %d updates of a series with about "
+                      "10 KB of dimensions: ended %s after %d updates; query service peak "
+                      "resident memory +%d KiB; baseline, the %d updates held as messages: %d "
+                      "KiB; ratio service/baseline %.3f",
+                      kWindows * kTransactions,
+                      !ended ? std::string("not (still open)")
+                      : status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED
+                          ? std::string("with RESOURCE_EXHAUSTED")
+                          : absl::StrCat("with status ", status.error_code()),
+                      received, service_kb, kWindows * kTransactions, baseline_kb,
+                      static_cast<double>(service_kb) / std::max<int64_t>(1, baseline_kb)));
+  return absl::OkStatus();
+}
+
 // 0. Memory of one Interpolate page over the whole day of every series from the raw points
 //    (864,000 observations), run first so that the query service's peak is its own; its
 //    answer checked value by value against the points at the steps. Baseline in the same run:
@@ -993,6 +1091,10 @@ absl::Status Run() {
         }),
         Guarded([&] {
           return MeasureWideGroupedRollup(*owner_dsn, pg.Dsn("query_bench", "tidemark_query"), dir,
+                                          day_us);
+        }),
+        Guarded([&] {
+          return MeasureStalledSubscriber(*owner_dsn, pg.Dsn("query_bench", "tidemark_query"), dir,
                                           day_us);
         }),
         Guarded([&] { return MeasureInterpolateMemory(*stub, **reader, query->pid(), day_us); }),

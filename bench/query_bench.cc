@@ -442,6 +442,12 @@ int64_t HeapInUse() {
   return static_cast<int64_t>(m.uordblks + m.hblkhd);
 }
 
+// Runs one statement on `conn`, outside a transaction block.
+void Sql(pqxx::connection& conn, const std::string& statement) {
+  pqxx::nontransaction tx(conn);
+  tx.exec0(statement);
+}
+
 // 0. Memory of listing series with long descriptions (1,001 series of 30 dimensions, about
 //    58 KB each): every page, through a query service of its own so that its peak is this
 //    step's, each series listed once. Baseline in the same run: the same descriptions read by
@@ -453,17 +459,14 @@ absl::Status MeasureWideListSeries(const std::string& owner_dsn, const std::stri
   constexpr char kWideMeasure[] = "bench_wide_descriptions";
   absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
   if (!owner.ok()) return owner.status();
-  auto sql = [&](const std::string& statement) {
-    pqxx::nontransaction tx(**owner);
-    tx.exec0(statement);
-  };
-  sql(absl::StrCat(
-      "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
-      " SELECT i, 'wide-' || i, '",
-      kWideMeasure,
-      "', 'wide-' || i, (SELECT jsonb_object_agg('k' || j, repeat(md5((i * 100 + j)::text),"
-      " 60)) FROM generate_series(1, 30) j) FROM generate_series(1, ",
-      kWide, ") i"));
+  Sql(**owner,
+      absl::StrCat(
+          "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+          " SELECT i, 'wide-' || i, '",
+          kWideMeasure,
+          "', 'wide-' || i, (SELECT jsonb_object_agg('k' || j, repeat(md5((i * 100 + j)::text),"
+          " 60)) FROM generate_series(1, 30) j) FROM generate_series(1, ",
+          kWide, ") i"));
   auto started = StartQuery(reader_dsn, dir + "/query-wide.log");
   if (!started.ok()) return started.status();
   const std::unique_ptr<testing::ChildProcess> query = std::move(started->first);
@@ -507,7 +510,7 @@ absl::Status MeasureWideListSeries(const std::string& owner_dsn, const std::stri
         kWideMeasure);
     baseline_kb = (HeapInUse() - heap_before) / 1024;
   }
-  sql(absl::StrCat("DELETE FROM series WHERE measure_name = '", kWideMeasure, "'"));
+  Sql(**owner, absl::StrCat("DELETE FROM series WHERE measure_name = '", kWideMeasure, "'"));
   const int64_t service_kb = after.hwm_kb - before.hwm_kb;
   bench::Report(
       "query.txt",
@@ -532,23 +535,21 @@ absl::Status MeasureWideGroupedRollup(const std::string& owner_dsn, const std::s
   constexpr char kWideMeasure[] = "bench_wide_groups";
   absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
   if (!owner.ok()) return owner.status();
-  auto sql = [&](const std::string& statement) {
-    pqxx::nontransaction tx(**owner);
-    tx.exec0(statement);
-  };
   // Series ids from 10^9 keep clear of the loaded series; each window's sum is its series'.
-  sql(absl::StrCat(
-      "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
-      " SELECT 1000000000 + i, 'group-' || i, '",
-      kWideMeasure,
-      "', 'group-' || i, (SELECT jsonb_object_agg('k' || j, repeat(md5((i * 10 + j)::text),"
-      " 62)) FROM generate_series(1, 8) j) FROM generate_series(1, ",
-      kGroups, ") i"));
-  sql(absl::StrCat(
-      "INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
-      " min, max, avg, first, last, version) SELECT 1000000000 + i, interval '",
-      kWindowUs, " microseconds', 'epoch'::timestamptz + interval '", day_us,
-      " microseconds', 1, i, i, i, i, i, i, 1 FROM generate_series(1, ", kGroups, ") i"));
+  Sql(**owner,
+      absl::StrCat(
+          "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+          " SELECT 1000000000 + i, 'group-' || i, '",
+          kWideMeasure,
+          "', 'group-' || i, (SELECT jsonb_object_agg('k' || j, repeat(md5((i * 10 + j)::text),"
+          " 62)) FROM generate_series(1, 8) j) FROM generate_series(1, ",
+          kGroups, ") i"));
+  Sql(**owner,
+      absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
+                   " min, max, avg, first, last, version) SELECT 1000000000 + i, interval '",
+                   kWindowUs, " microseconds', 'epoch'::timestamptz + interval '", day_us,
+                   " microseconds', 1, i, i, i, i, i, i, 1 FROM generate_series(1, ", kGroups,
+                   ") i"));
   auto started = StartQuery(reader_dsn, dir + "/query-groups.log");
   if (!started.ok()) return started.status();
   const std::unique_ptr<testing::ChildProcess> query = std::move(started->first);
@@ -606,11 +607,11 @@ absl::Status MeasureWideGroupedRollup(const std::string& owner_dsn, const std::s
         kWideMeasure, kGroups);
     baseline_kb = (HeapInUse() - heap_before) / 1024;
   }
-  sql(
+  Sql(**owner,
       absl::StrCat("DELETE FROM aggregates WHERE series_id IN (SELECT series_id FROM series"
                    " WHERE measure_name = '",
                    kWideMeasure, "')"));
-  sql(absl::StrCat("DELETE FROM series WHERE measure_name = '", kWideMeasure, "'"));
+  Sql(**owner, absl::StrCat("DELETE FROM series WHERE measure_name = '", kWideMeasure, "'"));
   const int64_t service_kb = after.hwm_kb - before.hwm_kb;
   bench::Report(
       "query.txt",
@@ -634,17 +635,12 @@ absl::Status MeasureStalledSubscriber(const std::string& owner_dsn, const std::s
   constexpr int64_t kSeriesId = 2'000'000'001;
   absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
   if (!owner.ok()) return owner.status();
-  auto sql = [&](const std::string& statement) {
-    pqxx::nontransaction tx(**owner);
-    tx.exec0(statement);
-  };
-  sql(
-      absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
-                   " dimensions) SELECT ",
-                   kSeriesId,
-                   ", 'stalled', 'bench_stalled_subscriber', 'd', jsonb_build_object("
-                   "'device_id', 'd', 'a', repeat('a', 2500), 'b', repeat('b', 2500), 'c',"
-                   " repeat('c', 2500), 'd', repeat('d', 2500))"));
+  Sql(**owner, absl::StrCat("INSERT INTO series (series_id, canonical_key, measure_name, device_id,"
+                            " dimensions) SELECT ",
+                            kSeriesId,
+                            ", 'stalled', 'bench_stalled_subscriber', 'd', jsonb_build_object("
+                            "'device_id', 'd', 'a', repeat('a', 2500), 'b', repeat('b', 2500), 'c',"
+                            " repeat('c', 2500), 'd', repeat('d', 2500))"));
   auto started = StartQuery(reader_dsn, dir + "/query-stalled.log");
   if (!started.ok()) return started.status();
   const std::unique_ptr<testing::ChildProcess> query = std::move(started->first);
@@ -657,7 +653,7 @@ absl::Status MeasureStalledSubscriber(const std::string& owner_dsn, const std::s
   v1::SubscribeResponse resp;
   if (!stream->Read(&resp)) return absl::InternalError("the Subscribe stream did not start");
   for (int t = 0; t < kTransactions; ++t) {
-    sql(
+    Sql(**owner,
         absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
                      " min, max, avg, first, last, version) SELECT ",
                      kSeriesId, ", interval '", kWindowUs,
@@ -702,8 +698,8 @@ absl::Status MeasureStalledSubscriber(const std::string& owner_dsn, const std::s
     }
     baseline_kb = (HeapInUse() - heap_before) / 1024;
   }
-  sql(absl::StrCat("DELETE FROM aggregates WHERE series_id = ", kSeriesId));
-  sql(absl::StrCat("DELETE FROM series WHERE series_id = ", kSeriesId));
+  Sql(**owner, absl::StrCat("DELETE FROM aggregates WHERE series_id = ", kSeriesId));
+  Sql(**owner, absl::StrCat("DELETE FROM series WHERE series_id = ", kSeriesId));
   const int64_t service_kb = after.hwm_kb - before.hwm_kb;
   bench::Report(
       "query.txt",

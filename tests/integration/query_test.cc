@@ -594,6 +594,29 @@ class SubscribeTest : public QueryStoreTest {
     return first.resume_token();
   }
 
+  // What a stream delivered, read until `n` updates or its end, then cancelled.
+  struct ReadBack {
+    int64_t received = 0, first_version = -1, last_version = 0;
+    bool in_order = true;  // versions never went down
+    grpc::Status status;
+  };
+  static ReadBack ReadUpTo(grpc::ClientContext& ctx,
+                           grpc::ClientReader<v1::SubscribeResponse>& reader, int64_t n) {
+    ReadBack read;
+    v1::SubscribeResponse resp;
+    while (read.received < n && reader.Read(&resp)) {
+      for (const auto& u : resp.updates()) {
+        if (read.first_version < 0) read.first_version = u.version();
+        read.in_order = read.in_order && u.version() >= read.last_version;
+        read.last_version = u.version();
+        ++read.received;
+      }
+    }
+    ctx.TryCancel();
+    read.status = reader.Finish();
+    return read;
+  }
+
   // Waits until the hub has read the change log to its end, so that a stream resumed from an
   // earlier token catches up the whole gap from the log rather than becoming live part way.
   void WaitForHubAtLogEnd(const v1::SubscribeRequest& req) {
@@ -784,22 +807,10 @@ TEST_F(SubscribeTest, AResumeAcrossMoreBytesThanTheBoundCatchesUp) {
   grpc::ClientContext ctx;
   auto reader = stub_->Subscribe(&ctx, req);
   absl::SleepFor(absl::Seconds(1));  // the transport's windows fill; the queue holds the rest
-  int64_t received = 0, first_version = -1, last_version = 0;
-  bool in_order = true;
-  v1::SubscribeResponse resp;
-  while (received < 1'800 && reader->Read(&resp)) {
-    for (const auto& u : resp.updates()) {
-      if (first_version < 0) first_version = u.version();
-      in_order = in_order && u.version() >= last_version;
-      last_version = u.version();
-      ++received;
-    }
-  }
-  ctx.TryCancel();
-  const grpc::Status status = reader->Finish();
-  EXPECT_EQ(received, 1'800) << status.error_code() << " " << status.error_message();
-  EXPECT_TRUE(in_order);
-  EXPECT_EQ(last_version, first_version + 2);  // three transactions, one version each
+  const ReadBack read = ReadUpTo(ctx, *reader, 1'800);
+  EXPECT_EQ(read.received, 1'800) << read.status.error_code() << " " << read.status.error_message();
+  EXPECT_TRUE(read.in_order);
+  EXPECT_EQ(read.last_version, read.first_version + 2);  // three transactions, one version each
   EXPECT_EQ(metrics_->subscriptions.ended_slow.Value(), 0u);
 }
 
@@ -818,21 +829,11 @@ TEST_F(SubscribeTest, AResumeAcrossAGapLargerThanTheBufferCatchesUp) {
   // The client reads nothing for a second: the transport's windows fill and the stream's
   // queue is all that holds what the catch-up reads.
   absl::SleepFor(absl::Seconds(1));
-  int64_t received = 0, last_version = 0;
-  bool in_order = true;
-  v1::SubscribeResponse resp;
-  while (received < 60'000 && reader->Read(&resp)) {
-    for (const auto& u : resp.updates()) {
-      in_order = in_order && u.version() >= last_version;
-      last_version = u.version();
-      ++received;
-    }
-  }
-  ctx.TryCancel();
-  const grpc::Status status = reader->Finish();
-  EXPECT_EQ(received, 60'000) << status.error_code() << " " << status.error_message();
-  EXPECT_TRUE(in_order);
-  EXPECT_EQ(last_version, 10'299);
+  const ReadBack read = ReadUpTo(ctx, *reader, 60'000);
+  EXPECT_EQ(read.received, 60'000)
+      << read.status.error_code() << " " << read.status.error_message();
+  EXPECT_TRUE(read.in_order);
+  EXPECT_EQ(read.last_version, 10'299);
   EXPECT_EQ(metrics_->subscriptions.ended_slow.Value(), 0u);
 }
 

@@ -15,7 +15,8 @@ int ServeUntilShutdown(process::ShutdownSignal& shutdown, metrics::Registry& reg
   // The logger is shared with the caller, which owns it for the whole run.
   std::shared_ptr<spdlog::logger> shared_logger(&logger, [](spdlog::logger*) {});
   metrics::HealthMonitor health(
-      options.health ? options.health : [] { return absl::OkStatus(); }, registry, shared_logger);
+      options.health ? options.health : [] { return absl::OkStatus(); }, options.health_interrupt,
+      registry, shared_logger);
   auto metrics_server = metrics::MetricsServer::Start(
       registry, options.metrics_host, options.metrics_port, [&health] { return health.Current(); });
   if (!metrics_server.ok()) {

@@ -31,6 +31,9 @@ struct ServeOptions {
   /// every second off the RPC path. Health (gRPC and HTTP /health) is SERVING only while it
   /// returns OK. Empty: always OK.
   metrics::HealthCheck health;
+  /// Ends a health check in progress early (see metrics::HealthMonitor); empty when the check
+  /// cannot be ended.
+  std::function<void()> health_interrupt;
   /// Full service names health checking answers for besides "", e.g.
   /// "tidemark.v1.IngestService", so that a probe naming the service gets an answer.
   std::vector<std::string> health_service_names;

@@ -18,10 +18,11 @@
 
 namespace tidemark::metrics {
 
-HealthMonitor::HealthMonitor(HealthCheck check, Registry& registry,
+HealthMonitor::HealthMonitor(HealthCheck check, std::function<void()> interrupt, Registry& registry,
                              std::shared_ptr<spdlog::logger> logger, absl::Duration interval,
                              absl::Duration stall_limit)
     : check_(std::move(check)),
+      interrupt_(std::move(interrupt)),
       serving_gauge_(registry.AddGauge(
           "tidemark_serving", "1 while the service can do its job (health SERVING), else 0")),
       logger_(std::move(logger)),
@@ -35,6 +36,8 @@ HealthMonitor::~HealthMonitor() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    // No check starts after this (Loop looks at stopping_ first), so one running now is the last.
+    if (check_started_ && interrupt_) interrupt_();
   }
   watchdog_.join();
   thread_.join();
@@ -68,6 +71,7 @@ void HealthMonitor::Loop() {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
+      if (stopping_) return;
       check_started_ = std::chrono::steady_clock::now();
     }
     const absl::Status status = check_();
@@ -95,6 +99,9 @@ void HealthMonitor::WatchForStall() {
                      absl::FormatDuration(absl::Trunc(running, absl::Milliseconds(100))),
                      " (a database, broker or store that accepts connections but does not "
                      "answer)")));
+    // The check fails soon, and the next one starts afresh (a new connection, say) rather
+    // than waiting on this one for ever.
+    if (interrupt_) interrupt_();
   }
 }
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -19,7 +20,10 @@ namespace tidemark::metrics {
 /// answer, so that probes (gRPC health, HTTP /health) never wait on a database or a broker.
 /// A check still running after `stall_limit` (a server that accepts packets but never
 /// answers) turns the answer NOT_SERVING until the check returns: the last answer is not
-/// kept while nothing is known. Logs each change and exports it as the gauge
+/// kept while nothing is known. A check that can be ended early comes with an `interrupt`,
+/// which the monitor calls on such a stall (the check then fails at once and the next one
+/// starts afresh) and when it is destroyed (so a stuck check cannot hold up a shutdown).
+/// Logs each change and exports it as the gauge
 /// `tidemark_serving` (1 or 0). A listener, when set, is told of every change (and once of
 /// the current state), under the monitor's lock, on one of its threads.
 /// Thread-safe; the check must be safe to call from the monitor's thread.
@@ -27,8 +31,15 @@ class HealthMonitor final {
  public:
   HealthMonitor(HealthCheck check, Registry& registry, std::shared_ptr<spdlog::logger> logger,
                 absl::Duration interval = absl::Seconds(1),
+                absl::Duration stall_limit = absl::Seconds(10))
+      : HealthMonitor(std::move(check), nullptr, registry, std::move(logger), interval,
+                      stall_limit) {}
+  /// `interrupt` ends a check in progress soon; it is called from another of the monitor's
+  /// threads, under the monitor's lock, so it must not block or call the monitor.
+  HealthMonitor(HealthCheck check, std::function<void()> interrupt, Registry& registry,
+                std::shared_ptr<spdlog::logger> logger, absl::Duration interval = absl::Seconds(1),
                 absl::Duration stall_limit = absl::Seconds(10));
-  /// Stops the threads (waits for a check in progress).
+  /// Stops the threads: interrupts a check in progress, when it can, and waits for it.
   ~HealthMonitor();
 
   /// OK while serving; otherwise why not. NOT_SERVING until the first check has run.
@@ -43,6 +54,7 @@ class HealthMonitor final {
   void Publish(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   HealthCheck check_;
+  std::function<void()> interrupt_;
   Gauge& serving_gauge_;
   std::shared_ptr<spdlog::logger> logger_;
   const absl::Duration interval_;

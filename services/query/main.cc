@@ -90,6 +90,7 @@ int Run(int argc, char** argv) {
        .metrics_port = absl::GetFlag(FLAGS_metrics_port),
        // Every query reads PostgreSQL.
        .health = [&probe] { return probe.Check(); },
+       .health_interrupt = [&probe] { probe.Interrupt(); },
        .health_service_names = {v1::QueryService::service_full_name()},
        .security = access->security,
        .before_shutdown = [&service] { service.BeginShutdown(); }},

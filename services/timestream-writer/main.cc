@@ -120,7 +120,7 @@ int Run(int argc, char** argv) {
         }
         return pg_probe.Check();
       },
-      registry, logger);
+      [&pg_probe] { pg_probe.Interrupt(); }, registry, logger);
   auto metrics_server = metrics::MetricsServer::Start(registry, absl::GetFlag(FLAGS_metrics_host),
                                                       absl::GetFlag(FLAGS_metrics_port),
                                                       [&health] { return health.Current(); });

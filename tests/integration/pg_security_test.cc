@@ -1,7 +1,7 @@
 // PostgreSQL least privilege against a real server: the roles deploy/postgres/init-roles.sh
 // creates, what the read-only role cannot do (write, create, take or block the writer's locks),
 // the writer's maintenance next to a long read, passwords from files that never reach a log,
-// and the cap on a query's statement timeout.
+// a health check on a backend that stops answering, and the cap on a query's statement timeout.
 #include <signal.h>
 #include <stdlib.h>
 
@@ -13,8 +13,10 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log/log.h"
 #include "common/pg/pg.h"
 #include "gtest/gtest.h"
@@ -620,6 +622,65 @@ TEST(Binaries, APasswordFileWorksAndNoPasswordReachesTheLog) {
     EXPECT_TRUE((**p).Wait(absl::Seconds(60)).ok());
   }
   for (auto* p : {&*writer, &*query, &*refused}) ExpectNoSecretIn((**p).Log());
+}
+
+// --- Health on a server that stops answering -------------------------------------------------
+
+// The query service's health check (SELECT 1 on a connection of its own) waiting on a backend
+// that accepts packets but never answers (stopped with SIGSTOP): past the stall limit health
+// turns NOT_SERVING and the stuck connection is given up, so the next check, on a new one,
+// restores SERVING; and a SIGTERM while a check waits ends the process without waiting on it.
+TEST(HealthProbe, AStuckCheckIsReplacedAndDoesNotHoldUpShutdown) {
+  const std::string db = BootstrappedDatabase();
+  auto query = ChildProcess::Start(
+      Binary("services/query/query"),
+      {absl::StrCat("--listen=127.0.0.1:", testing::FreePort()), "--metrics_port=0"},
+      {{"TIDEMARK_PG_DSN", pg->Dsn(db, "tidemark_query")},
+       {"TIDEMARK_PG_PASSWORD_FILE", QueryPasswordFile()},
+       {"TIDEMARK_METRICS_HOST", "127.0.0.1"},
+       {"TIDEMARK_ALLOW_UNAUTHENTICATED", "true"}},
+      absl::StrCat(scratch, "/query-stuck.log"));
+  ASSERT_TRUE(query.ok()) << query.status();
+  const int metrics_port = testing::MetricsPort(**query, absl::Seconds(60));
+  ASSERT_GT(metrics_port, 0) << (*query)->Log();
+  auto health = [&] {
+    httplib::Client client("127.0.0.1", metrics_port);
+    auto res = client.Get("/health");
+    return res ? res->status : 0;
+  };
+  ASSERT_TRUE(WaitFor([&] { return health() == 200; }, absl::Seconds(60))) << (*query)->Log();
+
+  // The probe's backend: the only session of this database whose last statement is SELECT 1.
+  std::vector<pid_t> stopped;
+  auto resume = absl::MakeCleanup([&] {
+    for (pid_t pid : stopped) kill(pid, SIGCONT);
+  });
+  auto stop_probe_backend = [&] {
+    std::string pid;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          pid = Query(db, absl::StrCat("SELECT pid FROM pg_stat_activity WHERE datname = '", db,
+                                       "' AND query = 'SELECT 1' AND pid <> ALL('{",
+                                       absl::StrJoin(stopped, ","), "}'::int[])"));
+          return !pid.empty();
+        },
+        absl::Seconds(30)));
+    if (pid.empty()) return false;
+    stopped.push_back(std::stoi(pid));
+    return kill(stopped.back(), SIGSTOP) == 0;
+  };
+
+  ASSERT_TRUE(stop_probe_backend());
+  ASSERT_TRUE(WaitFor([&] { return health() == 503; }, absl::Seconds(60))) << (*query)->Log();
+  EXPECT_TRUE(absl::StrContains((*query)->Log(), "has not answered")) << (*query)->Log();
+  ASSERT_TRUE(WaitFor([&] { return health() == 200; }, absl::Seconds(60))) << (*query)->Log();
+
+  // Stuck again; a check runs every second, so after three one is waiting.
+  ASSERT_TRUE(stop_probe_backend());
+  absl::SleepFor(absl::Seconds(3));
+  (*query)->Signal(SIGTERM);
+  // A generous bound: without the interrupt the process waits for the stopped backend for ever.
+  EXPECT_TRUE((*query)->Wait(absl::Seconds(30)).ok()) << (*query)->Log();
 }
 
 // --- The query service's statement timeout ----------------------------------------------------

@@ -2,6 +2,8 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -67,6 +69,62 @@ TEST(HealthMonitor, ACheckThatDoesNotAnswerTurnsNotServing) {
   // Told at once of the current state (SERVING: the first check answered), then the stall,
   // then the return.
   EXPECT_EQ(told, (std::vector<bool>{true, false, true}));
+}
+
+// A stalled check that can be interrupted is: it fails at once, and the next check, started
+// afresh, restores SERVING without waiting on the stuck one.
+TEST(HealthMonitor, AStalledCheckIsInterruptedAndTheNextStartsAfresh) {
+  Registry registry;
+  std::atomic<int> calls{0};
+  std::atomic<int> interrupts{0};
+  absl::Notification interrupted;
+  HealthMonitor health(
+      [&] {
+        if (++calls != 2) return absl::OkStatus();
+        interrupted.WaitForNotification();
+        return absl::UnavailableError("ended early");
+      },
+      [&] {
+        ++interrupts;
+        if (!interrupted.HasBeenNotified()) interrupted.Notify();
+      },
+      registry, spdlog::default_logger(), absl::Milliseconds(10), absl::Seconds(1));
+  // Runs before the monitor's destructor, even on a failed assert.
+  auto unblock = absl::MakeCleanup([&] {
+    if (!interrupted.HasBeenNotified()) interrupted.Notify();
+  });
+  ASSERT_TRUE(Eventually([&] { return calls >= 2; }));
+  ASSERT_TRUE(Eventually([&] { return calls >= 3 && health.Current().ok(); }));
+  EXPECT_EQ(interrupts.load(), 1);
+}
+
+// Destroying the monitor (at shutdown) interrupts a check in progress instead of waiting on it
+// for ever, before any stall is reported.
+TEST(HealthMonitor, StoppingInterruptsACheckInProgress) {
+  Registry registry;
+  std::atomic<int> calls{0};
+  absl::Notification released;
+  auto health = std::make_unique<HealthMonitor>(
+      [&] {
+        if (++calls == 2) released.WaitForNotification();
+        return absl::OkStatus();
+      },
+      [&] {
+        if (!released.HasBeenNotified()) released.Notify();
+      },
+      registry, spdlog::default_logger(), absl::Milliseconds(10), absl::Hours(1));
+  ASSERT_TRUE(Eventually([&] { return calls >= 2; }));
+  absl::Notification stopped;
+  std::thread stopper([&] {
+    health.reset();
+    stopped.Notify();
+  });
+  // A generous bound, so that a regression fails the test instead of hanging it.
+  const bool stopped_in_time = stopped.WaitForNotificationWithTimeout(absl::Seconds(60));
+  if (!released.HasBeenNotified()) released.Notify();
+  stopper.join();
+  EXPECT_TRUE(stopped_in_time);
+  EXPECT_EQ(calls.load(), 2);  // no check starts once stopping
 }
 
 // A slow check that answers within the limit is not a stall.

@@ -5,7 +5,11 @@
 #                                  query, nginx, and any extra names given as arguments)
 #   client.pem / client-key.pem    a client certificate (CN tidemark-client) for mutual TLS
 # Usage: deploy/certs.sh DIR [extra-name ...]. Existing files are kept, so running it again
-# is safe; delete a file (or DIR) to make it anew. Certificates are valid for 825 days.
+# is safe; delete a file (or DIR) to make it anew. Certificates are valid for 825 days. A
+# server or client certificate is issued again (key and certificate, each replaced by a
+# rename, which the services pick up while they run) when it is not signed by ca.pem (a new
+# CA), expires within 30 days, or lacks a name asked for; run it again to renew. The CA is
+# never replaced by the script: it warns 30 days before ca.pem expires.
 # Private keys are made readable by their owner only; containers run as `nobody`, so for
 # compose make them readable by it: TIDEMARK_CERT_KEY_MODE=0644 deploy/certs.sh DIR.
 set -euo pipefail
@@ -15,6 +19,7 @@ mkdir -p "$dir"
 cd "$dir"
 umask 077
 days=825
+renew_seconds=$((30 * 24 * 3600))
 
 if [ ! -f ca.pem ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$days" \
@@ -23,30 +28,62 @@ if [ ! -f ca.pem ]; then
     2>/dev/null
 fi
 
-# sign NAME CN EXTENSIONS: a key and a certificate signed by the CA.
+if ! openssl x509 -in ca.pem -noout -checkend "$renew_seconds" >/dev/null; then
+  echo "certs.sh: warning: $(pwd)/ca.pem expires $(openssl x509 -in ca.pem -noout -enddate | cut -d= -f2);" \
+    "make a new CA (see docs/security.md, Rotating certificates)" >&2
+fi
+
+# current NAME SANS: whether NAME.pem and its key are there, signed by ca.pem, not expiring
+# within 30 days, and name everything in SANS (comma-separated DNS:x and IP:x).
+current() {
+  local name="$1" sans="$2" have entry
+  [ -f "$name.pem" ] && [ -f "$name-key.pem" ] || return 1
+  if ! openssl verify -CAfile ca.pem "$name.pem" >/dev/null 2>&1; then
+    echo "certs.sh: issuing $name.pem again: not signed by ca.pem, or expired" >&2
+    return 1
+  fi
+  if ! openssl x509 -in "$name.pem" -noout -checkend "$renew_seconds" >/dev/null; then
+    echo "certs.sh: issuing $name.pem again: it expires within 30 days" >&2
+    return 1
+  fi
+  # openssl prints "DNS:a, IP Address:1.2.3.4, ..."; compared as ",entry," to match whole names.
+  have=",$(openssl x509 -in "$name.pem" -noout -ext subjectAltName | tail -n +2 |
+    tr -d ' \n' | sed 's/IPAddress:/IP:/g'),"
+  for entry in ${sans//,/ }; do
+    if [[ "$have" != *",$entry,"* ]]; then
+      echo "certs.sh: issuing $name.pem again: it does not name $entry" >&2
+      return 1
+    fi
+  done
+}
+
+# sign NAME CN SANS EXTENSIONS: a key and a certificate signed by the CA, unless current.
+# Written to temporary files and renamed into place, the key first.
 sign() {
-  local name="$1" cn="$2" ext="$3"
-  [ -f "$name.pem" ] && return 0
+  local name="$1" cn="$2" sans="$3" ext="$4"
+  current "$name" "$sans" && return 0
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$cn" \
-    -keyout "$name-key.pem" -out "$name.csr" 2>/dev/null
-  printf '%s\n' "$ext" > "$name.ext"
+    -keyout "$name-key.pem.new" -out "$name.csr" 2>/dev/null
+  printf '%s\nsubjectAltName=%s\n' "$ext" "$sans" > "$name.ext"
   openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
-    -days "$days" -extfile "$name.ext" -out "$name.pem" 2>/dev/null
+    -days "$days" -extfile "$name.ext" -out "$name.pem.new" 2>/dev/null
   rm -f "$name.csr" "$name.ext"
+  chmod 644 "$name.pem.new"
+  chmod "${TIDEMARK_CERT_KEY_MODE:-0600}" "$name-key.pem.new"
+  mv -f "$name-key.pem.new" "$name-key.pem"
+  mv -f "$name.pem.new" "$name.pem"
 }
 
 sans="DNS:localhost,IP:127.0.0.1,DNS:ingest,DNS:query,DNS:nginx"
 for extra in "$@"; do
   if [[ "$extra" =~ ^[0-9.]+$ ]]; then sans="$sans,IP:$extra"; else sans="$sans,DNS:$extra"; fi
 done
-sign server localhost "basicConstraints=CA:FALSE
+sign server localhost "$sans" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=$sans"
-sign client tidemark-client "basicConstraints=CA:FALSE
+extendedKeyUsage=serverAuth"
+sign client tidemark-client "DNS:tidemark-client" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth
-subjectAltName=DNS:tidemark-client"
+extendedKeyUsage=clientAuth"
 chmod 644 ca.pem server.pem client.pem
 chmod "${TIDEMARK_CERT_KEY_MODE:-0600}" server-key.pem client-key.pem
 chmod 600 ca-key.pem

@@ -11,7 +11,8 @@
 #   simulator.token              a bearer token that may only write
 #   credentials                  what ingest and query check: the tokens' SHA-256 and scopes
 # Existing files are kept, so it is safe to run again; delete one to make it anew (then
-# restart what uses it; see docs/security.md for rotation).
+# restart what uses it; see docs/security.md for rotation). Certificates are renewed by
+# certs.sh when they near expiry or lack a name asked for.
 # Usage: deploy/init-secrets.sh [extra certificate name ...] (e.g. the host clients dial).
 set -euo pipefail
 cd "$(dirname "$0")"

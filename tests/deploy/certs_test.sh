@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# deploy/certs.sh run again: keeps what is current, and issues a certificate again when it is
+# not signed by ca.pem, expires within 30 days, or lacks a name asked for.
+# usage: certs_test.sh deploy/certs.sh
+set -u
+certs="$1"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+dir="$work/certs"
+failures=0
+fail() { echo "certs: $*" >&2; failures=$((failures + 1)); }
+run() { bash "$certs" "$dir" "$@" >/dev/null 2>"$work/stderr" || fail "certs.sh $* failed: $(cat "$work/stderr")"; }
+sum() { sha256sum "$dir/$1" | cut -d' ' -f1; }
+names() { openssl x509 -in "$dir/$1" -noout -ext subjectAltName | tail -n +2; }
+verifies() { openssl verify -CAfile "$dir/ca.pem" "$dir/$1" >/dev/null 2>&1; }
+
+run
+for f in ca.pem server.pem server-key.pem client.pem client-key.pem; do
+  [ -s "$dir/$f" ] || fail "$f not made"
+done
+verifies server.pem || fail "server.pem not signed by ca.pem"
+[ "$(stat -c %a "$dir/server-key.pem")" = 600 ] || fail "server-key.pem is not 600"
+server="$(sum server.pem)" client="$(sum client.pem)" ca="$(sum ca.pem)"
+
+# Again: nothing changes.
+run
+[ "$(sum server.pem)" = "$server" ] && [ "$(sum client.pem)" = "$client" ] &&
+  [ "$(sum ca.pem)" = "$ca" ] || fail "a second run changed a current certificate"
+
+# A new name: the server certificate is issued again, naming it and the defaults.
+run lake.example 10.1.2.3
+[ "$(sum server.pem)" != "$server" ] || fail "a new name did not issue server.pem again"
+for n in DNS:lake.example "IP Address:10.1.2.3" DNS:localhost DNS:ingest; do
+  names server.pem | grep -q "$n" || fail "server.pem does not name $n: $(names server.pem)"
+done
+[ "$(sum client.pem)" = "$client" ] || fail "a new server name issued client.pem again"
+openssl x509 -in "$dir/server.pem" -noout -pubkey > "$work/cert.pub"
+openssl pkey -in "$dir/server-key.pem" -pubout > "$work/key.pub"
+cmp -s "$work/cert.pub" "$work/key.pub" || fail "server-key.pem does not match server.pem"
+server="$(sum server.pem)"
+# A name that only starts like one it has is not taken for it.
+run lake.example 10.1.2.3 lake.ex
+names server.pem | grep -q "DNS:lake.ex," || names server.pem | grep -q "DNS:lake.ex$" ||
+  fail "lake.ex is not named: $(names server.pem)"
+server="$(sum server.pem)"
+# Fewer names than it has: still current.
+run
+[ "$(sum server.pem)" = "$server" ] || fail "a run without extra names issued server.pem again"
+
+# A certificate that expires within 30 days is renewed, keeping the key mode asked for.
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=tidemark-client \
+  -keyout "$dir/client-key.pem" -out "$work/client.csr" 2>/dev/null
+printf 'subjectAltName=DNS:tidemark-client\n' > "$work/ext"
+openssl x509 -req -in "$work/client.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
+  -CAcreateserial -days 10 -extfile "$work/ext" -out "$dir/client.pem" 2>/dev/null
+TIDEMARK_CERT_KEY_MODE=0644 run
+openssl x509 -in "$dir/client.pem" -noout -checkend $((60 * 24 * 3600)) >/dev/null ||
+  fail "client.pem expiring in 10 days was not renewed"
+grep -q "expires within 30 days" "$work/stderr" || fail "renewal not reported: $(cat "$work/stderr")"
+[ "$(stat -c %a "$dir/client-key.pem")" = 644 ] || fail "client-key.pem is not 644"
+
+# A new CA: both certificates are issued again under it.
+rm "$dir/ca.pem" "$dir/ca-key.pem"
+run
+[ "$(sum ca.pem)" != "$ca" ] || fail "no new CA"
+verifies server.pem || fail "server.pem not issued again under the new CA"
+verifies client.pem || fail "client.pem not issued again under the new CA"
+names server.pem | grep -q DNS:lake.example && fail "server.pem kept a name not asked for this time"
+
+# A CA that expires soon is kept, with a warning.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 5 \
+  -subj "/CN=short CA" -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  2>/dev/null
+ca="$(sum ca.pem)"
+run
+[ "$(sum ca.pem)" = "$ca" ] || fail "the CA was replaced"
+grep -q "warning: .*ca.pem expires" "$work/stderr" || fail "no warning: $(cat "$work/stderr")"
+verifies server.pem || fail "server.pem not issued under the kept CA"
+
+[ "$failures" = 0 ] && echo "certs: all checks passed"
+exit "$failures"

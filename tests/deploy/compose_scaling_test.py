@@ -6,6 +6,7 @@ which publishes the gRPC ports, and Prometheus scrapes every Tidemark service. A
 defaults: only nginx publishes ports, on 127.0.0.1 unless told otherwise; no password or key in
 any environment (only *_FILE paths to secrets); ingest and query serve TLS and check tokens;
 the writer is not the superuser and query/Grafana use the read-only role; Grafana needs a login.
+And every Tidemark replica has CPU and memory caps.
 
 usage: compose_scaling_test.py DOCKER_COMPOSE COMPOSE_FILE"""
 import os
@@ -132,6 +133,13 @@ for name in tidemark:
     seconds = int(grace[:-1]) * (60 if grace.endswith("m") else 1) if grace[-1] in "sm" else 0
     if seconds < 30:
         problems.append(f"{name}: stop_grace_period {grace} cuts its shutdown short")
+# Bounded: every long-running Tidemark replica has a CPU and a memory cap.
+for name in tidemark:
+    s = services[name]
+    if not s.get("cpus") or float(s["cpus"]) <= 0:
+        problems.append(f"{name}: no CPU cap (cpus)")
+    if not s.get("mem_limit"):
+        problems.append(f"{name}: no memory cap (mem_limit)")
 root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
 with open(root + "/.dockerignore") as f:
     ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}

@@ -4,6 +4,9 @@
 // 1. Rollup of the day into 1 h buckets from the stored windows, over gRPC, against the same
 //    answer computed from the raw points by a PostgreSQL GROUP BY in the same run (medians and
 //    ratio). Both answers are compared first, so a fast wrong answer is never reported.
+//    Then real_time ReadAggregates of a device whose string measures sit beside its numbers,
+//    against the same windows asked for by series id; and ReadAggregates of all 100 series,
+//    every page, against the same windows read by one SQL SELECT.
 // 2. ReadAggregates and Rollup latency p50/p99 with 16 concurrent clients.
 // 3. Subscribe: time from an upsert's commit to its delivery, with 100 open streams.
 // And first (0.) the peak memory of listing series with long descriptions and of one
@@ -446,6 +449,186 @@ int64_t HeapInUse() {
 void Sql(pqxx::connection& conn, const std::string& statement) {
   pqxx::nontransaction tx(conn);
   tx.exec0(statement);
+}
+
+// Every window of a real_time ReadAggregates, page after page, each as "series_id:window".
+absl::StatusOr<std::vector<std::string>> ReadAllWindows(v1::QueryService::Stub& stub,
+                                                        v1::ReadAggregatesRequest req) {
+  std::vector<std::string> windows;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    v1::ReadAggregatesResponse resp;
+    const grpc::Status st = stub.ReadAggregates(&ctx, req, &resp);
+    if (!st.ok()) return absl::InternalError(absl::StrCat("ReadAggregates: ", st.error_message()));
+    for (const v1::SeriesWindows& sw : resp.series()) {
+      for (const v1::AggregateWindow& w : sw.windows()) {
+        windows.push_back(absl::StrCat(sw.series().series_id(), ":", w.SerializeAsString()));
+      }
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return windows;
+}
+
+// 1b. real_time ReadAggregates of one device that sends string measures beside its numbers
+//     (4 of each, a point every 10 s for the day; the numbers' 5 m windows stored up to an hour
+//     before its end, so the last hour is computed from the raw points). Baseline in the same
+//     run: the same request naming the 4 numeric series, which returns the same windows.
+absl::Status MeasureRealTimeMixedKinds(v1::QueryService::Stub& stub, const std::string& owner_dsn,
+                                       int64_t day_us) {
+  constexpr int kEach = 4;
+  constexpr int kRounds = 15;
+  constexpr char kDevice[] = "mixed-kinds-000";
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
+  if (!owner.ok()) return owner.status();
+  std::vector<int64_t> numeric_ids, string_ids;
+  {
+    pqxx::work tx(**owner);
+    const std::map<std::string, std::string> dims = {{"device_id", kDevice}};
+    for (int i = 0; i < 2 * kEach; ++i) {
+      const bool numeric = i < kEach;
+      const std::string measure = absl::StrCat(numeric ? "turbine_reading_" : "turbine_state_", i);
+      const std::string key = series::CanonicalKey(
+          measure, dims, numeric ? series::ValueKind::kNumeric : series::ValueKind::kString);
+      (numeric ? numeric_ids : string_ids).push_back(series::SeriesId(key));
+      tx.exec_params(
+          "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+          " VALUES ($1, $2, $3, $4, $5::jsonb)",
+          series::SeriesId(key), key, measure, kDevice, nlohmann::json(dims).dump());
+    }
+    const auto ids = [](const std::vector<int64_t>& v) {
+      return absl::StrCat("{", absl::StrJoin(v, ","), "}");
+    };
+    const char* kPoints =
+        "INSERT INTO points (series_id, time, value_double, value_string, version, ingested_at)"
+        " SELECT s.id, 'epoch'::timestamptz + interval '1 microsecond' * ($2::bigint"
+        "   + i * $3::bigint), CASE WHEN $5 THEN 20 + (i * 7919 % 1000) / 100.0 END,"
+        "   CASE WHEN NOT $5 THEN (ARRAY['running', 'idle', 'curtailed'])[1 + i % 3] END, 1, now()"
+        " FROM unnest($1::bigint[]) AS s(id) CROSS JOIN generate_series(0, $4::bigint - 1) AS i";
+    tx.exec_params0(kPoints, ids(numeric_ids), day_us, kPointStepUs, kDayUs / kPointStepUs, true);
+    tx.exec_params0(kPoints, ids(string_ids), day_us, kPointStepUs, kDayUs / kPointStepUs, false);
+    tx.exec_params0(
+        "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
+        " first, last, version, updated_at)"
+        " SELECT p.series_id, interval '1 microsecond' * $2::bigint,"
+        " date_bin(interval '1 microsecond' * $2::bigint, p.time, 'epoch'), count(*),"
+        " sum(p.value_double ORDER BY p.time), min(p.value_double), max(p.value_double),"
+        " sum(p.value_double ORDER BY p.time) / count(*),"
+        " (array_agg(p.value_double ORDER BY p.time))[1],"
+        " (array_agg(p.value_double ORDER BY p.time DESC))[1], 1, now()"
+        " FROM points p WHERE p.series_id = ANY($1::bigint[])"
+        " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $3::bigint"
+        " GROUP BY p.series_id, 3",
+        ids(numeric_ids), kWindowUs, day_us + kDayUs - 3'600'000'000);
+    tx.commit();
+  }
+  Sql(**owner, "ANALYZE");
+  v1::ReadAggregatesRequest device;
+  v1::DimensionMatcher* m = device.mutable_selector()->add_matchers();
+  m->set_name("device_id");
+  m->set_value(kDevice);
+  device.mutable_range()->set_start_us(day_us);
+  device.mutable_range()->set_end_us(day_us + kDayUs);
+  device.set_window_size_us(kWindowUs);
+  device.set_real_time(true);
+  v1::ReadAggregatesRequest named = device;
+  for (int64_t id : numeric_ids) named.mutable_selector()->add_series_ids(id);
+  std::vector<double> device_ms, named_ms;
+  for (int r = 0; r <= kRounds; ++r) {  // round 0 warms up
+    absl::Time t = absl::Now();
+    absl::StatusOr<std::vector<std::string>> a = ReadAllWindows(stub, device);
+    const double a_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    absl::StatusOr<std::vector<std::string>> b = ReadAllWindows(stub, named);
+    const double b_ms = Ms(absl::Now() - t);
+    if (!a.ok()) return a.status();
+    if (!b.ok()) return b.status();
+    if (*a != *b || b->size() != static_cast<size_t>(kEach * kDayUs / kWindowUs)) {
+      return absl::InternalError(absl::StrFormat(
+          "real_time ReadAggregates of the device returned %d windows, of its numeric series "
+          "%d (expected %d, the same)",
+          a->size(), b->size(), kEach * kDayUs / kWindowUs));
+    }
+    if (r == 0) continue;
+    device_ms.push_back(a_ms);
+    named_ms.push_back(b_ms);
+  }
+  const double device_p50 = Percentile(device_ms, 0.5);
+  const double named_p50 = Percentile(named_ms, 0.5);
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("real_time ReadAggregates, 1 day of 5 m windows (the last hour from raw "
+                      "points) of a device with %d numeric and %d string measures: by device "
+                      "median %.1f ms; baseline, its %d numeric series by id, median %.1f ms "
+                      "(the same %d windows); ratio %.2fx (%d rounds)",
+                      kEach, kEach, device_p50, kEach, named_p50, kEach * kDayUs / kWindowUs,
+                      device_p50 / named_p50, kRounds));
+  return absl::OkStatus();
+}
+
+// 1c. ReadAggregates of every series of the measure (100 x 288 windows, all pages), stored
+//     windows only and real_time, against the same windows read from the aggregates table by
+//     one SQL statement through libpq in the same run (the store's own speed).
+absl::Status MeasureFleetReadAggregates(v1::QueryService::Stub& stub, pqxx::connection& reader,
+                                        int64_t day_us) {
+  constexpr int kRounds = 5;
+  const size_t expected = static_cast<size_t>(kSeries * kDayUs / kWindowUs);
+  v1::ReadAggregatesRequest req;
+  req.mutable_selector()->set_measure_name(kMeasure);
+  req.mutable_range()->set_start_us(day_us);
+  req.mutable_range()->set_end_us(day_us + kDayUs);
+  req.set_window_size_us(kWindowUs);
+  req.set_page_size(1000);
+  v1::ReadAggregatesRequest live = req;
+  live.set_real_time(true);
+  std::vector<double> stored_ms, live_ms, sql_ms;
+  for (int r = 0; r <= kRounds; ++r) {  // round 0 warms up
+    absl::Time t = absl::Now();
+    absl::StatusOr<std::vector<std::string>> a = ReadAllWindows(stub, req);
+    const double a_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    absl::StatusOr<std::vector<std::string>> b = ReadAllWindows(stub, live);
+    const double b_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    size_t direct = 0;
+    {
+      pqxx::read_transaction tx(reader);
+      direct = tx.exec_params(
+                     "SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg,"
+                     " a.first, a.last, a.version FROM aggregates a JOIN series s USING (series_id)"
+                     " WHERE s.measure_name = $1 AND a.window_size = interval '1 microsecond' * $2"
+                     " AND a.window_start >= 'epoch'::timestamptz + interval '1 microsecond' * $3"
+                     " AND a.window_start < 'epoch'::timestamptz + interval '1 microsecond' * $4"
+                     " ORDER BY a.series_id, a.window_start",
+                     kMeasure, kWindowUs, day_us, day_us + kDayUs)
+                   .size();
+    }
+    const double c_ms = Ms(absl::Now() - t);
+    if (!a.ok()) return a.status();
+    if (!b.ok()) return b.status();
+    if (*a != *b || a->size() != expected || direct != expected) {
+      return absl::InternalError(absl::StrFormat(
+          "ReadAggregates of the measure returned %d windows (%d with real_time), SQL %d; "
+          "expected %d",
+          a->size(), b->size(), direct, expected));
+    }
+    if (r == 0) continue;
+    stored_ms.push_back(a_ms);
+    live_ms.push_back(b_ms);
+    sql_ms.push_back(c_ms);
+  }
+  const double sql_p50 = Percentile(sql_ms, 0.5);
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("ReadAggregates of %d series x 1 day of 5 m windows (%d windows, pages of "
+                      "1000) over gRPC: median %.1f ms, real_time %.1f ms; baseline, the same "
+                      "windows by one SQL SELECT through libpq, median %.1f ms; ratio %.2fx and "
+                      "%.2fx (%d rounds)",
+                      kSeries, expected, Percentile(stored_ms, 0.5), Percentile(live_ms, 0.5),
+                      sql_p50, Percentile(stored_ms, 0.5) / sql_p50,
+                      Percentile(live_ms, 0.5) / sql_p50, kRounds));
+  return absl::OkStatus();
 }
 
 // 0. Memory of listing series with long descriptions (1,001 series of 30 dimensions, about
@@ -1095,6 +1278,8 @@ absl::Status Run() {
         }),
         Guarded([&] { return MeasureInterpolateMemory(*stub, **reader, query->pid(), day_us); }),
         Guarded([&] { return MeasureRollup(*stub, **reader, day_us); }),
+        Guarded([&] { return MeasureRealTimeMixedKinds(*stub, *owner_dsn, day_us); }),
+        Guarded([&] { return MeasureFleetReadAggregates(*stub, **reader, day_us); }),
         Guarded([&] { return MeasureConcurrent(port, *series_ids, day_us); }),
         Guarded([&] { return MeasureSubscribe(port, *owner_dsn, *series_ids, day_us); })}) {
     if (!s.ok()) failures.push_back(s.ToString());

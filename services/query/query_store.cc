@@ -372,10 +372,15 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
         absl::StrCat("(series_id, window_start) > ($10::bigint, ", Ts(11), ")");
     const pqxx::result rows = tx.exec_params(
         absl::StrCat(
+            // A series' kind ends its canonical key (series::CanonicalKey): numeric ones, the
+            // only ones with windows, end in '}', bool and string ones in "}:bool" and
+            // "}:string". Live windows skip those, whose raw points would be read whole.
             "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
-            " AS series_bytes FROM series s WHERE ", kSeriesFilter, "),",
+            " AS series_bytes, s.canonical_key NOT LIKE '%}:bool' AND s.canonical_key NOT LIKE "
+            "'%}:string' AS numeric FROM series s WHERE ",
+            kSeriesFilter, "),",
             " stored AS (SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg,"
-            "   a.first, a.last, a.version, false AS partial"
+            "   a.first, a.last, a.version, false AS partial, sel.series_bytes"
             "   FROM aggregates a JOIN sel USING (series_id)"
             "   WHERE a.window_size = ",
             Size(6), " AND a.window_start >= ", Ts(7), "   AND a.window_start < ", Ts(8),
@@ -386,7 +391,7 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
             "   max(x.v) AS max, sum(x.v ORDER BY p.time) / count(*) AS avg,"
             "   (array_agg(x.v ORDER BY p.time))[1] AS first,"
             "   (array_agg(x.v ORDER BY p.time DESC))[1] AS last,"
-            "   0::bigint AS version, true AS partial"
+            "   0::bigint AS version, true AS partial, sel.series_bytes"
             "   FROM sel CROSS JOIN LATERAL (SELECT max(a.window_start) AS last_start"
             "     FROM aggregates a WHERE a.series_id = sel.series_id AND a.window_size = ",
             Size(6), "     AND a.window_start >= ", Ts(7), " - ", Size(6),
@@ -396,12 +401,15 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
             "   CROSS JOIN LATERAL (SELECT ", kNumericValue, " AS v) x",
             // Only the series from the cursor's on: a later page does not recompute the
             // live windows of the series earlier pages returned.
-            "   WHERE $9::boolean AND sel.series_id >= $10::bigint AND x.v IS NOT NULL"
-            "   GROUP BY 1, 2)",
+            "   WHERE $9::boolean AND sel.numeric AND sel.series_id >= $10::bigint"
+            "     AND x.v IS NOT NULL"
+            "   GROUP BY 1, 2, sel.series_bytes)",
+            // Each row carries its series' size: joining the union to sel again let the
+            // planner, which expects one selected series, rerun the union once per series.
             " SELECT series_id, ", Micros("window_start"),
-            ", count, sum, min, max, avg, first, last, version, partial, sel.series_bytes FROM (",
+            ", count, sum, min, max, avg, first, last, version, partial, series_bytes FROM (",
             " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
-            ") u JOIN sel USING (series_id) ORDER BY series_id, window_start LIMIT $12"),
+            ") u ORDER BY series_id, window_start LIMIT $12"),
         p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids, size, lo, hi,
         req.real_time(), cursor.series_id, Clamp(cursor.time_us), want + 1);
     std::map<int64_t, v1::Series*> series;

@@ -59,12 +59,14 @@ class QueryStoreTest : public ::testing::Test {
         "SELECT tidemark_ensure_daily_partitions('points', ", "'2026-11-19', '2026-11-21');",
         "SELECT tidemark_ensure_daily_partitions('aggregates', '2026-11-19', '2026-11-21')"));
     // Four series of `power`: 1 and 2 at site a, 3 at site b, 4 without a site; 5 is a string.
+    // 1 and 5 have canonical keys as the writer makes them, which tell their kinds.
     Sql(R"(INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions) VALUES
-      (1, 'k1', 'power', 'd1', '{"device_id":"d1","site":"a"}'),
+      (1, 'power{device_id="d1",site="a"}', 'power', 'd1', '{"device_id":"d1","site":"a"}'),
       (2, 'k2', 'power', 'd2', '{"device_id":"d2","site":"a"}'),
       (3, 'k3', 'power', 'd3', '{"device_id":"d3","site":"b"}'),
       (4, 'k4', 'power', 'd4', '{"device_id":"d4"}'),
-      (5, 'k5', 'state', 'd1', '{"device_id":"d1","site":"a"}'))");
+      (5, 'state{device_id="d1",site="a"}:string', 'state', 'd1',
+       '{"device_id":"d1","site":"a"}'))");
     // 5-minute windows: (series, minute of the day, count, sum, min, max, first, last).
     const std::vector<std::tuple<int, int, int, double, double, double, double, double>> w = {
         {1, 0, 2, 4, 1, 3, 1, 3}, {1, 5, 1, 10, 10, 10, 10, 10}, {1, 60, 3, 6, 1, 3, 3, 1},
@@ -248,6 +250,19 @@ TEST_F(QueryStoreTest, RealTimeAddsPartialWindowsAfterTheLastStoredOne) {
   // Series 3's raw point lies before its last stored window: no partial window for it.
   EXPECT_EQ(got[5].first, 3);
   EXPECT_FALSE(got[5].second.partial());
+
+  // Every measure of device d1: its string series (5) has no windows, stored or live.
+  v1::ReadAggregatesRequest device;
+  device.mutable_selector()->add_matchers()->set_name("device_id");
+  device.mutable_selector()->mutable_matchers(0)->set_value("d1");
+  *device.mutable_range() = req.range();
+  device.set_window_size_us(5 * kMin);
+  device.set_real_time(true);
+  auto d1 = store.ReadAggregates(device, absl::Seconds(10));
+  ASSERT_TRUE(d1.ok()) << d1.status();
+  ASSERT_EQ(d1->series_size(), 1);
+  EXPECT_EQ(d1->series(0).series().series_id(), 1);
+  EXPECT_EQ(d1->series(0).windows_size(), 5);
 }
 
 TEST_F(QueryStoreTest, InterpolatesAnAggregateField) {

@@ -568,10 +568,11 @@ absl::Status MeasureRealTimeMixedKinds(v1::QueryService::Stub& stub, const std::
 }
 
 // 1c. ReadAggregates of every series of the measure (100 x 288 windows, all pages), stored
-//     windows only and real_time, against the same windows read from the aggregates table by
-//     one SQL statement through libpq in the same run (the store's own speed).
-absl::Status MeasureFleetReadAggregates(v1::QueryService::Stub& stub, pqxx::connection& reader,
-                                        int64_t day_us) {
+//     windows only and real_time, and ReadPoints of every series over an hour (100 x 360
+//     points), each against the same rows read by one SQL statement through libpq in the same
+//     run (the store's own speed).
+absl::Status MeasureFleetReads(v1::QueryService::Stub& stub, pqxx::connection& reader,
+                               int64_t day_us) {
   constexpr int kRounds = 5;
   const size_t expected = static_cast<size_t>(kSeries * kDayUs / kWindowUs);
   v1::ReadAggregatesRequest req;
@@ -628,6 +629,61 @@ absl::Status MeasureFleetReadAggregates(v1::QueryService::Stub& stub, pqxx::conn
                       kSeries, expected, Percentile(stored_ms, 0.5), Percentile(live_ms, 0.5),
                       sql_p50, Percentile(stored_ms, 0.5) / sql_p50,
                       Percentile(live_ms, 0.5) / sql_p50, kRounds));
+
+  // Raw points of every series over the day's first hour, pages of 1000.
+  v1::ReadPointsRequest points;
+  points.mutable_selector()->set_measure_name(kMeasure);
+  points.mutable_range()->set_start_us(day_us);
+  points.mutable_range()->set_end_us(day_us + 3'600'000'000);
+  points.set_page_size(1000);
+  const size_t expected_points = static_cast<size_t>(kSeries * 3'600'000'000 / kPointStepUs);
+  std::vector<double> points_ms, points_sql_ms;
+  for (int r = 0; r <= kRounds; ++r) {
+    absl::Time t = absl::Now();
+    size_t got = 0;
+    v1::ReadPointsRequest req_points = points;
+    do {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline());
+      v1::ReadPointsResponse resp;
+      const grpc::Status st = stub.ReadPoints(&ctx, req_points, &resp);
+      if (!st.ok()) return absl::InternalError(absl::StrCat("ReadPoints: ", st.error_message()));
+      for (const v1::SeriesPoints& sp : resp.series()) got += sp.points_size();
+      req_points.set_page_token(resp.next_page_token());
+    } while (!req_points.page_token().empty());
+    const double a_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    size_t direct = 0;
+    {
+      pqxx::read_transaction tx(reader);
+      direct = tx.exec_params(
+                     "SELECT p.series_id, p.time, p.value_double, p.value_int, p.value_bool,"
+                     " p.value_string, p.version FROM points p JOIN series s USING (series_id)"
+                     " WHERE s.measure_name = $1"
+                     " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $2"
+                     " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $3"
+                     " ORDER BY p.series_id, p.time",
+                     kMeasure, day_us, day_us + 3'600'000'000)
+                   .size();
+    }
+    const double b_ms = Ms(absl::Now() - t);
+    if (got != expected_points || direct != expected_points) {
+      return absl::InternalError(
+          absl::StrFormat("ReadPoints of the measure returned %d points, SQL %d; expected %d", got,
+                          direct, expected_points));
+    }
+    if (r == 0) continue;
+    points_ms.push_back(a_ms);
+    points_sql_ms.push_back(b_ms);
+  }
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("ReadPoints of %d series x 1 hour (%d points, pages of 1000) over "
+                      "gRPC: median %.1f ms; baseline, the same points by one SQL "
+                      "SELECT through libpq, median %.1f ms; ratio %.2fx (%d rounds)",
+                      kSeries, expected_points, Percentile(points_ms, 0.5),
+                      Percentile(points_sql_ms, 0.5),
+                      Percentile(points_ms, 0.5) / Percentile(points_sql_ms, 0.5), kRounds));
   return absl::OkStatus();
 }
 
@@ -1279,7 +1335,7 @@ absl::Status Run() {
         Guarded([&] { return MeasureInterpolateMemory(*stub, **reader, query->pid(), day_us); }),
         Guarded([&] { return MeasureRollup(*stub, **reader, day_us); }),
         Guarded([&] { return MeasureRealTimeMixedKinds(*stub, *owner_dsn, day_us); }),
-        Guarded([&] { return MeasureFleetReadAggregates(*stub, **reader, day_us); }),
+        Guarded([&] { return MeasureFleetReads(*stub, **reader, day_us); }),
         Guarded([&] { return MeasureConcurrent(port, *series_ids, day_us); }),
         Guarded([&] { return MeasureSubscribe(port, *owner_dsn, *series_ids, day_us); })}) {
     if (!s.ok()) failures.push_back(s.ToString());

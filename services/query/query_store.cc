@@ -55,6 +55,68 @@ int64_t Clamp(int64_t t) {
   return std::clamp<int64_t>(t, -200'000'000'000'000'000, int64_t{1} << 62);
 }
 
+// The ids of the series `p` selects from `from` on, in order, at most `count` of them. When the
+// selector names its series (`named`, sorted), they are taken from it without a query: the
+// statement each chunk runs applies the rest of the selector.
+std::vector<int64_t> SelectedSeriesFrom(pqxx::transaction_base& tx, const SelectorParams& p,
+                                        const std::vector<int64_t>& named, int64_t from,
+                                        int64_t count) {
+  std::vector<int64_t> ids;
+  if (!named.empty()) {
+    for (auto it = std::lower_bound(named.begin(), named.end(), from);
+         it != named.end() && static_cast<int64_t>(ids.size()) < count; ++it) {
+      ids.push_back(*it);
+    }
+    return ids;
+  }
+  for (const pqxx::row& row :
+       tx.exec_params(absl::StrCat("SELECT s.series_id FROM series s WHERE ", kSeriesFilter,
+                                   " AND s.series_id >= $6 ORDER BY s.series_id LIMIT $7"),
+                      p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
+                      from, count)) {
+    ids.push_back(row[0].as<int64_t>());
+  }
+  return ids;
+}
+
+// The series ids a selector names, sorted and without repeats.
+std::vector<int64_t> NamedSeries(const v1::SeriesSelector& selector) {
+  std::vector<int64_t> ids(selector.series_ids().begin(), selector.series_ids().end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+// A page's rows, read a chunk of the selected series at a time from `from` (the cursor's
+// series) on: the first chunk of `first_chunk` series, each next one twice as large, until
+// `limit` rows are read or the series run out. `read(chunk, limit)` reads the rows of the
+// series `chunk` selects, in page order (by series, then time), at most `limit` of them.
+// Reading every selected series at once made each page read and sort every row after the
+// cursor, so paging through N series cost about N times the rows.
+template <typename Read>
+std::vector<pqxx::row> ReadInChunks(pqxx::transaction_base& tx, const v1::SeriesSelector& selector,
+                                    int64_t from, int64_t first_chunk, int64_t limit, Read read) {
+  // At most this many ids go into one statement (as many as a selector may name).
+  constexpr int64_t kMaxChunk = 10'000;
+  const SelectorParams p = ToParams(selector);
+  const std::vector<int64_t> named = NamedSeries(selector);
+  std::vector<pqxx::row> rows;
+  int64_t chunk = std::clamp<int64_t>(first_chunk, 1, kMaxChunk);
+  while (static_cast<int64_t>(rows.size()) < limit) {
+    const std::vector<int64_t> ids = SelectedSeriesFrom(tx, p, named, from, chunk);
+    if (ids.empty()) break;
+    SelectorParams selected = p;
+    selected.series_ids = absl::StrCat("{", absl::StrJoin(ids, ","), "}");
+    for (const pqxx::row& row : read(selected, limit - static_cast<int64_t>(rows.size()))) {
+      rows.push_back(row);
+    }
+    if (static_cast<int64_t>(ids.size()) < chunk || ids.back() == INT64_MAX) break;
+    from = ids.back() + 1;
+    chunk = std::min(chunk * 2, kMaxChunk);
+  }
+  return rows;
+}
+
 // Fills the series of `by_id` from the series table, one query for the page.
 void FetchSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*>& by_id) {
   if (by_id.empty()) return;
@@ -238,7 +300,6 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
   v1::ReadPointsResponse resp;
   if (want == 0) return resp;
   if (absl::Status s = EnsureConnected(); !s.ok()) return s;
-  const SelectorParams p = ToParams(req.selector());
   // INT64_MAX (or an unset end) stays "no end"; every other time is clamped, as elsewhere:
   // an unclamped INT64_MIN start wraps around in PostgreSQL's interval arithmetic and
   // matches nothing.
@@ -250,24 +311,29 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
-    // Row-value comparison resumes exactly after the last point of the previous page.
-    const pqxx::result rows = tx.exec_params(
-        absl::StrCat(
-            "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
-            " AS series_bytes FROM series s WHERE ", kSeriesFilter,
-            ") SELECT p.series_id, (EXTRACT(EPOCH FROM p.time) * 1000000)::bigint AS time_us,"
-            " p.value_double, p.value_int, p.value_bool, p.value_string, p.version,"
-            " sel.series_bytes FROM points p JOIN sel USING (series_id)"
-            " WHERE p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $6::bigint"
-            " AND ($7::bigint = 9223372036854775807"
-            "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $7::bigint)"
-            " AND (p.series_id, p.time) > ($8::bigint, CASE WHEN $9::bigint = "
-            "(-9223372036854775807 - 1)"
-            "      THEN '-infinity'::timestamptz"
-            "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $9::bigint END)"
-            " ORDER BY p.series_id, p.time LIMIT $10"),
-        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids, start_us,
-        end_us, cursor.series_id, cursor_time_us, want + 1);
+    // Row-value comparison resumes exactly after the last point of the previous page. How
+    // dense a series is is not known: chunks start at one series.
+    const std::string sql = absl::StrCat(
+        "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
+        " AS series_bytes FROM series s WHERE ", kSeriesFilter,
+        ") SELECT p.series_id, (EXTRACT(EPOCH FROM p.time) * 1000000)::bigint AS time_us,"
+        " p.value_double, p.value_int, p.value_bool, p.value_string, p.version,"
+        " sel.series_bytes FROM points p JOIN sel USING (series_id)"
+        " WHERE p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $6::bigint"
+        " AND ($7::bigint = 9223372036854775807"
+        "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $7::bigint)"
+        " AND (p.series_id, p.time) > ($8::bigint, CASE WHEN $9::bigint = "
+        "(-9223372036854775807 - 1)"
+        "      THEN '-infinity'::timestamptz"
+        "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $9::bigint END)"
+        " ORDER BY p.series_id, p.time LIMIT $10");
+    const std::vector<pqxx::row> rows = ReadInChunks(
+        tx, req.selector(), cursor.series_id, 1, want + 1,
+        [&](const SelectorParams& chunk, int64_t limit) {
+          return tx.exec_params(sql, chunk.measure_name, chunk.equal_json, chunk.not_equal_json,
+                                chunk.regex_json, chunk.series_ids, start_us, end_us,
+                                cursor.series_id, cursor_time_us, limit);
+        });
     std::map<int64_t, v1::SeriesPoints*> by_series;
     std::vector<int64_t> ids;
     int64_t last_series = 0, last_time = 0;
@@ -280,7 +346,7 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
         more = true;
         break;
       }
-      const pqxx::row& row = rows[static_cast<int>(i)];
+      const pqxx::row& row = rows[static_cast<size_t>(i)];
       const int64_t sid = row[0].as<int64_t>();
       v1::SeriesPoints*& sp = by_series[sid];
       if (sp == nullptr) {
@@ -362,7 +428,6 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
   const int64_t lo = Clamp(AlignUp(req.range().start_us(), size));
   const int64_t hi =
       Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), size));
-  const SelectorParams p = ToParams(req.selector());
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
@@ -370,48 +435,54 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
     // computed as the aggregator computes them: sums in time order, first and last by time.
     const std::string after_cursor =
         absl::StrCat("(series_id, window_start) > ($10::bigint, ", Ts(11), ")");
-    const pqxx::result rows = tx.exec_params(
-        absl::StrCat(
-            // A series' kind ends its canonical key (series::CanonicalKey): numeric ones, the
-            // only ones with windows, end in '}', bool and string ones in "}:bool" and
-            // "}:string". Live windows skip those, whose raw points would be read whole.
-            "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
-            " AS series_bytes, s.canonical_key NOT LIKE '%}:bool' AND s.canonical_key NOT LIKE "
-            "'%}:string' AS numeric FROM series s WHERE ",
-            kSeriesFilter, "),",
-            " stored AS (SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg,"
-            "   a.first, a.last, a.version, false AS partial, sel.series_bytes"
-            "   FROM aggregates a JOIN sel USING (series_id)"
-            "   WHERE a.window_size = ",
-            Size(6), " AND a.window_start >= ", Ts(7), "   AND a.window_start < ", Ts(8),
-            "   AND (a.series_id, a.window_start) > ($10::bigint, ", Ts(11), ")),",
-            " live AS (SELECT p.series_id, date_bin(", Size(6),
-            ", p.time, 'epoch') AS window_start,"
-            "   count(*) AS count, sum(x.v ORDER BY p.time) AS sum, min(x.v) AS min,"
-            "   max(x.v) AS max, sum(x.v ORDER BY p.time) / count(*) AS avg,"
-            "   (array_agg(x.v ORDER BY p.time))[1] AS first,"
-            "   (array_agg(x.v ORDER BY p.time DESC))[1] AS last,"
-            "   0::bigint AS version, true AS partial, sel.series_bytes"
-            "   FROM sel CROSS JOIN LATERAL (SELECT max(a.window_start) AS last_start"
-            "     FROM aggregates a WHERE a.series_id = sel.series_id AND a.window_size = ",
-            Size(6), "     AND a.window_start >= ", Ts(7), " - ", Size(6),
-            "     AND a.window_start < ", Ts(8), ") l",
-            "   JOIN points p ON p.series_id = sel.series_id", "     AND p.time >= greatest(",
-            Ts(7), ", l.last_start + ", Size(6), ")", "     AND p.time < ", Ts(8),
-            "   CROSS JOIN LATERAL (SELECT ", kNumericValue, " AS v) x",
-            // Only the series from the cursor's on: a later page does not recompute the
-            // live windows of the series earlier pages returned.
-            "   WHERE $9::boolean AND sel.numeric AND sel.series_id >= $10::bigint"
-            "     AND x.v IS NOT NULL"
-            "   GROUP BY 1, 2, sel.series_bytes)",
-            // Each row carries its series' size: joining the union to sel again let the
-            // planner, which expects one selected series, rerun the union once per series.
-            " SELECT series_id, ", Micros("window_start"),
-            ", count, sum, min, max, avg, first, last, version, partial, series_bytes FROM (",
-            " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
-            ") u ORDER BY series_id, window_start LIMIT $12"),
-        p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids, size, lo, hi,
-        req.real_time(), cursor.series_id, Clamp(cursor.time_us), want + 1);
+    // A series has at most `per_series` windows in the range: the first chunk is as many series
+    // as fill a page when each has them all.
+    const int64_t per_series = std::max<int64_t>(1, (hi - lo) / size);
+    const std::string sql = absl::StrCat(
+        // A series' kind ends its canonical key (series::CanonicalKey): numeric ones, the
+        // only ones with windows, end in '}', bool and string ones in "}:bool" and
+        // "}:string". Live windows skip those, whose raw points would be read whole.
+        "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
+        " AS series_bytes, s.canonical_key NOT LIKE '%}:bool'"
+        " AND s.canonical_key NOT LIKE '%}:string' AS numeric FROM series s WHERE ",
+        kSeriesFilter, "),",
+        " stored AS (SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max,"
+        "   a.avg, a.first, a.last, a.version, false AS partial, sel.series_bytes"
+        "   FROM aggregates a JOIN sel USING (series_id)"
+        "   WHERE a.window_size = ",
+        Size(6), " AND a.window_start >= ", Ts(7), "   AND a.window_start < ", Ts(8),
+        "   AND (a.series_id, a.window_start) > ($10::bigint, ", Ts(11), ")),",
+        " live AS (SELECT p.series_id, date_bin(", Size(6),
+        ", p.time, 'epoch') AS window_start,"
+        "   count(*) AS count, sum(x.v ORDER BY p.time) AS sum, min(x.v) AS min,"
+        "   max(x.v) AS max, sum(x.v ORDER BY p.time) / count(*) AS avg,"
+        "   (array_agg(x.v ORDER BY p.time))[1] AS first,"
+        "   (array_agg(x.v ORDER BY p.time DESC))[1] AS last,"
+        "   0::bigint AS version, true AS partial, sel.series_bytes"
+        "   FROM sel CROSS JOIN LATERAL (SELECT max(a.window_start) AS last_start"
+        "     FROM aggregates a WHERE a.series_id = sel.series_id AND a.window_size = ",
+        Size(6), "     AND a.window_start >= ", Ts(7), " - ", Size(6), "     AND a.window_start < ",
+        Ts(8), ") l", "   JOIN points p ON p.series_id = sel.series_id",
+        "     AND p.time >= greatest(", Ts(7), ", l.last_start + ", Size(6), ")",
+        "     AND p.time < ", Ts(8), "   CROSS JOIN LATERAL (SELECT ", kNumericValue, " AS v) x",
+        // Only the series from the cursor's on: a later page does not recompute the
+        // live windows of the series earlier pages returned.
+        "   WHERE $9::boolean AND sel.numeric AND sel.series_id >= $10::bigint"
+        "     AND x.v IS NOT NULL"
+        "   GROUP BY 1, 2, sel.series_bytes)",
+        // Each row carries its series' size: joining the union to sel again let the
+        // planner, which expects one selected series, rerun the union once per series.
+        " SELECT series_id, ", Micros("window_start"),
+        ", count, sum, min, max, avg, first, last, version, partial, series_bytes FROM (",
+        " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
+        ") u ORDER BY series_id, window_start LIMIT $12");
+    const std::vector<pqxx::row> rows = ReadInChunks(
+        tx, req.selector(), cursor.series_id, (want + per_series) / per_series, want + 1,
+        [&](const SelectorParams& chunk, int64_t limit) {
+          return tx.exec_params(sql, chunk.measure_name, chunk.equal_json, chunk.not_equal_json,
+                                chunk.regex_json, chunk.series_ids, size, lo, hi, req.real_time(),
+                                cursor.series_id, Clamp(cursor.time_us), limit);
+        });
     std::map<int64_t, v1::Series*> series;
     v1::SeriesWindows* current = nullptr;
     int64_t n = 0, bytes = 0, last_series = 0, last_time = 0;

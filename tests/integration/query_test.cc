@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -380,6 +381,120 @@ TEST_F(QueryStoreTest, InterpolateReadsObservationsAcrossChunksAndCapsThem) {
                                             " series, the first with ",
                                             refused_early->series(0).values_size(), " values")
                              : refused_early.status().ToString());
+}
+
+// A page reads the selected series a chunk at a time, not all of them: across 40 series of
+// which only every fourth has data in the range, every page but the last is full, and the
+// pages together return every point and window once, in order.
+TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
+  QueryStore store = Store();
+  const int64_t day = kDay0 + 24 * kHour;  // 2026-11-21
+  std::vector<int64_t> with_data;
+  for (int id = 201; id <= 240; ++id) {
+    Sql(absl::StrCat(
+        "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+        " VALUES (",
+        id, ", 'walk{device_id=\"w", id, "\"}', 'walk', 'w", id, "', '{\"device_id\":\"w", id,
+        "\"}')"));
+    if (id % 4 != 0) {  // selected, but its one point and window lie before the range
+      Sql(
+          absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                       " VALUES (",
+                       id, ", ", Ts(day - kHour), ", 1, 1, now())"));
+      continue;
+    }
+    with_data.push_back(id);
+    Sql(
+        absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                     " SELECT ",
+                     id, ", ", Ts(day), " + i * interval '1 minute', i, 1, now()",
+                     " FROM generate_series(0, 6) AS i"));
+    Sql(
+        absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
+                     " min, max, avg, first, last, version)"
+                     " SELECT ",
+                     id, ", interval '5 minutes', ", Ts(day),
+                     " + i * interval '5 minutes', 1, i, i, i, i, i, i, 1"
+                     " FROM generate_series(0, 2) AS i"));
+  }
+  auto cleanup = absl::MakeCleanup([] {
+    Sql("DELETE FROM points WHERE series_id BETWEEN 201 AND 240;"
+        " DELETE FROM aggregates WHERE series_id BETWEEN 201 AND 240;"
+        " DELETE FROM series WHERE series_id BETWEEN 201 AND 240");
+  });
+
+  v1::ReadPointsRequest points;
+  points.mutable_selector()->set_measure_name("walk");
+  points.mutable_range()->set_start_us(day);
+  points.mutable_range()->set_end_us(day + kHour);
+  points.set_page_size(4);
+  std::vector<std::pair<int64_t, int64_t>> got;
+  std::vector<int> page_sizes;
+  do {
+    auto r = store.ReadPoints(points, absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    page_sizes.push_back(0);
+    for (const auto& sp : r->series()) {
+      for (const auto& pt : sp.points()) got.emplace_back(sp.series().series_id(), pt.time_us());
+      page_sizes.back() += sp.points_size();
+    }
+    points.set_page_token(r->next_page_token());
+  } while (!points.page_token().empty());
+  std::vector<std::pair<int64_t, int64_t>> want;
+  for (int64_t id : with_data) {
+    for (int i = 0; i < 7; ++i) want.emplace_back(id, day + i * kMin);
+  }
+  EXPECT_EQ(got, want);
+  ASSERT_EQ(page_sizes.size(), 18u);  // 70 points in pages of 4
+  for (size_t i = 0; i + 1 < page_sizes.size(); ++i) EXPECT_EQ(page_sizes[i], 4) << "page " << i;
+
+  // The same series named by id (in any order, one twice, and one of another measure, which
+  // the measure still excludes): the chunks come from the ids, with the same pages.
+  v1::ReadPointsRequest named = points;
+  named.clear_page_token();
+  for (int id = 240; id >= 201; --id) named.mutable_selector()->add_series_ids(id);
+  named.mutable_selector()->add_series_ids(204);
+  named.mutable_selector()->add_series_ids(1);
+  std::vector<std::pair<int64_t, int64_t>> got_named;
+  int pages = 0;
+  do {
+    auto r = store.ReadPoints(named, absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++pages;
+    for (const auto& sp : r->series()) {
+      for (const auto& pt : sp.points()) {
+        got_named.emplace_back(sp.series().series_id(), pt.time_us());
+      }
+    }
+    named.set_page_token(r->next_page_token());
+  } while (!named.page_token().empty());
+  EXPECT_EQ(got_named, want);
+  EXPECT_EQ(pages, 18);
+
+  v1::ReadAggregatesRequest windows;
+  windows.mutable_selector()->set_measure_name("walk");
+  *windows.mutable_range() = points.range();
+  windows.set_window_size_us(5 * kMin);
+  windows.set_page_size(5);
+  got.clear();
+  page_sizes.clear();
+  do {
+    auto r = store.ReadAggregates(windows, absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    page_sizes.push_back(0);
+    for (const auto& sw : r->series()) {
+      for (const auto& w : sw.windows()) got.emplace_back(sw.series().series_id(), w.start_us());
+      page_sizes.back() += sw.windows_size();
+    }
+    windows.set_page_token(r->next_page_token());
+  } while (!windows.page_token().empty());
+  want.clear();
+  for (int64_t id : with_data) {
+    for (int i = 0; i < 3; ++i) want.emplace_back(id, day + i * 5 * kMin);
+  }
+  EXPECT_EQ(got, want);
+  ASSERT_EQ(page_sizes.size(), 6u);  // 30 windows in pages of 5
+  for (int n : page_sizes) EXPECT_EQ(n, 5);
 }
 
 TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {

@@ -55,66 +55,12 @@ int64_t Clamp(int64_t t) {
   return std::clamp<int64_t>(t, -200'000'000'000'000'000, int64_t{1} << 62);
 }
 
-// The ids of the series `p` selects from `from` on, in order, at most `count` of them. When the
-// selector names its series (`named`, sorted), they are taken from it without a query: the
-// statement each chunk runs applies the rest of the selector.
-std::vector<int64_t> SelectedSeriesFrom(pqxx::transaction_base& tx, const SelectorParams& p,
-                                        const std::vector<int64_t>& named, int64_t from,
-                                        int64_t count) {
-  std::vector<int64_t> ids;
-  if (!named.empty()) {
-    for (auto it = std::lower_bound(named.begin(), named.end(), from);
-         it != named.end() && static_cast<int64_t>(ids.size()) < count; ++it) {
-      ids.push_back(*it);
-    }
-    return ids;
-  }
-  for (const pqxx::row& row :
-       tx.exec_params(absl::StrCat("SELECT s.series_id FROM series s WHERE ", kSeriesFilter,
-                                   " AND s.series_id >= $6 ORDER BY s.series_id LIMIT $7"),
-                      p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
-                      from, count)) {
-    ids.push_back(row[0].as<int64_t>());
-  }
-  return ids;
-}
-
 // The series ids a selector names, sorted and without repeats.
 std::vector<int64_t> NamedSeries(const v1::SeriesSelector& selector) {
   std::vector<int64_t> ids(selector.series_ids().begin(), selector.series_ids().end());
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
-}
-
-// A page's rows, read a chunk of the selected series at a time from `from` (the cursor's
-// series) on: the first chunk of `first_chunk` series, each next one twice as large, until
-// `limit` rows are read or the series run out. `read(chunk, limit)` reads the rows of the
-// series `chunk` selects, in page order (by series, then time), at most `limit` of them.
-// Reading every selected series at once made each page read and sort every row after the
-// cursor, so paging through N series cost about N times the rows.
-template <typename Read>
-std::vector<pqxx::row> ReadInChunks(pqxx::transaction_base& tx, const v1::SeriesSelector& selector,
-                                    int64_t from, int64_t first_chunk, int64_t limit, Read read) {
-  // At most this many ids go into one statement (as many as a selector may name).
-  constexpr int64_t kMaxChunk = 10'000;
-  const SelectorParams p = ToParams(selector);
-  const std::vector<int64_t> named = NamedSeries(selector);
-  std::vector<pqxx::row> rows;
-  int64_t chunk = std::clamp<int64_t>(first_chunk, 1, kMaxChunk);
-  while (static_cast<int64_t>(rows.size()) < limit) {
-    const std::vector<int64_t> ids = SelectedSeriesFrom(tx, p, named, from, chunk);
-    if (ids.empty()) break;
-    SelectorParams selected = p;
-    selected.series_ids = absl::StrCat("{", absl::StrJoin(ids, ","), "}");
-    for (const pqxx::row& row : read(selected, limit - static_cast<int64_t>(rows.size()))) {
-      rows.push_back(row);
-    }
-    if (static_cast<int64_t>(ids.size()) < chunk || ids.back() == INT64_MAX) break;
-    from = ids.back() + 1;
-    chunk = std::min(chunk * 2, kMaxChunk);
-  }
-  return rows;
 }
 
 // Fills the series of `by_id` from the series table, one query for the page.
@@ -140,6 +86,68 @@ constexpr int64_t kBucketChunk = 500;
 // would mean none).
 int64_t RemainingMs(absl::Time deadline) {
   return std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now()));
+}
+
+// A page's rows, read a chunk of the selected series at a time from `from` (the cursor's
+// series) on: the first chunk of `first_chunk` series, each next one twice as large, until
+// `limit` rows are read or the series run out. `read(chunk, limit)` reads the rows of the
+// series `chunk` selects, in page order (by series, then time), at most `limit` of them.
+// Reading every selected series at once made each page read and sort every row after the
+// cursor, so paging through N series cost about N times the rows. Chunks are taken from the
+// ids the selector names, else from the series table; each statement after the first (whose
+// timeout the caller set) runs within what is left until `deadline`. A page's chunks read
+// their own snapshots (READ COMMITTED), but no series is split between two statements.
+template <typename Read>
+std::vector<pqxx::row> ReadInChunks(pqxx::transaction_base& tx, const v1::SeriesSelector& selector,
+                                    int64_t from, int64_t first_chunk, int64_t limit,
+                                    absl::Time deadline, Read read) {
+  // At most this many ids go into one statement (as many as a selector may name by default).
+  constexpr int64_t kMaxChunk = 10'000;
+  const SelectorParams p = ToParams(selector);
+  const std::vector<int64_t> named = NamedSeries(selector);
+  bool first_statement = true;
+  auto within_deadline = [&] {
+    if (!first_statement) {
+      tx.exec0(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline)));
+    }
+    first_statement = false;
+  };
+  std::vector<pqxx::row> rows;
+  int64_t chunk = std::clamp<int64_t>(first_chunk, 1, kMaxChunk);
+  while (static_cast<int64_t>(rows.size()) < limit) {
+    std::vector<int64_t> ids;
+    bool last_chunk = true;
+    if (!named.empty()) {
+      auto it = std::lower_bound(named.begin(), named.end(), from);
+      for (; it != named.end() && static_cast<int64_t>(ids.size()) < chunk; ++it) {
+        ids.push_back(*it);
+      }
+      last_chunk = it == named.end();
+    } else {
+      // One id more than the chunk says whether another chunk follows.
+      within_deadline();
+      for (const pqxx::row& row :
+           tx.exec_params(absl::StrCat("SELECT s.series_id FROM series s WHERE ", kSeriesFilter,
+                                       " AND s.series_id >= $6 ORDER BY s.series_id LIMIT $7"),
+                          p.measure_name, p.equal_json, p.not_equal_json, p.regex_json,
+                          p.series_ids, from, chunk + 1)) {
+        ids.push_back(row[0].as<int64_t>());
+      }
+      last_chunk = static_cast<int64_t>(ids.size()) <= chunk;
+      if (!last_chunk) ids.pop_back();
+    }
+    if (ids.empty()) break;
+    SelectorParams selected = p;
+    selected.series_ids = absl::StrCat("{", absl::StrJoin(ids, ","), "}");
+    within_deadline();
+    for (const pqxx::row& row : read(selected, limit - static_cast<int64_t>(rows.size()))) {
+      rows.push_back(row);
+    }
+    if (last_chunk || ids.back() == INT64_MAX) break;
+    from = ids.back() + 1;
+    chunk = std::min(chunk * 2, kMaxChunk);
+  }
+  return rows;
 }
 
 // FetchSeries under a statement timeout of what is left until `deadline` (the last SET LOCAL
@@ -287,6 +295,7 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
 
 absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPointsRequest& req,
                                                               absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
   if (absl::Status s = ValidateSelector(req.selector(), limits_); !s.ok()) return s;
   if (absl::Status s = ValidateRange(req.range()); !s.ok()) return s;
   absl::StatusOr<int> page =
@@ -327,8 +336,10 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
         "      THEN '-infinity'::timestamptz"
         "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $9::bigint END)"
         " ORDER BY p.series_id, p.time LIMIT $10");
+    // A later page starts in the series the previous one ended in, mostly read already.
+    const int64_t resumed = cursor.series_id == INT64_MIN ? 0 : 1;
     const std::vector<pqxx::row> rows = ReadInChunks(
-        tx, req.selector(), cursor.series_id, 1, want + 1,
+        tx, req.selector(), cursor.series_id, 1 + resumed, want + 1, deadline,
         [&](const SelectorParams& chunk, int64_t limit) {
           return tx.exec_params(sql, chunk.measure_name, chunk.equal_json, chunk.not_equal_json,
                                 chunk.regex_json, chunk.series_ids, start_us, end_us,
@@ -367,6 +378,7 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
       last_time = point->time_us();
     }
     if (!ids.empty()) {
+      tx.exec0(absl::StrCat("SET LOCAL statement_timeout = ", RemainingMs(deadline)));
       for (const pqxx::row& row : tx.exec_params(
                "SELECT series_id, canonical_key, measure_name, dimensions::text AS dimensions"
                " FROM series WHERE series_id = ANY($1::bigint[])",
@@ -405,6 +417,7 @@ absl::StatusOr<std::vector<int64_t>> QueryStore::StoredWindowSizes(absl::Duratio
 
 absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
     const v1::ReadAggregatesRequest& req, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
   if (absl::Status s = ValidateSelector(req.selector(), limits_); !s.ok()) return s;
   if (absl::Status s = ValidateRange(req.range()); !s.ok()) return s;
   absl::StatusOr<int> page =
@@ -430,7 +443,7 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
       Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), size));
   try {
     pqxx::read_transaction tx(*conn_);
-    SetTimeout(tx, timeout);
+    SetTimeout(tx, deadline - absl::Now());
     // Stored windows, then (real_time) each series' windows after its last stored one,
     // computed as the aggregator computes them: sums in time order, first and last by time.
     const std::string after_cursor =
@@ -476,9 +489,11 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
         ", count, sum, min, max, avg, first, last, version, partial, series_bytes FROM (",
         " SELECT * FROM stored UNION ALL SELECT * FROM live WHERE ", after_cursor,
         ") u ORDER BY series_id, window_start LIMIT $12");
+    // A later page starts in the series the previous one ended in, mostly read already.
+    const int64_t resumed = cursor.series_id == INT64_MIN ? 0 : 1;
     const std::vector<pqxx::row> rows = ReadInChunks(
-        tx, req.selector(), cursor.series_id, (want + per_series) / per_series, want + 1,
-        [&](const SelectorParams& chunk, int64_t limit) {
+        tx, req.selector(), cursor.series_id, (want + per_series) / per_series + resumed, want + 1,
+        deadline, [&](const SelectorParams& chunk, int64_t limit) {
           return tx.exec_params(sql, chunk.measure_name, chunk.equal_json, chunk.not_equal_json,
                                 chunk.regex_json, chunk.series_ids, size, lo, hi, req.real_time(),
                                 cursor.series_id, Clamp(cursor.time_us), limit);
@@ -517,7 +532,7 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
       last_time = w->start_us();
       ++n;
     }
-    FetchSeries(tx, series);
+    DescribeSeries(tx, series, deadline);
     const int64_t remaining = cursor.remaining < 0 ? -1 : cursor.remaining - n;
     if (more && remaining != 0) {
       resp.set_next_page_token(EncodeCursor({last_series, last_time, remaining, ""}));

@@ -385,7 +385,8 @@ TEST_F(QueryStoreTest, InterpolateReadsObservationsAcrossChunksAndCapsThem) {
 
 // A page reads the selected series a chunk at a time, not all of them: across 40 series of
 // which only every fourth has data in the range, every page but the last is full, and the
-// pages together return every point and window once, in order.
+// pages together return every point and window (stored and real_time) once, in order, also
+// when the selector names the series.
 TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   QueryStore store = Store();
   const int64_t day = kDay0 + 24 * kHour;  // 2026-11-21
@@ -409,6 +410,12 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
                      " SELECT ",
                      id, ", ", Ts(day), " + i * interval '1 minute', i, 1, now()",
                      " FROM generate_series(0, 6) AS i"));
+    // After its last stored window: a partial window at 00:20 with real_time.
+    Sql(
+        absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                     " SELECT ",
+                     id, ", ", Ts(day), " + i * interval '1 minute', i, 1, now()",
+                     " FROM generate_series(20, 21) AS i"));
     Sql(
         absl::StrCat("INSERT INTO aggregates (series_id, window_size, window_start, count, sum,"
                      " min, max, avg, first, last, version)"
@@ -442,10 +449,10 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   } while (!points.page_token().empty());
   std::vector<std::pair<int64_t, int64_t>> want;
   for (int64_t id : with_data) {
-    for (int i = 0; i < 7; ++i) want.emplace_back(id, day + i * kMin);
+    for (int i : {0, 1, 2, 3, 4, 5, 6, 20, 21}) want.emplace_back(id, day + i * kMin);
   }
   EXPECT_EQ(got, want);
-  ASSERT_EQ(page_sizes.size(), 18u);  // 70 points in pages of 4
+  ASSERT_EQ(page_sizes.size(), 23u);  // 90 points in pages of 4
   for (size_t i = 0; i + 1 < page_sizes.size(); ++i) EXPECT_EQ(page_sizes[i], 4) << "page " << i;
 
   // The same series named by id (in any order, one twice, and one of another measure, which
@@ -469,12 +476,13 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
     named.set_page_token(r->next_page_token());
   } while (!named.page_token().empty());
   EXPECT_EQ(got_named, want);
-  EXPECT_EQ(pages, 18);
+  EXPECT_EQ(pages, 23);
 
   v1::ReadAggregatesRequest windows;
   windows.mutable_selector()->set_measure_name("walk");
   *windows.mutable_range() = points.range();
   windows.set_window_size_us(5 * kMin);
+  windows.set_real_time(true);
   windows.set_page_size(5);
   got.clear();
   page_sizes.clear();
@@ -490,10 +498,10 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   } while (!windows.page_token().empty());
   want.clear();
   for (int64_t id : with_data) {
-    for (int i = 0; i < 3; ++i) want.emplace_back(id, day + i * 5 * kMin);
+    for (int minute : {0, 5, 10, 20}) want.emplace_back(id, day + minute * kMin);
   }
   EXPECT_EQ(got, want);
-  ASSERT_EQ(page_sizes.size(), 6u);  // 30 windows in pages of 5
+  ASSERT_EQ(page_sizes.size(), 8u);  // 30 stored and 10 partial windows in pages of 5
   for (int n : page_sizes) EXPECT_EQ(n, 5);
 }
 

@@ -567,6 +567,13 @@ absl::Status MeasureRealTimeMixedKinds(v1::QueryService::Stub& stub, const std::
   return absl::OkStatus();
 }
 
+// How many rows one SQL statement returns, read whole through libpq: the baseline of a paged read.
+template <typename... Params>
+size_t RowsRead(pqxx::connection& conn, const char* sql, Params&&... params) {
+  pqxx::read_transaction tx(conn);
+  return tx.exec_params(sql, std::forward<Params>(params)...).size();
+}
+
 // 1c. ReadAggregates of every series of the measure (100 x 288 windows, all pages), stored
 //     windows only and real_time, and ReadPoints of every series over an hour (100 x 360
 //     points), each against the same rows read by one SQL statement through libpq in the same
@@ -592,19 +599,15 @@ absl::Status MeasureFleetReads(v1::QueryService::Stub& stub, pqxx::connection& r
     absl::StatusOr<std::vector<std::string>> b = ReadAllWindows(stub, live);
     const double b_ms = Ms(absl::Now() - t);
     t = absl::Now();
-    size_t direct = 0;
-    {
-      pqxx::read_transaction tx(reader);
-      direct = tx.exec_params(
-                     "SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg,"
-                     " a.first, a.last, a.version FROM aggregates a JOIN series s USING (series_id)"
-                     " WHERE s.measure_name = $1 AND a.window_size = interval '1 microsecond' * $2"
-                     " AND a.window_start >= 'epoch'::timestamptz + interval '1 microsecond' * $3"
-                     " AND a.window_start < 'epoch'::timestamptz + interval '1 microsecond' * $4"
-                     " ORDER BY a.series_id, a.window_start",
-                     kMeasure, kWindowUs, day_us, day_us + kDayUs)
-                   .size();
-    }
+    const size_t direct =
+        RowsRead(reader,
+                 "SELECT a.series_id, a.window_start, a.count, a.sum, a.min, a.max, a.avg, a.first,"
+                 " a.last, a.version FROM aggregates a JOIN series s USING (series_id)"
+                 " WHERE s.measure_name = $1 AND a.window_size = interval '1 microsecond' * $2"
+                 " AND a.window_start >= 'epoch'::timestamptz + interval '1 microsecond' * $3"
+                 " AND a.window_start < 'epoch'::timestamptz + interval '1 microsecond' * $4"
+                 " ORDER BY a.series_id, a.window_start",
+                 kMeasure, kWindowUs, day_us, day_us + kDayUs);
     const double c_ms = Ms(absl::Now() - t);
     if (!a.ok()) return a.status();
     if (!b.ok()) return b.status();
@@ -653,19 +656,14 @@ absl::Status MeasureFleetReads(v1::QueryService::Stub& stub, pqxx::connection& r
     } while (!req_points.page_token().empty());
     const double a_ms = Ms(absl::Now() - t);
     t = absl::Now();
-    size_t direct = 0;
-    {
-      pqxx::read_transaction tx(reader);
-      direct = tx.exec_params(
-                     "SELECT p.series_id, p.time, p.value_double, p.value_int, p.value_bool,"
-                     " p.value_string, p.version FROM points p JOIN series s USING (series_id)"
-                     " WHERE s.measure_name = $1"
-                     " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $2"
-                     " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $3"
-                     " ORDER BY p.series_id, p.time",
-                     kMeasure, day_us, day_us + 3'600'000'000)
-                   .size();
-    }
+    const size_t direct = RowsRead(
+        reader,
+        "SELECT p.series_id, p.time, p.value_double, p.value_int, p.value_bool, p.value_string,"
+        " p.version FROM points p JOIN series s USING (series_id) WHERE s.measure_name = $1"
+        " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $2"
+        " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $3"
+        " ORDER BY p.series_id, p.time",
+        kMeasure, day_us, day_us + 3'600'000'000);
     const double b_ms = Ms(absl::Now() - t);
     if (got != expected_points || direct != expected_points) {
       return absl::InternalError(

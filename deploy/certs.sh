@@ -8,8 +8,9 @@
 # is safe; delete a file (or DIR) to make it anew. Certificates are valid for 825 days. A
 # server or client certificate is issued again (key and certificate, each replaced by a
 # rename, which the services pick up while they run) when it is not signed by ca.pem (a new
-# CA), expires within 30 days, or lacks a name asked for; run it again to renew. The CA is
-# never replaced by the script: it warns 30 days before ca.pem expires.
+# CA), does not match its key, expires within 30 days, or lacks a name asked for; run it again
+# to renew. The CA is never replaced by the script: it warns 30 days before ca.pem expires and
+# fails once it has.
 # Private keys are made readable by their owner only; containers run as `nobody`, so for
 # compose make them readable by it: TIDEMARK_CERT_KEY_MODE=0644 deploy/certs.sh DIR.
 set -euo pipefail
@@ -28,6 +29,13 @@ if [ ! -f ca.pem ]; then
     2>/dev/null
 fi
 
+# Certificates issued by an expired CA would not verify either: say so once, rather than issue
+# them again on every run.
+if ! openssl x509 -in ca.pem -noout -checkend 0 >/dev/null; then
+  echo "certs.sh: $(pwd)/ca.pem has expired; make a new CA: delete ca.pem and ca-key.pem, run" \
+    "this again, and give clients the new ca.pem (docs/security.md, Rotating certificates)" >&2
+  exit 1
+fi
 if ! openssl x509 -in ca.pem -noout -checkend "$renew_seconds" >/dev/null; then
   echo "certs.sh: warning: $(pwd)/ca.pem expires $(openssl x509 -in ca.pem -noout -enddate | cut -d= -f2);" \
     "make a new CA (see docs/security.md, Rotating certificates)" >&2
@@ -40,6 +48,12 @@ current() {
   [ -f "$name.pem" ] && [ -f "$name-key.pem" ] || return 1
   if ! openssl verify -CAfile ca.pem "$name.pem" >/dev/null 2>&1; then
     echo "certs.sh: issuing $name.pem again: not signed by ca.pem, or expired" >&2
+    return 1
+  fi
+  # A run cut short between the key's rename and the certificate's leaves them apart.
+  if [ "$(openssl x509 -in "$name.pem" -noout -pubkey 2>/dev/null)" != \
+       "$(openssl pkey -in "$name-key.pem" -pubout 2>/dev/null)" ]; then
+    echo "certs.sh: issuing $name.pem again: it does not match $name-key.pem" >&2
     return 1
   fi
   if ! openssl x509 -in "$name.pem" -noout -checkend "$renew_seconds" >/dev/null; then

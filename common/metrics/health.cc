@@ -78,6 +78,8 @@ void HealthMonitor::Loop() {
     absl::MutexLock lock(&mu_);
     check_started_.reset();
     stall_reported_ = false;
+    // Stopping may have cut the check short: its answer says nothing about the service.
+    if (stopping_) return;
     Publish(status);
     auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval_)) return;

@@ -1,6 +1,8 @@
 #include "common/pg/health_probe.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -20,13 +22,19 @@ HealthProbe::HealthProbe(std::string dsn)
 HealthProbe::~HealthProbe() = default;
 
 absl::Status HealthProbe::Check() {
-  bool interrupted_before;
+  // An interrupt counts for the Check it reaches, or for the next one when it comes between
+  // two (its caller may not know the last one just returned): never for two.
+  auto forget_interrupt = absl::MakeCleanup([this] {
+    absl::MutexLock lock(&mu_);
+    interrupted_ = false;
+  });
+  bool reconnect;
   {
     absl::MutexLock lock(&mu_);
-    interrupted_before = interrupted_;
-    interrupted_ = false;
+    reconnect = connection_shut_;
+    connection_shut_ = false;
   }
-  if (interrupted_before || conn_ == nullptr || !conn_->is_open()) {
+  if (reconnect || conn_ == nullptr || !conn_->is_open()) {
     conn_.reset();
     // Bounded by connect_timeout, so not interruptible: the session's settings come below.
     absl::StatusOr<std::unique_ptr<pqxx::connection>> conn = Connect(dsn_);
@@ -39,10 +47,15 @@ absl::Status HealthProbe::Check() {
   }
   {
     absl::MutexLock lock(&mu_);
-    socket_ = conn_->sock();
+    // Interrupted while connecting (or before): end now rather than wait on the server.
+    if (interrupted_) return Interrupted();
+    // A descriptor of our own for the same socket: libpq may close its descriptor (and the
+    // number be reused) before this thread clears socket_, while ours stays this socket's.
+    socket_ = fcntl(conn_->sock(), F_DUPFD_CLOEXEC, 0);
   }
   auto done_waiting = absl::MakeCleanup([this] {
     absl::MutexLock lock(&mu_);
+    if (socket_ >= 0) close(socket_);
     socket_ = -1;
   });
   try {
@@ -56,23 +69,26 @@ absl::Status HealthProbe::Check() {
     return absl::OkStatus();
   } catch (const std::exception& e) {
     std::move(done_waiting).Invoke();
-    conn_.reset();  // after socket_ is cleared: Interrupt must not see a closed descriptor
+    conn_.reset();
     absl::MutexLock lock(&mu_);
-    if (interrupted_) {
-      interrupted_ = false;
-      return absl::UnavailableError(
-          "PostgreSQL has not answered SELECT 1 (the check was ended after running too long)");
-    }
+    if (interrupted_) return Interrupted();
     return absl::UnavailableError(absl::StrCat("PostgreSQL unreachable: ", e.what()));
   }
 }
 
+absl::Status HealthProbe::Interrupted() {
+  return absl::UnavailableError(
+      "PostgreSQL has not answered the health check (ended after running too long, or for "
+      "shutdown)");
+}
+
 void HealthProbe::Interrupt() {
   absl::MutexLock lock(&mu_);
-  if (socket_ < 0) return;
+  interrupted_ = true;
+  if (socket_ < 0) return;  // connecting (bounded), or not waiting at all
   // Wakes libpq's wait on the socket with end-of-file: the query fails as a lost connection.
   ::shutdown(socket_, SHUT_RDWR);
-  interrupted_ = true;
+  connection_shut_ = true;
 }
 
 }  // namespace tidemark::pg

@@ -59,6 +59,14 @@ openssl x509 -in "$dir/client.pem" -noout -checkend $((60 * 24 * 3600)) >/dev/nu
 grep -q "expires within 30 days" "$work/stderr" || fail "renewal not reported: $(cat "$work/stderr")"
 [ "$(stat -c %a "$dir/client-key.pem")" = 644 ] || fail "client-key.pem is not 644"
 
+# A key that does not match its certificate (a run cut short between the two renames).
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=x \
+  -keyout "$dir/server-key.pem" -out /dev/null 2>/dev/null
+run
+openssl x509 -in "$dir/server.pem" -noout -pubkey > "$work/cert.pub"
+openssl pkey -in "$dir/server-key.pem" -pubout > "$work/key.pub"
+cmp -s "$work/cert.pub" "$work/key.pub" || fail "a key that does not match was kept"
+
 # A new CA: both certificates are issued again under it.
 rm "$dir/ca.pem" "$dir/ca-key.pem"
 run
@@ -77,6 +85,25 @@ run
 [ "$(sum ca.pem)" = "$ca" ] || fail "the CA was replaced"
 grep -q "warning: .*ca.pem expires" "$work/stderr" || fail "no warning: $(cat "$work/stderr")"
 verifies server.pem || fail "server.pem not issued under the kept CA"
+
+# An expired CA: a clear failure, and nothing issued under it.
+mkdir -p "$work/old-ca"
+: > "$work/old-ca/index.txt"
+echo 01 > "$work/old-ca/serial"
+printf '%s\n' "[ca]" "default_ca = old" "[old]" "database = $work/old-ca/index.txt" \
+  "new_certs_dir = $work/old-ca" "serial = $work/old-ca/serial" "default_md = sha256" \
+  "policy = any" "[any]" "commonName = supplied" "[v3ca]" \
+  "basicConstraints = critical,CA:TRUE" "keyUsage = critical,keyCertSign,cRLSign" \
+  > "$work/old-ca.cnf"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=expired CA" \
+  -keyout "$dir/ca-key.pem" -out "$work/ca.csr" 2>/dev/null
+openssl ca -batch -notext -config "$work/old-ca.cnf" -selfsign -keyfile "$dir/ca-key.pem" \
+  -in "$work/ca.csr" -startdate 20200101000000Z -enddate 20200201000000Z -extensions v3ca \
+  -out "$dir/ca.pem" 2>/dev/null || fail "could not make an expired CA for the test"
+server="$(sum server.pem)"
+if bash "$certs" "$dir" >/dev/null 2>"$work/stderr"; then fail "an expired CA was accepted"; fi
+grep -q "ca.pem has expired" "$work/stderr" || fail "no reason given: $(cat "$work/stderr")"
+[ "$(sum server.pem)" = "$server" ] || fail "server.pem was issued under an expired CA"
 
 [ "$failures" = 0 ] && echo "certs: all checks passed"
 exit "$failures"

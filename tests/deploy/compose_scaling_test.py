@@ -140,6 +140,25 @@ for name in tidemark:
         problems.append(f"{name}: no CPU cap (cpus)")
     if not s.get("mem_limit"):
         problems.append(f"{name}: no memory cap (mem_limit)")
+
+
+def size_bytes(value):
+    """A compose size ("2g", "512m", or a byte count) in bytes."""
+    text = str(value).strip().lower().rstrip("b")
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+# The query replica's Subscribe streams fit in half its memory cap, so that slow subscribers
+# are ended by their bounds (RESOURCE_EXHAUSTED) before the replica is killed.
+query = services.get("query", {})
+if query.get("mem_limit"):
+    env = query.get("environment") or {}
+    streams = int(env.get("TIDEMARK_MAX_SUBSCRIPTIONS", 1000))
+    per_stream = int(env.get("TIDEMARK_SUBSCRIBER_BUFFER_BYTES", 16 << 20))
+    if streams * per_stream > size_bytes(query["mem_limit"]) // 2:
+        problems.append(f"query: {streams} Subscribe streams of {per_stream} bytes exceed half "
+                        f"its mem_limit {query['mem_limit']}")
 root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
 with open(root + "/.dockerignore") as f:
     ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}

@@ -680,7 +680,9 @@ TEST(HealthProbe, AStuckCheckIsReplacedAndDoesNotHoldUpShutdown) {
   absl::SleepFor(absl::Seconds(3));
   (*query)->Signal(SIGTERM);
   // A generous bound: without the interrupt the process waits for the stopped backend for ever.
-  EXPECT_TRUE((*query)->Wait(absl::Seconds(30)).ok()) << (*query)->Log();
+  const absl::StatusOr<int> exit_code = (*query)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status() << (*query)->Log();
+  EXPECT_EQ(*exit_code, 0) << (*query)->Log();
 }
 
 // --- The query service's statement timeout ----------------------------------------------------

@@ -41,6 +41,51 @@ std::string Ts(int64_t us) {
   return absl::StrCat("'epoch'::timestamptz + interval '1 microsecond' * ", us);
 }
 
+// What a paged read returned: every (series id, time) in order, and each page's row count.
+struct Pages {
+  std::vector<std::pair<int64_t, int64_t>> rows;
+  std::vector<int> sizes;
+};
+
+// Every page of `req`, each counted as it comes.
+Pages AllPages(QueryStore& store, v1::ReadPointsRequest req) {
+  Pages out;
+  do {
+    auto r = store.ReadPoints(req, absl::Seconds(10));
+    if (!r.ok()) {
+      ADD_FAILURE() << r.status();
+      break;
+    }
+    out.sizes.push_back(0);
+    for (const auto& sp : r->series()) {
+      for (const auto& pt : sp.points())
+        out.rows.emplace_back(sp.series().series_id(), pt.time_us());
+      out.sizes.back() += sp.points_size();
+    }
+    req.set_page_token(r->next_page_token());
+  } while (!req.page_token().empty());
+  return out;
+}
+
+Pages AllPages(QueryStore& store, v1::ReadAggregatesRequest req) {
+  Pages out;
+  do {
+    auto r = store.ReadAggregates(req, absl::Seconds(10));
+    if (!r.ok()) {
+      ADD_FAILURE() << r.status();
+      break;
+    }
+    out.sizes.push_back(0);
+    for (const auto& sw : r->series()) {
+      for (const auto& w : sw.windows())
+        out.rows.emplace_back(sw.series().series_id(), w.start_us());
+      out.sizes.back() += sw.windows_size();
+    }
+    req.set_page_token(r->next_page_token());
+  } while (!req.page_token().empty());
+  return out;
+}
+
 // A database with the writer's schema, the hand-made data below, and a login in the read-only
 // role for the query service.
 class QueryStoreTest : public ::testing::Test {
@@ -435,48 +480,26 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   points.mutable_range()->set_start_us(day);
   points.mutable_range()->set_end_us(day + kHour);
   points.set_page_size(4);
-  std::vector<std::pair<int64_t, int64_t>> got;
-  std::vector<int> page_sizes;
-  do {
-    auto r = store.ReadPoints(points, absl::Seconds(10));
-    ASSERT_TRUE(r.ok()) << r.status();
-    page_sizes.push_back(0);
-    for (const auto& sp : r->series()) {
-      for (const auto& pt : sp.points()) got.emplace_back(sp.series().series_id(), pt.time_us());
-      page_sizes.back() += sp.points_size();
-    }
-    points.set_page_token(r->next_page_token());
-  } while (!points.page_token().empty());
+  const Pages by_measure = AllPages(store, points);
   std::vector<std::pair<int64_t, int64_t>> want;
   for (int64_t id : with_data) {
     for (int i : {0, 1, 2, 3, 4, 5, 6, 20, 21}) want.emplace_back(id, day + i * kMin);
   }
-  EXPECT_EQ(got, want);
-  ASSERT_EQ(page_sizes.size(), 23u);  // 90 points in pages of 4
-  for (size_t i = 0; i + 1 < page_sizes.size(); ++i) EXPECT_EQ(page_sizes[i], 4) << "page " << i;
+  EXPECT_EQ(by_measure.rows, want);
+  ASSERT_EQ(by_measure.sizes.size(), 23u);  // 90 points in pages of 4
+  for (size_t i = 0; i + 1 < by_measure.sizes.size(); ++i) {
+    EXPECT_EQ(by_measure.sizes[i], 4) << "page " << i;
+  }
 
   // The same series named by id (in any order, one twice, and one of another measure, which
   // the measure still excludes): the chunks come from the ids, with the same pages.
   v1::ReadPointsRequest named = points;
-  named.clear_page_token();
   for (int id = 240; id >= 201; --id) named.mutable_selector()->add_series_ids(id);
   named.mutable_selector()->add_series_ids(204);
   named.mutable_selector()->add_series_ids(1);
-  std::vector<std::pair<int64_t, int64_t>> got_named;
-  int pages = 0;
-  do {
-    auto r = store.ReadPoints(named, absl::Seconds(10));
-    ASSERT_TRUE(r.ok()) << r.status();
-    ++pages;
-    for (const auto& sp : r->series()) {
-      for (const auto& pt : sp.points()) {
-        got_named.emplace_back(sp.series().series_id(), pt.time_us());
-      }
-    }
-    named.set_page_token(r->next_page_token());
-  } while (!named.page_token().empty());
-  EXPECT_EQ(got_named, want);
-  EXPECT_EQ(pages, 23);
+  const Pages by_id = AllPages(store, named);
+  EXPECT_EQ(by_id.rows, want);
+  EXPECT_EQ(by_id.sizes, by_measure.sizes);
 
   v1::ReadAggregatesRequest windows;
   windows.mutable_selector()->set_measure_name("walk");
@@ -484,25 +507,14 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   windows.set_window_size_us(5 * kMin);
   windows.set_real_time(true);
   windows.set_page_size(5);
-  got.clear();
-  page_sizes.clear();
-  do {
-    auto r = store.ReadAggregates(windows, absl::Seconds(10));
-    ASSERT_TRUE(r.ok()) << r.status();
-    page_sizes.push_back(0);
-    for (const auto& sw : r->series()) {
-      for (const auto& w : sw.windows()) got.emplace_back(sw.series().series_id(), w.start_us());
-      page_sizes.back() += sw.windows_size();
-    }
-    windows.set_page_token(r->next_page_token());
-  } while (!windows.page_token().empty());
+  const Pages stored_and_live = AllPages(store, windows);
   want.clear();
   for (int64_t id : with_data) {
     for (int minute : {0, 5, 10, 20}) want.emplace_back(id, day + minute * kMin);
   }
-  EXPECT_EQ(got, want);
-  ASSERT_EQ(page_sizes.size(), 8u);  // 30 stored and 10 partial windows in pages of 5
-  for (int n : page_sizes) EXPECT_EQ(n, 5);
+  EXPECT_EQ(stored_and_live.rows, want);
+  // 30 stored and 10 partial windows in pages of 5
+  EXPECT_EQ(stored_and_live.sizes, std::vector<int>(8, 5));
 }
 
 TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {

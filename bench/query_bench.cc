@@ -9,6 +9,8 @@
 //    every page, against the same windows read by one SQL SELECT.
 // 2. ReadAggregates and Rollup latency p50/p99 with 16 concurrent clients.
 // 3. Subscribe: time from an upsert's commit to its delivery, with 100 open streams.
+// 4. ReadPoints of one site's devices among 1,000,000 series, by measure and site and by
+//    measure alone, against the same points read by one SQL SELECT.
 // And first (0.) the peak memory of listing series with long descriptions and of one
 // Interpolate page over the whole day, each against the same rows read whole through libpq.
 #include <malloc.h>
@@ -471,6 +473,21 @@ absl::StatusOr<std::vector<std::string>> ReadAllWindows(v1::QueryService::Stub& 
   return windows;
 }
 
+// How many points a ReadPoints returns, page after page.
+absl::StatusOr<size_t> ReadAllPoints(v1::QueryService::Stub& stub, v1::ReadPointsRequest req) {
+  size_t got = 0;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    v1::ReadPointsResponse resp;
+    const grpc::Status st = stub.ReadPoints(&ctx, req, &resp);
+    if (!st.ok()) return absl::InternalError(absl::StrCat("ReadPoints: ", st.error_message()));
+    for (const v1::SeriesPoints& sp : resp.series()) got += sp.points_size();
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return got;
+}
+
 // 1b. real_time ReadAggregates of one device that sends string measures beside its numbers
 //     (4 of each, a point every 10 s for the day; the numbers' 5 m windows stored up to an hour
 //     before its end, so the last hour is computed from the raw points). Baseline in the same
@@ -643,18 +660,9 @@ absl::Status MeasureFleetReads(v1::QueryService::Stub& stub, pqxx::connection& r
   std::vector<double> points_ms, points_sql_ms;
   for (int r = 0; r <= kRounds; ++r) {
     absl::Time t = absl::Now();
-    size_t got = 0;
-    v1::ReadPointsRequest req_points = points;
-    do {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline());
-      v1::ReadPointsResponse resp;
-      const grpc::Status st = stub.ReadPoints(&ctx, req_points, &resp);
-      if (!st.ok()) return absl::InternalError(absl::StrCat("ReadPoints: ", st.error_message()));
-      for (const v1::SeriesPoints& sp : resp.series()) got += sp.points_size();
-      req_points.set_page_token(resp.next_page_token());
-    } while (!req_points.page_token().empty());
+    const absl::StatusOr<size_t> got = ReadAllPoints(stub, points);
     const double a_ms = Ms(absl::Now() - t);
+    if (!got.ok()) return got.status();
     t = absl::Now();
     const size_t direct = RowsRead(
         reader,
@@ -665,9 +673,9 @@ absl::Status MeasureFleetReads(v1::QueryService::Stub& stub, pqxx::connection& r
         " ORDER BY p.series_id, p.time",
         kMeasure, day_us, day_us + 3'600'000'000);
     const double b_ms = Ms(absl::Now() - t);
-    if (got != expected_points || direct != expected_points) {
+    if (*got != expected_points || direct != expected_points) {
       return absl::InternalError(
-          absl::StrFormat("ReadPoints of the measure returned %d points, SQL %d; expected %d", got,
+          absl::StrFormat("ReadPoints of the measure returned %d points, SQL %d; expected %d", *got,
                           direct, expected_points));
     }
     if (r == 0) continue;
@@ -1279,6 +1287,112 @@ absl::Status MeasureSubscribe(int port, const std::string& owner_dsn,
   return absl::OkStatus();
 }
 
+// 4. ReadPoints in a large fleet: 1,000,000 series (250,000 devices x 4 measures, ids spread
+//    over the whole range as the writer's hashes are), of which the 2,500 devices of one site
+//    have a minute of points. Every page of that minute's points of one measure, selected by
+//    measure and site (each selected series has points) and by measure alone (1 % of the
+//    250,000 selected series have points), each against the same points read by one SQL
+//    SELECT in the same run. Runs last: the other steps keep their small series table.
+absl::Status MeasureLargeFleet(v1::QueryService::Stub& stub, pqxx::connection& reader,
+                               const std::string& owner_dsn, int64_t day_us) {
+  constexpr int kDevices = 250'000;
+  constexpr int kSites = 100;
+  constexpr int kPointsEach = 6;
+  constexpr int kRounds = 5;
+  constexpr char kSite[] = "site-5";
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
+  if (!owner.ok()) return owner.status();
+  const int64_t minute_us = day_us + kDayUs / 2;
+  const absl::Time load_start = absl::Now();
+  {
+    pqxx::work tx(**owner);
+    tx.exec_params0(
+        "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+        " SELECT hashtextextended(k.key, 0), k.key, k.measure, k.device,"
+        " jsonb_build_object('device_id', k.device, 'site', k.site)"
+        " FROM generate_series(0, $1::int - 1) d CROSS JOIN unnest(ARRAY['fleet_cpu',"
+        " 'fleet_mem', 'fleet_disk', 'fleet_net']) m(measure) CROSS JOIN LATERAL (SELECT"
+        " m.measure, 'dev-' || d AS device, 'site-' || d % $2::int AS site,"
+        " m.measure || '{device_id=dev-' || d || ',site=site-' || d % $2::int || '}:double'"
+        " AS key) k",
+        kDevices, kSites);
+    tx.exec_params0(
+        "INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+        " SELECT s.series_id, 'epoch'::timestamptz + interval '1 microsecond' * ($1::bigint"
+        " + i * $2::bigint), i, 1, now() FROM series s CROSS JOIN generate_series(0, $3::int - 1) i"
+        " WHERE s.dimensions @> jsonb_build_object('site', $4::text)",
+        minute_us, kPointStepUs, kPointsEach, kSite);
+    tx.commit();
+  }
+  Sql(**owner, "ANALYZE series");
+  Sql(**owner, "ANALYZE points");
+  const double load_s = absl::ToDoubleSeconds(absl::Now() - load_start);
+
+  v1::ReadPointsRequest by_measure;
+  by_measure.mutable_selector()->set_measure_name("fleet_cpu");
+  by_measure.mutable_range()->set_start_us(minute_us);
+  by_measure.mutable_range()->set_end_us(minute_us + 60'000'000);
+  by_measure.set_page_size(1000);
+  v1::ReadPointsRequest by_site = by_measure;
+  v1::DimensionMatcher* m = by_site.mutable_selector()->add_matchers();
+  m->set_name("site");
+  m->set_value(kSite);
+  const size_t expected = static_cast<size_t>(kDevices / kSites * kPointsEach);
+  constexpr const char* kBaseline =
+      "SELECT p.series_id, p.time, p.value_double, p.value_int, p.value_bool, p.value_string,"
+      " p.version FROM points p JOIN series s USING (series_id) WHERE s.measure_name = $1"
+      " AND s.dimensions @> $2::jsonb"
+      " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $3"
+      " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $4"
+      " ORDER BY p.series_id, p.time";
+  const std::string site_json = nlohmann::json({{"site", kSite}}).dump();
+  std::vector<double> site_ms, measure_ms, site_sql_ms, measure_sql_ms;
+  for (int r = 0; r <= kRounds; ++r) {  // round 0 warms up
+    absl::Time t = absl::Now();
+    const absl::StatusOr<size_t> a = ReadAllPoints(stub, by_site);
+    const double a_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    const size_t a_sql =
+        RowsRead(reader, kBaseline, "fleet_cpu", site_json, minute_us, minute_us + 60'000'000);
+    const double a_sql_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    const absl::StatusOr<size_t> b = ReadAllPoints(stub, by_measure);
+    const double b_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    const size_t b_sql =
+        RowsRead(reader, kBaseline, "fleet_cpu", "{}", minute_us, minute_us + 60'000'000);
+    const double b_sql_ms = Ms(absl::Now() - t);
+    if (!a.ok()) return a.status();
+    if (!b.ok()) return b.status();
+    if (*a != expected || *b != expected || a_sql != expected || b_sql != expected) {
+      return absl::InternalError(absl::StrFormat(
+          "ReadPoints in the large fleet returned %d points by site, %d by measure; SQL %d and "
+          "%d; expected %d",
+          *a, *b, a_sql, b_sql, expected));
+    }
+    if (r == 0) continue;
+    site_ms.push_back(a_ms);
+    site_sql_ms.push_back(a_sql_ms);
+    measure_ms.push_back(b_ms);
+    measure_sql_ms.push_back(b_sql_ms);
+  }
+  const auto ratio = [](const std::vector<double>& a, const std::vector<double>& b) {
+    return Percentile(a, 0.5) / Percentile(b, 0.5);
+  };
+  bench::Report(
+      "query.txt",
+      absl::StrFormat(
+          "ReadPoints among %d series (loaded in %.1f s), 1 minute of one measure of the %d "
+          "devices of one site (%d points, pages of 1000): by measure and site median %.1f ms, "
+          "SQL %.1f ms, ratio %.2fx; by measure alone (%d selected series, 1 %% with points) "
+          "median %.1f ms, SQL %.1f ms, ratio %.2fx (%d rounds)",
+          4 * kDevices, load_s, kDevices / kSites, expected, Percentile(site_ms, 0.5),
+          Percentile(site_sql_ms, 0.5), ratio(site_ms, site_sql_ms), kDevices,
+          Percentile(measure_ms, 0.5), Percentile(measure_sql_ms, 0.5),
+          ratio(measure_ms, measure_sql_ms), kRounds));
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
   auto logger = log::MakeLogger("query-bench");
   logger->set_level(spdlog::level::warn);
@@ -1335,7 +1449,8 @@ absl::Status Run() {
         Guarded([&] { return MeasureRealTimeMixedKinds(*stub, *owner_dsn, day_us); }),
         Guarded([&] { return MeasureFleetReads(*stub, **reader, day_us); }),
         Guarded([&] { return MeasureConcurrent(port, *series_ids, day_us); }),
-        Guarded([&] { return MeasureSubscribe(port, *owner_dsn, *series_ids, day_us); })}) {
+        Guarded([&] { return MeasureSubscribe(port, *owner_dsn, *series_ids, day_us); }),
+        Guarded([&] { return MeasureLargeFleet(*stub, **reader, *owner_dsn, day_us); })}) {
     if (!s.ok()) failures.push_back(s.ToString());
   }
   query->Signal(SIGTERM);

@@ -501,6 +501,14 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   EXPECT_EQ(by_id.rows, want);
   EXPECT_EQ(by_id.sizes, by_measure.sizes);
 
+  // Pages of 40 points need 5 series with points, 20 selected: each page reads past the ids
+  // fetched first (8) into the next fetch.
+  v1::ReadPointsRequest larger = points;
+  larger.set_page_size(40);
+  const Pages by_measure_larger = AllPages(store, larger);
+  EXPECT_EQ(by_measure_larger.rows, want);
+  EXPECT_EQ(by_measure_larger.sizes, (std::vector<int>{40, 40, 10}));
+
   v1::ReadAggregatesRequest windows;
   windows.mutable_selector()->set_measure_name("walk");
   *windows.mutable_range() = points.range();
@@ -515,6 +523,39 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   EXPECT_EQ(stored_and_live.rows, want);
   // 30 stored and 10 partial windows in pages of 5
   EXPECT_EQ(stored_and_live.sizes, std::vector<int>(8, 5));
+}
+
+TEST_F(QueryStoreTest, PagesOfOnePointPerSeriesCrossEveryChunkAndFetchBoundary) {
+  QueryStore store = Store();
+  const int64_t day = kDay0 + 24 * kHour;  // 2026-11-21
+  // 60 series, each with one point: every series a chunk or a fetch of ids ends at has a
+  // point, so a series skipped or read twice at a boundary changes the rows.
+  Sql(absl::StrCat(
+      "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+      " SELECT i, 'walk_dense{device_id=\"d' || i || '\"}', 'walk_dense', 'd' || i,"
+      " jsonb_build_object('device_id', 'd' || i) FROM generate_series(301, 360) i;"
+      " INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+      " SELECT i, ",
+      Ts(day), ", i, 1, now() FROM generate_series(301, 360) i"));
+  auto cleanup = absl::MakeCleanup([] {
+    Sql("DELETE FROM points WHERE series_id BETWEEN 301 AND 360;"
+        " DELETE FROM series WHERE series_id BETWEEN 301 AND 360");
+  });
+  std::vector<std::pair<int64_t, int64_t>> want;
+  for (int64_t id = 301; id <= 360; ++id) want.emplace_back(id, day);
+  v1::ReadPointsRequest req;
+  req.mutable_selector()->set_measure_name("walk_dense");
+  req.mutable_range()->set_start_us(day);
+  req.mutable_range()->set_end_us(day + kHour);
+  for (int page_size : {1, 3, 7, 20, 100}) {
+    req.set_page_size(page_size);
+    const Pages pages = AllPages(store, req);
+    EXPECT_EQ(pages.rows, want) << "pages of " << page_size;
+    const size_t full = 60 / page_size;
+    std::vector<int> sizes(full, page_size);
+    if (60 % page_size != 0) sizes.push_back(60 % page_size);
+    EXPECT_EQ(pages.sizes, sizes) << "pages of " << page_size;
+  }
 }
 
 TEST_F(QueryStoreTest, PagesEndAtTheByteBoundAndResumeExactly) {

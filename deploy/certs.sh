@@ -2,7 +2,8 @@
 # Makes a local certificate authority and the certificates the local stack and compose use:
 #   ca.pem / ca-key.pem            the CA (keep ca-key.pem private; it signs everything below)
 #   server.pem / server-key.pem    ingest and query (names: localhost, 127.0.0.1, ingest,
-#                                  query, nginx, and any extra names given as arguments)
+#                                  query, nginx, and any extra names given as arguments:
+#                                  host names, IPv4 or IPv6 addresses)
 #   client.pem / client-key.pem    a client certificate (CN tidemark-client) for mutual TLS
 # Usage: deploy/certs.sh DIR [extra-name ...]. Existing files are kept, so running it again
 # is safe; delete a file (or DIR) to make it anew. Certificates are valid for 825 days. A
@@ -60,22 +61,30 @@ current() {
     echo "certs.sh: issuing $name.pem again: it expires within 30 days" >&2
     return 1
   fi
-  # openssl prints "DNS:a, IP Address:1.2.3.4, ..."; compared as ",entry," to match whole names.
-  have=",$(openssl x509 -in "$name.pem" -noout -ext subjectAltName | tail -n +2 |
-    tr -d ' \n' | sed 's/IPAddress:/IP:/g'),"
+  # openssl prints "DNS:a, IP Address:1.2.3.4, ..."; names are compared as ",DNS:x," to match
+  # whole names. Addresses are checked by openssl, which prints IPv6 ones in a form of its own.
+  have=",$(openssl x509 -in "$name.pem" -noout -ext subjectAltName | tail -n +2 | tr -d ' \n'),"
   for entry in ${sans//,/ }; do
-    if [[ "$have" != *",$entry,"* ]]; then
-      echo "certs.sh: issuing $name.pem again: it does not name $entry" >&2
-      return 1
-    fi
+    case "$entry" in
+      IP:*) openssl x509 -in "$name.pem" -noout -checkip "${entry#IP:}" |
+              grep -q "does match" && continue ;;
+      *) [[ "$have" == *",$entry,"* ]] && continue ;;
+    esac
+    echo "certs.sh: issuing $name.pem again: it does not name $entry" >&2
+    return 1
   done
 }
+
+# Temporary files of the certificate being issued, removed however the script ends.
+pending=()
+trap 'rm -f "${pending[@]}"' EXIT
 
 # sign NAME CN SANS EXTENSIONS: a key and a certificate signed by the CA, unless current.
 # Written to temporary files and renamed into place, the key first.
 sign() {
   local name="$1" cn="$2" sans="$3" ext="$4"
   current "$name" "$sans" && return 0
+  pending=("$name-key.pem.new" "$name.csr" "$name.ext" "$name.pem.new")
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$cn" \
     -keyout "$name-key.pem.new" -out "$name.csr" 2>/dev/null
   printf '%s\nsubjectAltName=%s\n' "$ext" "$sans" > "$name.ext"
@@ -86,11 +95,17 @@ sign() {
   chmod "${TIDEMARK_CERT_KEY_MODE:-0600}" "$name-key.pem.new"
   mv -f "$name-key.pem.new" "$name-key.pem"
   mv -f "$name.pem.new" "$name.pem"
+  pending=()
 }
 
 sans="DNS:localhost,IP:127.0.0.1,DNS:ingest,DNS:query,DNS:nginx"
 for extra in "$@"; do
-  if [[ "$extra" =~ ^[0-9.]+$ ]]; then sans="$sans,IP:$extra"; else sans="$sans,DNS:$extra"; fi
+  # An IPv4 address, or an IPv6 one (hex digits and colons, perhaps ending in IPv4 form).
+  if [[ "$extra" =~ ^[0-9.]+$ || "$extra" =~ ^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$ ]]; then
+    sans="$sans,IP:$extra"
+  else
+    sans="$sans,DNS:$extra"
+  fi
 done
 sign server localhost "$sans" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment

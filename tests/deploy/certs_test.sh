@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deploy/certs.sh run again: keeps what is current, and issues a certificate again when it is
-# not signed by ca.pem, expires within 30 days, or lacks a name asked for.
+# not signed by ca.pem, expires within 30 days, or lacks a name asked for; names IPv6 addresses
+# as addresses; leaves no temporary files when openssl fails.
 # usage: certs_test.sh deploy/certs.sh
 set -u
 certs="$1"
@@ -46,6 +47,30 @@ server="$(sum server.pem)"
 # Fewer names than it has: still current.
 run
 [ "$(sum server.pem)" = "$server" ] || fail "a run without extra names issued server.pem again"
+
+# IPv6 addresses are named as addresses (which openssl prints in full), and stay current.
+run ::1 fd00::a:1
+names server.pem | grep -q "IP Address:0:0:0:0:0:0:0:1" &&
+  names server.pem | grep -q "IP Address:FD00:0:0:0:0:0:A:1" ||
+  fail "IPv6 addresses not named as addresses: $(names server.pem)"
+openssl x509 -in "$dir/server.pem" -noout -checkip ::1 | grep -q "does match" ||
+  fail "server.pem does not match ::1"
+server="$(sum server.pem)"
+run ::1 fd00::a:1
+[ "$(sum server.pem)" = "$server" ] || fail "a second run with IPv6 addresses issued server.pem again"
+
+# openssl failing part-way leaves no temporary files and the current certificate in place.
+mkdir -p "$work/bin"
+printf '%s\n' '#!/usr/bin/env bash' \
+  'if [ "$1" = x509 ] && [ "$2" = -req ]; then echo "signing refused" >&2; exit 1; fi' \
+  "exec $(command -v openssl) \"\$@\"" > "$work/bin/openssl"
+chmod +x "$work/bin/openssl"
+if PATH="$work/bin:$PATH" bash "$certs" "$dir" another.example >/dev/null 2>"$work/stderr"; then
+  fail "certs.sh succeeded though openssl failed"
+fi
+leftovers="$(cd "$dir" && ls -- *.new *.csr *.ext 2>/dev/null)"
+[ -z "$leftovers" ] || fail "temporary files left behind: $leftovers"
+[ "$(sum server.pem)" = "$server" ] || fail "server.pem changed though signing failed"
 
 # A certificate that expires within 30 days is renewed, keeping the key mode asked for.
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=tidemark-client \

@@ -10,7 +10,7 @@
 // 2. ReadAggregates and Rollup latency p50/p99 with 16 concurrent clients.
 // 3. Subscribe: time from an upsert's commit to its delivery, with 100 open streams.
 // 4. ReadPoints of one site's devices among 1,000,000 series, by measure and site and by
-//    measure alone, against the same points read by one SQL SELECT.
+//    measure alone, and ListSeries of one measure, each against one SQL SELECT.
 // And first (0.) the peak memory of listing series with long descriptions and of one
 // Interpolate page over the whole day, each against the same rows read whole through libpq.
 #include <malloc.h>
@@ -1292,7 +1292,8 @@ absl::Status MeasureSubscribe(int port, const std::string& owner_dsn,
 //    have a minute of points. Every page of that minute's points of one measure, selected by
 //    measure and site (each selected series has points) and by measure alone (1 % of the
 //    250,000 selected series have points), each against the same points read by one SQL
-//    SELECT in the same run. Runs last: the other steps keep their small series table.
+//    SELECT in the same run; and every page of ListSeries of that measure, against one SQL
+//    SELECT of the same series. Runs last: the other steps keep their small series table.
 absl::Status MeasureLargeFleet(v1::QueryService::Stub& stub, pqxx::connection& reader,
                                const std::string& owner_dsn, int64_t day_us) {
   constexpr int kDevices = 250'000;
@@ -1390,6 +1391,49 @@ absl::Status MeasureLargeFleet(v1::QueryService::Stub& stub, pqxx::connection& r
           Percentile(site_sql_ms, 0.5), ratio(site_ms, site_sql_ms), kDevices,
           Percentile(measure_ms, 0.5), Percentile(measure_sql_ms, 0.5),
           ratio(measure_ms, measure_sql_ms), kRounds));
+
+  // Every series of the measure, listed page after page.
+  constexpr int kListRounds = 3;
+  std::vector<double> list_ms, list_sql_ms;
+  for (int r = 0; r <= kListRounds; ++r) {
+    absl::Time t = absl::Now();
+    v1::ListSeriesRequest list;
+    list.mutable_selector()->set_measure_name("fleet_cpu");
+    list.set_page_size(1000);
+    size_t listed = 0;
+    do {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline());
+      v1::ListSeriesResponse resp;
+      if (grpc::Status st = stub.ListSeries(&ctx, list, &resp); !st.ok()) {
+        return absl::InternalError(absl::StrCat("ListSeries: ", st.error_message()));
+      }
+      listed += resp.series_size();
+      list.set_page_token(resp.next_page_token());
+    } while (!list.page_token().empty());
+    const double a_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    const size_t direct = RowsRead(reader,
+                                   "SELECT series_id, canonical_key, measure_name,"
+                                   " dimensions::text FROM series WHERE measure_name = $1"
+                                   " ORDER BY series_id",
+                                   "fleet_cpu");
+    const double b_ms = Ms(absl::Now() - t);
+    if (listed != static_cast<size_t>(kDevices) || direct != listed) {
+      return absl::InternalError(
+          absl::StrFormat("ListSeries of the measure listed %d series, SQL %d; expected %d", listed,
+                          direct, kDevices));
+    }
+    if (r == 0) continue;
+    list_ms.push_back(a_ms);
+    list_sql_ms.push_back(b_ms);
+  }
+  bench::Report(
+      "query.txt",
+      absl::StrFormat("ListSeries among %d series, the %d of one measure (pages of "
+                      "1000): median %.1f ms; SQL %.1f ms; ratio %.2fx (%d rounds)",
+                      4 * kDevices, kDevices, Percentile(list_ms, 0.5),
+                      Percentile(list_sql_ms, 0.5), ratio(list_ms, list_sql_ms), kListRounds));
   return absl::OkStatus();
 }
 

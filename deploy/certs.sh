@@ -77,7 +77,7 @@ current() {
 
 # Temporary files of the certificate being issued, removed however the script ends.
 pending=()
-trap 'rm -f "${pending[@]}"' EXIT
+trap 'rm -f ${pending[@]+"${pending[@]}"}' EXIT
 
 # sign NAME CN SANS EXTENSIONS: a key and a certificate signed by the CA, unless current.
 # Written to temporary files and renamed into place, the key first.
@@ -100,8 +100,16 @@ sign() {
 
 sans="DNS:localhost,IP:127.0.0.1,DNS:ingest,DNS:query,DNS:nginx"
 for extra in "$@"; do
+  extra="${extra#[}" extra="${extra%]}"  # [::1] as in a URL
   # An IPv4 address, or an IPv6 one (hex digits and colons, perhaps ending in IPv4 form).
   if [[ "$extra" =~ ^[0-9.]+$ || "$extra" =~ ^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$ ]]; then
+    # openssl takes an address it cannot parse for a match; ca.pem names none, so a real
+    # address does not match it.
+    if ! openssl x509 -in ca.pem -noout -checkip "$extra" 2>/dev/null |
+         grep -q "does NOT match"; then
+      echo "certs.sh: $extra is not an IP address (nor a host name, which has no ':')" >&2
+      exit 1
+    fi
     sans="$sans,IP:$extra"
   else
     sans="$sans,DNS:$extra"

@@ -56,18 +56,27 @@ names server.pem | grep -q "IP Address:0:0:0:0:0:0:0:1" &&
 openssl x509 -in "$dir/server.pem" -noout -checkip ::1 | grep -q "does match" ||
   fail "server.pem does not match ::1"
 server="$(sum server.pem)"
-run ::1 fd00::a:1
-[ "$(sum server.pem)" = "$server" ] || fail "a second run with IPv6 addresses issued server.pem again"
+run '[::1]' fd00::a:1
+[ "$(sum server.pem)" = "$server" ] || fail "a second run with IPv6 addresses issued it again"
+# Something that looks like an address but is none is refused, not taken for a match.
+for bad in 1.2.3 a:b; do
+  if bash "$certs" "$dir" "$bad" >/dev/null 2>"$work/stderr"; then fail "$bad was accepted"; fi
+  grep -q "$bad is not an IP address" "$work/stderr" ||
+    fail "$bad: no reason: $(cat "$work/stderr")"
+done
+[ "$(sum server.pem)" = "$server" ] || fail "a refused name changed server.pem"
 
 # openssl failing part-way leaves no temporary files and the current certificate in place.
 mkdir -p "$work/bin"
 printf '%s\n' '#!/usr/bin/env bash' \
-  'if [ "$1" = x509 ] && [ "$2" = -req ]; then echo "signing refused" >&2; exit 1; fi' \
+  "if [ \"\$1\" = x509 ] && [ \"\$2\" = -req ]; then touch '$work/refused'; exit 1; fi" \
   "exec $(command -v openssl) \"\$@\"" > "$work/bin/openssl"
 chmod +x "$work/bin/openssl"
 if PATH="$work/bin:$PATH" bash "$certs" "$dir" another.example >/dev/null 2>"$work/stderr"; then
   fail "certs.sh succeeded though openssl failed"
 fi
+[ -f "$work/refused" ] && grep -q "does not name DNS:another.example" "$work/stderr" ||
+  fail "certs.sh did not get as far as signing: $(cat "$work/stderr")"
 leftovers="$(cd "$dir" && ls -- *.new *.csr *.ext 2>/dev/null)"
 [ -z "$leftovers" ] || fail "temporary files left behind: $leftovers"
 [ "$(sum server.pem)" = "$server" ] || fail "server.pem changed though signing failed"

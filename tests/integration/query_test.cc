@@ -528,32 +528,37 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
 TEST_F(QueryStoreTest, PagesOfOnePointPerSeriesCrossEveryChunkAndFetchBoundary) {
   QueryStore store = Store();
   const int64_t day = kDay0 + 24 * kHour;  // 2026-11-21
-  // 60 series, each with one point: every series a chunk or a fetch of ids ends at has a
-  // point, so a series skipped or read twice at a boundary changes the rows.
+  // 200 series in pairs of consecutive ids, the pairs far apart (the last series the largest
+  // id there is), each with one point: every series a chunk or a fetch of ids ends at has a
+  // point, so a series skipped or read twice at a boundary changes the rows, whether the
+  // next fetch's start is found by id or by count; pages of 100 take several fetches each.
   Sql(absl::StrCat(
       "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
-      " SELECT i, 'walk_dense{device_id=\"d' || i || '\"}', 'walk_dense', 'd' || i,"
-      " jsonb_build_object('device_id', 'd' || i) FROM generate_series(301, 360) i;"
+      " SELECT id, 'walk_dense{device_id=\"d' || id || '\"}', 'walk_dense', 'd' || id,"
+      " jsonb_build_object('device_id', 'd' || id) FROM (SELECT CASE WHEN i = 200"
+      " THEN 9223372036854775807 ELSE (1000 + i / 2) * 1000003 + i % 2 END AS id"
+      " FROM generate_series(1, 200) i) x;"
       " INSERT INTO points (series_id, time, value_double, version, ingested_at)"
-      " SELECT i, ",
-      Ts(day), ", i, 1, now() FROM generate_series(301, 360) i"));
+      " SELECT series_id, ",
+      Ts(day), ", 1, 1, now() FROM series WHERE measure_name = 'walk_dense'"));
   auto cleanup = absl::MakeCleanup([] {
-    Sql("DELETE FROM points WHERE series_id BETWEEN 301 AND 360;"
-        " DELETE FROM series WHERE series_id BETWEEN 301 AND 360");
+    Sql("DELETE FROM points WHERE series_id IN"
+        " (SELECT series_id FROM series WHERE measure_name = 'walk_dense');"
+        " DELETE FROM series WHERE measure_name = 'walk_dense'");
   });
   std::vector<std::pair<int64_t, int64_t>> want;
-  for (int64_t id = 301; id <= 360; ++id) want.emplace_back(id, day);
+  for (int64_t i = 1; i < 200; ++i) want.emplace_back((1000 + i / 2) * 1000003 + i % 2, day);
+  want.emplace_back(INT64_MAX, day);
   v1::ReadPointsRequest req;
   req.mutable_selector()->set_measure_name("walk_dense");
   req.mutable_range()->set_start_us(day);
   req.mutable_range()->set_end_us(day + kHour);
-  for (int page_size : {1, 3, 7, 20, 100}) {
+  for (int page_size : {1, 3, 7, 20, 100, 1000}) {
     req.set_page_size(page_size);
     const Pages pages = AllPages(store, req);
     EXPECT_EQ(pages.rows, want) << "pages of " << page_size;
-    const size_t full = 60 / page_size;
-    std::vector<int> sizes(full, page_size);
-    if (60 % page_size != 0) sizes.push_back(60 % page_size);
+    std::vector<int> sizes(200 / page_size, page_size);
+    if (200 % page_size != 0) sizes.push_back(200 % page_size);
     EXPECT_EQ(pages.sizes, sizes) << "pages of " << page_size;
   }
 }

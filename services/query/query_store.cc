@@ -60,14 +60,6 @@ int64_t Clamp(int64_t t) {
   return std::clamp<int64_t>(t, -200'000'000'000'000'000, int64_t{1} << 62);
 }
 
-// The series ids a selector names, sorted and without repeats.
-std::vector<int64_t> NamedSeries(const v1::SeriesSelector& selector) {
-  std::vector<int64_t> ids(selector.series_ids().begin(), selector.series_ids().end());
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  return ids;
-}
-
 // Fills the series of `by_id` from the series table, one query for the page.
 void FetchSeries(pqxx::transaction_base& tx, const std::map<int64_t, v1::Series*>& by_id) {
   if (by_id.empty()) return;
@@ -95,14 +87,15 @@ int64_t RemainingMs(absl::Time deadline) {
 
 // A page's rows, read a chunk of the selected series at a time from `from` (the cursor's
 // series) on: the first chunk of `first_chunk` series, each next one twice as large, until
-// `limit` rows are read or the series run out. `read(chunk, limit)` reads the rows of the
-// series `chunk` selects, in page order (by series, then time), at most `limit` of them.
-// Reading every selected series at once made each page read and sort every row after the
-// cursor, so paging through N series cost about N times the rows. Chunks are taken from the
-// ids the selector names, else from ids fetched from the series table ahead of the chunks:
-// the first fetch eight times the first chunk, each next one eight times the last (up to
-// 10,000). A selection that PostgreSQL finds through an index on dimensions is found whole by
-// each fetch (and sorted), so fetching each chunk's ids apart cost one such search per chunk. Each
+// `limit` rows are read or the series run out. `read(ids, limit)` reads the rows of the
+// series `ids` (a bigint[] literal, every one selected) names, in page order (by series, then
+// time), at most `limit` of them. Reading every selected series at once made each page read
+// and sort every row after the cursor, so paging through N series cost about N times the
+// rows. The ids, those the selector names included, are fetched from the series table
+// through the selector's filter ahead of the chunks: the first fetch eight times the first
+// chunk, each next one eight times the last (up to 10,000). A selection that PostgreSQL
+// finds through an index on dimensions is found whole by each fetch (and sorted), so fetching
+// each chunk's ids apart cost one such search per chunk. Each
 // statement after the first (whose timeout the caller set) runs within what is left until
 // `deadline`. A page's statements read their own snapshots (READ COMMITTED), but no series is split
 // between two of them.
@@ -121,10 +114,10 @@ std::vector<pqxx::row> ReadInChunks(pqxx::transaction_base& tx, const v1::Series
     first_statement = false;
   };
   // Selected ids not read yet, in order from `next`; `more` while the series table may hold
-  // further ones after `fetch_from`.
-  std::vector<int64_t> ids = NamedSeries(selector);
-  size_t next = std::lower_bound(ids.begin(), ids.end(), from) - ids.begin();
-  bool more = ids.empty();
+  // further ones from `fetch_from` on.
+  std::vector<int64_t> ids;
+  size_t next = 0;
+  bool more = true;
   int64_t fetch_from = from;
   int64_t chunk = std::clamp<int64_t>(first_chunk, 1, kMaxChunk);
   int64_t fetch = std::min(chunk * 8, kMaxChunk);
@@ -149,8 +142,7 @@ std::vector<pqxx::row> ReadInChunks(pqxx::transaction_base& tx, const v1::Series
     }
     if (next == ids.size()) break;
     const size_t end = std::min(ids.size(), next + static_cast<size_t>(chunk));
-    SelectorParams selected = p;
-    selected.series_ids =
+    const std::string selected =
         absl::StrCat("{", absl::StrJoin(ids.begin() + next, ids.begin() + end, ","), "}");
     next = end;
     within_deadline();
@@ -333,30 +325,34 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
     // Row-value comparison resumes exactly after the last point of the previous page. How
-    // dense a series is is not known: chunks start at one series.
+    // dense a series is is not known: chunks start at one series. The points are found by the
+    // chunk's ids alone (each id already selected), and the series table is read only for
+    // the series that have some: in a chunk of thousands of series of which few have points
+    // in the range, looking every one up first cost more than finding the points.
     const std::string sql = absl::StrCat(
-        "WITH sel AS MATERIALIZED (SELECT s.series_id, ", kSeriesBytes,
-        " AS series_bytes FROM series s WHERE ", kSeriesFilter,
-        ") SELECT p.series_id, (EXTRACT(EPOCH FROM p.time) * 1000000)::bigint AS time_us,"
-        " p.value_double, p.value_int, p.value_bool, p.value_string, p.version,"
-        " sel.series_bytes FROM points p JOIN sel USING (series_id)"
-        " WHERE p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $6::bigint"
-        " AND ($7::bigint = 9223372036854775807"
-        "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $7::bigint)"
-        " AND (p.series_id, p.time) > ($8::bigint, CASE WHEN $9::bigint = "
+        "SELECT r.series_id, (EXTRACT(EPOCH FROM r.time) * 1000000)::bigint AS time_us,"
+        " r.value_double, r.value_int, r.value_bool, r.value_string, r.version, ",
+        kSeriesBytes,
+        " AS series_bytes FROM (SELECT p.series_id, p.time, p.value_double, p.value_int,"
+        " p.value_bool, p.value_string, p.version FROM points p"
+        " WHERE p.series_id = ANY($1::bigint[])"
+        " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $2::bigint"
+        " AND ($3::bigint = 9223372036854775807"
+        "      OR p.time < 'epoch'::timestamptz + interval '1 microsecond' * $3::bigint)"
+        " AND (p.series_id, p.time) > ($4::bigint, CASE WHEN $5::bigint = "
         "(-9223372036854775807 - 1)"
         "      THEN '-infinity'::timestamptz"
-        "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $9::bigint END)"
-        " ORDER BY p.series_id, p.time LIMIT $10");
+        "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $5::bigint END)"
+        " ORDER BY p.series_id, p.time LIMIT $6) r JOIN series s USING (series_id)"
+        " ORDER BY r.series_id, r.time");
     // A later page starts in the series the previous one ended in, mostly read already.
     const int64_t resumed = cursor.series_id == INT64_MIN ? 0 : 1;
-    const std::vector<pqxx::row> rows = ReadInChunks(
-        tx, req.selector(), cursor.series_id, 1 + resumed, want + 1, deadline,
-        [&](const SelectorParams& chunk, int64_t limit) {
-          return tx.exec_params(sql, chunk.measure_name, chunk.equal_json, chunk.not_equal_json,
-                                chunk.regex_json, chunk.series_ids, start_us, end_us,
-                                cursor.series_id, cursor_time_us, limit);
-        });
+    const std::vector<pqxx::row> rows =
+        ReadInChunks(tx, req.selector(), cursor.series_id, 1 + resumed, want + 1, deadline,
+                     [&](const std::string& ids, int64_t limit) {
+                       return tx.exec_params(sql, ids, start_us, end_us, cursor.series_id,
+                                             cursor_time_us, limit);
+                     });
     std::map<int64_t, v1::SeriesPoints*> by_series;
     std::vector<int64_t> ids;
     int64_t last_series = 0, last_time = 0;
@@ -453,6 +449,8 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
   const int64_t lo = Clamp(AlignUp(req.range().start_us(), size));
   const int64_t hi =
       Clamp(req.range().end_us() == 0 ? INT64_MAX : AlignUp(req.range().end_us(), size));
+  // Each chunk's ids are selected already; the statement's filter finds them by id.
+  const SelectorParams p = ToParams(req.selector());
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, deadline - absl::Now());
@@ -505,10 +503,10 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
     const int64_t resumed = cursor.series_id == INT64_MIN ? 0 : 1;
     const std::vector<pqxx::row> rows = ReadInChunks(
         tx, req.selector(), cursor.series_id, (want + per_series) / per_series + resumed, want + 1,
-        deadline, [&](const SelectorParams& chunk, int64_t limit) {
-          return tx.exec_params(sql, chunk.measure_name, chunk.equal_json, chunk.not_equal_json,
-                                chunk.regex_json, chunk.series_ids, size, lo, hi, req.real_time(),
-                                cursor.series_id, Clamp(cursor.time_us), limit);
+        deadline, [&](const std::string& ids, int64_t limit) {
+          return tx.exec_params(sql, p.measure_name, p.equal_json, p.not_equal_json, p.regex_json,
+                                ids, size, lo, hi, req.real_time(), cursor.series_id,
+                                Clamp(cursor.time_us), limit);
         });
     std::map<int64_t, v1::Series*> series;
     v1::SeriesWindows* current = nullptr;

@@ -16,7 +16,8 @@ namespace {
 // $3 not-equal matchers (jsonb array of objects), $4 regular-expression matchers (jsonb array
 // of {name, pattern, negate}; a missing dimension matches as ''), $5 series ids (bigint[],
 // empty = any). Queries number their own parameters from $6. Queries select the series first
-// in a MATERIALIZED CTE, so the matchers run once per series rather than once per row read.
+// (in a MATERIALIZED CTE, or as ids fetched before reading), so the matchers run once per
+// series rather than once per row read.
 // Every statement is planned with its parameters' values (libpq's unnamed statement), so a
 // matcher the selector does not use folds away with its guard ($3 = '[]', ...). Unguarded, the
 // two NOT EXISTS became anti-joins that PostgreSQL estimated to leave one series of any
@@ -323,17 +324,20 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
   const int64_t cursor_time_us = cursor.time_us == INT64_MIN ? INT64_MIN : Clamp(cursor.time_us);
   try {
     pqxx::read_transaction tx(*conn_);
-    SetTimeout(tx, timeout);
+    SetTimeout(tx, deadline - absl::Now());  // a reconnection took some of it
     // Row-value comparison resumes exactly after the last point of the previous page. How
     // dense a series is is not known: chunks start at one series. The points are found by the
     // chunk's ids alone (each id already selected), and the series table is read only for
     // the series that have some: in a chunk of thousands of series of which few have points
-    // in the range, looking every one up first cost more than finding the points.
+    // in the range, looking every one up first cost more than finding the points. The join
+    // comes after the LIMIT, so it must not drop a row (the chunk's rows past the LIMIT would
+    // be skipped): a point whose series row is gone (deleted by hand) keeps its place.
     const std::string sql = absl::StrCat(
         "SELECT r.series_id, (EXTRACT(EPOCH FROM r.time) * 1000000)::bigint AS time_us,"
-        " r.value_double, r.value_int, r.value_bool, r.value_string, r.version, ",
+        " r.value_double, r.value_int, r.value_bool, r.value_string, r.version,"
+        " coalesce(",
         kSeriesBytes,
-        " AS series_bytes FROM (SELECT p.series_id, p.time, p.value_double, p.value_int,"
+        ", 0) AS series_bytes FROM (SELECT p.series_id, p.time, p.value_double, p.value_int,"
         " p.value_bool, p.value_string, p.version FROM points p"
         " WHERE p.series_id = ANY($1::bigint[])"
         " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $2::bigint"
@@ -343,7 +347,7 @@ absl::StatusOr<v1::ReadPointsResponse> QueryStore::ReadPoints(const v1::ReadPoin
         "(-9223372036854775807 - 1)"
         "      THEN '-infinity'::timestamptz"
         "      ELSE 'epoch'::timestamptz + interval '1 microsecond' * $5::bigint END)"
-        " ORDER BY p.series_id, p.time LIMIT $6) r JOIN series s USING (series_id)"
+        " ORDER BY p.series_id, p.time LIMIT $6) r LEFT JOIN series s USING (series_id)"
         " ORDER BY r.series_id, r.time");
     // A later page starts in the series the previous one ended in, mostly read already.
     const int64_t resumed = cursor.series_id == INT64_MIN ? 0 : 1;

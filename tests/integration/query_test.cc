@@ -469,10 +469,16 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
                      " + i * interval '5 minutes', 1, i, i, i, i, i, i, 1"
                      " FROM generate_series(0, 2) AS i"));
   }
-  auto cleanup = absl::MakeCleanup([] {
+  // A point of series 1 (another measure) in the range: naming it must not return it.
+  Sql(
+      absl::StrCat("INSERT INTO points (series_id, time, value_double, version, ingested_at)"
+                   " VALUES (1, ",
+                   Ts(day + kMin), ", 1, 1, now())"));
+  auto cleanup = absl::MakeCleanup([day] {
     Sql("DELETE FROM points WHERE series_id BETWEEN 201 AND 240;"
         " DELETE FROM aggregates WHERE series_id BETWEEN 201 AND 240;"
         " DELETE FROM series WHERE series_id BETWEEN 201 AND 240");
+    Sql(absl::StrCat("DELETE FROM points WHERE series_id = 1 AND time = ", Ts(day + kMin)));
   });
 
   v1::ReadPointsRequest points;
@@ -491,8 +497,8 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
     EXPECT_EQ(by_measure.sizes[i], 4) << "page " << i;
   }
 
-  // The same series named by id (in any order, one twice, and one of another measure, which
-  // the measure still excludes): the chunks come from the ids, with the same pages.
+  // The same series named by id (in any order, one twice, and one of another measure with a
+  // point in the range, which the measure still excludes): the same pages.
   v1::ReadPointsRequest named = points;
   for (int id = 240; id >= 201; --id) named.mutable_selector()->add_series_ids(id);
   named.mutable_selector()->add_series_ids(204);
@@ -523,6 +529,11 @@ TEST_F(QueryStoreTest, PagesWalkTheSelectedSeriesInChunks) {
   EXPECT_EQ(stored_and_live.rows, want);
   // 30 stored and 10 partial windows in pages of 5
   EXPECT_EQ(stored_and_live.sizes, std::vector<int>(8, 5));
+  v1::ReadAggregatesRequest windows_named = windows;
+  *windows_named.mutable_selector() = named.selector();
+  const Pages named_windows = AllPages(store, windows_named);
+  EXPECT_EQ(named_windows.rows, want);
+  EXPECT_EQ(named_windows.sizes, stored_and_live.sizes);
 }
 
 TEST_F(QueryStoreTest, PagesOfOnePointPerSeriesCrossEveryChunkAndFetchBoundary) {

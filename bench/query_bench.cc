@@ -1292,8 +1292,9 @@ absl::Status MeasureSubscribe(int port, const std::string& owner_dsn,
 //    have a minute of points. Every page of that minute's points of one measure, selected by
 //    measure and site (each selected series has points) and by measure alone (1 % of the
 //    250,000 selected series have points), each against the same points read by one SQL
-//    SELECT in the same run; and every page of ListSeries of that measure, against one SQL
-//    SELECT of the same series. Runs last: the other steps keep their small series table.
+//    SELECT in the same run; the same minute's windows by real_time ReadAggregates, against
+//    one SQL GROUP BY; and every page of ListSeries of that measure, against one SQL SELECT of
+//    the same series. Runs last: the other steps keep their small series table.
 absl::Status MeasureLargeFleet(v1::QueryService::Stub& stub, pqxx::connection& reader,
                                const std::string& owner_dsn, int64_t day_us) {
   constexpr int kDevices = 250'000;
@@ -1392,6 +1393,69 @@ absl::Status MeasureLargeFleet(v1::QueryService::Stub& stub, pqxx::connection& r
           Percentile(site_sql_ms, 0.5), ratio(site_ms, site_sql_ms), kDevices,
           Percentile(measure_ms, 0.5), Percentile(measure_sql_ms, 0.5),
           ratio(measure_ms, measure_sql_ms), kRounds));
+
+  // The minute's live windows (real_time, no window stored), by measure and site and by
+  // measure alone, against the same windows computed by one SQL GROUP BY.
+  constexpr const char* kBaselineWindows =
+      "SELECT p.series_id, date_bin(interval '1 microsecond' * $5, p.time, 'epoch'), count(*),"
+      " sum(p.value_double ORDER BY p.time), min(p.value_double), max(p.value_double),"
+      " (array_agg(p.value_double ORDER BY p.time))[1],"
+      " (array_agg(p.value_double ORDER BY p.time DESC))[1]"
+      " FROM points p JOIN series s USING (series_id) WHERE s.measure_name = $1"
+      " AND s.dimensions @> $2::jsonb"
+      " AND p.time >= 'epoch'::timestamptz + interval '1 microsecond' * $3"
+      " AND p.time < 'epoch'::timestamptz + interval '1 microsecond' * $4"
+      " GROUP BY 1, 2 ORDER BY 1, 2";
+  v1::ReadAggregatesRequest live_by_measure;
+  *live_by_measure.mutable_selector() = by_measure.selector();
+  live_by_measure.mutable_range()->set_start_us(minute_us);
+  live_by_measure.mutable_range()->set_end_us(minute_us + kWindowUs);
+  live_by_measure.set_window_size_us(kWindowUs);
+  live_by_measure.set_real_time(true);
+  live_by_measure.set_page_size(1000);
+  v1::ReadAggregatesRequest live_by_site = live_by_measure;
+  *live_by_site.mutable_selector() = by_site.selector();
+  const size_t windows = static_cast<size_t>(kDevices / kSites);
+  std::vector<double> live_site_ms, live_measure_ms, live_site_sql_ms, live_measure_sql_ms;
+  for (int r = 0; r <= kRounds; ++r) {
+    absl::Time t = absl::Now();
+    const absl::StatusOr<std::vector<std::string>> a = ReadAllWindows(stub, live_by_site);
+    const double a_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    const size_t a_sql = RowsRead(reader, kBaselineWindows, "fleet_cpu", site_json, minute_us,
+                                  minute_us + kWindowUs, kWindowUs);
+    const double a_sql_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    const absl::StatusOr<std::vector<std::string>> b = ReadAllWindows(stub, live_by_measure);
+    const double b_ms = Ms(absl::Now() - t);
+    t = absl::Now();
+    const size_t b_sql = RowsRead(reader, kBaselineWindows, "fleet_cpu", "{}", minute_us,
+                                  minute_us + kWindowUs, kWindowUs);
+    const double b_sql_ms = Ms(absl::Now() - t);
+    if (!a.ok()) return a.status();
+    if (!b.ok()) return b.status();
+    if (a->size() != windows || *a != *b || a_sql != windows || b_sql != windows) {
+      return absl::InternalError(absl::StrFormat(
+          "real_time ReadAggregates in the large fleet returned %d windows by site, %d by "
+          "measure; SQL %d and %d; expected %d",
+          a->size(), b->size(), a_sql, b_sql, windows));
+    }
+    if (r == 0) continue;
+    live_site_ms.push_back(a_ms);
+    live_site_sql_ms.push_back(a_sql_ms);
+    live_measure_ms.push_back(b_ms);
+    live_measure_sql_ms.push_back(b_sql_ms);
+  }
+  bench::Report(
+      "query.txt",
+      absl::StrFormat(
+          "real_time ReadAggregates among %d series, the minute's 5 m windows (%d, from the raw "
+          "points, pages of 1000): by measure and site median %.1f ms, SQL GROUP BY %.1f ms, "
+          "ratio %.2fx; by measure alone median %.1f ms, SQL %.1f ms, ratio %.2fx (%d rounds)",
+          4 * kDevices, windows, Percentile(live_site_ms, 0.5), Percentile(live_site_sql_ms, 0.5),
+          ratio(live_site_ms, live_site_sql_ms), Percentile(live_measure_ms, 0.5),
+          Percentile(live_measure_sql_ms, 0.5), ratio(live_measure_ms, live_measure_sql_ms),
+          kRounds));
 
   // Every series of the measure, listed page after page.
   constexpr int kListRounds = 3;

@@ -96,10 +96,10 @@ int64_t RemainingMs(absl::Time deadline) {
 // through the selector's filter ahead of the chunks: the first fetch eight times the first
 // chunk, each next one eight times the last (up to 10,000). A selection that PostgreSQL
 // finds through an index on dimensions is found whole by each fetch (and sorted), so fetching
-// each chunk's ids apart cost one such search per chunk. Each
-// statement after the first (whose timeout the caller set) runs within what is left until
-// `deadline`. A page's statements read their own snapshots (READ COMMITTED), but no series is split
-// between two of them.
+// each chunk's ids apart cost one such search per chunk. Each statement after the first
+// (whose timeout the caller set) runs within what is left until `deadline`. A page's
+// statements read their own snapshots (READ COMMITTED), but no series is split between two
+// of them.
 template <typename Read>
 std::vector<pqxx::row> ReadInChunks(pqxx::transaction_base& tx, const v1::SeriesSelector& selector,
                                     int64_t from, int64_t first_chunk, int64_t limit,

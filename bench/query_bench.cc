@@ -10,7 +10,8 @@
 // 2. ReadAggregates and Rollup latency p50/p99 with 16 concurrent clients.
 // 3. Subscribe: time from an upsert's commit to its delivery, with 100 open streams.
 // 4. ReadPoints of one site's devices among 1,000,000 series, by measure and site and by
-//    measure alone, and ListSeries of one measure, each against one SQL SELECT.
+//    measure alone, and ListSeries of one measure, each against one SQL SELECT; then a Rollup
+//    of one measure's 250,000 series grouped by site, against one SQL GROUP BY.
 // And first (0.) the peak memory of listing series with long descriptions and of one
 // Interpolate page over the whole day, each against the same rows read whole through libpq.
 #include <malloc.h>
@@ -776,7 +777,7 @@ absl::Status MeasureWideListSeries(const std::string& owner_dsn, const std::stri
 //    page read its rows before it read them through a cursor.
 absl::Status MeasureWideGroupedRollup(const std::string& owner_dsn, const std::string& reader_dsn,
                                       const std::string& dir, int64_t day_us) {
-  constexpr int kGroups = 10'000;  // the most series a Rollup selector may cover
+  constexpr int kGroups = 10'000;
   constexpr char kWideMeasure[] = "bench_wide_groups";
   absl::StatusOr<std::unique_ptr<pqxx::connection>> owner = pg::Connect(owner_dsn);
   if (!owner.ok()) return owner.status();
@@ -1287,6 +1288,193 @@ absl::Status MeasureSubscribe(int port, const std::string& owner_dsn,
   return absl::OkStatus();
 }
 
+// A fleet-wide Rollup's buckets by (site, start_us).
+struct FleetBucket {
+  int64_t count = 0, windows = 0, series = 0;
+  double sum = 0, min = 0, max = 0, first = 0, last = 0;
+};
+using FleetAnswer = std::map<std::pair<std::string, int64_t>, FleetBucket>;
+
+// Every page of a Rollup grouped by site.
+absl::StatusOr<FleetAnswer> CallFleetRollup(v1::QueryService::Stub& stub, v1::RollupRequest req) {
+  FleetAnswer answer;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    v1::RollupResponse resp;
+    if (grpc::Status s = stub.Rollup(&ctx, req, &resp); !s.ok()) {
+      return absl::InternalError(absl::StrCat("Rollup: ", s.error_message()));
+    }
+    for (const v1::RollupGroup& g : resp.groups()) {
+      for (const v1::RollupBucket& b : g.buckets()) {
+        const v1::AggregateValue& v = b.value();
+        answer[{g.group().at("site"), b.start_us()}] = {v.count(), b.windows(), b.series_count(),
+                                                        v.sum(),   v.min(),     v.max(),
+                                                        v.first(), v.last()};
+      }
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return answer;
+}
+
+// The same buckets as one SQL GROUP BY over the stored windows: $1 measure, $2 bucket, $3 and
+// $4 the range. `full` adds first and last (ordered aggregates, ties by series id) and the
+// distinct series, as the Rollup answers them; without, it is the cheapest such GROUP BY.
+FleetAnswer BaselineFleetRollup(pqxx::connection& conn, bool full, int64_t bucket_us,
+                                int64_t from_us, int64_t to_us) {
+  const std::string sql = absl::StrCat(
+      "SELECT s.dimensions->>'site', (EXTRACT(EPOCH FROM date_bin(interval '1 microsecond' *"
+      " $2::bigint, a.window_start, 'epoch')) * 1000000)::bigint, sum(a.count)::bigint,"
+      " sum(a.sum), min(a.min), max(a.max), count(*)",
+      full ? ", (array_agg(a.first ORDER BY a.window_start, a.series_id))[1],"
+             " (array_agg(a.last ORDER BY a.window_start DESC, a.series_id DESC))[1],"
+             " count(DISTINCT a.series_id)"
+           : "",
+      " FROM aggregates a JOIN series s USING (series_id) WHERE s.measure_name = $1"
+      " AND a.window_size = interval '5 minutes'"
+      " AND a.window_start >= 'epoch'::timestamptz + interval '1 microsecond' * $3::bigint"
+      " AND a.window_start < 'epoch'::timestamptz + interval '1 microsecond' * $4::bigint"
+      " GROUP BY 1, 2 ORDER BY 1, 2");
+  pqxx::read_transaction tx(conn);
+  tx.exec0("SET LOCAL work_mem = '32MB'");  // as the query service's rollups have
+  FleetAnswer answer;
+  for (const pqxx::row& row : tx.exec_params(sql, "fleet_cpu", bucket_us, from_us, to_us)) {
+    FleetBucket& b = answer[{row[0].as<std::string>(), row[1].as<int64_t>()}];
+    b.count = row[2].as<int64_t>();
+    b.sum = row[3].as<double>();
+    b.min = row[4].as<double>();
+    b.max = row[5].as<double>();
+    b.windows = row[6].as<int64_t>();
+    if (full) {
+      b.first = row[7].as<double>();
+      b.last = row[8].as<double>();
+      b.series = row[9].as<int64_t>();
+    }
+  }
+  return answer;
+}
+
+// Empty when both answers hold the same buckets: sums within 1e-9 relative (windows are added
+// in another order), everything else exactly.
+std::string FleetDisagreement(const FleetAnswer& service, const FleetAnswer& baseline) {
+  if (service.size() != baseline.size()) {
+    return absl::StrFormat("the service returned %d buckets, SQL %d", service.size(),
+                           baseline.size());
+  }
+  for (const auto& [key, want] : baseline) {
+    auto it = service.find(key);
+    if (it == service.end()) {
+      return absl::StrFormat("bucket (%s, %d us) is missing", key.first, key.second);
+    }
+    const FleetBucket& got = it->second;
+    const double rel = std::abs(got.sum - want.sum) / std::max(1.0, std::abs(want.sum));
+    if (got.count != want.count || got.windows != want.windows || got.series != want.series ||
+        rel > 1e-9 || got.min != want.min || got.max != want.max || got.first != want.first ||
+        got.last != want.last) {
+      return absl::StrFormat(
+          "bucket (%s, %d us): service count %d windows %d series %d sum %.17g min %g max %g "
+          "first %g last %g; SQL count %d windows %d series %d sum %.17g min %g max %g first %g "
+          "last %g",
+          key.first, key.second, got.count, got.windows, got.series, got.sum, got.min, got.max,
+          got.first, got.last, want.count, want.windows, want.series, want.sum, want.min, want.max,
+          want.first, want.last);
+    }
+  }
+  return "";
+}
+
+// 4b. A fleet-wide Rollup: the 250,000 series of one measure, each with an hour of stored 5 m
+//     windows (3,000,000), grouped by site (100 sites) into 1 h buckets and into 5 m ones (two
+//     pages), against one SQL GROUP BY of the same windows with the same answer, and against
+//     the cheapest GROUP BY (count, sum, min, max alone).
+absl::Status MeasureFleetRollup(v1::QueryService::Stub& stub, pqxx::connection& reader,
+                                pqxx::connection& owner, int64_t day_us) {
+  constexpr int kRounds = 2;                    // after one round that checks the answers
+  const int64_t from_us = day_us + kDayUs / 4;  // 06:00, away from the points read above
+  const int64_t to_us = from_us + kBucketUs;
+  const absl::Time load_start = absl::Now();
+  {
+    pqxx::work tx(owner);
+    // Loaded without the change log's trigger, as no subscriber follows these windows: it
+    // would log 3,000,000 changes.
+    tx.exec0("ALTER TABLE aggregates DISABLE TRIGGER USER");
+    // Values differ by series and window, so first and last tell which window they came from.
+    tx.exec_params0(
+        "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max,"
+        " avg, first, last, version) SELECT s.series_id, interval '5 minutes',"
+        " 'epoch'::timestamptz + interval '1 microsecond' * ($1::bigint + i * $2::bigint), 30,"
+        " 30 * v.v, v.v - 1, v.v + 1, v.v, v.v + 0.5, v.v - 0.5, 1 FROM series s"
+        " CROSS JOIN generate_series(0, 11) i CROSS JOIN LATERAL (SELECT"
+        " (abs(s.series_id) % 997) + i * 0.25 AS v) v WHERE s.measure_name = 'fleet_cpu'",
+        from_us, kWindowUs);
+    tx.exec0("ALTER TABLE aggregates ENABLE TRIGGER USER");
+    tx.commit();
+  }
+  Sql(owner, "VACUUM ANALYZE aggregates");
+  const double load_s = absl::ToDoubleSeconds(absl::Now() - load_start);
+
+  v1::RollupRequest hourly;
+  hourly.mutable_selector()->set_measure_name("fleet_cpu");
+  hourly.mutable_range()->set_start_us(from_us);
+  hourly.mutable_range()->set_end_us(to_us);
+  hourly.set_bucket_us(kBucketUs);
+  hourly.add_group_by("site");
+  v1::RollupRequest five_minutes = hourly;
+  five_minutes.set_bucket_us(kWindowUs);
+  struct Shape {
+    const char* name;
+    const v1::RollupRequest* req;
+    int64_t bucket_us;
+    std::vector<double> service_ms, sql_ms, plain_ms;
+  };
+  std::vector<Shape> shapes = {
+      {"1 h buckets (100)", &hourly, kBucketUs, {}, {}, {}},
+      {"5 m buckets (1200, 2 pages)", &five_minutes, kWindowUs, {}, {}, {}}};
+  for (int r = 0; r <= kRounds; ++r) {
+    for (Shape& shape : shapes) {
+      absl::Time t = absl::Now();
+      const absl::StatusOr<FleetAnswer> a = CallFleetRollup(stub, *shape.req);
+      const double a_ms = Ms(absl::Now() - t);
+      t = absl::Now();
+      const FleetAnswer b = BaselineFleetRollup(reader, true, shape.bucket_us, from_us, to_us);
+      const double b_ms = Ms(absl::Now() - t);
+      t = absl::Now();
+      const FleetAnswer c = BaselineFleetRollup(reader, false, shape.bucket_us, from_us, to_us);
+      const double c_ms = Ms(absl::Now() - t);
+      if (!a.ok()) return a.status();
+      const size_t buckets = static_cast<size_t>(100 * kBucketUs / shape.bucket_us);
+      std::string wrong = FleetDisagreement(*a, b);
+      if (wrong.empty() && (b.size() != buckets || c.size() != buckets)) {
+        wrong = absl::StrFormat("SQL returned %d and %d buckets, expected %d", b.size(), c.size(),
+                                buckets);
+      }
+      if (!wrong.empty()) {
+        return absl::InternalError(
+            absl::StrCat("the fleet-wide Rollup (", shape.name, ") disagrees with SQL: ", wrong));
+      }
+      if (r == 0) continue;
+      shape.service_ms.push_back(a_ms);
+      shape.sql_ms.push_back(b_ms);
+      shape.plain_ms.push_back(c_ms);
+    }
+  }
+  for (const Shape& shape : shapes) {
+    const double service = Percentile(shape.service_ms, 0.5);
+    const double sql = Percentile(shape.sql_ms, 0.5);
+    const double plain = Percentile(shape.plain_ms, 0.5);
+    bench::Report(
+        "query.txt",
+        absl::StrFormat(
+            "Rollup of one measure's %d series grouped by site (3,000,000 stored 5 m windows, "
+            "loaded in %.1f s), %s: median %.1f ms; SQL GROUP BY with the same answer %.1f ms, "
+            "ratio %.2fx; SQL of count, sum, min, max alone %.1f ms, ratio %.2fx (%d rounds)",
+            250'000, load_s, shape.name, service, sql, service / sql, plain, service / plain,
+            kRounds));
+  }
+  return absl::OkStatus();
+}
+
 // 4. ReadPoints in a large fleet: 1,000,000 series (250,000 devices x 4 measures, ids spread
 //    over the whole range as the writer's hashes are), of which the 2,500 devices of one site
 //    have a minute of points. Every page of that minute's points of one measure, selected by
@@ -1499,7 +1687,7 @@ absl::Status MeasureLargeFleet(v1::QueryService::Stub& stub, pqxx::connection& r
                       "1000): median %.1f ms; SQL %.1f ms; ratio %.2fx (%d rounds)",
                       4 * kDevices, kDevices, Percentile(list_ms, 0.5),
                       Percentile(list_sql_ms, 0.5), ratio(list_ms, list_sql_ms), kListRounds));
-  return absl::OkStatus();
+  return MeasureFleetRollup(stub, reader, **owner, day_us);
 }
 
 absl::Status Run() {

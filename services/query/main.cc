@@ -15,6 +15,9 @@
 ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address host:port");
 ABSL_FLAG(int, workers, 4, "Concurrent queries, each with its own database connection");
 ABSL_FLAG(int, max_queued_calls, 256, "Calls waiting beyond which RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_rollup_series, 1000000,
+          "Series a Rollup selector may cover beyond which the call is refused with "
+          "INVALID_ARGUMENT (a grouped Rollup merges every selected series' windows in its range)");
 ABSL_FLAG(int, subscriber_buffer, 10000,
           "Undelivered updates beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, subscriber_buffer_bytes, 16 << 20,
@@ -52,6 +55,7 @@ int Run(int argc, char** argv) {
   logger->info("msg=\"store\" dsn=\"{}\"", pg::RedactDsn(cfg.pg_dsn));
   cfg.workers = absl::GetFlag(FLAGS_workers);
   cfg.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
+  cfg.limits.max_rollup_series = absl::GetFlag(FLAGS_max_rollup_series);
   const int subscriber_buffer = absl::GetFlag(FLAGS_subscriber_buffer);
   cfg.subscriptions.subscriber_buffer = static_cast<size_t>(std::max(1, subscriber_buffer));
   const int64_t subscriber_buffer_bytes = absl::GetFlag(FLAGS_subscriber_buffer_bytes);
@@ -65,6 +69,7 @@ int Run(int argc, char** argv) {
        {config::RequireNonEmpty("pg_dsn", cfg.pg_dsn),
         config::RequirePositive("workers", cfg.workers),
         config::RequirePositive("max_queued_calls", cfg.max_queued_calls),
+        config::RequirePositive("max_rollup_series", cfg.limits.max_rollup_series),
         config::RequirePositive("subscriber_buffer", subscriber_buffer),
         config::RequirePositive("subscriber_buffer_bytes", subscriber_buffer_bytes),
         config::RequirePositive("max_subscriptions", max_subscriptions),

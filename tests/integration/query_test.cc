@@ -246,6 +246,55 @@ TEST_F(QueryStoreTest, RollupOfADayAndBucketsNoStoredSizeDivides) {
   EXPECT_NE(bad.status().message().find("(5m)"), absl::string_view::npos) << bad.status();
 }
 
+TEST_F(QueryStoreTest, RollupGroupsTakeFirstAndLastByStartThenSeriesId) {
+  // Three series of one site, ids on both sides of zero and beyond 2^53, inserted in no id
+  // order: two windows start first (00:00) and two last (00:05).
+  constexpr int64_t kLow = -4'000'000'000'000'000'001, kMid = 7, kHigh = 9'007'199'254'740'993;
+  Sql(absl::StrCat(
+      "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions) VALUES (",
+      kMid, ", 'tm', 'tied', 'm', '{\"site\":\"t\"}'), (", kHigh,
+      ", 'th', 'tied', 'h', '{\"site\":\"t\"}'), (", kLow,
+      ", 'tl', 'tied', 'l', '{\"site\":\"t\"}')"));
+  // (series, minute, first, last): count 2, sum first + last, min and max the two.
+  const std::vector<std::tuple<int64_t, int, double, double>> w = {
+      {kHigh, 0, 1, 2}, {kHigh, 5, 3, 4}, {kMid, 5, 5, 6}, {kLow, 0, 7, 8}};
+  std::string values;
+  for (const auto& [sid, minute, f, l] : w) {
+    absl::StrAppend(&values, values.empty() ? "" : ",", "(", sid, ", interval '5 minutes', ",
+                    Ts(kDay0 + minute * kMin), ", 2, ", f + l, ", ", f, ", ", l, ", ", (f + l) / 2,
+                    ", ", f, ", ", l, ", 1)");
+  }
+  Sql(absl::StrCat(
+      "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
+      " first, last, version) VALUES ",
+      values));
+  v1::RollupRequest req = Rollup(kHour, {"site"});
+  req.mutable_selector()->set_measure_name("tied");
+  auto r = Store().Rollup(req, absl::Seconds(10));
+  Sql(absl::StrCat("DELETE FROM aggregates WHERE series_id IN (", kLow, ", ", kMid, ", ", kHigh,
+                   "); DELETE FROM series WHERE measure_name = 'tied'"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->groups_size(), 1);
+  ASSERT_EQ(r->groups(0).buckets_size(), 1);
+  // First: of the 00:00 windows, the lower id's (kLow); last: of the 00:05 ones, the higher's.
+  ExpectBucket(r->groups(0).buckets(0), {kDay0, 8, 36, 1, 8, 7, 4, 4, 3});
+}
+
+TEST_F(QueryStoreTest, RollupRefusesASelectorCoveringMoreSeriesThanItsLimit) {
+  QueryLimits limits;
+  limits.max_rollup_series = 3;  // `power` has 4 series
+  auto refused = Store(limits).Rollup(Rollup(kHour, {"site"}), absl::Seconds(10));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("more than 3 series"), absl::string_view::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("--max_rollup_series"), absl::string_view::npos)
+      << refused.status();
+  limits.max_rollup_series = 4;
+  auto r = Store(limits).Rollup(Rollup(kHour, {"site"}), absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->groups_size(), 3);
+}
+
 TEST_F(QueryStoreTest, RealTimeAddsPartialWindowsAfterTheLastStoredOne) {
   QueryStore store = Store();
   v1::ReadAggregatesRequest req;

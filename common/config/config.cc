@@ -42,7 +42,7 @@ constexpr const char* kTidemarkSettings[] = {
     "json_measure_suffix", "json_time_key", "json_time_unit_key", "kafka_brokers",
     "kafka_compression", "kafka_config", "kafka_config_file", "lake", "late_time", "late_topic",
     "limit", "listen", "max_events_per_request", "max_future", "max_lookback",
-    "max_out_of_orderness", "max_queued_calls", "max_queued_events", "max_records",
+    "max_out_of_orderness", "max_queued_calls", "max_queued_events", "max_records", "max_rollup_series",
     "max_subscriptions", "max_subscriptions_per_client", "measure", "method", "metrics_host",
     "metrics_port", "name", "partitions_ahead", "partition_by", "percent_clock_ahead",
     "percent_late", "pg_dsn", "pg_password_file", "query", "rate", "raw_retention", "raw_topic",

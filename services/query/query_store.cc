@@ -615,7 +615,7 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
     // A group's first and last windows are found by their (start, series) keys with plain
     // min and max, and their values read back once the page's buckets are chosen: ordered
     // aggregates held and sorted every window of a bucket, all the fleet's in a fleet-wide
-    // one, and took 10-20 % longer (docs/query.md).
+    // one, and took longer (docs/query.md).
     const std::string window_key =
         absl::StrCat("ARRAY[", Micros("a.window_start"), ", a.series_id]");
     const auto window_value = [](const std::string& column, const std::string& key) {

@@ -246,6 +246,19 @@ TEST_F(QueryStoreTest, RollupOfADayAndBucketsNoStoredSizeDivides) {
   EXPECT_NE(bad.status().message().find("(5m)"), absl::string_view::npos) << bad.status();
 }
 
+TEST_F(QueryStoreTest, RollupBucketsAsWideAsTheWindowsCountEachSeriesOnce) {
+  auto r = Store().Rollup(Rollup(5 * kMin, {"site"}), absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->groups_size(), 3);  // "", a, b
+  ASSERT_EQ(r->groups(1).group().at("site"), "a");
+  ASSERT_EQ(r->groups(1).buckets_size(), 4);  // 00:00, 00:05, 00:55, 01:00
+  // 00:00 holds a window of series 1 and one of series 2: first from the lower id, last from
+  // the higher.
+  ExpectBucket(r->groups(1).buckets(0), {kDay0, 3, 9, 1, 5, 1, 5, 2, 2});
+  ExpectBucket(r->groups(1).buckets(1), {kDay0 + 5 * kMin, 1, 10, 10, 10, 10, 10, 1, 1});
+  ExpectBucket(r->groups(2).buckets(0), {kDay0 + 30 * kMin, 4, 8, 0, 4, 4, 0, 1, 1});
+}
+
 TEST_F(QueryStoreTest, RollupGroupsTakeFirstAndLastByStartThenSeriesId) {
   // Three series of one site, ids on both sides of zero and beyond 2^53, inserted in no id
   // order: two windows start first (00:00) and two last (00:05).

@@ -16,8 +16,9 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address host:port")
 ABSL_FLAG(int, workers, 4, "Concurrent queries, each with its own database connection");
 ABSL_FLAG(int, max_queued_calls, 256, "Calls waiting beyond which RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_rollup_series, 1000000,
-          "Series a Rollup selector may cover beyond which the call is refused with "
-          "INVALID_ARGUMENT (a grouped Rollup merges every selected series' windows in its range)");
+          "Series a Rollup with group_by may cover beyond which the call is refused with "
+          "INVALID_ARGUMENT (it merges every selected series' windows in its range); one "
+          "without group_by may cover 10,000");
 ABSL_FLAG(int, subscriber_buffer, 10000,
           "Undelivered updates beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, subscriber_buffer_bytes, 16 << 20,

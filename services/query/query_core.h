@@ -20,11 +20,11 @@ struct QueryLimits {
   int default_points_page = 1000;
   int max_points_page = 10'000;
   int max_matchers = 32;
-  /// Series a selector may name by id.
+  /// Series a selector may name by id, and a Rollup without group_by may cover.
   int max_series = 10'000;
-  /// Series a Rollup selector may cover. A grouped Rollup merges the windows of every selected
-  /// series in its range before it answers its first group, so this and the call's deadline
-  /// bound one call's work; the default covers one measure of a fleet of a million devices.
+  /// Series a Rollup with group_by may cover. It merges the windows of every selected series
+  /// in its range before it answers its first group, so this and the call's deadline bound
+  /// one call's work; the default covers one measure of a fleet of a million devices.
   int64_t max_rollup_series = 1'000'000;
   /// Steps of one series in one Interpolate call.
   int64_t max_steps = 10'000;

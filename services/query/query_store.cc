@@ -590,16 +590,21 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
   try {
     pqxx::read_transaction tx(*conn_);
     SetTimeout(tx, timeout);
+    // A grouped Rollup answers a group per dimension value, whatever the fleet's size. One
+    // without group_by answers a group per series, and each of its pages merges the windows
+    // of every selected series from its cursor on: it keeps the cap on named series.
+    const int64_t most_series = grouped ? limits_.max_rollup_series : limits_.max_series;
     const pqxx::row covered =
         tx.exec_params1(absl::StrCat("SELECT count(*) FROM (SELECT 1 FROM series s WHERE ",
                                      kSeriesFilter, " LIMIT $6) x"),
                         p.measure_name, p.equal_json, p.not_equal_json, p.regex_json, p.series_ids,
-                        limits_.max_rollup_series + 1);
-    if (covered[0].as<int64_t>() > limits_.max_rollup_series) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the selector covers more than ", limits_.max_rollup_series,
-          " series, the most a Rollup may merge (the query service's --max_rollup_series); "
-          "narrow it with a measure_name or dimension matchers"));
+                        std::min<int64_t>(most_series, INT64_MAX - 1) + 1);
+    if (covered[0].as<int64_t>() > most_series) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the selector covers more than ", most_series, " series, the most a Rollup ",
+                       grouped ? "with group_by may merge (the query service's --max_rollup_series)"
+                               : "without group_by may return",
+                       "; narrow it with a measure_name or dimension matchers"));
     }
     // Rows are (gk, gid, bucket, ...): a group is the group_by values as a JSON array with
     // gid 0, or '' and the series id. Buckets merge windows count-weighted; first and last
@@ -625,11 +630,6 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
                           " * ",
                           key, "[1])");
     };
-    // Windows start at multiples of their size since the epoch, so a bucket as wide as the
-    // windows holds at most one window of each series: its windows are its series. Without
-    // DISTINCT, PostgreSQL hashes the windows into their groups instead of sorting them all.
-    const std::string series_in_bucket =
-        bucket == *source ? "count(*)" : "count(DISTINCT a.series_id)";
     const std::string sql =
         grouped
             ? absl::StrCat(
@@ -642,8 +642,7 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
                   " AS bucket, sum(a.count)::bigint AS count, sum(a.sum) AS sum, min(a.min) AS min,"
                   " max(a.max) AS max, min(",
                   window_key, ") AS first_key, max(", window_key,
-                  ") AS last_key, count(*) AS windows, ", series_in_bucket,
-                  " AS series"
+                  ") AS last_key, count(*) AS windows, count(DISTINCT a.series_id) AS series"
                   " FROM aggregates a JOIN sel USING (series_id) WHERE ",
                   windows_in_range, " AND (sel.gk, ", bucket_of, ") > ($11::text COLLATE \"C\", ",
                   Ts(13), ") GROUP BY sel.gk, ", bucket_of, " ORDER BY 1, 2 LIMIT $14)",

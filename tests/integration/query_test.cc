@@ -281,11 +281,13 @@ TEST_F(QueryStoreTest, RollupGroupsTakeFirstAndLastByStartThenSeriesId) {
       "INSERT INTO aggregates (series_id, window_size, window_start, count, sum, min, max, avg,"
       " first, last, version) VALUES ",
       values));
+  auto cleanup = absl::MakeCleanup([=] {
+    Sql(absl::StrCat("DELETE FROM aggregates WHERE series_id IN (", kLow, ", ", kMid, ", ", kHigh,
+                     "); DELETE FROM series WHERE measure_name = 'tied'"));
+  });
   v1::RollupRequest req = Rollup(kHour, {"site"});
   req.mutable_selector()->set_measure_name("tied");
   auto r = Store().Rollup(req, absl::Seconds(10));
-  Sql(absl::StrCat("DELETE FROM aggregates WHERE series_id IN (", kLow, ", ", kMid, ", ", kHigh,
-                   "); DELETE FROM series WHERE measure_name = 'tied'"));
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->groups_size(), 1);
   ASSERT_EQ(r->groups(0).buckets_size(), 1);
@@ -294,8 +296,9 @@ TEST_F(QueryStoreTest, RollupGroupsTakeFirstAndLastByStartThenSeriesId) {
 }
 
 TEST_F(QueryStoreTest, RollupRefusesASelectorCoveringMoreSeriesThanItsLimit) {
+  // `power` has 4 series. With group_by, max_rollup_series is the limit.
   QueryLimits limits;
-  limits.max_rollup_series = 3;  // `power` has 4 series
+  limits.max_rollup_series = 3;
   auto refused = Store(limits).Rollup(Rollup(kHour, {"site"}), absl::Seconds(10));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("more than 3 series"), absl::string_view::npos)
@@ -303,9 +306,20 @@ TEST_F(QueryStoreTest, RollupRefusesASelectorCoveringMoreSeriesThanItsLimit) {
   EXPECT_NE(refused.status().message().find("--max_rollup_series"), absl::string_view::npos)
       << refused.status();
   limits.max_rollup_series = 4;
-  auto r = Store(limits).Rollup(Rollup(kHour, {"site"}), absl::Seconds(10));
+  auto grouped = Store(limits).Rollup(Rollup(kHour, {"site"}), absl::Seconds(10));
+  ASSERT_TRUE(grouped.ok()) << grouped.status();
+  EXPECT_EQ(grouped->groups_size(), 3);
+  // Without group_by (a group per series), max_series is.
+  limits.max_rollup_series = 1;
+  limits.max_series = 3;
+  auto per_series = Store(limits).Rollup(Rollup(kHour), absl::Seconds(10));
+  EXPECT_EQ(per_series.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(per_series.status().message().find("without group_by"), absl::string_view::npos)
+      << per_series.status();
+  limits.max_series = 4;
+  auto r = Store(limits).Rollup(Rollup(kHour), absl::Seconds(10));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->groups_size(), 3);
+  EXPECT_EQ(r->groups_size(), 4);
 }
 
 TEST_F(QueryStoreTest, RealTimeAddsPartialWindowsAfterTheLastStoredOne) {

@@ -168,6 +168,11 @@ struct Bucket {
   double sum = 0, min = 0, max = 0, first = 0, last = 0;
 };
 using Answer = std::map<std::pair<int64_t, int64_t>, Bucket>;  // (series_id, start_us)
+// A bucket of a Rollup grouped by site: also the windows and the series it merged.
+struct FleetBucket : Bucket {
+  int64_t windows = 0, series = 0;
+};
+using FleetAnswer = std::map<std::pair<std::string, int64_t>, FleetBucket>;  // (site, start_us)
 
 // The day of every series in 1 h buckets, one group per series.
 v1::RollupRequest DayRollup(int64_t day_us) {
@@ -227,27 +232,44 @@ Answer BaselineRollup(pqxx::connection& conn, const char* sql, int64_t day_us) {
   return answer;
 }
 
-// Empty when the service's rollup is the baseline's: the same buckets, counts exactly, sums
-// within 1e-9 relative (windows are summed in another order), min, max, first and last exactly.
-std::string Disagreement(const Answer& service, const Answer& baseline) {
+std::string KeyText(const std::pair<int64_t, int64_t>& key) {
+  return absl::StrFormat("series %d, start %d us", key.first, key.second);
+}
+std::string KeyText(const std::pair<std::string, int64_t>& key) {
+  return absl::StrFormat("%s, start %d us", key.first, key.second);
+}
+std::string BucketText(const Bucket& b) {
+  return absl::StrFormat("count %d sum %.17g min %g max %g first %g last %g", b.count, b.sum, b.min,
+                         b.max, b.first, b.last);
+}
+std::string BucketText(const FleetBucket& b) {
+  return absl::StrFormat("%s windows %d series %d", BucketText(static_cast<const Bucket&>(b)),
+                         b.windows, b.series);
+}
+// Sums within 1e-9 relative (windows are summed in another order), the rest exactly.
+bool Agrees(const Bucket& got, const Bucket& want) {
+  const double rel = std::abs(got.sum - want.sum) / std::max(1.0, std::abs(want.sum));
+  return got.count == want.count && rel <= 1e-9 && got.min == want.min && got.max == want.max &&
+         got.first == want.first && got.last == want.last;
+}
+bool Agrees(const FleetBucket& got, const FleetBucket& want) {
+  return Agrees(static_cast<const Bucket&>(got), static_cast<const Bucket&>(want)) &&
+         got.windows == want.windows && got.series == want.series;
+}
+
+// Empty when the service's answer is the baseline's: the same buckets, each agreeing.
+template <typename Key, typename B>
+std::string Disagreement(const std::map<Key, B>& service, const std::map<Key, B>& baseline) {
   if (service.size() != baseline.size()) {
     return absl::StrFormat("the service returned %d buckets, the baseline %d", service.size(),
                            baseline.size());
   }
   for (const auto& [key, want] : baseline) {
     auto it = service.find(key);
-    if (it == service.end()) {
-      return absl::StrFormat("bucket (series %d, start %d us) is missing", key.first, key.second);
-    }
-    const Bucket& got = it->second;
-    const double rel = std::abs(got.sum - want.sum) / std::max(1.0, std::abs(want.sum));
-    if (got.count != want.count || rel > 1e-9 || got.min != want.min || got.max != want.max ||
-        got.first != want.first || got.last != want.last) {
-      return absl::StrFormat(
-          "bucket (series %d, start %d us): service count %d sum %.17g min %g max %g first %g "
-          "last %g; baseline count %d sum %.17g min %g max %g first %g last %g",
-          key.first, key.second, got.count, got.sum, got.min, got.max, got.first, got.last,
-          want.count, want.sum, want.min, want.max, want.first, want.last);
+    if (it == service.end()) return absl::StrCat("bucket (", KeyText(key), ") is missing");
+    if (!Agrees(it->second, want)) {
+      return absl::StrCat("bucket (", KeyText(key), "): service ", BucketText(it->second),
+                          "; baseline ", BucketText(want));
     }
   }
   return "";
@@ -1288,13 +1310,6 @@ absl::Status MeasureSubscribe(int port, const std::string& owner_dsn,
   return absl::OkStatus();
 }
 
-// A fleet-wide Rollup's buckets by (site, start_us).
-struct FleetBucket {
-  int64_t count = 0, windows = 0, series = 0;
-  double sum = 0, min = 0, max = 0, first = 0, last = 0;
-};
-using FleetAnswer = std::map<std::pair<std::string, int64_t>, FleetBucket>;
-
 // Every page of a Rollup grouped by site.
 absl::StatusOr<FleetAnswer> CallFleetRollup(v1::QueryService::Stub& stub, v1::RollupRequest req) {
   FleetAnswer answer;
@@ -1312,9 +1327,10 @@ absl::StatusOr<FleetAnswer> CallFleetRollup(v1::QueryService::Stub& stub, v1::Ro
     for (const v1::RollupGroup& g : resp.groups()) {
       for (const v1::RollupBucket& b : g.buckets()) {
         const v1::AggregateValue& v = b.value();
-        answer[{g.group().at("site"), b.start_us()}] = {v.count(), b.windows(), b.series_count(),
-                                                        v.sum(),   v.min(),     v.max(),
-                                                        v.first(), v.last()};
+        FleetBucket& bucket = answer[{g.group().at("site"), b.start_us()}];
+        static_cast<Bucket&>(bucket) = {v.count(), v.sum(), v.min(), v.max(), v.first(), v.last()};
+        bucket.windows = b.windows();
+        bucket.series = b.series_count();
       }
     }
     req.set_page_token(resp.next_page_token());
@@ -1357,35 +1373,6 @@ FleetAnswer BaselineFleetRollup(pqxx::connection& conn, bool full, int64_t bucke
     }
   }
   return answer;
-}
-
-// Empty when both answers hold the same buckets: sums within 1e-9 relative (windows are added
-// in another order), everything else exactly.
-std::string FleetDisagreement(const FleetAnswer& service, const FleetAnswer& baseline) {
-  if (service.size() != baseline.size()) {
-    return absl::StrFormat("the service returned %d buckets, SQL %d", service.size(),
-                           baseline.size());
-  }
-  for (const auto& [key, want] : baseline) {
-    auto it = service.find(key);
-    if (it == service.end()) {
-      return absl::StrFormat("bucket (%s, %d us) is missing", key.first, key.second);
-    }
-    const FleetBucket& got = it->second;
-    const double rel = std::abs(got.sum - want.sum) / std::max(1.0, std::abs(want.sum));
-    if (got.count != want.count || got.windows != want.windows || got.series != want.series ||
-        rel > 1e-9 || got.min != want.min || got.max != want.max || got.first != want.first ||
-        got.last != want.last) {
-      return absl::StrFormat(
-          "bucket (%s, %d us): service count %d windows %d series %d sum %.17g min %g max %g "
-          "first %g last %g; SQL count %d windows %d series %d sum %.17g min %g max %g first %g "
-          "last %g",
-          key.first, key.second, got.count, got.windows, got.series, got.sum, got.min, got.max,
-          got.first, got.last, want.count, want.windows, want.series, want.sum, want.min, want.max,
-          want.first, want.last);
-    }
-  }
-  return "";
 }
 
 // 4b. A fleet-wide Rollup: the 250,000 series of one measure, each with an hour of stored 5 m
@@ -1448,11 +1435,11 @@ absl::Status MeasureFleetRollup(v1::QueryService::Stub& stub, pqxx::connection& 
       const double c_ms = Ms(absl::Now() - t);
       if (!a.ok()) return a.status();
       const size_t buckets = static_cast<size_t>(100 * kBucketUs / shape.bucket_us);
-      std::string wrong = FleetDisagreement(*a, b);
+      std::string wrong = Disagreement(*a, b);
       // The cheapest GROUP BY has no first, last or series: compared on the rest.
       FleetAnswer b_plain = b;
       for (auto& [key, bucket] : b_plain) bucket.first = bucket.last = bucket.series = 0;
-      if (wrong.empty()) wrong = FleetDisagreement(c, b_plain);
+      if (wrong.empty()) wrong = Disagreement(c, b_plain);
       if (wrong.empty() && (b.size() != buckets || c.size() != buckets)) {
         wrong = absl::StrFormat("SQL returned %d and %d buckets, expected %d", b.size(), c.size(),
                                 buckets);

@@ -185,10 +185,9 @@ v1::RollupRequest DayRollup(int64_t day_us) {
   return req;
 }
 
-// Every page of a rollup; `windows_seen` counts the stored windows the buckets merged.
-absl::StatusOr<Answer> CallRollup(v1::QueryService::Stub& stub, v1::RollupRequest req,
-                                  int64_t* windows_seen = nullptr) {
-  Answer answer;
+// Calls `take(group, bucket)` for every bucket of every page of a rollup of 5 m windows.
+template <typename Take>
+absl::Status ForEachRollupBucket(v1::QueryService::Stub& stub, v1::RollupRequest req, Take take) {
   do {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
@@ -203,15 +202,28 @@ absl::StatusOr<Answer> CallRollup(v1::QueryService::Stub& stub, v1::RollupReques
           "Rollup merged windows of ", resp.source_window_size_us(), " us, not ", kWindowUs));
     }
     for (const v1::RollupGroup& g : resp.groups()) {
-      for (const v1::RollupBucket& b : g.buckets()) {
-        const v1::AggregateValue& v = b.value();
-        answer[{g.series().series_id(), b.start_us()}] = {v.count(), v.sum(),   v.min(),
-                                                          v.max(),   v.first(), v.last()};
-        if (windows_seen != nullptr) *windows_seen += b.windows();
-      }
+      for (const v1::RollupBucket& b : g.buckets()) take(g, b);
     }
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
+  return absl::OkStatus();
+}
+
+Bucket BucketOf(const v1::RollupBucket& b) {
+  const v1::AggregateValue& v = b.value();
+  return {v.count(), v.sum(), v.min(), v.max(), v.first(), v.last()};
+}
+
+// Every page of a rollup; `windows_seen` counts the stored windows the buckets merged.
+absl::StatusOr<Answer> CallRollup(v1::QueryService::Stub& stub, v1::RollupRequest req,
+                                  int64_t* windows_seen = nullptr) {
+  Answer answer;
+  absl::Status s = ForEachRollupBucket(
+      stub, std::move(req), [&](const v1::RollupGroup& g, const v1::RollupBucket& b) {
+        answer[{g.series().series_id(), b.start_us()}] = BucketOf(b);
+        if (windows_seen != nullptr) *windows_seen += b.windows();
+      });
+  if (!s.ok()) return s;
   return answer;
 }
 
@@ -1313,28 +1325,14 @@ absl::Status MeasureSubscribe(int port, const std::string& owner_dsn,
 // Every page of a Rollup grouped by site.
 absl::StatusOr<FleetAnswer> CallFleetRollup(v1::QueryService::Stub& stub, v1::RollupRequest req) {
   FleetAnswer answer;
-  do {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline());
-    v1::RollupResponse resp;
-    if (grpc::Status s = stub.Rollup(&ctx, req, &resp); !s.ok()) {
-      return absl::InternalError(absl::StrCat("Rollup: ", s.error_message()));
-    }
-    if (resp.source_window_size_us() != kWindowUs) {
-      return absl::InternalError(absl::StrCat(
-          "Rollup merged windows of ", resp.source_window_size_us(), " us, not ", kWindowUs));
-    }
-    for (const v1::RollupGroup& g : resp.groups()) {
-      for (const v1::RollupBucket& b : g.buckets()) {
-        const v1::AggregateValue& v = b.value();
+  absl::Status s = ForEachRollupBucket(
+      stub, std::move(req), [&](const v1::RollupGroup& g, const v1::RollupBucket& b) {
         FleetBucket& bucket = answer[{g.group().at("site"), b.start_us()}];
-        static_cast<Bucket&>(bucket) = {v.count(), v.sum(), v.min(), v.max(), v.first(), v.last()};
+        static_cast<Bucket&>(bucket) = BucketOf(b);
         bucket.windows = b.windows();
         bucket.series = b.series_count();
-      }
-    }
-    req.set_page_token(resp.next_page_token());
-  } while (!req.page_token().empty());
+      });
+  if (!s.ok()) return s;
   return answer;
 }
 

@@ -1,5 +1,7 @@
 #include "services/timestream-writer/writer_core.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "common/series/series_key.h"
 #include "common/series/storable.h"
@@ -22,6 +24,79 @@ bool SameValue(const v1::MeasureValue& a, const v1::MeasureValue& b) {
       return true;
   }
   return false;
+}
+
+namespace {
+
+series::Problem InvalidAggregate(std::string message) {
+  return {v1::REJECT_REASON_INVALID_AGGREGATE, std::move(message)};
+}
+
+std::optional<series::Problem> CheckSeries(const v1::Series& s) {
+  if (s.canonical_key().empty()) return InvalidAggregate("the series has no canonical_key");
+  if (!series::IsStorableText(s.canonical_key())) {
+    return series::Problem{v1::REJECT_REASON_INVALID_TEXT,
+                           "canonical_key is not valid UTF-8 or contains a NUL character"};
+  }
+  // The id is what the store keys windows by; one that is not the key's would file the window
+  // under another series.
+  if (series::SeriesId(s.canonical_key()) != s.series_id()) {
+    return InvalidAggregate(absl::StrCat("series_id ", s.series_id(),
+                                         " is not the id of canonical_key ", s.canonical_key()));
+  }
+  return std::nullopt;
+}
+
+std::optional<series::Problem> CheckWindow(int64_t size_us, int64_t start_us) {
+  if (size_us <= 0) {
+    return InvalidAggregate(
+        absl::StrCat("window_size_us is ", size_us, ": a window has a positive size"));
+  }
+  if (size_us > time::kMaxTimeMagnitudeUs || start_us < -time::kMaxTimeMagnitudeUs ||
+      start_us > time::kMaxTimeMagnitudeUs) {
+    return InvalidAggregate(absl::StrCat("window of ", size_us, " us at ", start_us,
+                                         " us is beyond the times Tidemark handles"));
+  }
+  if (start_us % size_us != 0) {
+    return InvalidAggregate(absl::StrCat("window_start_us ", start_us,
+                                         " is not a multiple of window_size_us ", size_us,
+                                         ": tumbling windows start at multiples of their size"));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<series::Problem> CheckAggregate(const v1::WindowAggregate& a) {
+  if (auto p = CheckSeries(a.series())) return p;
+  if (auto p = CheckWindow(a.window_size_us(), a.window_start_us())) return p;
+  if (a.count() <= 0) {
+    return InvalidAggregate(
+        absl::StrCat("count is ", a.count(), ": a window holds at least one point"));
+  }
+  for (const auto& [name, value] : {std::pair{"sum", a.sum()},
+                                    {"min", a.min()},
+                                    {"max", a.max()},
+                                    {"avg", a.avg()},
+                                    {"first", a.first()},
+                                    {"last", a.last()}}) {
+    if (!std::isfinite(value)) {
+      return series::Problem{v1::REJECT_REASON_NON_FINITE_NUMBER,
+                             absl::StrCat(name, " is not a finite number")};
+    }
+  }
+  if (a.min() > a.max()) {
+    return InvalidAggregate(absl::StrCat("min ", a.min(), " is above max ", a.max()));
+  }
+  return std::nullopt;
+}
+
+std::optional<series::Problem> CheckLatePoint(const v1::LatePoint& late) {
+  if (auto p = CheckSeries(late.series())) return p;
+  for (const v1::WindowRef& w : late.windows()) {
+    if (auto p = CheckWindow(w.window_size_us(), w.window_start_us())) return p;
+  }
+  return std::nullopt;
 }
 
 BatchBuilder::BatchBuilder(absl::Duration future_clock_lead, int64_t retention_horizon_us,

@@ -12,6 +12,7 @@
 #include "common/series/event_points.h"
 #include "common/series/event_view.h"
 #include "common/series/series_names.h"
+#include "common/series/storable.h"
 #include "common/time/time_units.h"
 #include "tidemark/v1/event.pb.h"
 
@@ -41,7 +42,6 @@ struct SeriesRow {
 
 /// A record, or one point of it, that the writer will not store, with the reason that
 /// goes to tidemark.rejected.
-/// A record or one point of it that the writer refused.
 using PointRejection = kafka::RecordRejection;
 
 struct BatchCounters {
@@ -54,6 +54,17 @@ struct BatchCounters {
 
 /// Whether two values are the same value (same type and same bits for numbers).
 bool SameValue(const v1::MeasureValue& a, const v1::MeasureValue& b);
+
+/// Why a record of tidemark.aggregates is not a window the aggregator can emit, or nothing:
+/// a series named by its canonical key and that key's id, a tumbling window (a positive size,
+/// a start at a multiple of it since 1970, within the times Tidemark handles), at least one
+/// point, finite values and min <= max. Rollup relies on the alignment: a bucket as wide as
+/// the windows holds at most one window of each series.
+std::optional<series::Problem> CheckAggregate(const v1::WindowAggregate& aggregate);
+
+/// The same window rule for the windows a tidemark.late record asks to repair (a repair
+/// stores the window it recomputes), and the series rule for its series.
+std::optional<series::Problem> CheckLatePoint(const v1::LatePoint& late);
 
 /// Builds one store batch from raw records: decodes each event, maps it to points with the
 /// shared mapping, and applies the upsert rules inside the batch (DESIGN §3) so that each

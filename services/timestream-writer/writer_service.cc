@@ -98,6 +98,10 @@ absl::StatusOr<std::vector<PointRejection>> AggregateSink::Write(
       aggregates.pop_back();
       rejections.push_back({i, v1::REJECT_REASON_UNDECODABLE,
                             "record is not a tidemark.v1.WindowAggregate", "", std::nullopt});
+    } else if (std::optional<series::Problem> problem = CheckAggregate(s.aggregate)) {
+      rejections.push_back({i, problem->reason, std::move(problem->message),
+                            s.aggregate.series().measure_name(), std::nullopt});
+      aggregates.pop_back();
     }
   }
   absl::StatusOr<AggregateOutcome> outcome = store_.Write(aggregates);
@@ -125,6 +129,10 @@ absl::StatusOr<std::vector<PointRejection>> RepairSink::Write(
       late.pop_back();
       rejections.push_back({i, v1::REJECT_REASON_UNDECODABLE,
                             "record is not a tidemark.v1.LatePoint", "", std::nullopt});
+    } else if (std::optional<series::Problem> problem = CheckLatePoint(s.late)) {
+      rejections.push_back({i, problem->reason, std::move(problem->message),
+                            s.late.series().measure_name(), std::nullopt});
+      late.pop_back();
     }
   }
   absl::StatusOr<int64_t> repaired = store_.Repair(late);

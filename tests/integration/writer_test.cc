@@ -2,6 +2,7 @@
 // rules, replays, rejections, and a PostgreSQL crash mid-stream.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <random>
@@ -443,6 +444,31 @@ TEST(WriterLoop, ReplayingTheSameRecordsLeavesTheStoreUnchanged) {
   EXPECT_EQ(Query(db, kFingerprint), before);
 }
 
+// The records of `topic` (tidemark.rejected's format), waiting up to 30 s for `count` of them,
+// in offset order of its one partition.
+std::vector<v1::RejectedEvent> ReadRejected(const std::string& topic, size_t count) {
+  auto consumer = kafka::Consumer::Create(
+      {.brokers = broker->bootstrap_servers(), .group_id = "reader", .topics = {topic}}, Logger(),
+      nullptr);
+  EXPECT_TRUE(consumer.ok());
+  std::vector<v1::RejectedEvent> rejected;
+  if (!consumer.ok()) return rejected;
+  WaitFor(
+      [&] {
+        auto msgs = (*consumer)->Poll(10, absl::Milliseconds(200));
+        if (msgs.ok()) {
+          for (auto& m : *msgs) {
+            v1::RejectedEvent r;
+            r.ParseFromArray(m.value().data(), static_cast<int>(m.value().size()));
+            rejected.push_back(r);
+          }
+        }
+        return rejected.size() >= count;
+      },
+      absl::Seconds(30));
+  return rejected;
+}
+
 TEST(WriterLoop, RejectionsArePublishedAndTheRestLands) {
   const std::string db = NewDatabase();
   ASSERT_TRUE(broker->CreateTopic("raw_reject", 1).ok());
@@ -460,24 +486,7 @@ TEST(WriterLoop, RejectionsArePublishedAndTheRestLands) {
                   " WHERE s.device_id = 'd1' AND s.measure_name = 'temperature'"),
             "1");
 
-  auto consumer = kafka::Consumer::Create(
-      {.brokers = broker->bootstrap_servers(), .group_id = "reader", .topics = {"rejected_reject"}},
-      Logger(), nullptr);
-  ASSERT_TRUE(consumer.ok());
-  std::vector<v1::RejectedEvent> rejected;
-  WaitFor(
-      [&] {
-        auto msgs = (*consumer)->Poll(10, absl::Milliseconds(200));
-        if (msgs.ok()) {
-          for (auto& m : *msgs) {
-            v1::RejectedEvent r;
-            r.ParseFromArray(m.value().data(), static_cast<int>(m.value().size()));
-            rejected.push_back(r);
-          }
-        }
-        return !rejected.empty();
-      },
-      absl::Seconds(30));
+  std::vector<v1::RejectedEvent> rejected = ReadRejected("rejected_reject", 1);
   ASSERT_EQ(rejected.size(), 1u);
   EXPECT_EQ(rejected[0].reason(), v1::REJECT_REASON_VERSION_CONFLICT);
   EXPECT_EQ(rejected[0].measure_name(), "temperature");
@@ -1246,6 +1255,61 @@ TEST(AggregateStore, TheSameVersionTwiceInABatchIsAReplayOrAConflict) {
   EXPECT_EQ(stored->conflicts[0].reason, v1::REJECT_REASON_VERSION_CONFLICT);
   EXPECT_EQ(stored->conflicts[0].existing_version, 7);
   EXPECT_EQ(Query(db, "SELECT sum || ':' || version FROM aggregates"), "1:7");
+}
+
+// The aggregates loop refuses, each with its reason, the records no window of a series can be,
+// among them a window not aligned to its size (which Rollup relies on), and stores the rest.
+TEST(AggregateSink, RecordsNoWindowCanBeArePublishedAndTheRestLands) {
+  const std::string db = NewDatabase();
+  PointStore points(pg->Dsn(db), absl::Hours(48));
+  ASSERT_TRUE(points.Open(*Logger()).ok());
+  ASSERT_TRUE(broker->CreateTopic("agg_reject", 1).ok());
+  ASSERT_TRUE(broker->CreateTopic("rejected_agg", 1).ok());
+  const int64_t start = (NowUs() / 10'000'000) * 10'000'000;
+  const std::string key = "m{device_id=\"d\"}";
+  auto window = [&](int64_t at, double value) {
+    v1::WindowAggregate a = WindowOfOnePoint(at, 1, value)[0].aggregate;
+    a.mutable_series()->set_series_id(series::SeriesId(key));
+    a.mutable_series()->set_canonical_key(key);
+    a.mutable_series()->set_measure_name("m");
+    return a;
+  };
+  std::vector<v1::WindowAggregate> records = {window(start, 1), window(start + 5'000'000, 2),
+                                              window(start + 10'000'000, 3), window(start, 4),
+                                              window(start + 20'000'000, 5)};
+  records[1].set_window_size_us(0);
+  records[1].set_window_start_us(start + 10'000'000);
+  records[3].set_window_start_us(start + 1);
+  records[4].set_sum(std::nan(""));
+  {
+    auto producer = kafka::Producer::Create({.brokers = broker->bootstrap_servers()}, Logger());
+    ASSERT_TRUE(producer.ok());
+    for (const v1::WindowAggregate& a : records) {
+      ASSERT_TRUE((*producer)->Produce("agg_reject", key, a.SerializeAsString(), nullptr).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(absl::Seconds(10)).ok());
+  }
+  {
+    metrics::Registry registry;
+    AggregateStore store(pg->Dsn(db), absl::Hours(48), absl::Hours(1));
+    AggregateSink sink(store, registry);
+    RunningLoop loop(sink, "agg_reject", "group", {.rejected_topic = "rejected_agg"});
+    ASSERT_TRUE(WaitFor([&] { return loop.metrics().records.Value() == 5; }, absl::Seconds(30)));
+  }
+  EXPECT_EQ(Query(db, "SELECT string_agg(sum::text, ',' ORDER BY window_start) FROM aggregates"),
+            "1,3");
+  std::vector<v1::RejectedEvent> rejected = ReadRejected("rejected_agg", 3);
+  ASSERT_EQ(rejected.size(), 3u);
+  std::vector<std::pair<int64_t, v1::RejectReason>> got;
+  for (const v1::RejectedEvent& r : rejected) got.emplace_back(r.offset(), r.reason());
+  EXPECT_EQ(got, (std::vector<std::pair<int64_t, v1::RejectReason>>{
+                     {1, v1::REJECT_REASON_INVALID_AGGREGATE},
+                     {3, v1::REJECT_REASON_INVALID_AGGREGATE},
+                     {4, v1::REJECT_REASON_NON_FINITE_NUMBER}}));
+  EXPECT_NE(rejected[1].message().find("not a multiple of window_size_us 10000000"),
+            std::string::npos)
+      << rejected[1].message();
+  EXPECT_EQ(rejected[1].measure_name(), "m");
 }
 
 // A repair outranks every revision emitted before the late point it repairs, even when it finds

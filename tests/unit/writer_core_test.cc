@@ -1,5 +1,9 @@
 #include "services/timestream-writer/writer_core.h"
 
+#include <cmath>
+#include <functional>
+
+#include "common/series/series_key.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "services/timestream-writer/incarnation.h"
@@ -167,6 +171,102 @@ TEST(BatchBuilder, PointsAndSeriesAreThoseOfTheSharedMapping) {
     }
     EXPECT_EQ(next, b.points().size());
   }
+}
+
+// A 5-minute window the aggregator could emit: series m{device_id="d"}, 00:05 on day one.
+v1::WindowAggregate GoodAggregate() {
+  v1::WindowAggregate a;
+  const std::string key = series::CanonicalKey("m", {{"device_id", "d"}});
+  a.mutable_series()->set_series_id(series::SeriesId(key));
+  a.mutable_series()->set_measure_name("m");
+  a.mutable_series()->set_canonical_key(key);
+  a.set_window_size_us(300'000'000);
+  a.set_window_start_us(86'400'000'000 + 300'000'000);
+  a.set_count(2);
+  a.set_sum(3);
+  a.set_min(1);
+  a.set_max(2);
+  a.set_avg(1.5);
+  a.set_first(1);
+  a.set_last(2);
+  a.set_version(7);
+  return a;
+}
+
+TEST(CheckAggregate, AcceptsWhatTheAggregatorEmits) {
+  EXPECT_FALSE(CheckAggregate(GoodAggregate()).has_value());
+  v1::WindowAggregate before_1970 = GoodAggregate();
+  before_1970.set_window_start_us(-300'000'000);
+  EXPECT_FALSE(CheckAggregate(before_1970).has_value());
+  v1::WindowAggregate one_point = GoodAggregate();
+  one_point.set_count(1);
+  one_point.set_min(2);
+  EXPECT_FALSE(CheckAggregate(one_point).has_value());
+}
+
+TEST(CheckAggregate, RefusesWhatNoTumblingWindowOfASeriesCanBe) {
+  const std::vector<std::pair<std::string, std::function<void(v1::WindowAggregate&)>>> cases = {
+      {"is not a multiple of window_size_us",
+       [](v1::WindowAggregate& a) { a.set_window_start_us(a.window_start_us() + 60'000'000); }},
+      {"is not a multiple of window_size_us",
+       [](v1::WindowAggregate& a) { a.set_window_start_us(-60'000'000); }},
+      {"a window has a positive size", [](v1::WindowAggregate& a) { a.set_window_size_us(0); }},
+      {"a window has a positive size",
+       [](v1::WindowAggregate& a) { a.set_window_size_us(-300'000'000); }},
+      {"beyond the times Tidemark handles",
+       [](v1::WindowAggregate& a) { a.set_window_start_us(INT64_MIN); }},
+      {"beyond the times Tidemark handles",
+       [](v1::WindowAggregate& a) { a.set_window_size_us(INT64_MAX); }},
+      {"at least one point", [](v1::WindowAggregate& a) { a.set_count(0); }},
+      {"at least one point", [](v1::WindowAggregate& a) { a.set_count(-1); }},
+      {"is above max", [](v1::WindowAggregate& a) { a.set_min(3); }},
+      {"is not the id of canonical_key",
+       [](v1::WindowAggregate& a) { a.mutable_series()->set_series_id(42); }},
+      {"has no canonical_key", [](v1::WindowAggregate& a) { a.clear_series(); }},
+  };
+  for (const auto& [expected, change] : cases) {
+    v1::WindowAggregate a = GoodAggregate();
+    change(a);
+    std::optional<series::Problem> p = CheckAggregate(a);
+    ASSERT_NE(p, std::nullopt) << expected;
+    EXPECT_EQ(p->reason, v1::REJECT_REASON_INVALID_AGGREGATE) << p->message;
+    EXPECT_NE(p->message.find(expected), std::string::npos) << p->message;
+  }
+  for (auto set : {&v1::WindowAggregate::set_sum, &v1::WindowAggregate::set_min,
+                   &v1::WindowAggregate::set_max, &v1::WindowAggregate::set_avg,
+                   &v1::WindowAggregate::set_first, &v1::WindowAggregate::set_last}) {
+    for (double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+      v1::WindowAggregate a = GoodAggregate();
+      (a.*set)(bad);
+      std::optional<series::Problem> p = CheckAggregate(a);
+      ASSERT_NE(p, std::nullopt);
+      EXPECT_EQ(p->reason, v1::REJECT_REASON_NON_FINITE_NUMBER) << p->message;
+    }
+  }
+  v1::WindowAggregate bad_text = GoodAggregate();
+  std::string key = bad_text.series().canonical_key();
+  key[2] = '\0';  // a NUL inside the key
+  bad_text.mutable_series()->set_canonical_key(key);
+  ASSERT_NE(CheckAggregate(bad_text), std::nullopt);
+  EXPECT_EQ(CheckAggregate(bad_text)->reason, v1::REJECT_REASON_INVALID_TEXT);
+}
+
+TEST(CheckLatePoint, RefusesARepairOfAWindowNoAggregateCanBe) {
+  v1::LatePoint late;
+  *late.mutable_series() = GoodAggregate().series();
+  v1::WindowRef* w = late.add_windows();
+  w->set_window_size_us(300'000'000);
+  w->set_window_start_us(600'000'000);
+  EXPECT_FALSE(CheckLatePoint(late).has_value());
+  v1::WindowRef* misaligned = late.add_windows();
+  misaligned->set_window_size_us(3'600'000'000);
+  misaligned->set_window_start_us(600'000'000);
+  ASSERT_NE(CheckLatePoint(late), std::nullopt);
+  EXPECT_EQ(CheckLatePoint(late)->reason, v1::REJECT_REASON_INVALID_AGGREGATE);
+  late.mutable_windows()->RemoveLast();
+  late.mutable_series()->set_series_id(late.series().series_id() + 1);
+  ASSERT_NE(CheckLatePoint(late), std::nullopt);
+  EXPECT_NE(CheckLatePoint(late)->message.find("is not the id"), std::string::npos);
 }
 
 TEST(SameValue, ComparesTypeAndValue) {

@@ -630,6 +630,12 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
                           " * ",
                           key, "[1])");
     };
+    // Windows start at multiples of their size since the epoch (the writer refuses any other,
+    // REJECT_REASON_INVALID_AGGREGATE), so a bucket as wide as the windows holds at most one
+    // window of each series: its windows are its series. Without DISTINCT, PostgreSQL hashes
+    // the windows into their groups instead of sorting them all.
+    const std::string series_in_bucket =
+        bucket == *source ? "count(*)" : "count(DISTINCT a.series_id)";
     const std::string sql =
         grouped
             ? absl::StrCat(
@@ -642,7 +648,8 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
                   " AS bucket, sum(a.count)::bigint AS count, sum(a.sum) AS sum, min(a.min) AS min,"
                   " max(a.max) AS max, min(",
                   window_key, ") AS first_key, max(", window_key,
-                  ") AS last_key, count(*) AS windows, count(DISTINCT a.series_id) AS series"
+                  ") AS last_key, count(*) AS windows, ", series_in_bucket,
+                  " AS series"
                   " FROM aggregates a JOIN sel USING (series_id) WHERE ",
                   windows_in_range, " AND (sel.gk, ", bucket_of, ") > ($11::text COLLATE \"C\", ",
                   Ts(13), ") GROUP BY sel.gk, ", bucket_of, " ORDER BY 1, 2 LIMIT $14)",

@@ -696,7 +696,8 @@ TEST_F(QueryStoreTest, ExtremeRangeEndsReadLikeAnOpenRange) {
 // the response byte bound counting the series it describes, and paging still reaches them all.
 TEST(QueryStorePages, CountTheSeriesTheyDescribeAgainstTheByteBound) {
   auto& pg = testing::SharedPgCluster();
-  auto dsn = pg.CreateDatabase("query_wide");
+  static int run = 0;  // a database of its own each --gtest_repeat round
+  auto dsn = pg.CreateDatabase(absl::StrCat("query_wide_", run++));
   ASSERT_TRUE(dsn.ok()) << dsn.status();
   auto conn = pg::Connect(*dsn);
   ASSERT_TRUE(conn.ok()) << conn.status();
@@ -843,9 +844,25 @@ class SubscribeTest : public QueryStoreTest {
     stub_ = v1::QueryService::NewStub(
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   }
+  // A series of its own for each test: StoreVersions' versions then start above nothing
+  // another test (or an earlier --gtest_repeat round) stored, and QueryStoreTest's series keep
+  // the windows their tests expect, in any order (--gtest_shuffle).
+  void SetUp() override {
+    static int64_t next_series = 1'000;
+    series_ = next_series++;
+    Sql(absl::StrCat(
+        "INSERT INTO series (series_id, canonical_key, measure_name, device_id, dimensions)"
+        " VALUES (",
+        series_, ", 'k", series_, "', 'subscribed', 'd", series_, "', '{\"device_id\":\"d", series_,
+        "\"}')"));
+  }
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     service_.reset();
+    // What the test stored, its own series and the wide ones (9, 11), goes: QueryStoreTest's
+    // reads of every series expect the fixture's alone.
+    Sql(absl::StrCat("DELETE FROM aggregates WHERE series_id IN (", series_,
+                     ", 9, 11); DELETE FROM series WHERE series_id IN (", series_, ", 9, 11)"));
   }
 
   // Checks calls against a credentials file granting `read` to a token that expires at
@@ -918,12 +935,13 @@ class SubscribeTest : public QueryStoreTest {
         absl::Seconds(10)));
   }
 
-  // Stores `n` new versions of `windows` windows of series 2, one transaction per version.
+  // Stores `n` new versions of `windows` windows of the test's series, one transaction per
+  // version.
   void StoreVersions(int first_version, int n, int windows = 1) {
     for (int v = first_version; v < first_version + n; ++v) {
       std::string rows;
       for (int w = 0; w < windows; ++w) {
-        absl::StrAppend(&rows, w == 0 ? "" : ",", "(2, interval '5 minutes', ",
+        absl::StrAppend(&rows, w == 0 ? "" : ",", "(", series_, ", interval '5 minutes', ",
                         Ts(kDay0 + (120 + 5 * w) * kMin), ", 1, ", v, ", ", v, ", ", v, ", ", v,
                         ", ", v, ", ", v, ", ", v, ")");
       }
@@ -959,12 +977,13 @@ class SubscribeTest : public QueryStoreTest {
   std::unique_ptr<QueryServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::QueryService::Stub> stub_;
+  int64_t series_ = 0;
 };
 
 TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
   StartServer(10'000);
   v1::SubscribeRequest req;
-  req.mutable_selector()->add_series_ids(2);
+  req.mutable_selector()->add_series_ids(series_);
   const std::string token = TokenOfNow(req);
   StoreVersions(100, 20);  // stored while nobody listens
   req.set_resume_token(token);
@@ -995,7 +1014,7 @@ TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
 TEST_F(SubscribeTest, ATokenAheadOfTheLogIsOutOfRange) {
   StartServer(10'000);
   v1::SubscribeRequest req;
-  req.mutable_selector()->add_series_ids(2);
+  req.mutable_selector()->add_series_ids(series_);
   const absl::StatusOr<int64_t> now = DecodeResumeToken(TokenOfNow(req));
   ASSERT_TRUE(now.ok()) << now.status();
   req.set_resume_token(EncodeResumeToken(*now + 1'000'000));
@@ -1022,7 +1041,7 @@ TEST_F(SubscribeTest, ATokenAheadOfTheLogIsOutOfRange) {
 TEST_F(SubscribeTest, ASlowSubscriberIsEndedRatherThanBufferedWithoutBound) {
   StartServer(5'000, 500);
   v1::SubscribeRequest req;
-  req.mutable_selector()->add_series_ids(2);
+  req.mutable_selector()->add_series_ids(series_);
   // A subscriber that keeps reading, beside one that stops after its first response.
   grpc::ClientContext fast_ctx;
   auto fast = stub_->Subscribe(&fast_ctx, req);
@@ -1102,7 +1121,7 @@ TEST_F(SubscribeTest, AResumeAcrossMoreBytesThanTheBoundCatchesUp) {
 TEST_F(SubscribeTest, AResumeAcrossAGapLargerThanTheBufferCatchesUp) {
   StartServer(1'000, 5'000);
   v1::SubscribeRequest req;
-  req.mutable_selector()->add_series_ids(2);
+  req.mutable_selector()->add_series_ids(series_);
   const std::string token = TokenOfNow(req);
   StoreVersions(10'000, 300, 200);  // 60,000 updates while nobody listens
   WaitForHubAtLogEnd(req);
@@ -1186,7 +1205,7 @@ TEST_F(SubscribeTest, AChangeAfterTheTokenExpiredIsNotSent) {
   ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::SubscribeRequest req;
-  req.mutable_selector()->add_series_ids(2);
+  req.mutable_selector()->add_series_ids(series_);
   auto reader = stub_->Subscribe(&ctx, req);
   v1::SubscribeResponse resp;
   ASSERT_TRUE(reader->Read(&resp));
@@ -1214,7 +1233,7 @@ TEST_F(SubscribeTest, OneClientCannotTakeEveryPlace) {
   StartServer(100, 5000, absl::Seconds(1), /*max_subscriptions=*/10,
               /*max_subscriptions_per_client=*/2);
   v1::SubscribeRequest req;
-  req.mutable_selector()->add_series_ids(2);
+  req.mutable_selector()->add_series_ids(series_);
   v1::SubscribeResponse resp;
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   auto subscribe = [&](const std::string& token) {
@@ -1250,7 +1269,7 @@ TEST_F(SubscribeTest, OneClientCannotTakeEveryPlace) {
 TEST_F(SubscribeTest, SubscriptionsBeyondTheLimitAreRefused) {
   StartServer(100, 5000, absl::Seconds(1), /*max_subscriptions=*/2);
   v1::SubscribeRequest req;
-  req.mutable_selector()->add_series_ids(2);
+  req.mutable_selector()->add_series_ids(series_);
   v1::SubscribeResponse resp;
   grpc::ClientContext first_ctx, second_ctx, third_ctx;
   auto first = stub_->Subscribe(&first_ctx, req);

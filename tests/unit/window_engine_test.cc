@@ -7,6 +7,7 @@
 #include "common/series/event_points.h"
 #include "common/time/time_units.h"
 #include "gtest/gtest.h"
+#include "services/timestream-writer/writer_core.h"
 
 namespace tidemark::aggregator {
 namespace {
@@ -105,6 +106,43 @@ TEST(WindowEngine, BeyondLatenessGoesToTheLateTopicForRepair) {
   EXPECT_EQ(late.windows(0).window_start_us(), kBase);
   EXPECT_EQ(late.windows(0).window_size_us(), 10 * kS);
   EXPECT_EQ(d.windows().counters().beyond_lateness, 1);
+}
+
+// Whatever the engine emits is what the writer stores: every aggregate and every late point
+// passes the writer's checks (writer::CheckAggregate, CheckLatePoint), for several sizes,
+// double and int64 values, on time and beyond the lateness, after and before 1970.
+TEST(WindowEngine, EveryOutputPassesTheWritersChecks) {
+  WindowConfig config = TestConfig();
+  config.sizes = {absl::Minutes(1), absl::Minutes(5), absl::Hours(1)};
+  for (const int64_t first : {kBase, -3 * 3600 * kS - 7 * kS}) {
+    Driver d(config);
+    int emitted = 0, late = 0;
+    auto check = [&](const EngineOutput& out) {
+      for (const Emission& e : out.emissions) {
+        ++emitted;
+        const std::optional<series::Problem> p = writer::CheckAggregate(e.ToProto());
+        EXPECT_FALSE(p.has_value()) << p->message;
+      }
+      for (const v1::LatePoint& l : out.late) {
+        ++late;
+        const std::optional<series::Problem> p = writer::CheckLatePoint(l);
+        EXPECT_FALSE(p.has_value()) << p->message;
+      }
+    };
+    for (int i = 0; i < 600; ++i) {
+      // Every tenth point 200 s late, beyond the 30 s lateness once its windows closed.
+      const int64_t t = first + i * 7 * kS - (i % 10 == 9 ? 200 * kS : 0);
+      // Ingest stamps its wall clock, 2027 here, whatever the event's time.
+      v1::Event e = At(t, i * 0.25, absl::StrCat("d", i % 3), std::nullopt, kBase + i * 7 * kS);
+      (*e.mutable_measures())["n"].set_int64_value(int64_t{1'000'003} * i - 250'000'000);
+      check(d.Send(e));
+    }
+    EngineOutput out;
+    d.windows().AdvanceIfIdle(kBase + 600 * 7 * kS + 3600 * kS, out);
+    check(out);
+    EXPECT_GT(emitted, 100) << first;
+    EXPECT_GT(late, 10) << first;
+  }
 }
 
 TEST(WindowEngine, IdlePartitionAdvancesWithTheWallClock) {
@@ -228,6 +266,7 @@ struct StoreModel {
     if (!inserted && p.version > it->second.version) it->second = p;
   }
   void Upsert(const v1::WindowAggregate& a) {
+    EXPECT_FALSE(writer::CheckAggregate(a).has_value()) << writer::CheckAggregate(a)->message;
     auto key = std::make_tuple(a.series().series_id(), a.window_size_us(), a.window_start_us());
     auto [it, inserted] = aggregates.try_emplace(key, a);
     if (!inserted && a.version() > it->second.version()) it->second = a;
@@ -242,6 +281,7 @@ struct StoreModel {
   }
   // What the writer's repair does: recompute from the stored points.
   void Repair(const v1::LatePoint& late) {
+    EXPECT_FALSE(writer::CheckLatePoint(late).has_value()) << writer::CheckLatePoint(late)->message;
     for (const v1::WindowRef& w : late.windows()) {
       WindowPoints points =
           Window(late.series().series_id(), w.window_size_us(), w.window_start_us());

@@ -10,7 +10,9 @@
 // the CPU of the client threads and of the broker, which share the machine's cores, ingest's
 // CPU by thread group, and how many cores the pass kept busy. The current binary also takes
 // the same events as Writes from 8 clients and as Writes of 2,000 events, each as a ratio to
-// its WriteStream figure.
+// its WriteStream figure. `--partitions=N` (default 12) sets the raw topic's partitions: each
+// produce request carries one partition's records, so fewer partitions mean fewer, larger
+// requests per Write (docs/decisions.md, "Unary Write with few callers").
 #include <signal.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
@@ -140,18 +143,23 @@ struct IngestFigures {
 
 int main(int argc, char** argv) {
   std::string baseline_ingest;
+  int partitions = 12;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (absl::ConsumePrefix(&arg, "--baseline_ingest=")) baseline_ingest = std::string(arg);
+    if (absl::ConsumePrefix(&arg, "--partitions=") && !absl::SimpleAtoi(arg, &partitions)) {
+      std::fprintf(stderr, "--partitions takes a number\n");
+      return 2;
+    }
   }
   auto logger = log::MakeLogger("ingest-bench");
   const std::string dir = absl::StrCat("/tmp/tidemark-ingest-bench-", getpid());
   std::filesystem::create_directories(dir);
-  auto broker =
-      testing::ChildProcess::Start(absl::StrCat(TIDEMARK_BINARY_DIR, "/tools/devbroker/devbroker"),
-                                   {absl::StrCat("--bootstrap_file=", dir, "/bootstrap"),
-                                    "--topics=tidemark.raw:12,baseline.raw:12"},
-                                   {}, dir + "/devbroker.log");
+  auto broker = testing::ChildProcess::Start(
+      absl::StrCat(TIDEMARK_BINARY_DIR, "/tools/devbroker/devbroker"),
+      {absl::StrCat("--bootstrap_file=", dir, "/bootstrap"),
+       absl::StrCat("--topics=tidemark.raw:", partitions, ",baseline.raw:", partitions)},
+      {}, dir + "/devbroker.log");
   testing::WaitFor([&] { return std::filesystem::exists(dir + "/bootstrap"); }, absl::Seconds(10));
   std::string brokers;
   std::getline(std::ifstream(dir + "/bootstrap"), brokers);
@@ -347,8 +355,8 @@ int main(int argc, char** argv) {
 
   const std::string cfg = absl::StrFormat(
       "%d events, %d per request, %d concurrent clients, "
-      "4 measures each, %s, 12 partitions; load %s",
-      events, kEventsPerRequest, kClients, kCompression, LoadAverage());
+      "4 measures each, %s, %d partitions; load %s",
+      events, kEventsPerRequest, kClients, kCompression, partitions, LoadAverage());
   bench::Report("ingest.txt", "setup: " + cfg);
   auto report_pass = [&](const std::string& name, const Pass& p) {
     std::string threads;

@@ -195,12 +195,14 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
     // A series whose points all went beyond the lateness opened no window to keep it.
     if (state.open_windows == 0) series_.erase(it);
   }
-  if (newest_uncorrected != INT64_MIN || last_progress_wall_us_ == INT64_MIN) {
-    last_progress_wall_us_ = now_us;
-  }
+  // Only a record that raises the newest event time is progress: one behind it (a device
+  // whose clock lags the rest of the partition) moves no watermark, and counting it would
+  // keep a quiet device's last window open for as long as the lagging one sends.
+  if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
   // The watermark moves after the record's own points, and never for corrected points.
   if (newest_uncorrected != INT64_MIN && newest_uncorrected > max_event_us_) {
     max_event_us_ = newest_uncorrected;
+    last_progress_wall_us_ = now_us;
   }
   const int64_t candidate =
       SaturatingSub(max_event_us_, absl::ToInt64Microseconds(config_.out_of_orderness));
@@ -317,7 +319,7 @@ void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset, E
 
 void PartitionWindows::AdvanceIfIdle(int64_t now_us, EngineOutput& out) {
   if (last_progress_wall_us_ == INT64_MIN) return;  // nothing processed: nothing to close
-  // Idle means no record moved the watermark for the idle timeout, so that a partition of
+  // Idle means no record raised the newest event time for the idle timeout, so that a partition of
   // clock-corrected or undecodable records still closes its windows.
   if (now_us - last_progress_wall_us_ < absl::ToInt64Microseconds(config_.idle_timeout)) return;
   const int64_t candidate = now_us - absl::ToInt64Microseconds(config_.out_of_orderness);

@@ -30,8 +30,8 @@ struct WindowConfig {
   /// A point for a window whose end is behind the watermark by less than this updates the
   /// window and re-emits it; later points go to tidemark.late for repair.
   absl::Duration allowed_lateness = absl::Minutes(2);
-  /// A partition where no record moved the watermark for this long advances it with the wall
-  /// clock.
+  /// A partition where no record raised the newest event time for this long advances its
+  /// watermark with the wall clock.
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration future_clock_lead = absl::Minutes(15);
 };
@@ -215,7 +215,7 @@ class PartitionWindows final {
   int64_t watermark_us_;
   int64_t max_event_us_;
   int64_t next_offset_;
-  /// Wall time of the last record that moved the watermark (or of the first record).
+  /// Wall time of the last record that raised the newest event time (or of the first record).
   int64_t last_progress_wall_us_ = INT64_MIN;
   /// Nodes, so that SeriesState can point at a window until it is evicted.
   absl::node_hash_map<Key, Window> windows_;

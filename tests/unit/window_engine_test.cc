@@ -505,6 +505,28 @@ TEST(WindowEngine, APartitionOfOnlyCorrectedPointsGoesIdleAndCloses) {
       << "no record moved the watermark for the idle timeout: the wall clock does";
 }
 
+// Records behind the newest event time move no watermark, so they do not keep a partition
+// from going idle: a device whose clock lags by hours must not hold another device's last
+// window open until its own clock reaches it.
+TEST(WindowEngine, ALaggingClockDoesNotKeepAQuietPartitionOpen) {
+  Driver d;
+  const int64_t wall = kBase + 1 * kS;
+  EngineOutput out;
+  d.windows().Process(0, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, wall), wall, out);
+  size_t emitted = 0;
+  for (int s = 1; s <= 20; ++s) {
+    const int64_t now = wall + s * kS;
+    // Five hours behind: within retention, never beyond the newest event time.
+    d.windows().Process(s, At(now - 5 * 3600 * kS, 2.0, "slow", std::nullopt, now), now, out);
+    d.windows().AdvanceIfIdle(now, out);
+  }
+  for (const auto& a : out.emissions) {
+    if (a.series().dimensions().at("device_id") == "d1") ++emitted;
+  }
+  EXPECT_EQ(emitted, 1u) << "d1's window closes once no record raised the newest event time "
+                            "for the idle timeout";
+}
+
 TEST(WindowEngine, AClockAheadBelowTheCorrectionDoesNotMakeOthersLate) {
   Driver d;
   int64_t on_time_points = 0;

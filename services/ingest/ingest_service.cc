@@ -427,6 +427,25 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
       Take(step);
       return;
     }
+    // A message is bounded like a Write: one message of millions of (empty) events would
+    // hold a rejection each in memory, and one of more than --max_queued_events valid ones
+    // could never be queued whole, whatever the pause.
+    if (const int count = static_cast<int>(parsed_.events().size());
+        count > service_.config_.limits.max_events_per_request) {
+      Step step;
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        Fail(absl::InvalidArgumentError(absl::StrCat(
+            "a WriteStream message has ", count, " events; send at most ",
+            service_.config_.limits.max_events_per_request,
+            " per message. Nothing of it was written; the events of earlier messages are "
+            "answered as usual")));
+        step = NextStepLocked();
+      }
+      Take(step);
+      return;
+    }
     const int64_t first_stamp_us = service_.clock_.Reserve(
         static_cast<int64_t>(parsed_.events().size()), time::ToMicros(absl::Now()));
     PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), first_stamp_us, next_index_,

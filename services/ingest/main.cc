@@ -24,7 +24,8 @@ ABSL_FLAG(absl::Duration, raw_retention, absl::Hours(24 * 7),
           "Events older than this are rejected (time before the retention horizon)");
 ABSL_FLAG(absl::Duration, max_future, absl::Hours(24),
           "Events further ahead than this are rejected; nearer ones are clock-corrected");
-ABSL_FLAG(int, max_events_per_request, 10000, "Largest batch one Write may carry");
+ABSL_FLAG(int, max_events_per_request, 10000,
+          "Most events one Write, WriteJson or WriteStream message may carry");
 ABSL_FLAG(std::string, json_time_key, "Time", "WriteJson default mapping: time key");
 ABSL_FLAG(std::string, json_time_unit_key, "TimeUnit", "WriteJson default mapping: unit key");
 ABSL_FLAG(std::string, json_device_key, "DeviceID", "WriteJson default mapping: device key");

@@ -270,5 +270,42 @@ TEST(BadInput, AStreamListsTenThousandRejectionsAndCountsTheRest) {
   EXPECT_EQ(resp.rejected(9'999).index(), 9'999 + 1) << "indexes count the good event too";
 }
 
+// A stream message is bounded like a Write (--max_events_per_request): the stream ends
+// INVALID_ARGUMENT with what its earlier messages made durable, and nothing of the message.
+TEST(BadInput, AStreamMessageBeyondTheRequestLimitEndsTheStream) {
+  Stack stack(testing::SharedPgCluster(),
+              testing::StackOptions{.aggregator_flags = kAggregatorFlags,
+                                    .ingest_flags = {"--max_events_per_request=100"}});
+  grpc::ClientContext ctx;
+  v1::WriteResponse resp;
+  std::unique_ptr<grpc::ClientWriter<v1::WriteRequest>> stream =
+      stack.ingest().WriteStream(&ctx, &resp);
+  const int64_t now_ms = NowMs();
+  v1::WriteRequest first;
+  for (int i = 0; i < 100; ++i) *first.add_events() = Good(i, now_ms);  // at the limit
+  ASSERT_TRUE(stream->Write(first));
+  v1::WriteRequest oversized;
+  for (int i = 0; i < 101; ++i) *oversized.add_events() = Good(1000 + i, now_ms);
+  stream->Write(oversized);  // may fail once the stream has ended
+  stream->WritesDone();
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "has 101 events; send at most 100"))
+      << status.error_message();
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  const auto answer_bytes = trailers.find("tidemark-write-response-bin");
+  ASSERT_NE(answer_bytes, trailers.end());
+  v1::WriteResponse answer;
+  ASSERT_TRUE(answer.ParseFromString(
+      std::string(answer_bytes->second.data(), answer_bytes->second.size())));
+  EXPECT_EQ(answer.accepted(), 100) << "the first message is durable";
+  EXPECT_EQ(answer.rejected_size(), 0);
+  // Nothing of the oversized message was stored (its events have times of their own).
+  EXPECT_TRUE(WaitFor([&] { return stack.CountPoints() == 100; }, absl::Seconds(60)))
+      << "stored " << stack.CountPoints();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(stack.CountPoints(), 100);
+}
+
 }  // namespace
 }  // namespace tidemark::e2e

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <thread>
 
@@ -30,6 +31,31 @@ v1::RejectReason ReasonFor(const v1::Event& e, const ValidationLimits& limits = 
 
 TEST(Validation, AcceptsAValidEvent) {
   EXPECT_EQ(ReasonFor(Valid()), v1::REJECT_REASON_UNSPECIFIED);
+}
+
+// Messages quote at most the start of a name: the rules on content run before the length
+// check, and a stream keeps up to 10,000 rejections for its whole life.
+TEST(Validation, MessagesQuoteLongNamesInPart) {
+  const std::string name = "\u00e9" + std::string(60'000, 'n');  // a 2-byte character first
+  for (int field = 0; field < 3; ++field) {
+    v1::Event e = Valid();
+    if (field == 0) (*e.mutable_measures())[name].set_double_value(std::nan(""));
+    if (field == 1) (*e.mutable_measures())[name].set_double_value(1e300);
+    if (field == 2) (*e.mutable_dimensions())[name] = std::string("\xff", 1);
+    const std::optional<Rejection> r = ValidateEvent(e, kNowUs, {});
+    ASSERT_TRUE(r.has_value()) << field;
+    EXPECT_LT(r->message.size(), 200u) << field;
+    EXPECT_NE(r->message.find("\"\u00e9nnn"), std::string::npos) << r->message.substr(0, 200);
+    EXPECT_NE(r->message.find("(60002 bytes)"), std::string::npos) << r->message.substr(0, 200);
+  }
+  // A name cut inside a character is cut before it.
+  v1::Event e = Valid();
+  (*e.mutable_measures())[std::string(63, 'a') + "\u00e9" + "zz"].clear_value();
+  const std::optional<Rejection> r = ValidateEvent(e, kNowUs, {});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reason, v1::REJECT_REASON_NO_MEASURES);
+  EXPECT_NE(r->message.find("\"" + std::string(63, 'a') + "...\""), std::string::npos)
+      << r->message;
 }
 
 TEST(Validation, EachRejectionReason) {

@@ -223,9 +223,12 @@ int64_t AlignDown(int64_t t, int64_t step) {
 }
 
 int64_t AlignUp(int64_t t, int64_t step) {
-  const int64_t down = AlignDown(t, step);
-  if (down == t) return t;
-  return down > INT64_MAX - step ? INT64_MAX : down + step;
+  const int64_t r = t % step;
+  if (r == 0) return t;
+  // Before the epoch the ceiling is truncation toward zero, always representable (from the
+  // floor, which saturates near INT64_MIN, it was not a multiple of the step).
+  if (r < 0) return t - r;
+  return t > INT64_MAX - (step - r) ? INT64_MAX : t + (step - r);
 }
 
 std::string FormatSize(int64_t us) {
@@ -318,8 +321,10 @@ int64_t StepCount(const v1::InterpolateRequest& req) {
 
 absl::Status ValidateInterpolate(const v1::InterpolateRequest& req, const QueryLimits& limits) {
   if (absl::Status s = ValidateSelector(req.selector(), limits); !s.ok()) return s;
-  if (req.range().start_us() == 0 || req.range().end_us() == 0) {
-    return absl::InvalidArgumentError("Interpolate needs both range start_us and end_us");
+  // Only the end has an "unset" (0, unbounded); a start of 0 is 1970-01-01, and an unset one
+  // is caught by the step limit below.
+  if (req.range().end_us() == 0) {
+    return absl::InvalidArgumentError("Interpolate needs range end_us (0 means unbounded)");
   }
   if (absl::Status s = ValidateRange(req.range()); !s.ok()) return s;
   if (req.step_us() <= 0) {

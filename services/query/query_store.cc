@@ -259,6 +259,7 @@ absl::Status QueryStore::EnsureConnected() {
 
 absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeriesRequest& req,
                                                               absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
   if (absl::Status s = ValidateSelector(req.selector(), limits_); !s.ok()) return s;
   absl::StatusOr<int> page =
       PageSize(req.page_size(), limits_.default_series_page, limits_.max_series_page);
@@ -270,7 +271,7 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
   const SelectorParams p = ToParams(req.selector());
   try {
     pqxx::read_transaction tx(*conn_);
-    SetTimeout(tx, timeout);
+    SetTimeout(tx, deadline - absl::Now());  // a reconnection took some of it
     // Sizes first, descriptions of the series the page holds after: a page of long
     // descriptions ends at its byte bound without reading the rest of them.
     const pqxx::result rows = tx.exec_params(
@@ -290,7 +291,7 @@ absl::StatusOr<v1::ListSeriesResponse> QueryStore::ListSeries(const v1::ListSeri
       by_id[rows[i][0].as<int64_t>()] = resp.add_series();
       bytes += rows[i][1].as<int64_t>() + 4;
     }
-    FetchSeries(tx, by_id);
+    DescribeSeries(tx, by_id, deadline);
     if (more) {
       resp.set_next_page_token(
           EncodeCursor({resp.series(resp.series_size() - 1).series_id(), INT64_MIN, -1}));
@@ -442,7 +443,7 @@ absl::StatusOr<v1::ReadAggregatesResponse> QueryStore::ReadAggregates(
   absl::StatusOr<Cursor> start = StartCursor(req.page_token(), req.limit());
   if (!start.ok()) return start.status();
   Cursor cursor = *start;
-  absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(timeout);
+  absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(deadline - absl::Now());
   if (!sizes.ok()) return sizes.status();
   if (absl::Status s = RequireStoredSize(req.window_size_us(), *sizes, "window_size_us"); !s.ok()) {
     return s;
@@ -572,7 +573,7 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
   absl::StatusOr<Cursor> start = StartCursor(req.page_token());
   if (!start.ok()) return start.status();
   const Cursor cursor = *start;
-  absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(timeout);
+  absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(deadline - absl::Now());
   if (!sizes.ok()) return sizes.status();
   absl::StatusOr<int64_t> source =
       ChooseSourceWindow(req.bucket_us(), req.source_window_size_us(), *sizes);
@@ -589,7 +590,7 @@ absl::StatusOr<v1::RollupResponse> QueryStore::Rollup(const v1::RollupRequest& r
   resp.set_source_window_size_us(*source);
   try {
     pqxx::read_transaction tx(*conn_);
-    SetTimeout(tx, timeout);
+    SetTimeout(tx, deadline - absl::Now());  // the window sizes' read took some of it
     // A grouped Rollup answers a group per dimension value, whatever the fleet's size. One
     // without group_by answers a group per series, and each of its pages merges the windows
     // of every selected series from its cursor on: it keeps the cap on named series.
@@ -746,7 +747,7 @@ absl::StatusOr<v1::InterpolateResponse> QueryStore::Interpolate(const v1::Interp
   const Cursor cursor = *start;
   const bool from_aggregates = req.window_size_us() > 0;
   if (from_aggregates) {
-    absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(timeout);
+    absl::StatusOr<std::vector<int64_t>> sizes = StoredWindowSizes(deadline - absl::Now());
     if (!sizes.ok()) return sizes.status();
     if (absl::Status s = RequireStoredSize(req.window_size_us(), *sizes, "window_size_us");
         !s.ok()) {

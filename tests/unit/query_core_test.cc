@@ -205,6 +205,10 @@ TEST(Align, BucketsAreMultiplesOfTheStepSinceTheEpoch) {
   // Saturates instead of overflowing.
   EXPECT_EQ(AlignUp(INT64_MAX - 5, kHour), INT64_MAX);
   EXPECT_EQ(AlignDown(INT64_MIN + 5, kHour), INT64_MIN);
+  // The ceiling near INT64_MIN is a multiple of the step, not the saturated floor plus one.
+  EXPECT_EQ(AlignUp(INT64_MIN, 60'000'000), -9'223'372'036'800'000'000);
+  EXPECT_EQ(AlignUp(INT64_MIN + 5, kHour) % kHour, 0);
+  EXPECT_LT(AlignUp(INT64_MIN + 5, kHour) - (INT64_MIN + 5), kHour);
 }
 
 TEST(FormatSize, ReadsLikeAFlag) {
@@ -357,6 +361,9 @@ TEST(ValidateInterpolate, RefusesStepZeroOpenRangesAndTooManySteps) {
   EXPECT_NE(many.message().find("larger step"), absl::string_view::npos) << many;
   r = Interp(v1::INTERPOLATION_METHOD_LINEAR, kS, 0, kS);
   EXPECT_EQ(ValidateInterpolate(r, {}).code(), absl::StatusCode::kInvalidArgument);
+  // A range may start at the epoch itself.
+  r = Interp(v1::INTERPOLATION_METHOD_LINEAR, 0, 3600 * kS, 60 * kS);
+  EXPECT_TRUE(ValidateInterpolate(r, {}).ok()) << ValidateInterpolate(r, {});
   r = Interp(v1::INTERPOLATION_METHOD_UNSPECIFIED, kS, 10 * kS, kS);
   EXPECT_EQ(ValidateInterpolate(r, {}).code(), absl::StatusCode::kInvalidArgument);
   r = Interp(v1::INTERPOLATION_METHOD_LINEAR, kS, 10 * kS, kS);

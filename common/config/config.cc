@@ -49,7 +49,7 @@ constexpr const char* kTidemarkSettings[] = {
     "raw_retention", "raw_topic",
     "real_time", "rejected_topic", "resume", "s3_endpoint", "s3_path_style", "s3_region", "scopes",
     "seed", "service", "since", "source_window", "start", "step", "subscriber_buffer",
-    "subscriber_buffer_bytes", "subscription_retention", "timeout", "tls", "tls_ca_file",
+    "subscriber_buffer_bytes", "subscription_progress_interval", "subscription_retention", "timeout", "tls", "tls_ca_file",
     "tls_cert_file", "tls_client_ca_file", "tls_client_cert_file", "tls_client_key_file",
     "tls_key_file", "tls_refresh_interval", "tls_require_client_cert", "tls_server_name", "to",
     "token", "token_file", "topics", "turbine_share", "where", "width", "window", "windows",

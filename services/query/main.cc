@@ -24,6 +24,10 @@ ABSL_FLAG(int, subscriber_buffer, 10000,
 ABSL_FLAG(int64_t, subscriber_buffer_bytes, 16 << 20,
           "Memory those undelivered updates may hold (each carries its series' dimensions) "
           "beyond which a Subscribe stream ends with RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, subscription_progress_interval, absl::Seconds(30),
+          "How often at most a Subscribe stream whose selector matched none of the latest "
+          "changes is sent a response without updates, moving its resume_token past them so "
+          "that it stays within the writer's --subscription_retention");
 ABSL_FLAG(int, max_subscriptions, 1000,
           "Open Subscribe streams beyond which a new one is refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_subscriptions_per_client, 250,
@@ -62,6 +66,7 @@ int Run(int argc, char** argv) {
   const int64_t subscriber_buffer_bytes = absl::GetFlag(FLAGS_subscriber_buffer_bytes);
   cfg.subscriptions.subscriber_buffer_bytes =
       static_cast<size_t>(std::max<int64_t>(1, subscriber_buffer_bytes));
+  cfg.subscriptions.progress_interval = absl::GetFlag(FLAGS_subscription_progress_interval);
   const int max_subscriptions = absl::GetFlag(FLAGS_max_subscriptions);
   cfg.subscriptions.max_subscriptions = static_cast<size_t>(std::max(1, max_subscriptions));
   const int per_client = absl::GetFlag(FLAGS_max_subscriptions_per_client);
@@ -73,6 +78,8 @@ int Run(int argc, char** argv) {
         config::RequirePositive("max_rollup_series", cfg.limits.max_rollup_series),
         config::RequirePositive("subscriber_buffer", subscriber_buffer),
         config::RequirePositive("subscriber_buffer_bytes", subscriber_buffer_bytes),
+        config::RequirePositive("subscription_progress_interval",
+                                cfg.subscriptions.progress_interval),
         config::RequirePositive("max_subscriptions", max_subscriptions),
         config::RequirePositive("max_subscriptions_per_client", per_client)}) {
     if (!s.ok()) {

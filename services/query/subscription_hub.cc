@@ -104,13 +104,15 @@ SubscriptionMetrics::SubscriptionMetrics(metrics::Registry& r)
 
 SubscribeReactor::SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher,
                                    std::set<int64_t> window_sizes, int64_t start_after,
-                                   Backlog buffer, SubscriptionMetrics& metrics,
+                                   Backlog buffer, absl::Duration progress_interval,
+                                   SubscriptionMetrics& metrics,
                                    std::function<absl::Status()> authorize, std::string client)
     : hub_(hub),
       matcher_(std::move(matcher)),
       window_sizes_(std::move(window_sizes)),
       start_after_(start_after),
       buffer_(buffer),
+      progress_interval_(progress_interval),
       metrics_(metrics),
       authorize_(std::move(authorize)),
       client_(std::move(client)) {}
@@ -178,13 +180,17 @@ void SubscribeReactor::WriteNextLocked() {
   if (written_position_ < 0) {
     // The first response confirms the subscription: no updates, and the position it runs
     // from, even when a resumed stream already has missed updates queued.
-    in_flight_.set_resume_token(EncodeResumeToken(start_after_));
-    written_position_ = start_after_;
-    writing_ = true;
-    StartWrite(&in_flight_);
+    StartWriteLocked(start_after_);
     return;
   }
-  if (pending_.empty()) return;
+  if (pending_.empty()) {
+    // Only changes that matched nothing since the last response: a response without updates
+    // moves the token past them, at most every progress_interval_.
+    if (position_ > written_position_ && absl::Now() - last_write_ >= progress_interval_) {
+      StartWriteLocked(position_);
+    }
+    return;
+  }
   int64_t token = position_;
   size_t bytes = 0;
   while (!pending_.empty() &&
@@ -199,9 +205,14 @@ void SubscribeReactor::WriteNextLocked() {
     pending_.pop_front();
   }
   if (pending_.empty()) token = position_;
+  StartWriteLocked(token);
+}
+
+void SubscribeReactor::StartWriteLocked(int64_t token) {
   in_flight_.set_resume_token(EncodeResumeToken(token));
   written_position_ = token;
   writing_ = true;
+  last_write_ = absl::Now();
   StartWrite(&in_flight_);
 }
 
@@ -317,7 +328,7 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* SubscriptionHub::Subscribe(
   auto reactor = std::make_shared<SubscribeReactor>(
       *this, *std::move(matcher), std::move(sizes), start_after,
       Backlog{.updates = options_.subscriber_buffer, .bytes = options_.subscriber_buffer_bytes},
-      metrics_, std::move(authorize), client);
+      options_.progress_interval, metrics_, std::move(authorize), client);
   joining_.push_back(reactor);
   metrics_.subscribers.Set(static_cast<double>(joining_.size() + active_.size()));
   return reactor.get();

@@ -60,9 +60,12 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   /// and expire); it is asked before each batch of changes is offered, and by the hub every
   /// SubscriptionOptions::authorization_interval (CheckAuthorized), so an idle stream ends
   /// too. It may be empty.
+  /// `progress_interval`: how often at most a response without updates moves the token past
+  /// changes that matched nothing (SubscriptionOptions::progress_interval).
   SubscribeReactor(SubscriptionHub& hub, SeriesMatcher matcher, std::set<int64_t> window_sizes,
-                   int64_t start_after, Backlog buffer, SubscriptionMetrics& metrics,
-                   std::function<absl::Status()> authorize = {}, std::string client = "");
+                   int64_t start_after, Backlog buffer, absl::Duration progress_interval,
+                   SubscriptionMetrics& metrics, std::function<absl::Status()> authorize = {},
+                   std::string client = "");
 
   /// Called by the hub thread, in change order. `position` is the last change id the hub has
   /// looked at; the stream's resume token reaches it once everything before is written.
@@ -92,6 +95,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
  private:
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  /// Writes in_flight_ with `token` as its resume token.
+  void StartWriteLocked(int64_t token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   SubscriptionHub& hub_;
@@ -101,6 +106,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   int64_t caught_up_to_ = -1;
   std::optional<Backlog> paced_at_;
   const Backlog buffer_;  // the bounds
+  const absl::Duration progress_interval_;
   SubscriptionMetrics& metrics_;
   const std::function<absl::Status()> authorize_;
   const std::string client_;
@@ -113,6 +119,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t written_position_ ABSL_GUARDED_BY(mu_) = -1;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_write_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   v1::SubscribeResponse in_flight_ ABSL_GUARDED_BY(mu_);
 };
@@ -134,6 +141,12 @@ struct SubscriptionOptions {
   /// Open streams of one client beyond which its new one is refused, so that one client
   /// cannot take every place of the replica.
   size_t max_subscriptions_per_client = 250;
+  /// A stream whose selector matched none of the changes since its last response is sent a
+  /// response without updates, carrying the token past them, at most this often (and only
+  /// when the log moved): a quiet subscription's token would otherwise stay where its last
+  /// update left it, and after the writer's --subscription_retention pruned the log past it,
+  /// resuming from it would be OUT_OF_RANGE although nothing was missed.
+  absl::Duration progress_interval = absl::Seconds(30);
   /// How often every stream's credentials are checked again, changes or not (they are also
   /// checked before each batch of changes).
   absl::Duration authorization_interval = absl::Seconds(1);

@@ -832,6 +832,7 @@ class SubscribeTest : public QueryStoreTest {
     config.subscriptions.fetch_batch = fetch_batch;
     config.subscriptions.poll_interval = absl::Milliseconds(200);
     config.subscriptions.authorization_interval = authorization_interval;
+    config.subscriptions.progress_interval = progress_interval_;
     metrics_ = std::make_unique<QueryMetrics>(registry_);
     service_ = std::make_unique<QueryServiceImpl>(config, *metrics_, *authenticator_,
                                                   log::MakeLogger("query"));
@@ -978,6 +979,7 @@ class SubscribeTest : public QueryStoreTest {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::QueryService::Stub> stub_;
   int64_t series_ = 0;
+  absl::Duration progress_interval_ = absl::Seconds(30);
 };
 
 TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
@@ -1007,6 +1009,58 @@ TEST_F(SubscribeTest, ResumesFromATokenAndRefusesAPrunedOne) {
   const grpc::Status status = old->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE) << status.error_message();
   EXPECT_NE(status.error_message().find("subscription_retention"), std::string::npos);
+}
+
+// A stream whose selector matches none of the changes still gets its token moved past them
+// (a response without updates), so that resuming after the log was pruned loses nothing and
+// is not refused.
+TEST_F(SubscribeTest, AQuietSubscriptionsTokenFollowsTheLog) {
+  progress_interval_ = absl::Milliseconds(200);
+  StartServer(10'000);
+  v1::SubscribeRequest req;
+  req.mutable_selector()->add_series_ids(series_);  // nothing is stored for it
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto reader = stub_->Subscribe(&ctx, req);
+  v1::SubscribeResponse first;
+  ASSERT_TRUE(reader->Read(&first));
+  const absl::StatusOr<int64_t> start = DecodeResumeToken(first.resume_token());
+  ASSERT_TRUE(start.ok()) << start.status();
+  absl::SleepFor(absl::Milliseconds(300));  // past the interval since the first response
+  StoreWideWindows(3);                      // another series: three changes, none matching
+  int64_t log_end = 0;
+  {
+    pqxx::nontransaction tx(*owner_);
+    log_end = tx.exec1("SELECT max(change_id) FROM aggregate_changes")[0].as<int64_t>();
+  }
+  ASSERT_GT(log_end, *start);
+  v1::SubscribeResponse progress;
+  ASSERT_TRUE(reader->Read(&progress)) << "no response followed the unmatched changes";
+  EXPECT_EQ(progress.updates_size(), 0);
+  const absl::StatusOr<int64_t> moved = DecodeResumeToken(progress.resume_token());
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(*moved, log_end);
+  ctx.TryCancel();
+  reader->Finish();
+
+  // The log pruned past the first token: it is refused, the moved one resumes.
+  Sql("SELECT tidemark_prune_aggregate_changes('0 seconds')");
+  for (const auto& [token, code] :
+       {std::pair{first.resume_token(), grpc::StatusCode::OUT_OF_RANGE},
+        std::pair{progress.resume_token(), grpc::StatusCode::CANCELLED}}) {
+    v1::SubscribeRequest resume = req;
+    resume.set_resume_token(token);
+    grpc::ClientContext resume_ctx;
+    resume_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto resumed = stub_->Subscribe(&resume_ctx, resume);
+    v1::SubscribeResponse resp;
+    if (resumed->Read(&resp)) {
+      EXPECT_EQ(resp.resume_token(), token);  // the confirmation
+      resume_ctx.TryCancel();
+    }
+    const grpc::Status status = resumed->Finish();
+    EXPECT_EQ(status.error_code(), code) << status.error_message();
+  }
 }
 
 // A token past the end of the log (another deployment's, or from before the store was

@@ -52,10 +52,16 @@ std::optional<series::Problem> CheckWindow(int64_t size_us, int64_t start_us) {
     return InvalidAggregate(
         absl::StrCat("window_size_us is ", size_us, ": a window has a positive size"));
   }
-  if (size_us > time::kMaxTimeMagnitudeUs || start_us < -time::kMaxTimeMagnitudeUs ||
-      start_us > time::kMaxTimeMagnitudeUs) {
+  // The store turns a window's start and size into times as an interval times the microseconds
+  // (aggregate_store.cc), which PostgreSQL computes in float8: exact to 2^53 us, about 285
+  // years either side of 1970. Beyond, two windows could share a key (the upsert then fails
+  // for ever) or one be stored off its size's multiples. Ingest's retention and future bound
+  // keep every event far inside.
+  constexpr int64_t kMaxExactUs = int64_t{1} << 53;
+  if (size_us > kMaxExactUs || start_us < -kMaxExactUs || start_us > kMaxExactUs - size_us) {
     return InvalidAggregate(absl::StrCat("window of ", size_us, " us at ", start_us,
-                                         " us is beyond the times Tidemark handles"));
+                                         " us is beyond the times Tidemark stores windows at "
+                                         "(2^53 us from 1970)"));
   }
   if (start_us % size_us != 0) {
     return InvalidAggregate(absl::StrCat("window_start_us ", start_us,

@@ -198,6 +198,12 @@ TEST(CheckAggregate, AcceptsWhatTheAggregatorEmits) {
   v1::WindowAggregate before_1970 = GoodAggregate();
   before_1970.set_window_start_us(-300'000'000);
   EXPECT_FALSE(CheckAggregate(before_1970).has_value());
+  // The last aligned 5 m windows within 2^53 us of 1970, either side.
+  for (const int64_t start : {9'006'600'000'000'000, -9'006'900'000'000'000}) {
+    v1::WindowAggregate far = GoodAggregate();
+    far.set_window_start_us(start);
+    EXPECT_FALSE(CheckAggregate(far).has_value()) << start;
+  }
   v1::WindowAggregate one_point = GoodAggregate();
   one_point.set_count(1);
   one_point.set_min(2);
@@ -213,10 +219,15 @@ TEST(CheckAggregate, RefusesWhatNoTumblingWindowOfASeriesCanBe) {
       {"a window has a positive size", [](v1::WindowAggregate& a) { a.set_window_size_us(0); }},
       {"a window has a positive size",
        [](v1::WindowAggregate& a) { a.set_window_size_us(-300'000'000); }},
-      {"beyond the times Tidemark handles",
+      {"beyond the times Tidemark stores windows at",
        [](v1::WindowAggregate& a) { a.set_window_start_us(INT64_MIN); }},
-      {"beyond the times Tidemark handles",
+      {"beyond the times Tidemark stores windows at",
        [](v1::WindowAggregate& a) { a.set_window_size_us(INT64_MAX); }},
+      // Aligned, but past 2^53 us, where the store's float8 arithmetic is no longer exact.
+      {"beyond the times Tidemark stores windows at",
+       [](v1::WindowAggregate& a) { a.set_window_start_us(9'007'200'000'000'000); }},
+      {"beyond the times Tidemark stores windows at",
+       [](v1::WindowAggregate& a) { a.set_window_start_us(-9'007'200'000'000'000); }},
       {"at least one point", [](v1::WindowAggregate& a) { a.set_count(0); }},
       {"at least one point", [](v1::WindowAggregate& a) { a.set_count(-1); }},
       {"is above max", [](v1::WindowAggregate& a) { a.set_min(3); }},

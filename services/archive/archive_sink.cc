@@ -159,6 +159,15 @@ absl::Status ArchiveSink::Recover(const kafka::TopicPartition& tp,
       if (range->first_offset >= committed_offset) {
         listed.files.push_back(file);
         listed.first_offset = std::min(listed.first_offset, range->first_offset);
+      } else if (range->last_offset >= committed_offset) {
+        // Committed inside a file's batch: refused as with a readable record, rather than
+        // archiving the rest of the batch a second time.
+        const PendingBatch straddling{
+            tp.topic, tp.partition, range->first_offset, range->last_offset, {file}};
+        if (absl::StatusOr<Resume> resume = DecideResume(straddling, committed_offset);
+            !resume.ok()) {
+          return resume.status();
+        }
       } else if (range->last_offset < committed_offset &&
                  range->last_offset >= newest_committed.last_offset) {
         if (range->last_offset > newest_committed.last_offset) newest_committed.files.clear();

@@ -376,6 +376,14 @@ TEST(ArchiveSink, RecoveryFromAnUnreadableRecordKeepsTheNewestCommittedBatch) {
   const absl::Status refused = RecoverRaw0(*lake, metrics, /*committed=*/-1, /*earliest=*/0);
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
   EXPECT_NE(refused.message().find("to 200 to resume"), absl::string_view::npos) << refused;
+
+  // Offsets moved by hand into the newest batch, the record unreadable again: refused, as
+  // with a readable record, and its files stay.
+  ASSERT_TRUE(lake->Put(PendingPath("raw", 0), "[{\"topic\":\"raw\",\"partit").ok());
+  const absl::Status inside = RecoverRaw0(*lake, metrics, /*committed=*/150);
+  EXPECT_EQ(inside.code(), absl::StatusCode::kFailedPrecondition) << inside;
+  EXPECT_NE(inside.message().find("moved by hand"), absl::string_view::npos) << inside;
+  EXPECT_TRUE(lake->Get(newest).ok());
   std::filesystem::remove_all(root);
 }
 

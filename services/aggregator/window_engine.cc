@@ -39,27 +39,38 @@ int64_t SaturatingSub(int64_t a, int64_t b) { return a < INT64_MIN + b ? INT64_M
 }  // namespace
 
 std::string Checkpoint::Encode() const {
-  std::string out = absl::StrCat("v2 ", watermark_us, " ", max_event_us, " ");
+  std::string out = absl::StrCat("v3 ", watermark_us, " ", max_event_us, " ");
   for (size_t i = 0; i < sizes.size(); ++i) {
     absl::StrAppend(&out, i == 0 ? "" : ",", sizes[i].size_us);
     if (sizes[i].incomplete_before_us != INT64_MIN) {
       absl::StrAppend(&out, "@", sizes[i].incomplete_before_us);
     }
   }
+  absl::StrAppend(&out, " ", lateness_us);
   return out;
 }
 
 absl::StatusOr<Checkpoint> Checkpoint::Decode(int64_t offset, const std::string& metadata) {
   Checkpoint c;
   c.offset = offset;
-  if (metadata.empty()) return c;
+  // An offset committed without metadata was set by hand (kafka-consumer-groups
+  // --reset-offsets, the runbook's way past a gap): records before it were processed, and
+  // windows that straddle it hold points no replay reaches. Offset 0 skips nothing.
+  if (metadata.empty()) {
+    c.after_records = offset > 0;
+    return c;
+  }
   c.after_records = true;
   std::vector<std::string> parts = absl::StrSplit(metadata, ' ');
   const bool v1 = parts.size() == 3 && parts[0] == "v1";
   const bool v2 = parts.size() == 4 && parts[0] == "v2";
-  bool readable = (v1 || v2) && absl::SimpleAtoi(parts[1], &c.watermark_us) &&
+  const bool v3 = parts.size() == 5 && parts[0] == "v3";
+  bool readable = (v1 || v2 || v3) && absl::SimpleAtoi(parts[1], &c.watermark_us) &&
                   absl::SimpleAtoi(parts[2], &c.max_event_us);
-  if (readable && v2) {
+  if (readable && v3) {
+    readable = absl::SimpleAtoi(parts[4], &c.lateness_us) && c.lateness_us >= 0;
+  }
+  if (readable && (v2 || v3)) {
     for (absl::string_view item : absl::StrSplit(parts[3], ',', absl::SkipEmpty())) {
       std::vector<absl::string_view> fields = absl::StrSplit(item, '@');
       Checkpoint::Size& size = c.sizes.emplace_back();
@@ -97,6 +108,21 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
     } else {
       incomplete_before_us_.push_back(restored_at_us +
                                       absl::ToInt64Microseconds(config_.future_clock_lead));
+    }
+  }
+  // Windows the checkpoint's lateness had evicted by its watermark are not rebuilt by the
+  // replay. A larger lateness now would reopen one from its later points alone and emit that
+  // part as the whole window (with a higher version than the whole), so they are repaired
+  // from the stored points instead, as an added size's are. A checkpoint that did not record
+  // its lateness is taken as having evicted every window that had closed.
+  const int64_t lateness = absl::ToInt64Microseconds(config_.allowed_lateness);
+  const int64_t evicted_with = std::max<int64_t>(0, restored.lateness_us);
+  if (restored.after_records && restored.watermark_us != INT64_MIN && lateness > evicted_with) {
+    for (size_t i = 0; i < sizes_us_.size(); ++i) {
+      // Evicted: start + size + lateness <= watermark.
+      const int64_t last_evicted =
+          SaturatingSub(SaturatingSub(restored.watermark_us, evicted_with), sizes_us_[i]);
+      incomplete_before_us_[i] = std::max(incomplete_before_us_[i], last_evicted + 1);
     }
   }
 }
@@ -333,6 +359,7 @@ Checkpoint PartitionWindows::CurrentCheckpoint() const {
   c.watermark_us = watermark_us_;
   c.max_event_us = max_event_us_;
   const int64_t lateness = absl::ToInt64Microseconds(config_.allowed_lateness);
+  c.lateness_us = lateness;
   for (size_t i = 0; i < sizes_us_.size(); ++i) {
     Checkpoint::Size& size = c.sizes.emplace_back();
     size.size_us = sizes_us_[i];

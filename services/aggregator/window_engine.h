@@ -51,11 +51,14 @@ struct Checkpoint {
     friend bool operator==(const Size&, const Size&) = default;
   };
   std::vector<Size> sizes;
-  /// Whether records were processed before it (metadata was committed): without sizes
-  /// (a "v1" checkpoint), every size is taken as new.
+  /// The allowed lateness it was taken with (-1: not recorded, a "v1" or "v2" checkpoint):
+  /// windows it had evicted by `watermark_us` are not rebuilt by the replay.
+  int64_t lateness_us = -1;
+  /// Whether records were processed before it (metadata was committed, or an offset was
+  /// set without metadata, by hand): without sizes, every size is taken as new.
   bool after_records = false;
-  /// Commit metadata form: "v2 <watermark_us> <max_event_us>
-  /// <size_us>[@<incomplete_before_us>],...".
+  /// Commit metadata form: "v3 <watermark_us> <max_event_us>
+  /// <size_us>[@<incomplete_before_us>],... <lateness_us>" (v2 has no lateness).
   std::string Encode() const;
   static absl::StatusOr<Checkpoint> Decode(int64_t offset, const std::string& metadata);
 };

@@ -242,6 +242,37 @@ TEST(WindowEngine, CheckpointNeedsTheOldestLiveWindow) {
   EXPECT_TRUE(back->sizes.empty());
   EXPECT_TRUE(back->after_records);
   EXPECT_FALSE(Checkpoint::Decode(0, "v2 5 6 10@x").ok());
+  // The lateness it was taken with survives too; a v2 checkpoint did not record it.
+  c.lateness_us = 30 * kS;
+  back = Checkpoint::Decode(7, c.Encode());
+  ASSERT_TRUE(back.ok()) << c.Encode();
+  EXPECT_EQ(back->lateness_us, 30 * kS);
+  EXPECT_EQ(back->sizes, c.sizes);
+  back = Checkpoint::Decode(7, "v2 5 6 10");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->lateness_us, -1);
+  EXPECT_FALSE(Checkpoint::Decode(0, "v3 5 6 10 -4").ok());
+  EXPECT_EQ(d.windows().CurrentCheckpoint().lateness_us, 30 * kS);
+}
+
+// Offsets moved by hand (the runbook's --reset-offsets past a gap) carry no metadata: windows
+// that straddle the new offset hold points no replay reaches, so they are repaired from the
+// stored points rather than emitted from the records after it.
+TEST(WindowEngine, AnOffsetSetByHandRepairsRatherThanEmits) {
+  const absl::StatusOr<Checkpoint> reset = Checkpoint::Decode(500, "");
+  ASSERT_TRUE(reset.ok());
+  EXPECT_TRUE(reset->after_records);
+  Driver d(TestConfig(), *reset);
+  d.Send(At(kBase + 1 * kS, 1.0));
+  const EngineOutput out = d.Send(At(kBase + 12 * kS, 7.0));  // closes [0,10)
+  EXPECT_TRUE(out.emissions.empty());
+  ASSERT_EQ(out.late.size(), 1u);
+  ASSERT_EQ(out.late[0].windows_size(), 1);
+  EXPECT_EQ(out.late[0].windows(0).window_start_us(), kBase);
+  // A group that never committed starts at the beginning: nothing before it to miss.
+  const absl::StatusOr<Checkpoint> fresh = Checkpoint::Decode(0, "");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_FALSE(fresh->after_records);
 }
 
 // ---- Property: random streams against a batch computation over the stored points. ----
@@ -377,10 +408,12 @@ void ExpectStoreMatchesBatch(const StoreModel& store, const WindowConfig& config
 // the engine's outputs are upserted, repairs run as soon as the store holds their record.
 // With `restarts`, the engine is dropped at random moments and rebuilt from its last
 // checkpoint, replaying from the checkpoint's offset.
-// With `sizes_after_restart`, every restart runs with those sizes instead (a size added).
+// With `sizes_after_restart`, every restart runs with those sizes instead (a size added);
+// with `lateness_after_restart`, with that allowed lateness.
 StoreModel RunProperty(uint64_t seed, int restarts, std::vector<absl::Duration> sizes,
                        absl::Duration out_of_orderness = absl::Seconds(2),
-                       std::vector<absl::Duration> sizes_after_restart = {}) {
+                       std::vector<absl::Duration> sizes_after_restart = {},
+                       std::optional<absl::Duration> lateness_after_restart = std::nullopt) {
   std::mt19937_64 rng(seed);
   WindowConfig config = TestConfig();
   config.sizes = std::move(sizes);
@@ -411,6 +444,7 @@ StoreModel RunProperty(uint64_t seed, int restarts, std::vector<absl::Duration> 
     if (restarts > 0 && u(rng) < 0.02) {
       --restarts;
       if (resize) config.sizes = sizes_after_restart;
+      if (lateness_after_restart) config.allowed_lateness = *lateness_after_restart;
       // The wall clock at the restart: after every record processed so far arrived.
       engine = std::make_unique<PartitionWindows>(config, "raw", 0, committed,
                                                   events[offset - 1].ingest_time_us() + 1);
@@ -451,6 +485,20 @@ TEST(WindowEngineProperty, ASizeAddedAtARestartStoresOnlyWholeWindows) {
     }
   }
   EXPECT_GT(added_size_windows, 0);
+}
+
+// The allowed lateness changed at a restart. Raised, it would reopen windows the old one had
+// evicted before the checkpoint, which no replay rebuilds, and store the part of them that
+// arrives later as the whole window; those are repaired from the stored points instead.
+// Lowered, more points are repaired. Either way every stored aggregate is the batch's.
+TEST(WindowEngineProperty, ALatenessChangedAtARestartStoresOnlyWholeWindows) {
+  for (uint64_t seed = 400; seed <= 460; ++seed) {
+    SCOPED_TRACE(seed);
+    RunProperty(seed, /*restarts=*/4, {absl::Seconds(10)}, absl::Seconds(2), {},
+                absl::Seconds(200));
+    RunProperty(seed, /*restarts=*/4, {absl::Seconds(10), absl::Seconds(60)}, absl::Seconds(2),
+                {}, absl::Seconds(5));
+  }
 }
 
 TEST(WindowEngineProperty, RestartsFromCheckpointsChangeNothing) {

@@ -91,14 +91,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const std::optional<ingest::Rejection> rejection =
       ingest::ValidateEvent(event, fuzz::kNowUs, limits);
-  const ingest::PreparedBatch batch =
+  ingest::PreparedBatch batch =
       ingest::PrepareEvents(events, fuzz::kNowUs, /*first_index=*/7, limits);
+  ingest::StampAccepted(batch, fuzz::kNowUs);
   TIDEMARK_FUZZ_CHECK(batch.accepted.size() + batch.rejected.size() == 1,
                       "each event is either accepted or rejected");
   // Write and WriteStream prepare the event from its bytes: the same decision, the same
   // record once decoded.
-  const ingest::PreparedBatch from_bytes = ingest::PrepareEncodedEvents(
+  ingest::PreparedBatch from_bytes = ingest::PrepareEncodedEvents(
       {absl::string_view(reinterpret_cast<const char*>(data), size)}, fuzz::kNowUs, 7, limits);
+  ingest::StampAccepted(from_bytes, fuzz::kNowUs);
   TIDEMARK_FUZZ_CHECK(from_bytes.accepted.size() == batch.accepted.size() &&
                           (batch.rejected.empty() ||
                            from_bytes.rejected[0].reason() == batch.rejected[0].reason()),

@@ -30,11 +30,16 @@ bool IsReserved(absl::string_view name) {
          absl::StartsWithIgnoreCase(name, "ts_") || absl::StartsWithIgnoreCase(name, "tidemark_");
 }
 
-// The stamp's two fields: tags of at most 2 bytes, a varint of at most 10, and a 1-byte 0.
-constexpr size_t kMaxStampBytes = 15;
+// The stamp's fields: tags of at most 2 bytes, a varint of at most 10, and a 1-byte 0; and
+// for a record whose time is its stamp, the time again (a 1-byte tag and a varint).
+constexpr size_t kMaxStampBytes = 26;
 
-uint8_t* WriteStamp(int64_t ingest_time_us, uint8_t* out) {
+uint8_t* WriteStamp(int64_t ingest_time_us, bool time_too, uint8_t* out) {
   using google::protobuf::internal::WireFormatLite;
+  // A field repeated later in the encoding wins (protobuf, and series::EventView): the
+  // time written here replaces the provisional one the record was validated with.
+  if (time_too)
+    out = WireFormatLite::WriteInt64ToArray(v1::Event::kTimeFieldNumber, ingest_time_us, out);
   out = WireFormatLite::WriteUInt64ToArray(v1::Event::kIngestTimeUsFieldNumber,
                                            static_cast<uint64_t>(ingest_time_us), out);
   // Only archive replay may keep an event out of the lake: whatever a client sent is reset.
@@ -156,11 +161,12 @@ std::optional<Rejection> CheckPermission(const series::EventView& event,
   return std::nullopt;
 }
 
-void AppendStamp(int64_t ingest_time_us, std::string& serialized_event) {
+void AppendStamp(int64_t ingest_time_us, bool time_too, std::string& serialized_event) {
   const size_t size = serialized_event.size();
   serialized_event.resize(size + kMaxStampBytes);
   auto* begin = reinterpret_cast<uint8_t*>(serialized_event.data());
-  serialized_event.resize(static_cast<size_t>(WriteStamp(ingest_time_us, begin + size) - begin));
+  serialized_event.resize(
+      static_cast<size_t>(WriteStamp(ingest_time_us, time_too, begin + size) - begin));
 }
 
 bool EncodedRequest::Parse(absl::string_view wire) {
@@ -215,11 +221,13 @@ int64_t IngestClock::Reserve(int64_t count, int64_t now_us) {
   return first;
 }
 
-PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
-                                   int64_t first_stamp_us, int64_t first_index,
-                                   const ValidationLimits& limits,
+int64_t IngestClock::Now(int64_t now_us) const {
+  return std::max(next_.load(std::memory_order_relaxed), now_us);
+}
+
+PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events, int64_t now_us,
+                                   int64_t first_index, const ValidationLimits& limits,
                                    const WritePermission& permission) {
-  const int64_t now_us = first_stamp_us;
   PreparedBatch batch;
   batch.accepted.reserve(events.size());
   series::EventView event;  // reused: after the first events, decoding allocates nothing
@@ -241,22 +249,38 @@ PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
     }
     AcceptedRecord& out = batch.accepted.emplace_back();
     out.key = std::string(event.device_id());
-    // The client's encoding, then the stamp, in one buffer allocated once.
+    // The client's encoding, with room for the stamp: one buffer allocated once.
     out.value.reserve(wire.size() + kMaxStampBytes);
     out.value.assign(wire.data(), wire.size());
-    AppendStamp(first_stamp_us + static_cast<int64_t>(i), out.value);
+  }
+  return batch;
+}
+
+void StampAccepted(PreparedBatch& batch, int64_t first_stamp_us, bool time_is_stamp) {
+  for (size_t k = 0; k < batch.accepted.size(); ++k) {
+    AppendStamp(first_stamp_us + static_cast<int64_t>(k), time_is_stamp, batch.accepted[k].value);
+  }
+}
+
+PreparedBatch PrepareAndStamp(IngestClock& clock, int64_t wall_us,
+                              const std::vector<absl::string_view>& events, int64_t first_index,
+                              const ValidationLimits& limits, const WritePermission& permission) {
+  const int64_t now_us = clock.Now(wall_us);
+  PreparedBatch batch = PrepareEncodedEvents(events, now_us, first_index, limits, permission);
+  if (!batch.accepted.empty()) {
+    StampAccepted(batch, clock.Reserve(static_cast<int64_t>(batch.accepted.size()), now_us));
   }
   return batch;
 }
 
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t first_stamp_us, int64_t first_index,
-                            const ValidationLimits& limits, const WritePermission& permission) {
+                            int64_t now_us, int64_t first_index, const ValidationLimits& limits,
+                            const WritePermission& permission) {
   std::vector<std::string> encoded;
   encoded.reserve(events.size());
   for (const v1::Event& e : events) encoded.push_back(e.SerializeAsString());
   return PrepareEncodedEvents(std::vector<absl::string_view>(encoded.begin(), encoded.end()),
-                              first_stamp_us, first_index, limits, permission);
+                              now_us, first_index, limits, permission);
 }
 
 absl::Status ValidateRequestShape(int event_count, const ValidationLimits& limits) {

@@ -69,9 +69,10 @@ struct PreparedBatch {
 };
 
 /// Stamps an event's encoding with its ingest time and replayed=false by appending the two
-/// fields: a scalar field that occurs again replaces the earlier value when the record is
-/// parsed (protobuf's merge rule), so no copy of the event is needed.
-void AppendStamp(int64_t ingest_time_us, std::string& serialized_event);
+/// fields (and, with `time_too`, the ingest time as its time): a scalar field that occurs
+/// again replaces the earlier value when the record is parsed (protobuf's merge rule), so no
+/// copy of the event is needed.
+void AppendStamp(int64_t ingest_time_us, bool time_too, std::string& serialized_event);
 
 /// The events of a WriteRequest in their wire form, found in place: gRPC hands Write and
 /// WriteStream the request's bytes, so that each event is checked by a series::EventView
@@ -94,33 +95,46 @@ class EncodedRequest {
 /// stored time: events of one request stamped alike would be one point at one version, and
 /// every reading after the first would be rejected downstream as a conflict (a device with a
 /// fast clock sending a minute of buffered readings would keep one). Each request reserves
-/// one stamp per event, from the wall clock, or right after the last stamp handed out when
-/// the clock has not passed it; so a later event of a request also wins over an earlier one
-/// at the same instant. Stamps run ahead of the clock only above 1,000,000 events/s.
-/// Thread-safe.
+/// one stamp per accepted event, from the wall clock, or right after the last stamp handed
+/// out when the clock has not passed it; so a later event of a request also wins over an
+/// earlier one at the same instant. Stamps run ahead of the clock only above 1,000,000
+/// accepted events/s; rejected events take none, so a caller sending events that are all
+/// refused cannot push the clock ahead for everyone. Thread-safe.
 class IngestClock {
  public:
   /// The first of `count` consecutive stamps, each above every stamp reserved before.
   int64_t Reserve(int64_t count, int64_t now_us);
+  /// The stamp the next reservation would start at, reserving nothing.
+  int64_t Now(int64_t now_us) const;
 
  private:
   std::atomic<int64_t> next_{0};  // the lowest stamp not reserved yet
 };
 
-/// Validates and stamps a request's events, each in its wire form; an event protobuf
-/// cannot decode is rejected on its own (UNDECODABLE). Event i is stamped `first_stamp_us + i`
-/// (the range an IngestClock reserved for the request), which is also the time events are
-/// validated against. `first_index` offsets the reported indexes (a stream's later messages
-/// continue its numbering). Pure: no I/O.
-PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events,
-                                   int64_t first_stamp_us, int64_t first_index,
-                                   const ValidationLimits& limits,
+/// Validates a request's events, each in its wire form, against `now_us`; an event protobuf
+/// cannot decode is rejected on its own (UNDECODABLE). Accepted records hold the client's
+/// encoding, not yet stamped (StampAccepted). `first_index` offsets the reported indexes (a
+/// stream's later messages continue its numbering). Pure: no I/O.
+PreparedBatch PrepareEncodedEvents(const std::vector<absl::string_view>& events, int64_t now_us,
+                                   int64_t first_index, const ValidationLimits& limits,
                                    const WritePermission& permission = {});
 
 /// The same for events held as messages (WriteJson's, which come from JSON).
 PreparedBatch PrepareEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                            int64_t first_stamp_us, int64_t first_index,
-                            const ValidationLimits& limits, const WritePermission& permission = {});
+                            int64_t now_us, int64_t first_index, const ValidationLimits& limits,
+                            const WritePermission& permission = {});
+
+/// Stamps the accepted records, in order, with consecutive ingest times from
+/// `first_stamp_us` (a range an IngestClock reserved for them). With `time_is_stamp` (a JSON
+/// format without a time, whose readings happened when they arrived) the stamp is each
+/// record's time as well.
+void StampAccepted(PreparedBatch& batch, int64_t first_stamp_us, bool time_is_stamp = false);
+
+/// What Write and WriteStream do with a message's events: validated against the clock's
+/// present, and the accepted ones stamped from a reservation of as many.
+PreparedBatch PrepareAndStamp(IngestClock& clock, int64_t wall_us,
+                              const std::vector<absl::string_view>& events, int64_t first_index,
+                              const ValidationLimits& limits, const WritePermission& permission);
 
 /// Checks that hold for a request as a whole; INVALID_ARGUMENT with an actionable message.
 absl::Status ValidateRequestShape(int event_count, const ValidationLimits& limits);

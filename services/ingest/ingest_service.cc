@@ -278,10 +278,10 @@ grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* 
   if (absl::Status s = ValidateRequestShape(count, config_.limits); !s.ok()) {
     return FinishNow(ctx, s);
   }
-  const int64_t first_stamp_us = clock_.Reserve(count, time::ToMicros(absl::Now()));
-  return WritePrepared(
-      ctx, PrepareEncodedEvents(request.events(), first_stamp_us, 0, config_.limits, *permission),
-      nullptr, resp);
+  return WritePrepared(ctx,
+                       PrepareAndStamp(clock_, time::ToMicros(absl::Now()), request.events(), 0,
+                                       config_.limits, *permission),
+                       nullptr, resp);
 }
 
 grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerContext* ctx,
@@ -295,10 +295,10 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
   }
   const v1::JsonMapping mapping =
       MergeMapping(MappingForFormat(req->format(), config_.default_json_mapping), req->mapping());
-  // One stamp per record. A parsed record's ingest time is the stamp of its place among the
-  // parsed ones (PrepareEvents stamps them in order); one without a time (the turbine
-  // format) takes that same instant as its event time.
-  const int64_t first_stamp_us = clock_.Reserve(req->records_size(), time::ToMicros(absl::Now()));
+  // Records are validated against the clock's present; a record without a time (the
+  // turbine format) is validated with it as its time, and takes its stamp as its time once
+  // the accepted ones are stamped.
+  const int64_t now_us = clock_.Now(time::ToMicros(absl::Now()));
   // Parse every record, keeping the position of each parsed event in the request so
   // that rejections name the record the client sent.
   google::protobuf::RepeatedPtrField<v1::Event> events;
@@ -314,8 +314,7 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
                                  config_.limits.max_event_bytes));
       continue;
     }
-    absl::StatusOr<v1::Event> e =
-        JsonToEvent(req->records(i), mapping, first_stamp_us + events.size());
+    absl::StatusOr<v1::Event> e = JsonToEvent(req->records(i), mapping, now_us);
     if (!e.ok()) {
       v1::RejectedRecord& r = malformed.emplace_back();
       r.set_index(i);
@@ -326,7 +325,11 @@ grpc::ServerUnaryReactor* IngestServiceImpl::WriteJson(grpc::CallbackServerConte
     *events.Add() = *std::move(e);
     positions.push_back(i);
   }
-  PreparedBatch batch = PrepareEvents(events, first_stamp_us, 0, config_.limits, *permission);
+  PreparedBatch batch = PrepareEvents(events, now_us, 0, config_.limits, *permission);
+  if (!batch.accepted.empty()) {
+    StampAccepted(batch, clock_.Reserve(static_cast<int64_t>(batch.accepted.size()), now_us),
+                  /*time_is_stamp=*/mapping.time_key().empty());
+  }
   for (v1::RejectedRecord& r : batch.rejected) r.set_index(positions[r.index()]);
   batch.rejected.insert(batch.rejected.end(), malformed.begin(), malformed.end());
   std::sort(batch.rejected.begin(), batch.rejected.end(),
@@ -446,10 +449,9 @@ class IngestServiceImpl::StreamWrite final : public grpc::ServerReadReactor<grpc
       Take(step);
       return;
     }
-    const int64_t first_stamp_us = service_.clock_.Reserve(
-        static_cast<int64_t>(parsed_.events().size()), time::ToMicros(absl::Now()));
-    PreparedBatch batch = PrepareEncodedEvents(parsed_.events(), first_stamp_us, next_index_,
-                                               service_.config_.limits, *permission);
+    PreparedBatch batch =
+        PrepareAndStamp(service_.clock_, time::ToMicros(absl::Now()), parsed_.events(), next_index_,
+                        service_.config_.limits, *permission);
     next_index_ += static_cast<int64_t>(parsed_.events().size());
     {
       absl::MutexLock lock(&mu_);

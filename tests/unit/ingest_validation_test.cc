@@ -197,13 +197,57 @@ TEST(PrepareEvents, StampsIngestTimeAndIndexesRejections) {
   EXPECT_EQ(b.rejected[0].index(), 11);
   EXPECT_EQ(b.rejected[0].reason(), v1::REJECT_REASON_MISSING_DEVICE_ID);
   EXPECT_FALSE(b.rejected[0].message().empty());
+  StampAccepted(b, kNowUs + 7);
   v1::Event stored;
   ASSERT_TRUE(stored.ParseFromString(b.accepted[0].value));
-  EXPECT_EQ(stored.ingest_time_us(), kNowUs);
+  EXPECT_EQ(stored.ingest_time_us(), kNowUs + 7);
   EXPECT_EQ(b.accepted[0].key, "d1");
-  // Each event has its own stamp: the request's first plus its position.
+  // Each accepted event has its own stamp: the reservation's first plus its place among them.
   ASSERT_TRUE(stored.ParseFromString(b.accepted[1].value));
-  EXPECT_EQ(stored.ingest_time_us(), kNowUs + 2);
+  EXPECT_EQ(stored.ingest_time_us(), kNowUs + 8);
+  EXPECT_EQ(stored.time(), Valid().time()) << "its own time stays";
+}
+
+// Rejected events take no stamps: a caller whose events are all refused (10,000 empty ones a
+// request, as fast as ingest parses them) must not push everyone's ingest times ahead.
+TEST(PrepareAndStamp, OnlyAcceptedEventsTakeStamps) {
+  IngestClock clock;
+  v1::WriteRequest req;
+  for (int i = 0; i < 10'000; ++i) req.add_events();  // no device, no time, no measures
+  *req.add_events() = Valid();
+  const std::string wire = req.SerializeAsString();
+  EncodedRequest parsed;
+  ASSERT_TRUE(parsed.Parse(wire));
+  for (int round = 0; round < 3; ++round) {
+    const PreparedBatch b = PrepareAndStamp(clock, kNowUs, parsed.events(), 0, {}, {});
+    ASSERT_EQ(b.accepted.size(), 1u);
+    ASSERT_EQ(b.rejected.size(), 10'000u);
+    v1::Event stored;
+    ASSERT_TRUE(stored.ParseFromString(b.accepted[0].value));
+    EXPECT_EQ(stored.ingest_time_us(), kNowUs + round);
+  }
+  EXPECT_EQ(clock.Now(kNowUs), kNowUs + 3);
+}
+
+// A format without a time (the turbine format): each reading's time is its own stamp, unique
+// even across requests validated at the same instant.
+TEST(StampAccepted, ATimeFromTheStampIsEachRecordsOwn) {
+  google::protobuf::RepeatedPtrField<v1::Event> events;
+  for (int i = 0; i < 3; ++i) {
+    v1::Event& e = *events.Add() = Valid();
+    e.set_time(kNowUs);  // provisional: the instant it was validated at
+    e.set_time_unit(v1::TIME_UNIT_MICROSECONDS);
+  }
+  PreparedBatch b = PrepareEvents(events, kNowUs, 0, {});
+  ASSERT_EQ(b.accepted.size(), 3u);
+  StampAccepted(b, kNowUs + 40, /*time_is_stamp=*/true);
+  for (int k = 0; k < 3; ++k) {
+    v1::Event stored;
+    ASSERT_TRUE(stored.ParseFromString(b.accepted[k].value));
+    EXPECT_EQ(stored.ingest_time_us(), kNowUs + 40 + k);
+    EXPECT_EQ(stored.time(), kNowUs + 40 + k);
+    EXPECT_EQ(stored.time_unit(), v1::TIME_UNIT_MICROSECONDS);
+  }
 }
 
 TEST(IngestClock, StampsAreUniqueAndFollowTheWallClock) {
@@ -244,6 +288,7 @@ TEST(PrepareEvents, TheStampReplacesWhatAClientSentAndKeepsTheRest) {
   *events.Add() = forged;
   PreparedBatch b = PrepareEvents(events, kNowUs, 0, {});
   ASSERT_EQ(b.accepted.size(), 1u);
+  StampAccepted(b, kNowUs);
   v1::Event stored;
   ASSERT_TRUE(stored.ParseFromString(b.accepted[0].value));
   EXPECT_EQ(stored.ingest_time_us(), kNowUs);

@@ -68,7 +68,7 @@ absl::StatusOr<Checkpoint> Checkpoint::Decode(int64_t offset, const std::string&
   bool readable = (v1 || v2 || v3) && absl::SimpleAtoi(parts[1], &c.watermark_us) &&
                   absl::SimpleAtoi(parts[2], &c.max_event_us);
   if (readable && v3) {
-    readable = absl::SimpleAtoi(parts[4], &c.lateness_us) && c.lateness_us >= 0;
+    readable = absl::SimpleAtoi(parts[4], &c.lateness_us) && c.lateness_us >= -1;
   }
   if (readable && (v2 || v3)) {
     for (absl::string_view item : absl::StrSplit(parts[3], ',', absl::SkipEmpty())) {
@@ -96,6 +96,7 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
       max_event_us_(restored.max_event_us),
       next_offset_(restored.offset) {
   for (absl::Duration d : config_.sizes) sizes_us_.push_back(absl::ToInt64Microseconds(d));
+  if (!sizes_us_.empty()) max_size_us_ = *std::max_element(sizes_us_.begin(), sizes_us_.end());
   for (int64_t size : sizes_us_) {
     auto known = std::find_if(restored.sizes.begin(), restored.sizes.end(),
                               [size](const Checkpoint::Size& s) { return s.size_us == size; });
@@ -221,18 +222,30 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
     // A series whose points all went beyond the lateness opened no window to keep it.
     if (state.open_windows == 0) series_.erase(it);
   }
-  // Only a record that raises the newest event time is progress: one behind it (a device
-  // whose clock lags the rest of the partition) moves no watermark, and counting it would
-  // keep a quiet device's last window open for as long as the lagging one sends.
-  if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
+  // Progress, which holds off the idle advance, is a record with an uncorrected point some
+  // window can still take: a replay after a restart (behind the restored newest time, yet in
+  // live windows) is progress, but a device whose clock lags hours behind the partition,
+  // every point of it beyond the lateness, is not: counting it would keep a quiet device's
+  // last window open for as long as the lagging one sends.
+  if (last_progress_wall_us_ == INT64_MIN || IsLive(newest_uncorrected)) {
+    last_progress_wall_us_ = now_us;
+  }
   // The watermark moves after the record's own points, and never for corrected points.
   if (newest_uncorrected != INT64_MIN && newest_uncorrected > max_event_us_) {
     max_event_us_ = newest_uncorrected;
-    last_progress_wall_us_ = now_us;
   }
   const int64_t candidate =
       SaturatingSub(max_event_us_, absl::ToInt64Microseconds(config_.out_of_orderness));
   if (candidate > watermark_us_) AdvanceWatermark(candidate, offset, out);
+}
+
+bool PartitionWindows::IsLive(int64_t time_us) const {
+  if (time_us == INT64_MIN) return false;
+  if (watermark_us_ == INT64_MIN || max_size_us_ <= 0) return true;
+  // The largest size's window of it ends last: live while its end + lateness is ahead.
+  const int64_t size = max_size_us_;
+  return FloorTo(time_us, size) + size + absl::ToInt64Microseconds(config_.allowed_lateness) >
+         watermark_us_;
 }
 
 void PartitionWindows::AddPoint(int64_t offset, SeriesState& state, int64_t time_us,
@@ -345,8 +358,9 @@ void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset, E
 
 void PartitionWindows::AdvanceIfIdle(int64_t now_us, EngineOutput& out) {
   if (last_progress_wall_us_ == INT64_MIN) return;  // nothing processed: nothing to close
-  // Idle means no record raised the newest event time for the idle timeout, so that a partition of
-  // clock-corrected or undecodable records still closes its windows.
+  // Idle means no record brought a point a window could still take for the idle timeout, so
+  // that a partition of clock-corrected, undecodable or hours-late records still closes its
+  // windows.
   if (now_us - last_progress_wall_us_ < absl::ToInt64Microseconds(config_.idle_timeout)) return;
   const int64_t candidate = now_us - absl::ToInt64Microseconds(config_.out_of_orderness);
   if (candidate > watermark_us_) AdvanceWatermark(candidate, next_offset_ - 1, out);

@@ -575,6 +575,37 @@ TEST(WindowEngine, ALaggingClockDoesNotKeepAQuietPartitionOpen) {
                             "for the idle timeout";
 }
 
+// A replay after a restart is behind the restored newest event time, but its points land in
+// live windows: it is progress. A replay that takes longer than the idle timeout (minutes of
+// records behind the checkpoint) must not jump the watermark to the wall clock half-way and
+// emit windows from part of their points.
+TEST(WindowEngine, AReplayLongerThanTheIdleTimeoutIsNotIdle) {
+  Driver d;
+  std::vector<v1::Event> records;
+  for (int i = 0; i < 30; ++i) records.push_back(At(kBase + i * kS, i, absl::StrCat("d", i % 3)));
+  Checkpoint c;
+  for (int i = 0; i < 30; ++i) {
+    d.Send(records[i]);
+    if (i == 24) c = d.windows().CurrentCheckpoint();
+  }
+  ASSERT_LT(c.offset, 24) << "the checkpoint keeps live windows to replay";
+  const absl::StatusOr<Checkpoint> restored = Checkpoint::Decode(c.offset, c.Encode());
+  ASSERT_TRUE(restored.ok());
+  // Restarted an hour later; each replayed record takes 10 s of wall time (the idle timeout
+  // is 5 s), as a long replay would.
+  const int64_t wall = kBase + 3600 * kS;
+  PartitionWindows replay(TestConfig(), "raw", 0, *restored, wall);
+  EngineOutput out;
+  for (int64_t offset = c.offset; offset < 30; ++offset) {
+    const int64_t now = wall + (offset - c.offset) * 10 * kS;
+    replay.Process(offset, records[offset], now, out);
+    replay.AdvanceIfIdle(now, out);
+    EXPECT_LE(replay.watermark_us(), kBase + 29 * kS)
+        << "offset " << offset << ": the watermark followed the wall clock";
+  }
+  EXPECT_TRUE(out.late.empty()) << "no replayed point went to repair";
+}
+
 TEST(WindowEngine, AClockAheadBelowTheCorrectionDoesNotMakeOthersLate) {
   Driver d;
   int64_t on_time_points = 0;

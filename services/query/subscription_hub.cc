@@ -539,7 +539,13 @@ SubscriptionHub::Next SubscriptionHub::Step(pqxx::connection& conn) {
       position_ = position;
       active = active_;
     }
-    if (changes.empty()) return next;
+    if (changes.empty()) {
+      // Nothing new. A stream whose last changes all went unmatched within the progress
+      // interval of its last response is owed the response that moves its token past them
+      // once the interval is over, whether or not the log moves again.
+      for (auto& r : active) r->Offer({}, position);
+      return next;
+    }
     const int64_t now_us = absl::ToUnixMicros(absl::Now());
     for (int64_t t : stored_at)
       metrics_.delivery_lag.Observe(static_cast<double>(now_us - t) / 1e6);

@@ -19,18 +19,6 @@ std::optional<Problem> CheckText(absl::string_view what, absl::string_view text)
              absl::StrCat(what, " is not valid UTF-8 or contains a NUL character"));
 }
 
-// A name as a message quotes it. These rules run before names are checked for length, and a
-// rejection must stay small whatever was sent: a stream keeps thousands of them, and an
-// answer too large for the client's receive limit would hide the events it acknowledged.
-// `name` is valid UTF-8 (checked first), so it is cut at a character boundary.
-std::string Quoted(absl::string_view name) {
-  constexpr size_t kMaxQuotedBytes = 64;
-  if (name.size() <= kMaxQuotedBytes) return absl::StrCat("\"", name, "\"");
-  size_t n = kMaxQuotedBytes;
-  while (n > 0 && (static_cast<unsigned char>(name[n]) & 0xC0) == 0x80) --n;
-  return absl::StrCat("\"", name.substr(0, n), "...\" (", name.size(), " bytes)");
-}
-
 // One rule for both forms of an event: the message, and the view the consumers of
 // tidemark.raw decode records into. They have the same accessors.
 template <typename EventForm>
@@ -44,7 +32,7 @@ std::optional<Problem> CheckContent(const EventForm& event) {
     if (auto p = CheckText("a dimension name", name)) return p;
     // The message is built only for a bad value: this runs for every dimension of every event.
     if (!IsStorableText(value)) {
-      return CheckText(absl::StrCat("the value of dimension ", Quoted(name)), value);
+      return CheckText(absl::StrCat("the value of dimension ", QuotedName(name)), value);
     }
   }
   for (const auto& [name, value] : event.measures()) {
@@ -53,16 +41,16 @@ std::optional<Problem> CheckContent(const EventForm& event) {
       case v1::MeasureValue::kDoubleValue:
         if (!std::isfinite(value.double_value())) {
           return Bad(v1::REJECT_REASON_NON_FINITE_NUMBER,
-                     absl::StrCat("measure ", Quoted(name), " is not a finite number"));
+                     absl::StrCat("measure ", QuotedName(name), " is not a finite number"));
         }
         if (std::fabs(value.double_value()) > kMaxMagnitude) {
           return Bad(v1::REJECT_REASON_NUMBER_OUT_OF_RANGE,
-                     absl::StrCat("measure ", Quoted(name), " is beyond +/-1e290"));
+                     absl::StrCat("measure ", QuotedName(name), " is beyond +/-1e290"));
         }
         break;
       case v1::MeasureValue::kStringValue:
         if (!IsStorableText(value.string_value())) {
-          return CheckText(absl::StrCat("string measure ", Quoted(name)), value.string_value());
+          return CheckText(absl::StrCat("string measure ", QuotedName(name)), value.string_value());
         }
         break;
       case v1::MeasureValue::kInt64Value:
@@ -70,7 +58,7 @@ std::optional<Problem> CheckContent(const EventForm& event) {
         break;
       case v1::MeasureValue::VALUE_NOT_SET:
         return Bad(v1::REJECT_REASON_NO_MEASURES,
-                   absl::StrCat("measure ", Quoted(name), " has no value"));
+                   absl::StrCat("measure ", QuotedName(name), " has no value"));
     }
   }
   if (event.measures().empty()) return Bad(v1::REJECT_REASON_NO_MEASURES, "event has no measures");
@@ -90,6 +78,14 @@ std::optional<Problem> CheckStamped(const EventForm& event) {
 }
 
 }  // namespace
+
+std::string QuotedName(absl::string_view name) {
+  constexpr size_t kMaxQuotedBytes = 64;
+  if (name.size() <= kMaxQuotedBytes) return absl::StrCat("\"", name, "\"");
+  size_t n = kMaxQuotedBytes;
+  while (n > 0 && (static_cast<unsigned char>(name[n]) & 0xC0) == 0x80) --n;
+  return absl::StrCat("\"", name.substr(0, n), "...\" (", name.size(), " bytes)");
+}
 
 bool IsStorableText(absl::string_view text) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());

@@ -26,6 +26,13 @@ struct Problem {
 /// id, dimension names and values, measure names, string values) must be.
 bool IsStorableText(absl::string_view text);
 
+/// A name (a key, a measure or dimension name; valid UTF-8) as a message quotes it: at most
+/// its first 64 bytes, cut at a character boundary, and its length when cut. Messages are
+/// built before names are checked for length, and a rejection must stay small whatever was
+/// sent: a stream keeps thousands of them, and an answer too large for the client's receive
+/// limit would hide the events it acknowledged.
+std::string QuotedName(absl::string_view name);
+
 /// The one rule, shared by ingest, the aggregator and the writer, for what of an event can be
 /// stored and windowed consistently: a device id, a time, an ingest stamp, storable text
 /// everywhere, and finite numbers within kMaxMagnitude. Ingest applies further policy (sizes,

@@ -1,12 +1,14 @@
 #include "services/ingest/json_mapping.h"
 
 #include <cmath>
+#include <map>
 #include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/series/storable.h"
 #include "common/time/time_units.h"
 #include "nlohmann/json.hpp"
 
@@ -49,7 +51,7 @@ absl::StatusOr<TimeValue> ParseTimeValue(const json& v, absl::string_view key) {
     }
     if (absl::SimpleAtod(text, &t.fraction) && std::isfinite(t.fraction)) return t;
   }
-  return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is not a number"));
+  return absl::InvalidArgumentError(absl::StrCat(series::QuotedName(key), " is not a number"));
 }
 
 }  // namespace
@@ -96,8 +98,13 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
   v1::TimeUnit unit = mapping.default_time_unit();
   const bool measures_by_type = mapping.measure_suffix().empty() && mapping.measure_keys().empty();
 
+  // The key each measure came from: keys are matched without case and lose their suffix, so
+  // two keys of a record can name one measure, and one value must not silently replace the
+  // other.
+  std::map<std::string, std::string> measure_keys;
   for (const auto& [key, value] : doc.items()) {
     if (SameKey(key, mapping.time_key())) {
+      if (value.is_null()) continue;  // as if absent: validation says the time is missing
       absl::StatusOr<TimeValue> t = ParseTimeValue(value, key);
       if (!t.ok()) return t.status();
       time_value = *t;
@@ -115,8 +122,11 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
         event.set_device_id(value.get<std::string>());
       } else if (value.is_number()) {
         event.set_device_id(value.dump());
+      } else if (value.is_null()) {
+        // As if absent: validation says the device id is missing.
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("device key \"", key, "\" is not a string"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("device key ", series::QuotedName(key), " is not a string"));
       }
       continue;
     }
@@ -139,9 +149,15 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
       is_measure = true;
     }
     if (value.is_object() || value.is_array()) {
-      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" holds a nested value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(series::QuotedName(key), " holds a nested value"));
     }
     if (is_measure) {
+      if (auto [it, added] = measure_keys.try_emplace(measure_name, key); !added) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(series::QuotedName(it->second), " and ", series::QuotedName(key),
+                         " are both measure ", series::QuotedName(measure_name)));
+      }
       v1::MeasureValue& m = (*event.mutable_measures())[measure_name];
       if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
         // Beyond int64: a double, as JSON integers beyond uint64 already parse, never wrapped.
@@ -166,7 +182,8 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
           m.set_string_value(text);
         }
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("measure \"", key, "\" is null"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("measure ", series::QuotedName(key), " is null"));
       }
       continue;
     }

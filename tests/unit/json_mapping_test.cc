@@ -103,6 +103,24 @@ TEST(JsonMapping, MissingTimeIsLeftToValidation) {
   absl::StatusOr<v1::Event> e = JsonToEvent(R"({"DeviceID": "d", "x_measure": 1})", m, kArrivalUs);
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->time(), 0);
+  // null is missing too, for the time and the device: the reasons say so, not "malformed".
+  e = JsonToEvent(R"({"Time": null, "DeviceID": null, "x_measure": 1})", m, kArrivalUs);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->time(), 0);
+  EXPECT_EQ(e->device_id(), "");
+}
+
+// Keys match without case and lose their suffix: two keys of one record naming one measure
+// are refused, rather than one value silently replacing the other.
+TEST(JsonMapping, TwoKeysOfOneMeasureAreMalformed) {
+  const v1::JsonMapping m = MappingForFormat(v1::JSON_FORMAT_TIMESTREAM_SAMPLE, {});
+  const absl::StatusOr<v1::Event> e = JsonToEvent(
+      R"({"Time": 1609757175225, "DeviceID": "d", "temperature_measure": 1,)"
+      R"( "temperature_MEASURE": 2})",
+      m, kArrivalUs);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("are both measure \"temperature\""), std::string::npos)
+      << e.status();
 }
 
 // A nanosecond stamp sent as milliseconds is beyond what Tidemark handles: not malformed JSON

@@ -35,7 +35,8 @@ using aggregator::WindowConfig;
 
 bool Same(const Checkpoint& a, const Checkpoint& b) {
   return a.offset == b.offset && a.watermark_us == b.watermark_us &&
-         a.max_event_us == b.max_event_us && a.sizes == b.sizes && a.lateness_us == b.lateness_us;
+         a.max_event_us == b.max_event_us && a.sizes == b.sizes && a.lateness_us == b.lateness_us &&
+         a.replay_end == b.replay_end;
 }
 
 // One step of the script: a record at the next offset (an event, or bytes that are not one),

@@ -46,7 +46,7 @@ std::string Checkpoint::Encode() const {
       absl::StrAppend(&out, "@", sizes[i].incomplete_before_us);
     }
   }
-  absl::StrAppend(&out, " ", lateness_us);
+  absl::StrAppend(&out, " ", lateness_us, " ", replay_end);
   return out;
 }
 
@@ -64,11 +64,12 @@ absl::StatusOr<Checkpoint> Checkpoint::Decode(int64_t offset, const std::string&
   std::vector<std::string> parts = absl::StrSplit(metadata, ' ');
   const bool v1 = parts.size() == 3 && parts[0] == "v1";
   const bool v2 = parts.size() == 4 && parts[0] == "v2";
-  const bool v3 = parts.size() == 5 && parts[0] == "v3";
+  const bool v3 = parts.size() == 6 && parts[0] == "v3";
   bool readable = (v1 || v2 || v3) && absl::SimpleAtoi(parts[1], &c.watermark_us) &&
                   absl::SimpleAtoi(parts[2], &c.max_event_us);
   if (readable && v3) {
-    readable = absl::SimpleAtoi(parts[4], &c.lateness_us) && c.lateness_us >= -1;
+    readable = absl::SimpleAtoi(parts[4], &c.lateness_us) && c.lateness_us >= -1 &&
+               absl::SimpleAtoi(parts[5], &c.replay_end) && c.replay_end >= -1;
   }
   if (readable && (v2 || v3)) {
     for (absl::string_view item : absl::StrSplit(parts[3], ',', absl::SkipEmpty())) {
@@ -96,7 +97,6 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
       max_event_us_(restored.max_event_us),
       next_offset_(restored.offset) {
   for (absl::Duration d : config_.sizes) sizes_us_.push_back(absl::ToInt64Microseconds(d));
-  if (!sizes_us_.empty()) max_size_us_ = *std::max_element(sizes_us_.begin(), sizes_us_.end());
   for (int64_t size : sizes_us_) {
     auto known = std::find_if(restored.sizes.begin(), restored.sizes.end(),
                               [size](const Checkpoint::Size& s) { return s.size_us == size; });
@@ -110,6 +110,11 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
       incomplete_before_us_.push_back(restored_at_us +
                                       absl::ToInt64Microseconds(config_.future_clock_lead));
     }
+  }
+  // A checkpoint that did not record how far it had processed (v1, v2) replays up to the
+  // first record that raises the restored newest event time, which no replayed record does.
+  if (restored.after_records) {
+    replay_end_ = restored.replay_end >= 0 ? restored.replay_end : INT64_MAX;
   }
   // Windows the checkpoint's lateness had evicted by its watermark are not rebuilt by the
   // replay. A larger lateness now would reopen one from its later points alone and emit that
@@ -132,7 +137,7 @@ void PartitionWindows::Skip(int64_t offset, int64_t now_us) {
   consumed_ = true;
   ++counters_.undecodable;
   next_offset_ = offset + 1;
-  if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
+  if (last_progress_wall_us_ == INT64_MIN || offset < replay_end_) last_progress_wall_us_ = now_us;
 }
 
 v1::WindowAggregate Emission::ToProto() const {
@@ -170,7 +175,9 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
   absl::StatusOr<int64_t> event_us = time::ToMicros(event.time(), event.time_unit());
   if (series::CheckStorable(event).has_value() || !event_us.ok()) {
     ++counters_.undecodable;
-    if (last_progress_wall_us_ == INT64_MIN) last_progress_wall_us_ = now_us;
+    if (last_progress_wall_us_ == INT64_MIN || offset < replay_end_) {
+      last_progress_wall_us_ = now_us;
+    }
     return;
   }
   const time::CorrectedTime t =
@@ -222,30 +229,21 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
     // A series whose points all went beyond the lateness opened no window to keep it.
     if (state.open_windows == 0) series_.erase(it);
   }
-  // Progress, which holds off the idle advance, is a record with an uncorrected point some
-  // window can still take: a replay after a restart (behind the restored newest time, yet in
-  // live windows) is progress, but a device whose clock lags hours behind the partition,
-  // every point of it beyond the lateness, is not: counting it would keep a quiet device's
-  // last window open for as long as the lagging one sends.
-  if (last_progress_wall_us_ == INT64_MIN || IsLive(newest_uncorrected)) {
+  // Progress, which holds off the idle advance, is a record that raises the newest event
+  // time, or one of a replay after a restart (behind the restored newest time). One behind it
+  // otherwise (a device whose clock lags, or one re-sending an old reading) moves no
+  // watermark, and counting it would keep a quiet device's last window open for as long as
+  // the other sends.
+  const bool raises = newest_uncorrected != INT64_MIN && newest_uncorrected > max_event_us_;
+  if (raises && replay_end_ == INT64_MAX) replay_end_ = offset;  // see the constructor
+  if (last_progress_wall_us_ == INT64_MIN || raises || offset < replay_end_) {
     last_progress_wall_us_ = now_us;
   }
   // The watermark moves after the record's own points, and never for corrected points.
-  if (newest_uncorrected != INT64_MIN && newest_uncorrected > max_event_us_) {
-    max_event_us_ = newest_uncorrected;
-  }
+  if (raises) max_event_us_ = newest_uncorrected;
   const int64_t candidate =
       SaturatingSub(max_event_us_, absl::ToInt64Microseconds(config_.out_of_orderness));
   if (candidate > watermark_us_) AdvanceWatermark(candidate, offset, out);
-}
-
-bool PartitionWindows::IsLive(int64_t time_us) const {
-  if (time_us == INT64_MIN) return false;
-  if (watermark_us_ == INT64_MIN || max_size_us_ <= 0) return true;
-  // The largest size's window of it ends last: live while its end + lateness is ahead.
-  const int64_t size = max_size_us_;
-  return FloorTo(time_us, size) + size + absl::ToInt64Microseconds(config_.allowed_lateness) >
-         watermark_us_;
 }
 
 void PartitionWindows::AddPoint(int64_t offset, SeriesState& state, int64_t time_us,
@@ -358,9 +356,9 @@ void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset, E
 
 void PartitionWindows::AdvanceIfIdle(int64_t now_us, EngineOutput& out) {
   if (last_progress_wall_us_ == INT64_MIN) return;  // nothing processed: nothing to close
-  // Idle means no record brought a point a window could still take for the idle timeout, so
-  // that a partition of clock-corrected, undecodable or hours-late records still closes its
-  // windows.
+  // Idle means no record raised the newest event time (nor was replayed) for the idle
+  // timeout, so that a partition of clock-corrected, undecodable or lagging records still
+  // closes its windows.
   if (now_us - last_progress_wall_us_ < absl::ToInt64Microseconds(config_.idle_timeout)) return;
   const int64_t candidate = now_us - absl::ToInt64Microseconds(config_.out_of_orderness);
   if (candidate > watermark_us_) AdvanceWatermark(candidate, next_offset_ - 1, out);
@@ -374,6 +372,9 @@ Checkpoint PartitionWindows::CurrentCheckpoint() const {
   c.max_event_us = max_event_us_;
   const int64_t lateness = absl::ToInt64Microseconds(config_.allowed_lateness);
   c.lateness_us = lateness;
+  // A checkpoint taken during a replay keeps its end: the records up to it are still behind
+  // the newest event time when a second restart replays them.
+  c.replay_end = std::max(next_offset_, replay_end_);
   for (size_t i = 0; i < sizes_us_.size(); ++i) {
     Checkpoint::Size& size = c.sizes.emplace_back();
     size.size_us = sizes_us_[i];

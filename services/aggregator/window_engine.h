@@ -30,8 +30,8 @@ struct WindowConfig {
   /// A point for a window whose end is behind the watermark by less than this updates the
   /// window and re-emits it; later points go to tidemark.late for repair.
   absl::Duration allowed_lateness = absl::Minutes(2);
-  /// A partition where no record brought an uncorrected point a window could still take
-  /// for this long advances its watermark with the wall clock.
+  /// A partition where no record raised the newest event time for this long (a replay after a
+  /// restart aside) advances its watermark with the wall clock.
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration future_clock_lead = absl::Minutes(15);
 };
@@ -54,11 +54,14 @@ struct Checkpoint {
   /// The allowed lateness it was taken with (-1: not recorded, as in "v1" and "v2"):
   /// windows it had evicted by `watermark_us` are not rebuilt by the replay.
   int64_t lateness_us = -1;
+  /// The offset after the last record processed when it was taken (-1: not recorded): the
+  /// records a restart replays are those from `offset` up to it.
+  int64_t replay_end = -1;
   /// Whether records were processed before it (metadata was committed, or an offset was
   /// set without metadata, by hand): without sizes, every size is taken as new.
   bool after_records = false;
   /// Commit metadata form: "v3 <watermark_us> <max_event_us>
-  /// <size_us>[@<incomplete_before_us>],... <lateness_us>" (v2 has no lateness).
+  /// <size_us>[@<incomplete_before_us>],... <lateness_us> <replay_end>" (v2 has neither).
   std::string Encode() const;
   static absl::StatusOr<Checkpoint> Decode(int64_t offset, const std::string& metadata);
 };
@@ -150,9 +153,9 @@ class PartitionWindows final {
   void Process(int64_t offset, const v1::Event& event, int64_t now_us, EngineOutput& out);
   /// A record that is not an event: skipped, but consumed.
   void Skip(int64_t offset, int64_t now_us);
-  /// If no record brought a point a window could still take for the idle timeout, advances
-  /// the watermark to the wall clock minus the out-of-orderness bound, closing and evicting
-  /// windows.
+  /// If no record raised the newest event time (nor was replayed) for the idle timeout,
+  /// advances the watermark to the wall clock minus the out-of-orderness bound, closing and
+  /// evicting windows.
   void AdvanceIfIdle(int64_t now_us, EngineOutput& out);
 
   /// Where to resume after a restart: the lowest offset a live window still needs, or the
@@ -204,9 +207,6 @@ class PartitionWindows final {
   using WindowQueue = std::priority_queue<std::pair<int64_t, Key>,
                                           std::vector<std::pair<int64_t, Key>>, std::greater<>>;
 
-  /// Whether a point at `time_us` lands in a window not yet beyond the lateness (for the
-  /// largest size), so that its record counts as progress for the idle timeout.
-  bool IsLive(int64_t time_us) const;
   void AddPoint(int64_t offset, SeriesState& state, int64_t time_us, const WindowPoint& point,
                 const series::MeasureValueView& raw_value, EngineOutput& out);
   void AdvanceWatermark(int64_t watermark_us, int64_t version_offset, EngineOutput& out);
@@ -214,7 +214,6 @@ class PartitionWindows final {
 
   WindowConfig config_;
   std::vector<int64_t> sizes_us_;
-  int64_t max_size_us_ = 0;
   std::string raw_topic_;
   int32_t partition_;
   /// Per size: windows starting before this may miss points of records before the restored
@@ -223,9 +222,12 @@ class PartitionWindows final {
   int64_t watermark_us_;
   int64_t max_event_us_;
   int64_t next_offset_;
-  /// Wall time of the last record with a point a window could still take (IsLive), or of
+  /// Wall time of the last record that raised the newest event time or was replayed, or of
   /// the first record.
   int64_t last_progress_wall_us_ = INT64_MIN;
+  /// Records below this offset are a replay of what the checkpoint had processed: progress
+  /// for the idle timeout, though behind the restored newest event time.
+  int64_t replay_end_ = 0;
   /// Nodes, so that SeriesState can point at a window until it is evicted.
   absl::node_hash_map<Key, Window> windows_;
   /// Windows not yet closed, by end; and every live window, by end + allowed lateness.

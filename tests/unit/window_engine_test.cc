@@ -251,8 +251,15 @@ TEST(WindowEngine, CheckpointNeedsTheOldestLiveWindow) {
   back = Checkpoint::Decode(7, "v2 5 6 10");
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->lateness_us, -1);
-  EXPECT_FALSE(Checkpoint::Decode(0, "v3 5 6 10 -4").ok());
+  EXPECT_EQ(back->replay_end, -1);
+  EXPECT_FALSE(Checkpoint::Decode(0, "v3 5 6 10 -4 7").ok());
+  // And how far it had processed, which a restart replays as progress.
+  c.replay_end = 42;
+  back = Checkpoint::Decode(7, c.Encode());
+  ASSERT_TRUE(back.ok()) << c.Encode();
+  EXPECT_EQ(back->replay_end, 42);
   EXPECT_EQ(d.windows().CurrentCheckpoint().lateness_us, 30 * kS);
+  EXPECT_EQ(d.windows().CurrentCheckpoint().replay_end, d.next_offset());
 }
 
 // Offsets moved by hand (the runbook's --reset-offsets past a gap) carry no metadata: windows
@@ -573,6 +580,25 @@ TEST(WindowEngine, ALaggingClockDoesNotKeepAQuietPartitionOpen) {
   }
   EXPECT_EQ(emitted, 1u) << "d1's window closes once no record raised the newest event time "
                             "for the idle timeout";
+}
+
+// A device re-sending one reading (a stopped clock, or firmware repeating its last value)
+// within the lateness moves no watermark: it must not keep the partition from going idle.
+TEST(WindowEngine, ADeviceRepeatingOneReadingDoesNotKeepAPartitionOpen) {
+  Driver d;
+  const int64_t wall = kBase + 1 * kS;
+  EngineOutput out;
+  d.windows().Process(0, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, wall), wall, out);
+  size_t emitted = 0;
+  for (int s = 1; s <= 20; ++s) {
+    const int64_t now = wall + s * kS;
+    d.windows().Process(s, At(kBase + 1 * kS, 2.0, "stuck", std::nullopt, now), now, out);
+    d.windows().AdvanceIfIdle(now, out);
+  }
+  for (const auto& a : out.emissions) {
+    if (a.series().dimensions().at("device_id") == "d1") ++emitted;
+  }
+  EXPECT_EQ(emitted, 1u);
 }
 
 // A replay after a restart is behind the restored newest event time, but its points land in

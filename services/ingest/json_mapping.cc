@@ -98,26 +98,43 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
   v1::TimeUnit unit = mapping.default_time_unit();
   const bool measures_by_type = mapping.measure_suffix().empty() && mapping.measure_keys().empty();
 
-  // The key each measure came from: keys are matched without case and lose their suffix, so
-  // two keys of a record can name one measure, and one value must not silently replace the
-  // other.
-  std::map<std::string, std::string> measure_keys;
+  // What each key gave (the time, its unit, the device id, a measure): keys match without
+  // case and measure keys lose their suffix, so two keys of a record can give one thing, and
+  // one value must not silently replace the other. (A key repeated exactly is JSON's own
+  // duplicate: the parser keeps the last, as most do.)
+  std::map<std::string, std::string> given;
+  auto give = [&given](const std::string& what, const std::string& key) -> absl::Status {
+    auto [it, added] = given.try_emplace(what, key);
+    if (added) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(series::QuotedName(it->second), " and ",
+                                                   series::QuotedName(key), " both give ", what));
+  };
   for (const auto& [key, value] : doc.items()) {
     if (SameKey(key, mapping.time_key())) {
       if (value.is_null()) continue;  // as if absent: validation says the time is missing
+      if (absl::Status s = give("the time", key); !s.ok()) return s;
       absl::StatusOr<TimeValue> t = ParseTimeValue(value, key);
       if (!t.ok()) return t.status();
       time_value = *t;
       continue;
     }
     if (SameKey(key, mapping.time_unit_key())) {
+      if (value.is_null()) continue;  // as if absent: the mapping's default unit
+      if (absl::Status s = give("the time unit", key); !s.ok()) return s;
       if (!value.is_string()) return absl::InvalidArgumentError("time unit is not a string");
       absl::StatusOr<v1::TimeUnit> u = time::ParseTimeUnit(value.get<std::string>());
-      if (!u.ok()) return u.status();
+      if (!u.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("time unit ", series::QuotedName(value.get<std::string>()),
+                         " is not SECONDS, MILLISECONDS, MICROSECONDS or NANOSECONDS"));
+      }
       unit = *u;
       continue;
     }
     if (SameKey(key, mapping.device_key())) {
+      if (!value.is_null()) {
+        if (absl::Status s = give("the device id", key); !s.ok()) return s;
+      }
       if (value.is_string()) {
         event.set_device_id(value.get<std::string>());
       } else if (value.is_number()) {
@@ -153,10 +170,9 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
           absl::StrCat(series::QuotedName(key), " holds a nested value"));
     }
     if (is_measure) {
-      if (auto [it, added] = measure_keys.try_emplace(measure_name, key); !added) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(series::QuotedName(it->second), " and ", series::QuotedName(key),
-                         " are both measure ", series::QuotedName(measure_name)));
+      if (absl::Status s = give(absl::StrCat("measure ", series::QuotedName(measure_name)), key);
+          !s.ok()) {
+        return s;
       }
       v1::MeasureValue& m = (*event.mutable_measures())[measure_name];
       if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {

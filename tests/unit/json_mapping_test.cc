@@ -1,5 +1,6 @@
 #include "services/ingest/json_mapping.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/time/time_units.h"
 #include "gtest/gtest.h"
 
@@ -119,8 +120,31 @@ TEST(JsonMapping, TwoKeysOfOneMeasureAreMalformed) {
       R"( "temperature_MEASURE": 2})",
       m, kArrivalUs);
   ASSERT_FALSE(e.ok());
-  EXPECT_NE(e.status().message().find("are both measure \"temperature\""), std::string::npos)
+  EXPECT_NE(e.status().message().find("both give measure \"temperature\""), std::string::npos)
       << e.status();
+  // The same for the device id and the time: the later key does not silently win.
+  const absl::StatusOr<v1::Event> device = JsonToEvent(
+      R"({"Time": 1609757175225, "DeviceID": "a", "deviceId": "b", "x_measure": 1})", m,
+      kArrivalUs);
+  ASSERT_FALSE(device.ok());
+  EXPECT_NE(device.status().message().find("both give the device id"), std::string::npos)
+      << device.status();
+  EXPECT_FALSE(JsonToEvent(R"({"Time": 1, "TIME": 2, "DeviceID": "d", "x_measure": 1})", m,
+                           kArrivalUs)
+                   .ok());
+  // A null time unit is absent: the format's default unit (milliseconds here).
+  const absl::StatusOr<v1::Event> unit = JsonToEvent(
+      R"({"Time": 1609757175225, "TimeUnit": null, "DeviceID": "d", "x_measure": 1})", m,
+      kArrivalUs);
+  ASSERT_TRUE(unit.ok()) << unit.status();
+  EXPECT_EQ(unit->time(), 1609757175225000);
+  // An unknown unit is quoted in part, however long.
+  const absl::StatusOr<v1::Event> long_unit = JsonToEvent(
+      absl::StrCat(R"({"Time": 1, "TimeUnit": ")", std::string(5000, 'w'),
+                   R"(", "DeviceID": "d", "x_measure": 1})"),
+      m, kArrivalUs);
+  ASSERT_FALSE(long_unit.ok());
+  EXPECT_LT(long_unit.status().message().size(), 200u);
 }
 
 // A nanosecond stamp sent as milliseconds is beyond what Tidemark handles: not malformed JSON

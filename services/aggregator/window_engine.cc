@@ -111,10 +111,13 @@ PartitionWindows::PartitionWindows(const WindowConfig& config, std::string raw_t
                                       absl::ToInt64Microseconds(config_.future_clock_lead));
     }
   }
-  // A checkpoint that did not record how far it had processed (v1, v2) replays up to the
-  // first record that raises the restored newest event time, which no replayed record does.
-  if (restored.after_records) {
-    replay_end_ = restored.replay_end >= 0 ? restored.replay_end : INT64_MAX;
+  // The records a restart replays are progress (see Process). A checkpoint that did not record
+  // how far it had processed (v1, v2) replays the records ingested before this restart; an
+  // offset set by hand (no metadata, no watermark) replays nothing.
+  if (restored.replay_end >= 0) {
+    replay_end_ = restored.replay_end;
+  } else if (restored.after_records && restored.watermark_us != INT64_MIN) {
+    replay_ingested_before_us_ = restored_at_us;
   }
   // Windows the checkpoint's lateness had evicted by its watermark are not rebuilt by the
   // replay. A larger lateness now would reopen one from its later points alone and emit that
@@ -235,8 +238,8 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
   // watermark, and counting it would keep a quiet device's last window open for as long as
   // the other sends.
   const bool raises = newest_uncorrected != INT64_MIN && newest_uncorrected > max_event_us_;
-  if (raises && replay_end_ == INT64_MAX) replay_end_ = offset;  // see the constructor
-  if (last_progress_wall_us_ == INT64_MIN || raises || offset < replay_end_) {
+  const bool replayed = offset < replay_end_ || event.ingest_time_us() < replay_ingested_before_us_;
+  if (last_progress_wall_us_ == INT64_MIN || raises || replayed) {
     last_progress_wall_us_ = now_us;
   }
   // The watermark moves after the record's own points, and never for corrected points.

@@ -228,6 +228,9 @@ class PartitionWindows final {
   /// Records below this offset are a replay of what the checkpoint had processed: progress
   /// for the idle timeout, though behind the restored newest event time.
   int64_t replay_end_ = 0;
+  /// So are records ingested before this wall time, when the checkpoint did not record its
+  /// replay end (v1, v2): those are the ones it can have processed.
+  int64_t replay_ingested_before_us_ = INT64_MIN;
   /// Nodes, so that SeriesState can point at a window until it is evicted.
   absl::node_hash_map<Key, Window> windows_;
   /// Windows not yet closed, by end; and every live window, by end + allowed lateness.

@@ -601,6 +601,47 @@ TEST(WindowEngine, ADeviceRepeatingOneReadingDoesNotKeepAPartitionOpen) {
   EXPECT_EQ(emitted, 1u);
 }
 
+// A restore that does not know its replay's end must not treat every later record as
+// replayed: after an offset set by hand, a partition of clock-corrected points still closes
+// their windows; after a v2 checkpoint, a replayed window still closes while only a device
+// repeating one reading sends (records ingested after the restart are not a replay).
+TEST(WindowEngine, ARestoreWithoutAReplayEndStillGoesIdle) {
+  auto handled = [](const EngineOutput& out, const std::string& device) {
+    size_t n = 0;
+    for (const auto& a : out.emissions) n += a.series().dimensions().at("device_id") == device;
+    for (const auto& l : out.late) n += l.series().dimensions().at("device_id") == device;
+    return n;
+  };
+  const int64_t wall = kBase + 1 * kS;
+  {
+    const absl::StatusOr<Checkpoint> reset = Checkpoint::Decode(500, "");
+    ASSERT_TRUE(reset.ok());
+    PartitionWindows w(TestConfig(), "raw", 0, *reset, wall);
+    EngineOutput out;
+    for (int s = 0; s <= 20; ++s) {
+      const int64_t now = wall + s * kS;
+      w.Process(500 + s, At(now + 3600 * kS, 2.0, "fast", std::nullopt, now), now, out);
+      w.AdvanceIfIdle(now, out);
+    }
+    EXPECT_GE(handled(out, "fast"), 1u) << "after an offset set by hand";
+  }
+  {
+    const absl::StatusOr<Checkpoint> v2 = Checkpoint::Decode(
+        7, absl::StrCat("v2 ", kBase - 1 * kS, " ", kBase + 1 * kS, " ", 10 * kS));
+    ASSERT_TRUE(v2.ok());
+    PartitionWindows w(TestConfig(), "raw", 0, *v2, wall);
+    EngineOutput out;
+    // Replayed: ingested before the restart, not beyond the restored newest time.
+    w.Process(7, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, kBase + 1 * kS), wall, out);
+    for (int s = 1; s <= 20; ++s) {
+      const int64_t now = wall + s * kS;
+      w.Process(7 + s, At(kBase + 1 * kS, 2.0, "stuck", std::nullopt, now), now, out);
+      w.AdvanceIfIdle(now, out);
+    }
+    EXPECT_EQ(handled(out, "d1"), 1u) << "after a v2 checkpoint";
+  }
+}
+
 // A replay after a restart is behind the restored newest event time, but its points land in
 // live windows: it is progress. A replay that takes longer than the idle timeout (minutes of
 // records behind the checkpoint) must not jump the watermark to the wall clock half-way and

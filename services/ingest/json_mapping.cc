@@ -102,12 +102,18 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
   // case and measure keys lose their suffix, so two keys of a record can give one thing, and
   // one value must not silently replace the other. (A key repeated exactly is JSON's own
   // duplicate: the parser keeps the last, as most do.)
+  // Keyed by what was given, in full ("measure " and the whole name: two long names may share
+  // the start their messages quote).
   std::map<std::string, std::string> given;
   auto give = [&given](const std::string& what, const std::string& key) -> absl::Status {
     auto [it, added] = given.try_emplace(what, key);
     if (added) return absl::OkStatus();
+    const std::string described = absl::StartsWith(what, "measure ")
+                                      ? absl::StrCat("measure ", series::QuotedName(what.substr(8)))
+                                      : what;
     return absl::InvalidArgumentError(absl::StrCat(series::QuotedName(it->second), " and ",
-                                                   series::QuotedName(key), " both give ", what));
+                                                   series::QuotedName(key), " both give ",
+                                                   described));
   };
   for (const auto& [key, value] : doc.items()) {
     if (SameKey(key, mapping.time_key())) {
@@ -170,8 +176,7 @@ absl::StatusOr<v1::Event> JsonToEvent(absl::string_view text, const v1::JsonMapp
           absl::StrCat(series::QuotedName(key), " holds a nested value"));
     }
     if (is_measure) {
-      if (absl::Status s = give(absl::StrCat("measure ", series::QuotedName(measure_name)), key);
-          !s.ok()) {
+      if (absl::Status s = give(absl::StrCat("measure ", measure_name), key); !s.ok()) {
         return s;
       }
       v1::MeasureValue& m = (*event.mutable_measures())[measure_name];

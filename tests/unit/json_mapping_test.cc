@@ -132,6 +132,14 @@ TEST(JsonMapping, TwoKeysOfOneMeasureAreMalformed) {
   EXPECT_FALSE(JsonToEvent(R"({"Time": 1, "TIME": 2, "DeviceID": "d", "x_measure": 1})", m,
                            kArrivalUs)
                    .ok());
+  // Two long names that share the start their messages quote are two measures.
+  const std::string stem(70, 'x');
+  const absl::StatusOr<v1::Event> long_names = JsonToEvent(
+      absl::StrCat(R"({"Time": 1609757175225, "DeviceID": "d", ")", stem, R"(a_measure": 1, ")",
+                   stem, R"(b_measure": 2})"),
+      m, kArrivalUs);
+  ASSERT_TRUE(long_names.ok()) << long_names.status();
+  EXPECT_EQ(long_names->measures_size(), 2);
   // A null time unit is absent: the format's default unit (milliseconds here).
   const absl::StatusOr<v1::Event> unit = JsonToEvent(
       R"({"Time": 1609757175225, "TimeUnit": null, "DeviceID": "d", "x_measure": 1})", m,

@@ -292,12 +292,10 @@ TEST(BadInput, AStreamMessageBeyondTheRequestLimitEndsTheStream) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
   EXPECT_TRUE(absl::StrContains(status.error_message(), "has 101 events; send at most 100"))
       << status.error_message();
-  const auto& trailers = ctx.GetServerTrailingMetadata();
-  const auto answer_bytes = trailers.find("tidemark-write-response-bin");
-  ASSERT_NE(answer_bytes, trailers.end());
+  const std::optional<std::string> answer_bytes = testing::StreamAnswerBytes(ctx);
+  ASSERT_TRUE(answer_bytes.has_value());
   v1::WriteResponse answer;
-  ASSERT_TRUE(answer.ParseFromString(
-      std::string(answer_bytes->second.data(), answer_bytes->second.size())));
+  ASSERT_TRUE(answer.ParseFromString(*answer_bytes));
   EXPECT_EQ(answer.accepted(), 100) << "the first message is durable";
   EXPECT_EQ(answer.rejected_size(), 0);
   // Nothing of the oversized message was stored (its events have times of their own).

@@ -209,18 +209,16 @@ TEST(BrokerFaults, AStreamThatKafkaFailsEndsWhileItsClientWaits) {
   EXPECT_TRUE(absl::StrContains(status.error_message(), "0 events of this stream"))
       << status.error_message();
   EXPECT_LT(absl::Now() - sent, absl::Seconds(30)) << "ended by the client's deadline";
-  const auto& trailers = ctx.GetServerTrailingMetadata();
-  const auto answer_bytes = trailers.find("tidemark-write-response-bin");
-  ASSERT_NE(answer_bytes, trailers.end());
+  const std::optional<std::string> answer_bytes = testing::StreamAnswerBytes(ctx);
+  ASSERT_TRUE(answer_bytes.has_value());
   v1::WriteResponse answer;
-  ASSERT_TRUE(answer.ParseFromString(
-      std::string(answer_bytes->second.data(), answer_bytes->second.size())));
+  ASSERT_TRUE(answer.ParseFromString(*answer_bytes));
   EXPECT_EQ(answer.accepted(), 0);
   ASSERT_GT(answer.rejected_size(), 0);
   EXPECT_LT(answer.rejected_size(), 1000) << "the trailer is bounded";
   EXPECT_EQ(answer.rejected_size() + answer.rejected_unlisted(), 1000);
   EXPECT_EQ(answer.rejected(0).index(), 1);
-  EXPECT_LE(answer_bytes->second.size(), 2048u);
+  EXPECT_LE(answer_bytes->size(), 2048u);
   Control(control.Up(2));
 }
 

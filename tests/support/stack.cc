@@ -230,4 +230,11 @@ std::string Stack::Sql(const std::string& sql) {
   return out.ok() ? *out : "";
 }
 
+std::optional<std::string> StreamAnswerBytes(const grpc::ClientContext& ctx) {
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  const auto answer = trailers.find("tidemark-write-response-bin");
+  if (answer == trailers.end()) return std::nullopt;
+  return std::string(answer->second.data(), answer->second.size());
+}
+
 }  // namespace tidemark::testing

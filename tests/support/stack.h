@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,5 +106,9 @@ class Stack {
 
 /// The JSON summary line the simulator prints last.
 nlohmann::json SimulatorSummary(const std::string& log);
+
+/// What a failed WriteStream answered in its trailer `tidemark-write-response-bin`
+/// (ingest.proto): the WriteResponse's bytes, or nullopt when the trailer is missing.
+std::optional<std::string> StreamAnswerBytes(const grpc::ClientContext& ctx);
 
 }  // namespace tidemark::testing

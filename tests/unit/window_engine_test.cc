@@ -1,5 +1,6 @@
 #include "services/aggregator/window_engine.h"
 
+#include <functional>
 #include <map>
 #include <random>
 
@@ -540,65 +541,45 @@ TEST(WindowEngine, BoolAndStringEventsMoveTheWatermarkToo) {
   EXPECT_EQ(d.windows().watermark_us(), kBase + 12 * kS);
 }
 
-TEST(WindowEngine, APartitionOfOnlyCorrectedPointsGoesIdleAndCloses) {
+// Device d1 sends one reading, then only `other(now)` arrives, once a wall-clock second for
+// 20 s (the idle timeout is 5 s): how often d1's window was emitted.
+size_t QuietDeviceEmissionsWhileOnly(const std::function<v1::Event(int64_t now)>& other) {
   Driver d;
   const int64_t wall = kBase + 1 * kS;
   EngineOutput out;
   d.windows().Process(0, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, wall), wall, out);
-  // A device whose clock is an hour ahead keeps sending: every point is corrected, none may
-  // move the watermark, yet records keep arriving.
-  size_t emitted = 0;
   for (int s = 1; s <= 20; ++s) {
     const int64_t now = wall + s * kS;
-    d.windows().Process(s, At(now + 3600 * kS, 2.0, "fast", std::nullopt, now), now, out);
+    d.windows().Process(s, other(now), now, out);
     d.windows().AdvanceIfIdle(now, out);
   }
-  for (const auto& a : out.emissions) {
-    if (a.series().dimensions().at("device_id") == "d1") ++emitted;
-  }
-  EXPECT_EQ(emitted, 1u)
-      << "no record moved the watermark for the idle timeout: the wall clock does";
+  size_t emitted = 0;
+  for (const auto& a : out.emissions) emitted += a.series().dimensions().at("device_id") == "d1";
+  return emitted;
 }
 
-// Records behind the newest event time move no watermark, so they do not keep a partition
-// from going idle: a device whose clock lags by hours must not hold another device's last
-// window open until its own clock reaches it.
-TEST(WindowEngine, ALaggingClockDoesNotKeepAQuietPartitionOpen) {
-  Driver d;
-  const int64_t wall = kBase + 1 * kS;
-  EngineOutput out;
-  d.windows().Process(0, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, wall), wall, out);
-  size_t emitted = 0;
-  for (int s = 1; s <= 20; ++s) {
-    const int64_t now = wall + s * kS;
-    // Five hours behind: within retention, never beyond the newest event time.
-    d.windows().Process(s, At(now - 5 * 3600 * kS, 2.0, "slow", std::nullopt, now), now, out);
-    d.windows().AdvanceIfIdle(now, out);
-  }
-  for (const auto& a : out.emissions) {
-    if (a.series().dimensions().at("device_id") == "d1") ++emitted;
-  }
-  EXPECT_EQ(emitted, 1u) << "d1's window closes once no record raised the newest event time "
-                            "for the idle timeout";
-}
-
-// A device re-sending one reading (a stopped clock, or firmware repeating its last value)
-// within the lateness moves no watermark: it must not keep the partition from going idle.
-TEST(WindowEngine, ADeviceRepeatingOneReadingDoesNotKeepAPartitionOpen) {
-  Driver d;
-  const int64_t wall = kBase + 1 * kS;
-  EngineOutput out;
-  d.windows().Process(0, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, wall), wall, out);
-  size_t emitted = 0;
-  for (int s = 1; s <= 20; ++s) {
-    const int64_t now = wall + s * kS;
-    d.windows().Process(s, At(kBase + 1 * kS, 2.0, "stuck", std::nullopt, now), now, out);
-    d.windows().AdvanceIfIdle(now, out);
-  }
-  for (const auto& a : out.emissions) {
-    if (a.series().dimensions().at("device_id") == "d1") ++emitted;
-  }
-  EXPECT_EQ(emitted, 1u);
+// No record moved the watermark for the idle timeout: the wall clock does. Records keep
+// arriving, but none raises the partition's newest event time:
+// - a device whose clock is an hour ahead (every point corrected, none may move it);
+// - a device whose clock lags by hours (it must not hold the others' windows open until its
+//   own clock reaches them);
+// - a device re-sending one reading (a stopped clock, or firmware repeating its last value).
+TEST(WindowEngine, RecordsThatRaiseNoEventTimeLetAQuietPartitionClose) {
+  EXPECT_EQ(QuietDeviceEmissionsWhileOnly([](int64_t now) {
+              return At(now + 3600 * kS, 2.0, "fast", std::nullopt, now);
+            }),
+            1u)
+      << "clock-corrected points";
+  EXPECT_EQ(QuietDeviceEmissionsWhileOnly([](int64_t now) {
+              return At(now - 5 * 3600 * kS, 2.0, "slow", std::nullopt, now);
+            }),
+            1u)
+      << "a clock hours behind";
+  EXPECT_EQ(QuietDeviceEmissionsWhileOnly([](int64_t now) {
+              return At(kBase + 1 * kS, 2.0, "stuck", std::nullopt, now);
+            }),
+            1u)
+      << "one reading repeated";
 }
 
 // A restore that does not know its replay's end must not treat every later record as

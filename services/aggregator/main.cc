@@ -25,8 +25,8 @@ ABSL_FLAG(absl::Duration, max_out_of_orderness, absl::Seconds(5),
 ABSL_FLAG(absl::Duration, allowed_lateness, absl::Minutes(2),
           "Late points within this update and re-emit their window; later ones are repaired");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
-          "A partition whose newest event time has not risen this long (a replay after a "
-          "restart aside) advances its watermark with the wall clock");
+          "A partition without records a window could still take (on time, or late within the "
+          "lateness) this long advances its watermark with the wall clock");
 ABSL_FLAG(absl::Duration, future_clock_lead, absl::Minutes(15),
           "Points further ahead of their ingest time are windowed at the ingest time");
 ABSL_FLAG(absl::Duration, commit_interval, absl::Seconds(1),

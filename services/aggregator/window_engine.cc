@@ -232,14 +232,14 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
     // A series whose points all went beyond the lateness opened no window to keep it.
     if (state.open_windows == 0) series_.erase(it);
   }
-  // Progress, which holds off the idle advance, is a record that raises the newest event
-  // time, or one of a replay after a restart (behind the restored newest time). One behind it
-  // otherwise (a device whose clock lags, or one re-sending an old reading) moves no
-  // watermark, and counting it would keep a quiet device's last window open for as long as
-  // the other sends.
+  // Progress, which holds off the idle advance, is a record with an uncorrected point some
+  // window can still take (readings stamped alike, as meters send their interval's start,
+  // keep arriving for an open window), or one of a replay after a restart. A device whose
+  // clock lags hours behind, every point beyond the lateness, is not: counting it would keep
+  // a quiet device's last window open until the lagging clock reached it.
   const bool raises = newest_uncorrected != INT64_MIN && newest_uncorrected > max_event_us_;
   const bool replayed = offset < replay_end_ || event.ingest_time_us() < replay_ingested_before_us_;
-  if (last_progress_wall_us_ == INT64_MIN || raises || replayed) {
+  if (last_progress_wall_us_ == INT64_MIN || replayed || IsLive(newest_uncorrected)) {
     last_progress_wall_us_ = now_us;
   }
   // The watermark moves after the record's own points, and never for corrected points.
@@ -247,6 +247,16 @@ void PartitionWindows::Process(int64_t offset, const series::EventView& event, i
   const int64_t candidate =
       SaturatingSub(max_event_us_, absl::ToInt64Microseconds(config_.out_of_orderness));
   if (candidate > watermark_us_) AdvanceWatermark(candidate, offset, out);
+}
+
+bool PartitionWindows::IsLive(int64_t time_us) const {
+  if (time_us == INT64_MIN) return false;
+  if (watermark_us_ == INT64_MIN) return true;
+  const int64_t lateness = absl::ToInt64Microseconds(config_.allowed_lateness);
+  for (const int64_t size : sizes_us_) {
+    if (FloorTo(time_us, size) + size + lateness > watermark_us_) return true;
+  }
+  return false;
 }
 
 void PartitionWindows::AddPoint(int64_t offset, SeriesState& state, int64_t time_us,
@@ -359,9 +369,9 @@ void PartitionWindows::Emit(const Key& key, Window& w, int64_t version_offset, E
 
 void PartitionWindows::AdvanceIfIdle(int64_t now_us, EngineOutput& out) {
   if (last_progress_wall_us_ == INT64_MIN) return;  // nothing processed: nothing to close
-  // Idle means no record raised the newest event time (nor was replayed) for the idle
-  // timeout, so that a partition of clock-corrected, undecodable or lagging records still
-  // closes its windows.
+  // Idle means no record brought a point a window could still take (nor was replayed) for
+  // the idle timeout, so that a partition of clock-corrected, undecodable or hours-late
+  // records still closes its windows.
   if (now_us - last_progress_wall_us_ < absl::ToInt64Microseconds(config_.idle_timeout)) return;
   const int64_t candidate = now_us - absl::ToInt64Microseconds(config_.out_of_orderness);
   if (candidate > watermark_us_) AdvanceWatermark(candidate, next_offset_ - 1, out);

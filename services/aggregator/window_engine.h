@@ -30,8 +30,8 @@ struct WindowConfig {
   /// A point for a window whose end is behind the watermark by less than this updates the
   /// window and re-emits it; later points go to tidemark.late for repair.
   absl::Duration allowed_lateness = absl::Minutes(2);
-  /// A partition where no record raised the newest event time for this long (a replay after a
-  /// restart aside) advances its watermark with the wall clock.
+  /// A partition where no record brought an uncorrected point a window could still take for
+  /// this long (a replay after a restart aside) advances its watermark with the wall clock.
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration future_clock_lead = absl::Minutes(15);
 };
@@ -153,9 +153,9 @@ class PartitionWindows final {
   void Process(int64_t offset, const v1::Event& event, int64_t now_us, EngineOutput& out);
   /// A record that is not an event: skipped, but consumed.
   void Skip(int64_t offset, int64_t now_us);
-  /// If no record raised the newest event time (nor was replayed) for the idle timeout,
-  /// advances the watermark to the wall clock minus the out-of-orderness bound, closing and
-  /// evicting windows.
+  /// If no record brought a point a window could still take (nor was replayed) for the idle
+  /// timeout, advances the watermark to the wall clock minus the out-of-orderness bound,
+  /// closing and evicting windows.
   void AdvanceIfIdle(int64_t now_us, EngineOutput& out);
 
   /// Where to resume after a restart: the lowest offset a live window still needs, or the
@@ -207,6 +207,9 @@ class PartitionWindows final {
   using WindowQueue = std::priority_queue<std::pair<int64_t, Key>,
                                           std::vector<std::pair<int64_t, Key>>, std::greater<>>;
 
+  /// Whether a point at `time_us` lands in a window of some size not yet beyond the
+  /// lateness, so that its record counts as progress for the idle timeout.
+  bool IsLive(int64_t time_us) const;
   void AddPoint(int64_t offset, SeriesState& state, int64_t time_us, const WindowPoint& point,
                 const series::MeasureValueView& raw_value, EngineOutput& out);
   void AdvanceWatermark(int64_t watermark_us, int64_t version_offset, EngineOutput& out);
@@ -222,8 +225,8 @@ class PartitionWindows final {
   int64_t watermark_us_;
   int64_t max_event_us_;
   int64_t next_offset_;
-  /// Wall time of the last record that raised the newest event time or was replayed, or of
-  /// the first record.
+  /// Wall time of the last record with a point a window could still take (IsLive) or that
+  /// was replayed, or of the first record.
   int64_t last_progress_wall_us_ = INT64_MIN;
   /// Records below this offset are a replay of what the checkpoint had processed: progress
   /// for the idle timeout, though behind the restored newest event time.

@@ -558,13 +558,12 @@ size_t QuietDeviceEmissionsWhileOnly(const std::function<v1::Event(int64_t now)>
   return emitted;
 }
 
-// No record moved the watermark for the idle timeout: the wall clock does. Records keep
-// arriving, but none raises the partition's newest event time:
-// - a device whose clock is an hour ahead (every point corrected, none may move it);
-// - a device whose clock lags by hours (it must not hold the others' windows open until its
-//   own clock reaches them);
-// - a device re-sending one reading (a stopped clock, or firmware repeating its last value).
-TEST(WindowEngine, RecordsThatRaiseNoEventTimeLetAQuietPartitionClose) {
+// No record brought a point a window could still take for the idle timeout: the wall clock
+// moves the watermark. Records keep arriving, but
+// - from a device whose clock is an hour ahead (every point corrected, none may move it);
+// - from a device whose clock lags by hours (it must not hold the others' windows open until
+//   its own clock reaches them).
+TEST(WindowEngine, RecordsNoWindowCanTakeLetAQuietPartitionClose) {
   EXPECT_EQ(QuietDeviceEmissionsWhileOnly([](int64_t now) {
               return At(now + 3600 * kS, 2.0, "fast", std::nullopt, now);
             }),
@@ -575,17 +574,23 @@ TEST(WindowEngine, RecordsThatRaiseNoEventTimeLetAQuietPartitionClose) {
             }),
             1u)
       << "a clock hours behind";
-  EXPECT_EQ(QuietDeviceEmissionsWhileOnly([](int64_t now) {
-              return At(kBase + 1 * kS, 2.0, "stuck", std::nullopt, now);
+}
+
+// Readings stamped alike keep arriving for an open window (meters sending their interval's
+// start, one after another): the partition is not idle, and the window waits for them,
+// though none raises the newest event time.
+TEST(WindowEngine, ReadingsStampedAlikeKeepTheirWindowOpen) {
+  int meter = 0;
+  EXPECT_EQ(QuietDeviceEmissionsWhileOnly([&meter](int64_t now) {
+              return At(kBase + 1 * kS, 2.0, absl::StrCat("meter-", meter++), std::nullopt, now);
             }),
-            1u)
-      << "one reading repeated";
+            0u);
 }
 
 // A restore that does not know its replay's end must not treat every later record as
 // replayed: after an offset set by hand, a partition of clock-corrected points still closes
 // their windows; after a v2 checkpoint, a replayed window still closes while only a device
-// repeating one reading sends (records ingested after the restart are not a replay).
+// hours behind sends (records ingested after the restart are not a replay).
 TEST(WindowEngine, ARestoreWithoutAReplayEndStillGoesIdle) {
   auto handled = [](const EngineOutput& out, const std::string& device) {
     size_t n = 0;
@@ -616,7 +621,7 @@ TEST(WindowEngine, ARestoreWithoutAReplayEndStillGoesIdle) {
     w.Process(7, At(kBase + 1 * kS, 1.0, "d1", std::nullopt, kBase + 1 * kS), wall, out);
     for (int s = 1; s <= 20; ++s) {
       const int64_t now = wall + s * kS;
-      w.Process(7 + s, At(kBase + 1 * kS, 2.0, "stuck", std::nullopt, now), now, out);
+      w.Process(7 + s, At(now - 5 * 3600 * kS, 2.0, "slow", std::nullopt, now), now, out);
       w.AdvanceIfIdle(now, out);
     }
     EXPECT_EQ(handled(out, "d1"), 1u) << "after a v2 checkpoint";
